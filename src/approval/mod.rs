@@ -1,0 +1,524 @@
+//! Requests, approvals and grants.
+//!
+//! A request moves `pending → approved | denied | expired | cancelled`, once. Exactly one
+//! waiter (the held session) sleeps on a oneshot channel and is woken by the transition, so a
+//! decision reaches the session without polling and 1,000 held statements cost 1,000 small
+//! map entries. The lock is a plain mutex held for map operations only, never across an await.
+//!
+//! Invariants: the requester never counts as an approver; only the rule's approvers count;
+//! `approvals_required` distinct approvers are needed; one denial ends the request; a grant
+//! never outlives its `expires_at` nor the rule's `max_grant`.
+
+mod grants;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, oneshot};
+
+pub use grants::{Grant, GrantScope};
+
+use crate::config::User;
+use crate::policy::Class;
+use crate::policy::rules::Approver;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Denied => "denied",
+            State::Expired => "expired",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        [
+            State::Pending,
+            State::Approved,
+            State::Denied,
+            State::Expired,
+            State::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApprovalRecord {
+    pub by: String,
+    pub at: u64,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_secs: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Impact {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A request as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestView {
+    pub id: String,
+    pub state: State,
+    pub user: String,
+    pub target: String,
+    pub protocol: String,
+    pub class: Class,
+    pub statement: String,
+    pub tables: Vec<String>,
+    pub rule: String,
+    pub source: String,
+    pub session: String,
+    pub created_at: u64,
+    pub expires_at: u64,
+    pub approvals: Vec<ApprovalRecord>,
+    pub approvals_required: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    pub impact: Impact,
+}
+
+/// What a held session learns.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Approved {
+        by: Vec<String>,
+        grant: Option<String>,
+    },
+    Denied {
+        by: String,
+        reason: String,
+    },
+    Expired,
+    Cancelled {
+        reason: String,
+    },
+}
+
+/// Everything needed to open a request.
+pub struct NewRequest {
+    pub user: String,
+    pub target: String,
+    pub protocol: &'static str,
+    pub class: Class,
+    pub statement: String,
+    pub tables: Vec<String>,
+    pub rule: String,
+    pub source: String,
+    pub session: String,
+    pub approvers: Vec<Approver>,
+    pub approvals_required: u32,
+    pub hold_timeout: Duration,
+    pub max_grant: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecideError {
+    #[error("no such request")]
+    NotFound,
+    #[error("the request is no longer pending (it is {0})")]
+    NotPending(&'static str),
+    #[error("you cannot approve your own request")]
+    OwnRequest,
+    #[error("you are not an approver for this request's rule")]
+    NotApprover,
+    #[error("you have already approved this request")]
+    AlreadyApproved,
+    #[error("grant_secs {0} is over the rule's max_grant of {1} seconds")]
+    GrantTooLong(u64, u64),
+    #[error("grant_secs must be at least 1")]
+    GrantZero,
+}
+
+/// A change every listener (API stream, webhooks, audit) hears about.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Created(RequestView),
+    Decided(RequestView),
+    GrantCreated(Grant),
+    GrantRevoked(Grant),
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Created(_) => "request.created",
+            Event::Decided(r) => match r.state {
+                State::Approved => "request.approved",
+                State::Denied => "request.denied",
+                State::Expired => "request.expired",
+                State::Cancelled => "request.cancelled",
+                State::Pending => "request.updated",
+            },
+            Event::GrantCreated(_) => "grant.created",
+            Event::GrantRevoked(_) => "grant.revoked",
+        }
+    }
+}
+
+struct Entry {
+    view: RequestView,
+    approvers: Vec<Approver>,
+    max_grant: Duration,
+    waiter: Option<oneshot::Sender<Outcome>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: HashMap<String, Entry>,
+    /// Decided request ids, oldest first, for bounded retention in memory.
+    decided: std::collections::VecDeque<String>,
+    grants: grants::Grants,
+}
+
+/// How many decided requests stay in memory (the audit trail keeps them all).
+const KEEP_DECIDED: usize = 10_000;
+
+pub struct Approvals {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Event>,
+}
+
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn new_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut r: u64 = rand::random();
+    let mut s = String::with_capacity(prefix.len() + 10);
+    s.push_str(prefix);
+    for _ in 0..10 {
+        s.push(ALPHABET[(r & 31) as usize] as char);
+        r >>= 5;
+    }
+    s
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Approvals {
+    pub fn new() -> Self {
+        Approvals {
+            inner: Mutex::new(Inner::default()),
+            events: broadcast::channel(4096).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the whole proxy, so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Open a request; the receiver resolves when it is decided, expires or is cancelled.
+    pub fn create(&self, n: NewRequest) -> (RequestView, oneshot::Receiver<Outcome>) {
+        let now = SystemTime::now();
+        let (tx, rx) = oneshot::channel();
+        let view = RequestView {
+            id: new_id("r"),
+            state: State::Pending,
+            user: n.user,
+            target: n.target,
+            protocol: n.protocol.to_string(),
+            class: n.class,
+            statement: n.statement,
+            tables: n.tables,
+            rule: n.rule,
+            source: n.source,
+            session: n.session,
+            created_at: unix_secs(now),
+            expires_at: unix_secs(now + n.hold_timeout),
+            approvals: Vec::new(),
+            approvals_required: n.approvals_required.max(1),
+            decided_by: None,
+            reason: None,
+            grant: None,
+            impact: Impact::default(),
+        };
+        self.lock().requests.insert(
+            view.id.clone(),
+            Entry {
+                view: view.clone(),
+                approvers: n.approvers,
+                max_grant: n.max_grant,
+                waiter: Some(tx),
+            },
+        );
+        self.emit(Event::Created(view.clone()));
+        (view, rx)
+    }
+
+    pub fn set_impact(&self, id: &str, impact: Impact) {
+        if let Some(e) = self.lock().requests.get_mut(id) {
+            e.view.impact = impact;
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<RequestView> {
+        self.lock().requests.get(id).map(|e| e.view.clone())
+    }
+
+    pub fn list(&self, state: Option<State>) -> Vec<RequestView> {
+        let mut v: Vec<RequestView> = self
+            .lock()
+            .requests
+            .values()
+            .filter(|e| state.is_none_or(|s| e.view.state == s))
+            .map(|e| e.view.clone())
+            .collect();
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        v
+    }
+
+    /// Move a pending request to a final state and wake its waiter.
+    fn finish(&self, inner: &mut Inner, id: &str, state: State, outcome: Outcome) -> RequestView {
+        let mut view = None;
+        if let Some(e) = inner.requests.get_mut(id) {
+            e.view.state = state;
+            if let Some(w) = e.waiter.take() {
+                let _ = w.send(outcome);
+            }
+            view = Some(e.view.clone());
+        }
+        inner.decided.push_back(id.to_string());
+        while inner.decided.len() > KEEP_DECIDED {
+            if let Some(old) = inner.decided.pop_front() {
+                inner.requests.remove(&old);
+            }
+        }
+        view.unwrap_or_else(|| unreachable_view(id))
+    }
+
+    pub fn approve(
+        &self,
+        id: &str,
+        approver: &User,
+        reason: &str,
+        grant_secs: Option<u64>,
+    ) -> Result<RequestView, DecideError> {
+        let mut inner = self.lock();
+        let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
+        check_decider(e, approver)?;
+        if let Some(secs) = grant_secs {
+            if secs == 0 {
+                return Err(DecideError::GrantZero);
+            }
+            if secs > e.max_grant.as_secs() {
+                return Err(DecideError::GrantTooLong(secs, e.max_grant.as_secs()));
+            }
+        }
+        if e.view.approvals.iter().any(|a| a.by == approver.name) {
+            return Err(DecideError::AlreadyApproved);
+        }
+        e.view.approvals.push(ApprovalRecord {
+            by: approver.name.clone(),
+            at: unix_secs(SystemTime::now()),
+            reason: reason.to_string(),
+            grant_secs,
+        });
+        if (e.view.approvals.len() as u32) < e.view.approvals_required {
+            let view = e.view.clone();
+            drop(inner);
+            self.emit(Event::Decided(view.clone()));
+            return Ok(view);
+        }
+        // Every approver must agree to a grant; the shortest one wins.
+        let grant_secs = e
+            .view
+            .approvals
+            .iter()
+            .map(|a| a.grant_secs)
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|v| v.into_iter().min());
+        let by: Vec<String> = e.view.approvals.iter().map(|a| a.by.clone()).collect();
+        e.view.decided_by = Some(by.join(","));
+        e.view.reason = Some(reason.to_string());
+        let scope = GrantScope {
+            user: e.view.user.clone(),
+            target: e.view.target.clone(),
+            class: e.view.class,
+            tables: e.view.tables.clone(),
+        };
+        let grant = grant_secs.map(|secs| {
+            let g = inner
+                .grants
+                .add(scope, Duration::from_secs(secs), id, by.join(","));
+            g.clone()
+        });
+        if let (Some(g), Some(e)) = (&grant, inner.requests.get_mut(id)) {
+            e.view.grant = Some(g.id.clone());
+        }
+        let outcome = Outcome::Approved {
+            by,
+            grant: grant.as_ref().map(|g| g.id.clone()),
+        };
+        let view = self.finish(&mut inner, id, State::Approved, outcome);
+        drop(inner);
+        if let Some(g) = grant {
+            self.emit(Event::GrantCreated(g));
+        }
+        self.emit(Event::Decided(view.clone()));
+        Ok(view)
+    }
+
+    pub fn deny(&self, id: &str, approver: &User, reason: &str) -> Result<RequestView, DecideError> {
+        let mut inner = self.lock();
+        let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
+        check_decider(e, approver)?;
+        e.view.decided_by = Some(approver.name.clone());
+        e.view.reason = Some(reason.to_string());
+        let outcome = Outcome::Denied {
+            by: approver.name.clone(),
+            reason: reason.to_string(),
+        };
+        let view = self.finish(&mut inner, id, State::Denied, outcome);
+        drop(inner);
+        self.emit(Event::Decided(view.clone()));
+        Ok(view)
+    }
+
+    /// End a pending request without a decision. Returns false if it was no longer pending.
+    pub fn close(&self, id: &str, state: State, reason: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(e) = inner.requests.get_mut(id) else {
+            return false;
+        };
+        if e.view.state != State::Pending {
+            return false;
+        }
+        e.view.reason = Some(reason.to_string());
+        let outcome = match state {
+            State::Expired => Outcome::Expired,
+            _ => Outcome::Cancelled {
+                reason: reason.to_string(),
+            },
+        };
+        let view = self.finish(&mut inner, id, state, outcome);
+        drop(inner);
+        self.emit(Event::Decided(view));
+        true
+    }
+
+    /// Cancel every pending request (shutdown).
+    pub fn cancel_all(&self, reason: &str) -> usize {
+        let ids: Vec<String> = self
+            .list(Some(State::Pending))
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.iter()
+            .filter(|id| self.close(id, State::Cancelled, reason))
+            .count()
+    }
+
+    /// A live grant covering this statement, if any.
+    pub fn find_grant(&self, user: &str, target: &str, class: Class, tables: &[String]) -> Option<Grant> {
+        self.lock().grants.find(user, target, class, tables, SystemTime::now())
+    }
+
+    pub fn grants(&self) -> Vec<Grant> {
+        self.lock().grants.live(SystemTime::now())
+    }
+
+    pub fn revoke(&self, id: &str) -> Option<Grant> {
+        let g = self.lock().grants.revoke(id)?;
+        self.emit(Event::GrantRevoked(g.clone()));
+        Some(g)
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.lock()
+            .requests
+            .values()
+            .filter(|e| e.view.state == State::Pending)
+            .count()
+    }
+}
+
+fn unreachable_view(id: &str) -> RequestView {
+    // finish() is only called with ids looked up under the same lock.
+    tracing::error!(request = id, "request vanished while being decided");
+    RequestView {
+        id: id.to_string(),
+        state: State::Cancelled,
+        user: String::new(),
+        target: String::new(),
+        protocol: String::new(),
+        class: Class::Unknown,
+        statement: String::new(),
+        tables: Vec::new(),
+        rule: String::new(),
+        source: String::new(),
+        session: String::new(),
+        created_at: 0,
+        expires_at: 0,
+        approvals: Vec::new(),
+        approvals_required: 1,
+        decided_by: None,
+        reason: None,
+        grant: None,
+        impact: Impact::default(),
+    }
+}
+
+fn check_decider(e: &Entry, who: &User) -> Result<(), DecideError> {
+    if e.view.state != State::Pending {
+        return Err(DecideError::NotPending(e.view.state.as_str()));
+    }
+    if e.view.user == who.name {
+        return Err(DecideError::OwnRequest);
+    }
+    let allowed = e.approvers.iter().any(|a| match a {
+        Approver::User(u) => *u == who.name,
+        Approver::Group(g) => who.groups.iter().any(|wg| wg == g),
+    });
+    if !allowed {
+        return Err(DecideError::NotApprover);
+    }
+    Ok(())
+}
+
+/// Shared handle.
+pub type SharedApprovals = Arc<Approvals>;
+
+#[cfg(test)]
+mod tests;

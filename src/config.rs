@@ -1,0 +1,677 @@
+//! The TOML configuration: parsed once, validated once, then shared read-only.
+//!
+//! Two layers: [`ConfigFile`] mirrors the file exactly (`deny_unknown_fields` everywhere), and
+//! [`Config`] is the validated form the rest of the program uses (addresses parsed, durations
+//! parsed, secrets loaded and wrapped in [`Secret`], rules compiled). Validation collects every
+//! problem it finds instead of stopping at the first, so `check-config` can list them all.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::policy::rules::{self, Known, PolicySpec, Rule, RuleSpec};
+use crate::scram::Verifier;
+use crate::secret::Secret;
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: ServerSection,
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+    #[serde(default)]
+    pub targets: Vec<TargetSection>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSection>,
+    #[serde(default)]
+    pub policy: PolicySpec,
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub postgres_listen: Option<String>,
+    pub ssh_listen: Option<String>,
+    pub api_listen: String,
+    pub data_dir: PathBuf,
+    pub ssh_host_key: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+    pub startup_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    pub api_token_sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub name: String,
+    pub kind: String,
+    pub address: String,
+    pub database: Option<String>,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub tls: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: String,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    #[serde(default)]
+    pub redact_parameters: bool,
+    pub on_failure: Option<String>,
+    pub retention_days: Option<u32>,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: Server,
+    pub users: BTreeMap<String, Arc<User>>,
+    pub targets: BTreeMap<String, Arc<Target>>,
+    pub rules: Vec<Rule>,
+    pub trusted_functions: HashSet<String>,
+    pub webhooks: Vec<Webhook>,
+    pub audit: Audit,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub postgres_listen: Option<SocketAddr>,
+    pub ssh_listen: Option<SocketAddr>,
+    pub api_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub ssh_host_key: PathBuf,
+    pub tls: Option<TlsFiles>,
+    pub max_connections: usize,
+    pub max_message_bytes: usize,
+    pub startup_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub password: Option<Verifier>,
+    pub ssh_keys: Vec<String>,
+    pub api_token_sha256: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Postgres,
+    Ssh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTls {
+    Disable,
+    Prefer,
+    Require,
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    /// `host:port`, resolved at connect time.
+    pub address: String,
+    pub database: String,
+    pub user: String,
+    pub password: Option<Secret<String>>,
+    pub tls: UpstreamTls,
+    pub ca_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAuditFailure {
+    RefuseAll,
+    RefuseSensitive,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub redact_parameters: bool,
+    pub on_failure: OnAuditFailure,
+    pub retention_days: Option<u32>,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Every problem found, one human line each.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Read, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Config::parse(&text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parse and validate TOML text; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| ConfigErrors(vec![one_line(&e.to_string())]))?;
+        validate(file, base)
+    }
+
+    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
+        self.targets.get(name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&Arc<User>> {
+        self.users.get(name)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Durations are written like `30s`, `5m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn listen_addr(errs: &mut Vec<String>, key: &str, v: &Option<String>) -> Option<SocketAddr> {
+    let v = v.as_ref()?;
+    match v.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.push(format!(
+                "server.{key}: bad address {v:?} (want IP:PORT, e.g. 127.0.0.1:6432)"
+            ));
+            None
+        }
+    }
+}
+
+fn duration_or(errs: &mut Vec<String>, key: &str, v: &Option<String>, d: Duration) -> Duration {
+    match v {
+        None => d,
+        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+            errs.push(format!("{key}: {e}"));
+            d
+        }),
+    }
+}
+
+fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut errs = Vec::new();
+    let server = validate_server(&file.server, base, &mut errs);
+
+    let mut users = BTreeMap::new();
+    for (i, u) in file.users.iter().enumerate() {
+        if let Some(user) = validate_user(i, u, &mut errs)
+            && users.insert(u.name.clone(), Arc::new(user)).is_some()
+        {
+            errs.push(format!("users[{i}]: duplicate user {:?}", u.name));
+        }
+    }
+
+    let mut targets = BTreeMap::new();
+    for (i, t) in file.targets.iter().enumerate() {
+        if let Some(target) = validate_target(i, t, base, &mut errs)
+            && targets.insert(t.name.clone(), Arc::new(target)).is_some()
+        {
+            errs.push(format!("targets[{i}]: duplicate target {:?}", t.name));
+        }
+    }
+
+    let target_names: Vec<String> = targets.keys().cloned().collect();
+    let mut groups: Vec<String> = file
+        .users
+        .iter()
+        .flat_map(|u| u.groups.iter().cloned())
+        .collect();
+    groups.sort();
+    groups.dedup();
+    let user_names: Vec<String> = file.users.iter().map(|u| u.name.clone()).collect();
+    let known = Known {
+        targets: &target_names,
+        groups: &groups,
+        users: &user_names,
+    };
+    let rules = rules::compile(&file.rules, &known).unwrap_or_else(|mut e| {
+        errs.append(&mut e);
+        Vec::new()
+    });
+
+    let mut webhooks = Vec::new();
+    for (i, w) in file.webhooks.iter().enumerate() {
+        if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
+            errs.push(format!("webhooks[{i}]: url must start with http:// or https://"));
+        }
+        let timeout = duration_or(
+            &mut errs,
+            &format!("webhooks[{i}].timeout"),
+            &w.timeout,
+            Duration::from_secs(5),
+        );
+        webhooks.push(Webhook {
+            url: w.url.clone(),
+            timeout,
+        });
+    }
+
+    let on_failure = match file.audit.on_failure.as_deref() {
+        None | Some("refuse-sensitive") => OnAuditFailure::RefuseSensitive,
+        Some("refuse-all") => OnAuditFailure::RefuseAll,
+        Some(other) => {
+            errs.push(format!(
+                "audit.on_failure: {other:?} is not one of \"refuse-all\", \"refuse-sensitive\""
+            ));
+            OnAuditFailure::RefuseSensitive
+        }
+    };
+
+    if !errs.is_empty() {
+        return Err(ConfigErrors(errs));
+    }
+    let Some(server) = server else {
+        return Err(ConfigErrors(vec!["server: invalid".into()]));
+    };
+    Ok(Config {
+        server,
+        users,
+        targets,
+        rules,
+        trusted_functions: file
+            .policy
+            .trusted_functions
+            .iter()
+            .map(|f| f.to_lowercase())
+            .collect(),
+        webhooks,
+        audit: Audit {
+            redact_parameters: file.audit.redact_parameters,
+            on_failure,
+            retention_days: file.audit.retention_days,
+        },
+    })
+}
+
+fn validate_server(s: &ServerSection, base: &Path, errs: &mut Vec<String>) -> Option<Server> {
+    let postgres_listen = listen_addr(errs, "postgres_listen", &s.postgres_listen);
+    let ssh_listen = listen_addr(errs, "ssh_listen", &s.ssh_listen);
+    let api_listen = listen_addr(errs, "api_listen", &Some(s.api_listen.clone()));
+    let tls = match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) => {
+            let (cert, key) = (resolve(base, c), resolve(base, k));
+            for (what, p) in [("tls_cert", &cert), ("tls_key", &key)] {
+                if let Err(e) = std::fs::metadata(p) {
+                    errs.push(format!("server.{what}: cannot read {}: {e}", p.display()));
+                }
+            }
+            Some(TlsFiles { cert, key })
+        }
+        (None, None) => None,
+        _ => {
+            errs.push("server: tls_cert and tls_key must be set together".into());
+            None
+        }
+    };
+    let max_message_bytes = s.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES);
+    if !(1024..=1 << 30).contains(&max_message_bytes) {
+        errs.push("server.max_message_bytes: must be between 1024 and 1073741824".into());
+    }
+    let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        errs.push("server.max_connections: must be at least 1".into());
+    }
+    let startup_timeout = duration_or(
+        errs,
+        "server.startup_timeout",
+        &s.startup_timeout,
+        Duration::from_secs(30),
+    );
+    let drain_timeout = duration_or(
+        errs,
+        "server.drain_timeout",
+        &s.drain_timeout,
+        Duration::from_secs(30),
+    );
+    let data_dir = resolve(base, &s.data_dir);
+    let ssh_host_key = s
+        .ssh_host_key
+        .as_ref()
+        .map(|p| resolve(base, p))
+        .unwrap_or_else(|| data_dir.join("ssh_host_ed25519_key"));
+    Some(Server {
+        postgres_listen,
+        ssh_listen,
+        api_listen: api_listen?,
+        data_dir,
+        ssh_host_key,
+        tls,
+        max_connections,
+        max_message_bytes,
+        startup_timeout,
+        drain_timeout,
+    })
+}
+
+fn validate_user(i: usize, u: &UserSection, errs: &mut Vec<String>) -> Option<User> {
+    let at = format!("users[{i}] {:?}", u.name);
+    if u.name.is_empty() {
+        errs.push(format!("users[{i}]: name is empty"));
+    }
+    let password = match &u.password {
+        None => None,
+        Some(p) => match Verifier::parse(p) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errs.push(format!(
+                    "{at}: password: {e} (make one with `jitgate hash-password`)"
+                ));
+                None
+            }
+        },
+    };
+    for (k, key) in u.ssh_keys.iter().enumerate() {
+        if let Err(e) = russh::keys::PublicKey::from_openssh(key) {
+            errs.push(format!("{at}: ssh_keys[{k}]: not an OpenSSH public key: {e}"));
+        }
+    }
+    let api_token_sha256 = match &u.api_token_sha256 {
+        None => None,
+        Some(h) => match decode_hex32(h) {
+            Some(b) => Some(b),
+            None => {
+                errs.push(format!(
+                    "{at}: api_token_sha256 must be 64 hex characters (sha256sum of the token)"
+                ));
+                None
+            }
+        },
+    };
+    Some(User {
+        name: u.name.clone(),
+        groups: u.groups.clone(),
+        password,
+        ssh_keys: u.ssh_keys.clone(),
+        api_token_sha256,
+    })
+}
+
+pub fn decode_hex32(h: &str) -> Option<[u8; 32]> {
+    let h = h.trim();
+    if h.len() != 64 || !h.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn validate_target(
+    i: usize,
+    t: &TargetSection,
+    base: &Path,
+    errs: &mut Vec<String>,
+) -> Option<Target> {
+    let at = format!("targets[{i}] {:?}", t.name);
+    if t.name.is_empty() {
+        errs.push(format!("targets[{i}]: name is empty"));
+    }
+    let kind = match t.kind.as_str() {
+        "postgres" => TargetKind::Postgres,
+        "ssh" => TargetKind::Ssh,
+        other => {
+            errs.push(format!(
+                "{at}: kind {other:?} is not \"postgres\" or \"ssh\""
+            ));
+            return None;
+        }
+    };
+    if !valid_host_port(&t.address) {
+        errs.push(format!(
+            "{at}: bad address {:?} (want HOST:PORT)",
+            t.address
+        ));
+    }
+    let password = match (&t.password_file, &t.password_env) {
+        (Some(_), Some(_)) => {
+            errs.push(format!("{at}: set password_file or password_env, not both"));
+            None
+        }
+        (Some(f), None) => {
+            let p = resolve(base, f);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) => {
+                    errs.push(format!(
+                        "{at}: password_file: cannot read {}: {e}",
+                        p.display()
+                    ));
+                    None
+                }
+            }
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(s) => Some(Secret::new(s)),
+            Err(_) => {
+                errs.push(format!("{at}: password_env: variable {var} is not set"));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    let tls = match t.tls.as_deref() {
+        None if kind == TargetKind::Postgres => UpstreamTls::Prefer,
+        None => UpstreamTls::Disable,
+        Some("disable") => UpstreamTls::Disable,
+        Some("prefer") => UpstreamTls::Prefer,
+        Some("require") => UpstreamTls::Require,
+        Some(o) => {
+            errs.push(format!(
+                "{at}: tls {o:?} is not one of disable, prefer, require"
+            ));
+            UpstreamTls::Disable
+        }
+    };
+    let ca_file = t.ca_file.as_ref().map(|p| resolve(base, p));
+    if let Some(ca) = &ca_file
+        && let Err(e) = std::fs::read(ca)
+    {
+        errs.push(format!("{at}: ca_file: cannot read {}: {e}", ca.display()));
+    }
+    let key_file = t.key_file.as_ref().map(|p| resolve(base, p));
+    match kind {
+        TargetKind::Postgres => {
+            if t.database.is_none() {
+                errs.push(format!("{at}: database is required for a postgres target"));
+            }
+            for (k, set) in [("key_file", t.key_file.is_some()), ("host_key", t.host_key.is_some())]
+            {
+                if set {
+                    errs.push(format!("{at}: {k} applies to ssh targets only"));
+                }
+            }
+        }
+        TargetKind::Ssh => {
+            match &key_file {
+                None => errs.push(format!("{at}: key_file is required for an ssh target")),
+                Some(k) => {
+                    if let Err(e) = russh::keys::load_secret_key(k, None) {
+                        errs.push(format!(
+                            "{at}: key_file: cannot load {}: {e}",
+                            k.display()
+                        ));
+                    }
+                }
+            }
+            match &t.host_key {
+                None => errs.push(format!(
+                    "{at}: host_key is required for an ssh target (the target's pinned public key)"
+                )),
+                Some(h) => {
+                    if let Err(e) = russh::keys::PublicKey::from_openssh(h) {
+                        errs.push(format!("{at}: host_key: not an OpenSSH public key: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    Some(Target {
+        name: t.name.clone(),
+        kind,
+        address: t.address.clone(),
+        database: t.database.clone().unwrap_or_default(),
+        user: t.user.clone(),
+        password,
+        tls,
+        ca_file,
+        key_file,
+        host_key: t.host_key.clone(),
+    })
+}
+
+fn valid_host_port(s: &str) -> bool {
+    if s.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert!(valid_host_port("127.0.0.1:5432"));
+        assert!(valid_host_port("[::1]:5432"));
+        assert!(valid_host_port("db.internal:5432"));
+        assert!(!valid_host_port("db.internal"));
+        assert!(!valid_host_port("db:0"));
+        assert!(!valid_host_port("db:99999"));
+        assert!(!valid_host_port("bad host:1"));
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let text = r#"
+[server]
+api_listen = "nope"
+postgres_listen = "also nope"
+data_dir = "/tmp/x"
+startup_timeout = "soon"
+
+[[targets]]
+name = "db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "app"
+user = "app"
+password_file = "/nonexistent/pw"
+"#;
+        let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
+        assert!(errs.iter().any(|e| e.contains("api_listen")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("postgres_listen")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("startup_timeout")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("password_file")), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let text = "[server]\napi_listen = \"127.0.0.1:1\"\ndata_dir = \"/tmp\"\nbogus = 1\n";
+        let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
+        assert!(errs[0].contains("bogus"), "{errs:?}");
+    }
+
+    #[test]
+    fn target_password_is_not_in_debug_output() {
+        let text = r#"
+[server]
+api_listen = "127.0.0.1:1"
+data_dir = "/tmp"
+[[targets]]
+name = "db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "app"
+user = "app"
+password_file = "PW"
+"#;
+        let dir = std::env::temp_dir().join(format!("jitgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("PW"), "s3cr3t-value\n").unwrap();
+        let cfg = Config::parse(text, &dir).unwrap();
+        let t = cfg.target("db").unwrap();
+        assert_eq!(t.password.as_ref().unwrap().expose(), "s3cr3t-value");
+        assert!(!format!("{cfg:?}").contains("s3cr3t"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,17 @@
+//! jitgate: a just-in-time approval proxy for PostgreSQL and SSH.
+//!
+//! Data flows one way: a protocol front end ([`pg`]) turns bytes into an action, asks the
+//! [`gate`] for a verdict, and only then forwards the bytes. [`policy`], [`approval`] and the
+//! audit trail never depend on a protocol module.
+
+pub mod api;
+pub mod approval;
+pub mod cli;
+pub mod config;
+pub mod gate;
+pub mod pg;
+pub mod policy;
+pub mod scram;
+pub mod secret;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,327 @@
+//! Client → server: cut frames, track statements, and stop at the Gate.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, BytesMut};
+
+use super::msg::{self, Fields};
+use super::relay::{Fatal, Held, HeldKind, REFUSAL_MARKER, Relay};
+use super::tracker::Stmt;
+use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
+use crate::policy::sql::{self, SqlAnalysis, SqlEffect};
+use crate::policy::{Class, Classification};
+
+fn unknown(reason: &str) -> Classification {
+    Classification {
+        class: Class::Unknown,
+        tables: Vec::new(),
+        functions: Vec::new(),
+        commands: Vec::new(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The text of a NUL-terminated string field; `Err` on a missing terminator. Text that is not
+/// UTF-8 (a non-UTF-8 client_encoding) comes back lossily converted and flagged, so it is
+/// classified `unknown`.
+fn text_field(b: &[u8]) -> Result<(std::borrow::Cow<'_, str>, bool, &[u8]), Fatal> {
+    let nul = b
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or_else(|| Fatal(Fields::new("FATAL", "08P01", "invalid string in message")))?;
+    let (s, rest) = (&b[..nul], &b[nul + 1..]);
+    Ok(match std::str::from_utf8(s) {
+        Ok(t) => (std::borrow::Cow::Borrowed(t), true, rest),
+        Err(_) => (String::from_utf8_lossy(s), false, rest),
+    })
+}
+
+impl Relay {
+    /// Proxy-made message for the client, placed at the next frame boundary of the server
+    /// stream.
+    pub(super) fn inject(&mut self, f: impl FnOnce(&mut BytesMut)) {
+        if self.s_pass == 0 {
+            f(&mut self.cout);
+        } else {
+            f(&mut self.inject_pending);
+        }
+    }
+
+    pub(super) fn process_client(&mut self) -> Result<(), Fatal> {
+        let mut cin = std::mem::take(&mut self.cin);
+        let r = self.process_client_buf(&mut cin);
+        self.cin = cin;
+        r
+    }
+
+    fn process_client_buf(&mut self, cin: &mut BytesMut) -> Result<(), Fatal> {
+        self.c_want = 0;
+        while self.held.is_none() && !self.terminated {
+            if self.c_pass > 0 {
+                if cin.is_empty() {
+                    break;
+                }
+                let n = self.c_pass.min(cin.len());
+                if !self.discard_until_sync {
+                    self.sout.extend_from_slice(&cin[..n]);
+                }
+                cin.advance(n);
+                self.c_pass -= n;
+                continue;
+            }
+            if cin.len() < 5 {
+                break;
+            }
+            let tag = cin[0];
+            let len = i32::from_be_bytes([cin[1], cin[2], cin[3], cin[4]]);
+            if len < 4 {
+                return Err(Fatal(Fields::new("FATAL", "08P01", "invalid message length")));
+            }
+            let total = len as usize + 1;
+            match tag {
+                // COPY data streams through; outside COPY the server ignores it.
+                b'd' | b'c' | b'f' => {
+                    self.c_pass = total;
+                    continue;
+                }
+                b'Q' | b'P' | b'B' | b'E' | b'C' | b'D' | b'S' | b'H' | b'X' | b'F' => {}
+                _ => {
+                    return Err(Fatal(Fields::new(
+                        "FATAL",
+                        "08P01",
+                        format!("invalid frontend message type {tag}"),
+                    )));
+                }
+            }
+            if total - 5 > self.max_message {
+                return Err(Fatal(Fields::new(
+                    "FATAL",
+                    "54000",
+                    format!(
+                        "jitgate: message of {} bytes exceeds max_message_bytes ({})",
+                        total - 1,
+                        self.max_message
+                    ),
+                )));
+            }
+            if cin.len() < total {
+                self.c_want = total;
+                cin.reserve(total - cin.len());
+                break;
+            }
+            let frame = cin.split_to(total);
+            self.client_frame(tag, frame)?;
+        }
+        Ok(())
+    }
+
+    fn client_frame(&mut self, tag: u8, frame: BytesMut) -> Result<(), Fatal> {
+        if self.discard_until_sync && tag != b'S' {
+            // After an error the server ignores everything up to Sync; so do we.
+            return Ok(());
+        }
+        match tag {
+            b'Q' => self.on_query(frame),
+            b'P' => self.on_parse(frame),
+            b'B' => self.on_bind(frame),
+            b'E' => self.on_execute(frame),
+            b'C' => self.on_close(frame),
+            b'F' => self.on_function_call(frame),
+            b'S' => {
+                self.discard_until_sync = false;
+                self.tracker.sync();
+                self.sout.extend_from_slice(&frame);
+                Ok(())
+            }
+            b'X' => {
+                self.terminated = true;
+                self.sout.extend_from_slice(&frame);
+                Ok(())
+            }
+            _ => {
+                self.sout.extend_from_slice(&frame);
+                Ok(())
+            }
+        }
+    }
+
+    fn decide(&mut self, frame: BytesMut, kind: HeldKind, verdict: Verdict) {
+        match verdict {
+            Verdict::Allow(p) => self.forward(frame, &kind, p),
+            Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute)),
+            Verdict::Hold(h) => self.start_hold(h, frame, kind),
+        }
+    }
+
+    fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let (text, utf8, _) = text_field(&frame[5..])?;
+        let analysis = self.gate.cache.analyze(&text);
+        let class = if utf8 {
+            sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
+        } else {
+            Class::Unknown
+        };
+        let verdict = self.gate.check(
+            &self.ctx,
+            Action {
+                statement: &text,
+                classification: &analysis.classification,
+                class,
+            },
+        );
+        self.decide(frame, HeldKind::Query(analysis), verdict);
+        Ok(())
+    }
+
+    fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let (name, _, rest) = text_field(&frame[5..])?;
+        let (text, utf8, _) = text_field(rest)?;
+        let analysis = self.gate.cache.analyze(&text);
+        let class = if utf8 {
+            sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
+        } else {
+            Class::Unknown
+        };
+        let stmt = Arc::new(Stmt {
+            text: Arc::from(text.as_ref()),
+            analysis,
+            class,
+        });
+        self.tracker.parse(&name, stmt);
+        self.sout.extend_from_slice(&frame);
+        Ok(())
+    }
+
+    fn on_bind(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let (portal, _, rest) = text_field(&frame[5..])?;
+        let (stmt, _, _) = text_field(rest)?;
+        self.tracker.bind(&portal, &stmt);
+        self.sout.extend_from_slice(&frame);
+        Ok(())
+    }
+
+    fn on_close(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let kind = frame.get(5).copied().unwrap_or(0);
+        let (name, _, _) = text_field(frame.get(6..).unwrap_or_default())?;
+        if kind != b'S' && kind != b'P' {
+            return Err(Fatal(Fields::new("FATAL", "08P01", "invalid CLOSE message subtype")));
+        }
+        self.tracker.close(kind, &name);
+        self.sout.extend_from_slice(&frame);
+        Ok(())
+    }
+
+    fn on_execute(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let (portal, _, _) = text_field(&frame[5..])?;
+        let stmt = self.tracker.portal(&portal);
+        let fallback;
+        let (statement, classification, class): (&str, &Classification, Class) = match &stmt {
+            Some(s) => (&s.text, &s.analysis.classification, s.class),
+            None => {
+                fallback = unknown("Execute of a portal the proxy did not see bound");
+                ("<unknown portal>", &fallback, Class::Unknown)
+            }
+        };
+        let verdict = self.gate.check(
+            &self.ctx,
+            Action {
+                statement,
+                classification,
+                class,
+            },
+        );
+        self.decide(frame, HeldKind::Execute, verdict);
+        Ok(())
+    }
+
+    fn on_function_call(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let oid = msg::i32_at(&frame, 5).unwrap_or(0);
+        let statement = format!("<fast-path function call, oid {oid}>");
+        let mut c = unknown("fast-path FunctionCall: any function by OID");
+        c.functions.push(format!("oid:{oid}"));
+        let verdict = self.gate.check(
+            &self.ctx,
+            Action {
+                statement: &statement,
+                classification: &c,
+                class: Class::Unknown,
+            },
+        );
+        self.decide(frame, HeldKind::FunctionCall, verdict);
+        Ok(())
+    }
+
+    /// The Gate said yes: send it upstream.
+    fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
+        match kind {
+            HeldKind::Query(a) => self.track_query(a),
+            HeldKind::FunctionCall => self.tracker.query(Vec::new(), &[]),
+            HeldKind::Execute => {}
+        }
+        self.sout.extend_from_slice(&frame);
+    }
+
+    fn track_query(&mut self, a: &Arc<SqlAnalysis>) {
+        let mut prepares = Vec::new();
+        let mut deallocates = Vec::new();
+        for e in &a.effects {
+            match e {
+                SqlEffect::Prepare { name, class } => prepares.push((
+                    name.clone(),
+                    Arc::new(Stmt {
+                        text: Arc::from(format!("EXECUTE {name}").as_str()),
+                        analysis: a.clone(),
+                        class: *class,
+                    }),
+                )),
+                SqlEffect::Deallocate { name } => deallocates.push(name.clone()),
+                SqlEffect::Execute { .. } => {}
+            }
+        }
+        self.tracker.query(prepares, &deallocates);
+    }
+
+    fn start_hold(&mut self, hold: Hold, frame: BytesMut, kind: HeldKind) {
+        let text = format!(
+            "jitgate: held for approval, request {} (rule \"{}\")",
+            hold.request, hold.rule
+        );
+        self.inject(|out| msg::notice(out, Fields::new("NOTICE", "00000", text)));
+        self.held = Some(Held { hold, frame, kind });
+    }
+
+    /// The held frame's request was decided.
+    pub(super) fn resolve(&mut self, r: Result<Permit, Refusal>) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        match r {
+            Ok(p) => self.forward(held.frame, &held.kind, p),
+            Err(refusal) => self.refuse(refusal, matches!(held.kind, HeldKind::Execute)),
+        }
+    }
+
+    /// Replace a refused message with one that fails upstream, and remember to rewrite the
+    /// failure into the refusal.
+    pub(super) fn refuse(&mut self, refusal: Refusal, extended: bool) {
+        self.refusal_seq += 1;
+        let seq = self.refusal_seq;
+        let marker = format!("{REFUSAL_MARKER}{seq}");
+        let mut body = BytesMut::with_capacity(64);
+        if extended {
+            // A named statement: an unnamed Parse would destroy the client's unnamed one.
+            body.put_slice(b"jitgate_refused\0");
+            body.put_slice(marker.as_bytes());
+            body.put_u8(0);
+            body.put_i16(0);
+            msg::frame(&mut self.sout, b'P', &body);
+            self.discard_until_sync = true;
+        } else {
+            body.put_slice(marker.as_bytes());
+            body.put_u8(0);
+            self.tracker.query(Vec::new(), &[]);
+            msg::frame(&mut self.sout, b'Q', &body);
+        }
+        self.refusals.push((seq, refusal));
+    }
+}

@@ -1,0 +1,246 @@
+//! The PostgreSQL front end: listener, start-up, upstream connection, relay.
+//!
+//! Invariant: no statement reaches the upstream without a [`crate::gate::Permit`]; the relay
+//! is the only code that writes client bytes to the upstream, and it does so for Query,
+//! Execute and FunctionCall only in exchange for one.
+
+mod backend;
+pub mod cancel;
+mod frontend;
+pub mod msg;
+pub mod relay;
+pub mod startup;
+pub mod stream;
+mod tracker;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tracing::{Instrument, info, warn};
+
+use crate::gate::{Gate, SessionCtx};
+use msg::Fields;
+use startup::{Authenticated, Hello};
+use upstream::UpstreamError;
+
+/// Over-limit connections still get a proper FATAL 53300, but only this many at once.
+const EXCESS_HANDSHAKES: usize = 64;
+
+pub struct PgServer {
+    gate: Arc<Gate>,
+    tls: Option<TlsAcceptor>,
+    registry: cancel::Registry,
+    upstream_tls: Mutex<HashMap<String, Option<Arc<rustls::ClientConfig>>>>,
+    process_secret: [u8; 32],
+    sessions: Arc<Semaphore>,
+    excess: Arc<Semaphore>,
+    shutdown: watch::Receiver<u8>,
+}
+
+impl PgServer {
+    pub fn new(
+        gate: Arc<Gate>,
+        tls: Option<TlsAcceptor>,
+        shutdown: watch::Receiver<u8>,
+    ) -> Arc<PgServer> {
+        let max = gate.config().server.max_connections;
+        Arc::new(PgServer {
+            gate,
+            tls,
+            registry: cancel::Registry::default(),
+            upstream_tls: Mutex::new(HashMap::new()),
+            process_secret: rand::random(),
+            sessions: Arc::new(Semaphore::new(max)),
+            excess: Arc::new(Semaphore::new(EXCESS_HANDSHAKES)),
+            shutdown,
+        })
+    }
+
+    /// Accept until shutdown begins.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.connection(tcp, peer).await });
+                    }
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() >= relay::DRAINING {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let _ = tcp.set_nodelay(true);
+        let permit = self.sessions.clone().try_acquire_owned().ok();
+        let _excess = match permit {
+            Some(_) => None,
+            None => match self.excess.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => return, // flood: just close
+            },
+        };
+        let config = self.gate.config();
+        let hello = tokio::time::timeout(
+            config.server.startup_timeout,
+            startup::handshake(tcp, self.tls.as_ref(), &config, &self.process_secret),
+        )
+        .await;
+        let hello = match hello {
+            Err(_) => {
+                info!(%peer, "start-up timed out");
+                return;
+            }
+            Ok(Err(e)) => {
+                info!(%peer, "start-up failed: {e}");
+                return;
+            }
+            Ok(Ok(h)) => h,
+        };
+        match hello {
+            Hello::Cancel { pid, secret } => self.registry.cancel(pid, secret).await,
+            Hello::Session(mut auth) => {
+                if permit.is_none() {
+                    startup::refuse(
+                        &mut auth.stream,
+                        Fields::new("FATAL", "53300", "sorry, too many clients already"),
+                    )
+                    .await;
+                    return;
+                }
+                let ctx = SessionCtx {
+                    id: crate::approval::new_id("s"),
+                    user: auth.user.clone(),
+                    target: auth.target.clone(),
+                    source: peer.ip(),
+                    protocol: "postgres",
+                };
+                let span = tracing::info_span!(
+                    "session",
+                    id = %ctx.id,
+                    user = %ctx.user.name,
+                    target = %ctx.target.name,
+                    client = %peer
+                );
+                self.session(*auth, ctx).instrument(span).await;
+                drop(permit);
+            }
+        }
+    }
+
+    fn upstream_tls(
+        &self,
+        target: &crate::config::Target,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, UpstreamError> {
+        let mut cache = self.upstream_tls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&target.name) {
+            return Ok(c.clone());
+        }
+        let c = upstream::tls_config(target)?;
+        cache.insert(target.name.clone(), c.clone());
+        Ok(c)
+    }
+
+    async fn session(&self, mut auth: Authenticated, ctx: SessionCtx) {
+        let config = self.gate.config();
+        let target = auth.target.clone();
+        let connected = match self.upstream_tls(&target) {
+            Ok(tls) => tokio::time::timeout(
+                config.server.startup_timeout,
+                upstream::connect(&target, tls.as_ref(), &auth.params),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(UpstreamError::Connect(
+                    target.address.clone(),
+                    std::io::ErrorKind::TimedOut.into(),
+                ))
+            }),
+            Err(e) => Err(e),
+        };
+        let up = match connected {
+            Ok(up) => up,
+            Err(e) => {
+                warn!("upstream connection failed: {e}");
+                let f = match &e {
+                    UpstreamError::Refused(fields) => Fields::new(
+                        "FATAL",
+                        leak_free_code(msg::field(fields, b'C')),
+                        format!(
+                            "jitgate: target \"{}\" refused the connection: {}",
+                            target.name,
+                            msg::field(fields, b'M').unwrap_or("?")
+                        ),
+                    ),
+                    _ => Fields::new(
+                        "FATAL",
+                        "08006",
+                        format!("jitgate: cannot connect to target \"{}\"", target.name),
+                    )
+                    .detail(e.to_string()),
+                };
+                startup::refuse(&mut auth.stream, f).await;
+                return;
+            }
+        };
+        info!(application_name = %auth.application_name, "session started");
+        let key = self.registry.register(&target.address, up.pid, up.secret);
+        let mut hello = BytesMut::with_capacity(512);
+        msg::auth_ok(&mut hello);
+        hello.extend_from_slice(&up.startup_frames);
+        msg::backend_key_data(&mut hello, key.pid, key.secret);
+        msg::ready_for_query(&mut hello, up.status);
+        if auth.stream.write_all(&hello).await.is_err() || auth.stream.flush().await.is_err() {
+            return;
+        }
+        let relay = relay::Relay::new(
+            self.gate.clone(),
+            ctx,
+            config.server.max_message_bytes,
+            up.status,
+            up.pid,
+            up.secret,
+        );
+        let end = relay
+            .run(auth.stream, up.stream, &key, self.shutdown.clone())
+            .await;
+        info!(?end, "session ended");
+    }
+}
+
+/// Pass the target's SQLSTATE through, except authentication failures: those are the proxy's
+/// credentials, not the user's, and must not read like the user's password was wrong.
+fn leak_free_code(code: Option<&str>) -> &'static str {
+    match code {
+        Some("53300") => "53300",
+        Some("3D000") => "3D000",
+        Some("57P03") => "57P03",
+        _ => "08006",
+    }
+}
+
+impl PgServer {
+    /// Sessions past start-up and not yet ended.
+    pub fn active_sessions(&self) -> usize {
+        let max = self.gate.config().server.max_connections;
+        max.saturating_sub(self.sessions.available_permits())
+    }
+}

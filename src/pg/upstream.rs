@@ -1,0 +1,334 @@
+//! The upstream side: connect to the target with the proxy's injected credentials.
+//!
+//! TLS modes follow libpq: `disable` never asks, `prefer` asks and falls back to plain text if
+//! the server says no, `require` fails without TLS. Certificates are verified only when the
+//! target has a `ca_file` (then chain and host name are checked); without one the link is
+//! encrypted but unauthenticated, like libpq's `sslmode=require`.
+//! Authentication: SCRAM-SHA-256 (rust-postgres' client), MD5 and cleartext.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls;
+
+use super::msg;
+use super::stream::{MaybeTls, UpstreamStream};
+use crate::config::{Target, UpstreamTls};
+
+/// Cap on any single message during upstream start-up.
+const MAX_STARTUP_MESSAGE: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server does not support TLS, and the target requires it")]
+    TlsRefused,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("protocol violation during start-up: {0}")]
+    Protocol(&'static str),
+    #[error("the target rejected the proxy's credentials")]
+    AuthFailed(Vec<(u8, String)>),
+    #[error("the target asks for a password and none is configured")]
+    NoPassword,
+    #[error("unsupported authentication method {0}")]
+    UnsupportedAuth(i32),
+    #[error("the target refused the connection: {}", msg::field(.0, b'M').unwrap_or("?"))]
+    Refused(Vec<(u8, String)>),
+}
+
+/// An upstream connection that has reached its first ReadyForQuery.
+pub struct Upstream {
+    pub stream: UpstreamStream,
+    /// ParameterStatus, NoticeResponse and other frames to replay to the client, in order.
+    pub startup_frames: BytesMut,
+    pub pid: i32,
+    pub secret: i32,
+    pub status: u8,
+}
+
+/// Build the rustls client config for a target (once per target, reused).
+pub fn tls_config(target: &Target) -> Result<Option<Arc<rustls::ClientConfig>>, UpstreamError> {
+    if target.tls == UpstreamTls::Disable {
+        return Ok(None);
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+    let config = match &target.ca_file {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let pem = std::fs::read(ca)?;
+            for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
+                let cert: rustls::pki_types::CertificateDer =
+                    cert.map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// Encryption without authentication, as libpq's `sslmode=prefer|require` without a root CA.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn server_name(address: &str) -> Result<rustls::pki_types::ServerName<'static>, UpstreamError> {
+    let host = match address.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => address,
+    };
+    rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| UpstreamError::Tls(format!("bad server name {host:?}: {e}")))
+}
+
+/// Open a TCP connection to the target, and TLS as its mode says.
+async fn open(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<UpstreamStream, UpstreamError> {
+    let mut tcp = TcpStream::connect(&target.address)
+        .await
+        .map_err(|e| UpstreamError::Connect(target.address.clone(), e))?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(MaybeTls::Plain(tcp));
+    };
+    let mut req = BytesMut::with_capacity(8);
+    req.put_i32(8);
+    req.put_i32(msg::SSL_REQUEST_CODE);
+    tcp.write_all(&req).await?;
+    match tcp.read_u8().await? {
+        b'S' => {
+            let name = server_name(&target.address)?;
+            let stream = TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+            Ok(MaybeTls::Tls(Box::new(stream)))
+        }
+        b'N' if target.tls == UpstreamTls::Prefer => Ok(MaybeTls::Plain(tcp)),
+        b'N' => Err(UpstreamError::TlsRefused),
+        _ => Err(UpstreamError::Protocol("bad answer to SSLRequest")),
+    }
+}
+
+async fn read_message(s: &mut UpstreamStream) -> Result<(u8, BytesMut), UpstreamError> {
+    let tag = s.read_u8().await?;
+    let len = s.read_i32().await?;
+    if !(4..=MAX_STARTUP_MESSAGE as i32).contains(&len) {
+        return Err(UpstreamError::Protocol("bad message length"));
+    }
+    let mut body = BytesMut::zeroed(len as usize - 4);
+    s.read_exact(&mut body).await?;
+    Ok((tag, body))
+}
+
+async fn write(s: &mut UpstreamStream, out: &BytesMut) -> Result<(), UpstreamError> {
+    s.write_all(out).await?;
+    s.flush().await?;
+    Ok(())
+}
+
+/// Connect, authenticate as the target's role, and read up to the first ReadyForQuery.
+pub async fn connect(
+    target: &Target,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    params: &[(String, String)],
+) -> Result<Upstream, UpstreamError> {
+    let mut stream = open(target, tls).await?;
+    let mut body = BytesMut::new();
+    body.put_i32(msg::PROTOCOL_3_0);
+    for (k, v) in [("user", target.user.as_str()), ("database", target.database.as_str())]
+        .into_iter()
+        .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        body.put_slice(k.as_bytes());
+        body.put_u8(0);
+        body.put_slice(v.as_bytes());
+        body.put_u8(0);
+    }
+    body.put_u8(0);
+    let mut out = BytesMut::with_capacity(body.len() + 4);
+    out.put_i32(body.len() as i32 + 4);
+    out.put_slice(&body);
+    write(&mut stream, &out).await?;
+
+    authenticate(&mut stream, target).await?;
+
+    let mut up = Upstream {
+        stream,
+        startup_frames: BytesMut::new(),
+        pid: 0,
+        secret: 0,
+        status: b'I',
+    };
+    loop {
+        let (tag, body) = read_message(&mut up.stream).await?;
+        match tag {
+            b'K' => {
+                up.pid = msg::i32_at(&body, 0).ok_or(UpstreamError::Protocol("short K"))?;
+                up.secret = msg::i32_at(&body, 4).ok_or(UpstreamError::Protocol("short K"))?;
+            }
+            b'Z' => {
+                up.status = body.first().copied().unwrap_or(b'I');
+                return Ok(up);
+            }
+            b'E' => return Err(UpstreamError::Refused(msg::fields(&body).unwrap_or_default())),
+            b'S' | b'N' => msg::frame(&mut up.startup_frames, tag, &body),
+            _ => return Err(UpstreamError::Protocol("unexpected message during start-up")),
+        }
+    }
+}
+
+async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<(), UpstreamError> {
+    let password = || target.password.as_ref().ok_or(UpstreamError::NoPassword);
+    let mut scram: Option<ScramSha256> = None;
+    let mut out = BytesMut::new();
+    loop {
+        let (tag, body) = read_message(stream).await?;
+        if tag == b'E' {
+            let fields = msg::fields(&body).unwrap_or_default();
+            let code = msg::field(&fields, b'C').unwrap_or("");
+            return Err(if code.starts_with("28") {
+                UpstreamError::AuthFailed(fields)
+            } else {
+                UpstreamError::Refused(fields)
+            });
+        }
+        if tag != b'R' {
+            return Err(UpstreamError::Protocol("expected an authentication request"));
+        }
+        let kind = msg::i32_at(&body, 0).ok_or(UpstreamError::Protocol("short R"))?;
+        out.clear();
+        match kind {
+            0 => return Ok(()),
+            3 => {
+                let mut b = password()?.expose().as_bytes().to_vec();
+                b.push(0);
+                msg::frame(&mut out, b'p', &b);
+            }
+            5 => {
+                let salt: [u8; 4] = body
+                    .get(4..8)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(UpstreamError::Protocol("short MD5 salt"))?;
+                let hash = md5_hash(target.user.as_bytes(), password()?.expose().as_bytes(), salt);
+                let mut b = hash.into_bytes();
+                b.push(0);
+                msg::frame(&mut out, b'p', &b);
+            }
+            10 => {
+                let mechanisms: Vec<&str> = body[4..]
+                    .split(|&c| c == 0)
+                    .filter_map(|m| std::str::from_utf8(m).ok())
+                    .collect();
+                if !mechanisms.contains(&crate::scram::MECHANISM) {
+                    return Err(UpstreamError::UnsupportedAuth(kind));
+                }
+                let client =
+                    ScramSha256::new(password()?.expose().as_bytes(), ChannelBinding::unsupported());
+                let first = client.message();
+                let mut b = BytesMut::new();
+                b.put_slice(crate::scram::MECHANISM.as_bytes());
+                b.put_u8(0);
+                b.put_i32(first.len() as i32);
+                b.put_slice(first);
+                msg::frame(&mut out, b'p', &b);
+                scram = Some(client);
+            }
+            11 => {
+                let client = scram.as_mut().ok_or(UpstreamError::Protocol("SASL out of order"))?;
+                client
+                    .update(&body[4..])
+                    .map_err(|_| UpstreamError::Protocol("bad SCRAM server-first"))?;
+                msg::frame(&mut out, b'p', client.message());
+            }
+            12 => {
+                let mut client = scram.take().ok_or(UpstreamError::Protocol("SASL out of order"))?;
+                client
+                    .finish(&body[4..])
+                    .map_err(|_| UpstreamError::Protocol("SCRAM server signature mismatch"))?;
+                continue;
+            }
+            other => return Err(UpstreamError::UnsupportedAuth(other)),
+        }
+        write(stream, &out).await?;
+    }
+}
+
+/// Send a CancelRequest for an upstream backend (plain TCP, as libpq does before PG 17).
+pub async fn cancel(address: &str, pid: i32, secret: i32) -> std::io::Result<()> {
+    let mut tcp = TcpStream::connect(address).await?;
+    let mut b = BytesMut::with_capacity(16);
+    b.put_i32(16);
+    b.put_i32(msg::CANCEL_REQUEST_CODE);
+    b.put_i32(pid);
+    b.put_i32(secret);
+    tcp.write_all(&b).await?;
+    // PostgreSQL closes the connection when done; waiting for that keeps cancels ordered.
+    let mut sink = [0u8; 1];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut sink)).await;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Policy: the pure, I/O-free heart of every decision.
+//!
+//! Text → [`Class`] (plus tables, functions and programs) → rule → allow | review | deny.
+//! Invariant: classification fails closed. Whatever cannot be proven harmless is never
+//! [`Class::Read`].
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of action a statement or command is. Ordered by sensitivity for the SQL and
+/// exec classes: a list of statements takes the greatest class among its parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Read,
+    Write,
+    Ddl,
+    Privilege,
+    Admin,
+    Code,
+    Unknown,
+    Shell,
+    FileTransfer,
+    PortForward,
+}
+
+impl Class {
+    pub const ALL: [Class; 10] = [
+        Class::Read,
+        Class::Write,
+        Class::Ddl,
+        Class::Privilege,
+        Class::Admin,
+        Class::Code,
+        Class::Unknown,
+        Class::Shell,
+        Class::FileTransfer,
+        Class::PortForward,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Write => "write",
+            Class::Ddl => "ddl",
+            Class::Privilege => "privilege",
+            Class::Admin => "admin",
+            Class::Code => "code",
+            Class::Unknown => "unknown",
+            Class::Shell => "shell",
+            Class::FileTransfer => "file_transfer",
+            Class::PortForward => "port_forward",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub mod cache;
+pub mod catalog;
+pub mod rules;
+mod rules_hours;
+pub mod shell;
+mod shell_programs;
+mod shell_words;
+pub mod sql;
+mod sql_stmt;
+mod sql_walk;
+
+/// What the classifier found out about one SQL string or one shell command.
+///
+/// Invariants: `tables`, `functions` and `commands` are sorted and free of duplicates;
+/// `reason` is one human-readable line naming what decided `class`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Classification {
+    pub class: Class,
+    /// Relations touched, `schema.table`: lower-cased unless quoted in the text, `public.`
+    /// when unqualified (`pg_catalog.` for well-known system catalogs), a database prefix
+    /// dropped.
+    pub tables: Vec<String>,
+    /// SQL functions called: lower-cased unless quoted, a `pg_catalog.` prefix dropped,
+    /// any other schema kept (`myschema.f`).
+    pub functions: Vec<String>,
+    /// Programs run (shell): the base name of every program found, including the ones run
+    /// by wrappers (`env`, `sudo`, `sh -c`, …) and inside command substitutions.
+    pub commands: Vec<String>,
+    pub reason: String,
+}
+
+impl Classification {
+    /// A classification with no tables, functions or commands.
+    pub fn bare(class: Class, reason: impl Into<String>) -> Classification {
+        Classification {
+            class,
+            tables: Vec::new(),
+            functions: Vec::new(),
+            commands: Vec::new(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The running maximum of a class, with the reason of the first part that reached it.
+#[derive(Clone, Debug)]
+pub(crate) struct Worst {
+    pub class: Class,
+    pub reason: String,
+}
+
+impl Worst {
+    pub fn new(reason: &str) -> Worst {
+        Worst {
+            class: Class::Read,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Raises the class when `class` is more sensitive; the reason is only built then.
+    pub fn raise(&mut self, class: Class, reason: impl FnOnce() -> String) {
+        if class > self.class {
+            self.class = class;
+            self.reason = reason();
+        }
+    }
+
+    pub fn merge(&mut self, other: Worst) {
+        if other.class > self.class {
+            *self = other;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! `jitgate serve`: bind every listener, run until SIGTERM/SIGINT, then drain.
+//!
+//! Shutdown: stop accepting; sessions that are idle outside a transaction close at once with
+//! FATAL 57P01; busy ones may finish until `drain_timeout`, then get FATAL 57P01 too; held
+//! requests are cancelled.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::approval::Approvals;
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::pg::relay::{DRAINING, FORCE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot bind {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
+    #[error("cannot create data_dir {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServeError::Bind(addr, e))
+}
+
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.server.data_dir)
+        .map_err(|e| ServeError::DataDir(config.server.data_dir.display().to_string(), e))?;
+    let tls = match &config.server.tls {
+        Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
+        None => None,
+    };
+    let drain_timeout = config.server.drain_timeout;
+    let pg_listen = config.server.postgres_listen;
+    let api_listen = config.server.api_listen;
+
+    let approvals = Arc::new(Approvals::new());
+    let gate = Arc::new(Gate::new(Arc::new(config), approvals.clone()));
+    let (shutdown_tx, shutdown_rx) = watch::channel(0u8);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let api_listener = bind(api_listen).await?;
+    let pg = match pg_listen {
+        Some(addr) => {
+            let l = bind(addr).await?;
+            let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+            let server = crate::pg::PgServer::new(gate.clone(), acceptor, shutdown_rx.clone());
+            info!("postgres listening on {addr}");
+            Some((server.clone(), tokio::spawn(server.serve(l))))
+        }
+        None => None,
+    };
+
+    let api = crate::api::Api {
+        gate: gate.clone(),
+        ready: ready.clone(),
+    };
+    let mut api_shutdown = shutdown_rx.clone();
+    let api_task = tokio::spawn(async move {
+        let app = crate::api::router(api);
+        let r = axum::serve(api_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|p| *p >= FORCE).await;
+            })
+            .await;
+        if let Err(e) = r {
+            warn!("API server stopped: {e}");
+        }
+    });
+    info!("API listening on {api_listen}");
+    ready.store(true, Ordering::Release);
+
+    wait_for_signal().await;
+    info!("shutting down: no new connections; draining sessions for up to {drain_timeout:?}");
+    let _ = shutdown_tx.send(DRAINING);
+    let cancelled = approvals.cancel_all("jitgate is shutting down");
+    if cancelled > 0 {
+        info!("cancelled {cancelled} pending requests");
+    }
+    let deadline = Instant::now() + drain_timeout;
+    if let Some((server, _)) = &pg {
+        while server.active_sessions() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let _ = shutdown_tx.send(FORCE);
+    if let Some((server, task)) = pg {
+        let stop = Instant::now() + Duration::from_secs(3);
+        while server.active_sessions() > 0 && Instant::now() < stop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            warn!("cannot install signal handlers; running until killed");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
