@@ -15,3 +15,4 @@ pub mod scram;
 pub mod secret;
 pub mod server;
 pub mod tls;
+pub mod webhook;

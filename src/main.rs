@@ -47,6 +47,76 @@ enum Command {
     /// Read a password on stdin and print a SCRAM-SHA-256 verifier for the config.
     #[command(after_help = "Example:\n  printf '%s' 's3cret' | jitgate hash-password")]
     HashPassword,
+    /// List approval requests.
+    #[command(after_help = "Example:\n  JITGATE_TOKEN=... jitgate requests --state pending")]
+    Requests {
+        /// pending | approved | denied | expired | cancelled
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Approve a request: this statement once, or a grant for a while with --grant.
+    #[command(after_help = "Examples:\n  jitgate approve r4k2... --reason 'ticket 123'\n  jitgate approve r4k2... --grant 15m --reason 'migration window'")]
+    Approve {
+        id: String,
+        /// Also let the same user run the same kind of statement on the same tables for this long (e.g. 15m).
+        #[arg(long, value_parser = parse_duration)]
+        grant: Option<std::time::Duration>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Deny a request; the held client gets SQLSTATE 42501 with the reason.
+    #[command(after_help = "Example:\n  jitgate deny r4k2... --reason 'use the migration pipeline'")]
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List live grants.
+    #[command(after_help = "Example:\n  jitgate grants")]
+    Grants {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Revoke a grant at once.
+    #[command(after_help = "Example:\n  jitgate revoke g7x1...")]
+    Revoke {
+        grant_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// The control API's base URL.
+    #[arg(long, env = "JITGATE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Your API bearer token.
+    #[arg(long, env = "JITGATE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ApiArgs {
+    fn client(self) -> cli::client::ApiClient {
+        cli::client::ApiClient {
+            url: self.url,
+            token: self.token,
+            json: self.json,
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    jitgate::config::parse_duration(s)
 }
 
 fn main() -> ExitCode {
@@ -63,5 +133,15 @@ fn main() -> ExitCode {
             input,
         } => cli::classify(&config, &target, &user, source, stdin, input.as_deref()),
         Command::HashPassword => cli::hash_password(),
+        Command::Requests { state, api } => api.client().requests(state.as_deref()),
+        Command::Approve {
+            id,
+            grant,
+            reason,
+            api,
+        } => api.client().approve(&id, grant, reason.as_deref()),
+        Command::Deny { id, reason, api } => api.client().deny(&id, &reason),
+        Command::Grants { api } => api.client().grants(),
+        Command::Revoke { grant_id, api } => api.client().revoke(&grant_id),
     }
 }

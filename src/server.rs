@@ -48,6 +48,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let approvals = Arc::new(Approvals::new());
     let gate = Arc::new(Gate::new(Arc::new(config), approvals.clone()));
+    crate::webhook::spawn(gate.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(0u8);
     let ready = Arc::new(AtomicBool::new(false));
 

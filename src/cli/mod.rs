@@ -1,5 +1,8 @@
 //! Implementations of the subcommands. Each returns the process exit code: 0 success,
-//! 1 a negative result (bad config, failed verification), 2 a usage or environment error.
+//! 1 a negative result (bad config, failed verification, an API error), 2 a usage or
+//! environment error (unreadable file, API unreachable).
+
+pub mod client;
 
 use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;

@@ -145,11 +145,17 @@ impl Relay {
         }
     }
 
-    fn decide(&mut self, frame: BytesMut, kind: HeldKind, verdict: Verdict) {
+    fn decide(
+        &mut self,
+        frame: BytesMut,
+        kind: HeldKind,
+        verdict: Verdict,
+        preview: impl FnOnce() -> Option<(Class, Arc<str>)>,
+    ) {
         match verdict {
             Verdict::Allow(p) => self.forward(frame, &kind, p),
             Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute)),
-            Verdict::Hold(h) => self.start_hold(h, frame, kind),
+            Verdict::Hold(h) => self.start_hold(h, frame, kind, preview()),
         }
     }
 
@@ -169,7 +175,9 @@ impl Relay {
                 class,
             },
         );
-        self.decide(frame, HeldKind::Query(analysis), verdict);
+        // Only a hold needs its own copy of the text.
+        let preview = matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
+        self.decide(frame, HeldKind::Query(analysis), verdict, move || preview);
         Ok(())
     }
 
@@ -230,7 +238,8 @@ impl Relay {
                 class,
             },
         );
-        self.decide(frame, HeldKind::Execute, verdict);
+        let preview = || stmt.as_ref().map(|s| (s.class, s.text.clone()));
+        self.decide(frame, HeldKind::Execute, verdict, preview);
         Ok(())
     }
 
@@ -247,7 +256,7 @@ impl Relay {
                 class: Class::Unknown,
             },
         );
-        self.decide(frame, HeldKind::FunctionCall, verdict);
+        self.decide(frame, HeldKind::FunctionCall, verdict, || None);
         Ok(())
     }
 
@@ -281,7 +290,17 @@ impl Relay {
         self.tracker.query(prepares, &deallocates);
     }
 
-    fn start_hold(&mut self, hold: Hold, frame: BytesMut, kind: HeldKind) {
+    fn start_hold(&mut self, hold: Hold, frame: BytesMut, kind: HeldKind, preview: Option<(Class, Arc<str>)>) {
+        if let Some((Class::Write, statement)) = preview {
+            let approvals = self.gate.approvals.clone();
+            let target = self.ctx.target.clone();
+            let tls = self.upstream_tls.clone();
+            let id = hold.request.clone();
+            tokio::spawn(async move {
+                let impact = super::impact::preview(&target, tls.as_ref(), &statement).await;
+                approvals.set_impact(&id, impact);
+            });
+        }
         let text = format!(
             "jitgate: held for approval, request {} (rule \"{}\")",
             hold.request, hold.rule

@@ -7,6 +7,7 @@
 mod backend;
 pub mod cancel;
 mod frontend;
+mod impact;
 pub mod msg;
 pub mod relay;
 pub mod startup;
@@ -162,7 +163,9 @@ impl PgServer {
     async fn session(&self, mut auth: Authenticated, ctx: SessionCtx) {
         let config = self.gate.config();
         let target = auth.target.clone();
-        let connected = match self.upstream_tls(&target) {
+        let tls = self.upstream_tls(&target);
+        let tls_for_relay = tls.as_ref().ok().cloned().flatten();
+        let connected = match tls {
             Ok(tls) => tokio::time::timeout(
                 config.server.startup_timeout,
                 upstream::connect(&target, tls.as_ref(), &auth.params),
@@ -218,6 +221,7 @@ impl PgServer {
             up.status,
             up.pid,
             up.secret,
+            tls_for_relay,
         );
         let end = relay
             .run(auth.stream, up.stream, &key, self.shutdown.clone())

@@ -95,6 +95,8 @@ pub struct Relay {
     pub(super) upstream_secret: i32,
     /// Proxy-made messages waiting for the server stream to reach a frame boundary.
     pub(super) inject_pending: BytesMut,
+    /// For the impact preview's own upstream connection.
+    pub(super) upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// A fatal protocol problem: tell the client, then close.
@@ -108,6 +110,7 @@ impl Relay {
         status: u8,
         upstream_pid: i32,
         upstream_secret: i32,
+        upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Relay {
         Relay {
             gate,
@@ -133,6 +136,7 @@ impl Relay {
             upstream_pid,
             upstream_secret,
             inject_pending: BytesMut::new(),
+            upstream_tls,
         }
     }
 

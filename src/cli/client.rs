@@ -1,0 +1,243 @@
+//! `jitgate requests | approve | deny | grants | revoke`: clients of the control API.
+//!
+//! They read `JITGATE_URL` (default `http://127.0.0.1:8080`) and `JITGATE_TOKEN`, or
+//! `--url` / `--token`, print readable tables, or the API's JSON with `--json`.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+
+pub struct ApiClient {
+    pub url: String,
+    pub token: Option<String>,
+    pub json: bool,
+}
+
+enum Failure {
+    /// Could not talk to the API at all.
+    Unreachable(String),
+    /// The API answered with an error.
+    Http(u16, String),
+}
+
+impl ApiClient {
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Unreachable(e.to_string()))?;
+        let url = format!("{}{}", self.url.trim_end_matches('/'), path);
+        rt.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .map_err(|e| Failure::Unreachable(e.to_string()))?;
+            let mut req = client.request(method, &url);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.map_err(|e| {
+                Failure::Unreachable(format!(
+                    "cannot reach the API at {}: {e}; is `jitgate serve` running? set JITGATE_URL or --url",
+                    self.url
+                ))
+            })?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            if status >= 400 {
+                let msg = v
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string());
+                let hint = match status {
+                    401 => " (set JITGATE_TOKEN or --token to your API token)",
+                    _ => "",
+                };
+                return Err(Failure::Http(status, format!("{msg}{hint}")));
+            }
+            Ok(v)
+        })
+    }
+
+    fn run(&self, method: reqwest::Method, path: &str, body: Option<Value>, show: impl Fn(&Value)) -> ExitCode {
+        match self.call(method, path, body) {
+            Ok(v) => {
+                if self.json {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                } else {
+                    show(&v);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(Failure::Unreachable(m)) => {
+                eprintln!("jitgate: {m}");
+                ExitCode::from(2)
+            }
+            Err(Failure::Http(code, m)) => {
+                eprintln!("jitgate: HTTP {code}: {m}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    pub fn requests(&self, state: Option<&str>) -> ExitCode {
+        let path = match state {
+            Some(s) => format!("/v1/requests?state={s}"),
+            None => "/v1/requests".to_string(),
+        };
+        self.run(reqwest::Method::GET, &path, None, |v| {
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| a.iter().map(request_row).collect())
+                .unwrap_or_default();
+            table(
+                &["ID", "STATE", "USER", "TARGET", "CLASS", "RULE", "AGE", "STATEMENT"],
+                &rows,
+            );
+        })
+    }
+
+    pub fn approve(&self, id: &str, grant: Option<Duration>, reason: Option<&str>) -> ExitCode {
+        let mut body = json!({ "reason": reason.unwrap_or("") });
+        if let Some(g) = grant {
+            body["grant_secs"] = json!(g.as_secs());
+        }
+        self.run(reqwest::Method::POST, &format!("/v1/requests/{id}/approve"), Some(body), |v| {
+            let state = s(v, "state");
+            match v.get("grant").and_then(Value::as_str) {
+                Some(g) => println!("{id}: {state}, grant {g}"),
+                None => println!("{id}: {state}"),
+            }
+        })
+    }
+
+    pub fn deny(&self, id: &str, reason: &str) -> ExitCode {
+        let body = json!({ "reason": reason });
+        self.run(reqwest::Method::POST, &format!("/v1/requests/{id}/deny"), Some(body), |v| {
+            println!("{id}: {}", s(v, "state"));
+        })
+    }
+
+    pub fn grants(&self) -> ExitCode {
+        self.run(reqwest::Method::GET, "/v1/grants", None, |v| {
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|g| {
+                            vec![
+                                s(g, "id"),
+                                s(g, "user"),
+                                s(g, "target"),
+                                s(g, "class"),
+                                list(g, "tables"),
+                                remaining(g.get("expires_at").and_then(Value::as_u64)),
+                                s(g, "approved_by"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(
+                &["ID", "USER", "TARGET", "CLASS", "TABLES", "EXPIRES IN", "APPROVED BY"],
+                &rows,
+            );
+        })
+    }
+
+    pub fn revoke(&self, id: &str) -> ExitCode {
+        self.run(reqwest::Method::DELETE, &format!("/v1/grants/{id}"), None, |_| {
+            println!("{id}: revoked");
+        })
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn list(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn now() -> u64 {
+    crate::approval::unix_secs(SystemTime::now())
+}
+
+fn remaining(at: Option<u64>) -> String {
+    match at {
+        Some(t) if t > now() => format!("{}s", t - now()),
+        Some(_) => "expired".into(),
+        None => String::new(),
+    }
+}
+
+fn request_row(r: &Value) -> Vec<String> {
+    let age = r
+        .get("created_at")
+        .and_then(Value::as_u64)
+        .map(|t| format!("{}s", now().saturating_sub(t)))
+        .unwrap_or_default();
+    let mut stmt: String = s(r, "statement").split_whitespace().collect::<Vec<_>>().join(" ");
+    if stmt.chars().count() > 60 {
+        stmt = stmt.chars().take(57).collect::<String>() + "...";
+    }
+    vec![
+        s(r, "id"),
+        s(r, "state"),
+        s(r, "user"),
+        s(r, "target"),
+        s(r, "class"),
+        s(r, "rule"),
+        age,
+        stmt,
+    ]
+}
+
+/// Print left-aligned columns.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    if rows.is_empty() {
+        println!("(none)");
+    }
+}
