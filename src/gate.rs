@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::approval::{Approvals, NewRequest, Outcome, State};
 use crate::config::{Config, Target, User};
+use crate::metrics::{Decision, Metrics};
 use crate::policy::cache::ClassifierCache;
 use crate::policy::rules::{self, Action as RuleAction, Subject};
 use crate::policy::{Class, Classification};
@@ -83,6 +84,7 @@ pub struct Gate {
     config: RwLock<Arc<Config>>,
     pub cache: ClassifierCache,
     pub approvals: Arc<Approvals>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A held action waiting for its request's outcome.
@@ -124,13 +126,26 @@ impl Drop for Hold {
 }
 
 impl Gate {
-    pub fn new(config: Arc<Config>, approvals: Arc<Approvals>) -> Gate {
+    pub fn new(config: Arc<Config>, approvals: Arc<Approvals>, metrics: Arc<Metrics>) -> Gate {
         let cache = ClassifierCache::new(10_000, config.trusted_functions.clone());
         Gate {
             config: RwLock::new(config),
             cache,
             approvals,
+            metrics,
         }
+    }
+
+    /// Refresh the metrics that are read rather than counted; called at scrape time.
+    pub fn refresh_metrics(&self) {
+        self.metrics
+            .sync_cache(self.cache.hits(), self.cache.misses());
+        self.metrics
+            .live_grants
+            .set(self.approvals.grants().len() as i64);
+        self.metrics
+            .pending_requests
+            .set(self.approvals.pending_count() as i64);
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -165,6 +180,12 @@ impl Gate {
         };
         let eval = rules::evaluate(&config.rules, &subject, classification);
         let rule_name = eval.rule.map(|r| r.name.clone());
+        let decision = match eval.action {
+            RuleAction::Allow => Decision::Allow,
+            RuleAction::Review => Decision::Review,
+            RuleAction::Deny => Decision::Deny,
+        };
+        self.metrics.statement(s.protocol, a.class, decision);
         match eval.action {
             RuleAction::Allow => Verdict::Allow(Permit {
                 class: a.class,
@@ -237,7 +258,16 @@ impl Gate {
         let rule_name = rule.name.clone();
         let timeout = rule.hold_timeout;
         let class = c.class;
-        let fut = wait(approvals.clone(), id.clone(), rule_name.clone(), class, timeout, rx);
+        self.metrics.requests.with_label_values(&["pending"]).inc();
+        let fut = wait(
+            approvals.clone(),
+            self.metrics.clone(),
+            id.clone(),
+            rule_name.clone(),
+            class,
+            timeout,
+            rx,
+        );
         Verdict::Hold(Hold {
             request: id,
             rule: rule_name,
@@ -250,12 +280,14 @@ impl Gate {
 
 async fn wait(
     approvals: Arc<Approvals>,
+    metrics: Arc<Metrics>,
     id: String,
     rule: String,
     class: Class,
     timeout: Duration,
     mut rx: tokio::sync::oneshot::Receiver<Outcome>,
 ) -> Result<Permit, Refusal> {
+    let started = std::time::Instant::now();
     let outcome = tokio::select! {
         o = &mut rx => o.ok(),
         _ = tokio::time::sleep(timeout) => {
@@ -264,6 +296,16 @@ async fn wait(
             rx.await.ok()
         }
     };
+    metrics
+        .approval_wait
+        .observe(started.elapsed().as_secs_f64());
+    let state = match &outcome {
+        Some(Outcome::Approved { .. }) => "approved",
+        Some(Outcome::Denied { .. }) => "denied",
+        Some(Outcome::Expired) => "expired",
+        _ => "cancelled",
+    };
+    metrics.requests.with_label_values(&[state]).inc();
     let refuse = |kind, message: String| {
         Err(Refusal {
             kind,

@@ -9,6 +9,7 @@ pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod gate;
+pub mod metrics;
 pub mod pg;
 pub mod policy;
 pub mod scram;

@@ -47,7 +47,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let api_listen = config.server.api_listen;
 
     let approvals = Arc::new(Approvals::new());
-    let gate = Arc::new(Gate::new(Arc::new(config), approvals.clone()));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let gate = Arc::new(Gate::new(Arc::new(config), approvals.clone(), metrics));
     crate::webhook::spawn(gate.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(0u8);
     let ready = Arc::new(AtomicBool::new(false));

@@ -57,6 +57,7 @@ impl From<DecideError> for ApiError {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v1/requests", get(list_requests))
         .route("/v1/requests/stream", get(stream_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -74,6 +75,18 @@ async fn healthz(State(api): State<Api>) -> Response {
     } else {
         err(StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
     }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    api.gate.refresh_metrics();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        api.gate.metrics.render(),
+    )
+        .into_response()
 }
 
 /// The user a bearer token belongs to.

@@ -160,6 +160,7 @@ impl Relay {
     }
 
     fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
         let analysis = self.gate.cache.analyze(&text);
         let class = if utf8 {
@@ -177,8 +178,13 @@ impl Relay {
         );
         // Only a hold needs its own copy of the text.
         let preview = matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
+        self.observe(started);
         self.decide(frame, HeldKind::Query(analysis), verdict, move || preview);
         Ok(())
+    }
+
+    fn observe(&self, started: std::time::Instant) {
+        self.latency.observe(started.elapsed().as_secs_f64());
     }
 
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
@@ -220,6 +226,7 @@ impl Relay {
     }
 
     fn on_execute(&mut self, frame: BytesMut) -> Result<(), Fatal> {
+        let started = std::time::Instant::now();
         let (portal, _, _) = text_field(&frame[5..])?;
         let stmt = self.tracker.portal(&portal);
         let fallback;
@@ -238,6 +245,7 @@ impl Relay {
                 class,
             },
         );
+        self.observe(started);
         let preview = || stmt.as_ref().map(|s| (s.class, s.text.clone()));
         self.decide(frame, HeldKind::Execute, verdict, preview);
         Ok(())

@@ -92,6 +92,9 @@ impl PgServer {
     async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
         let permit = self.sessions.clone().try_acquire_owned().ok();
+        let m = &self.gate.metrics;
+        let result = if permit.is_some() { "accepted" } else { "refused" };
+        m.connections.with_label_values(&["postgres", result]).inc();
         let _excess = match permit {
             Some(_) => None,
             None => match self.excess.clone().try_acquire_owned() {
@@ -141,7 +144,10 @@ impl PgServer {
                     target = %ctx.target.name,
                     client = %peer
                 );
+                let active = self.gate.metrics.active_sessions.with_label_values(&["postgres"]);
+                active.inc();
                 self.session(*auth, ctx).instrument(span).await;
+                active.dec();
                 drop(permit);
             }
         }
@@ -183,6 +189,11 @@ impl PgServer {
             Ok(up) => up,
             Err(e) => {
                 warn!("upstream connection failed: {e}");
+                self.gate
+                    .metrics
+                    .upstream_connect_failures
+                    .with_label_values(&["postgres", &target.name])
+                    .inc();
                 let f = match &e {
                     UpstreamError::Refused(fields) => Fields::new(
                         "FATAL",

@@ -95,6 +95,7 @@ pub struct Relay {
     pub(super) upstream_secret: i32,
     /// Proxy-made messages waiting for the server stream to reach a frame boundary.
     pub(super) inject_pending: BytesMut,
+    pub(super) latency: prometheus::Histogram,
     /// For the impact preview's own upstream connection.
     pub(super) upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
@@ -113,6 +114,7 @@ impl Relay {
         upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Relay {
         Relay {
+            latency: gate.metrics.proxy_latency.with_label_values(&["postgres"]),
             gate,
             ctx,
             max_message,

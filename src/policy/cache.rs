@@ -1,0 +1,171 @@
+//! A bounded, thread-safe LRU of [`SqlAnalysis`] keyed by statement text.
+//!
+//! Invariants:
+//! - At most `capacity` entries (split evenly over [`SHARDS`] independently locked shards,
+//!   so concurrent sessions rarely contend); the least recently used entry of a shard goes
+//!   first.
+//! - Texts longer than [`MAX_KEY_BYTES`] are analysed every time and never stored, so the
+//!   cache's memory stays bounded by `capacity × MAX_KEY_BYTES` plus the analyses.
+//! - A hit costs one hash, one uncontended lock and an `Arc` clone. Every call counts as
+//!   exactly one hit or one miss.
+//! - The analysis is context-free (see [`super::sql`]); the trusted-function list is fixed
+//!   for the cache's lifetime, so a config reload that changes it needs a new cache.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+
+use super::sql::{SqlAnalysis, SqlOptions, analyze_sql};
+
+/// Number of independently locked shards.
+pub const SHARDS: usize = 8;
+/// Longest text that is cached (longer ones are analysed on every call).
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+
+pub struct ClassifierCache {
+    shards: Vec<Mutex<LruCache<String, Arc<SqlAnalysis>>>>,
+    hasher: RandomState,
+    trusted_functions: HashSet<String>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl ClassifierCache {
+    /// `capacity` entries in total (at least one per shard).
+    pub fn new(capacity: usize, trusted_functions: HashSet<String>) -> Self {
+        let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
+        ClassifierCache {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+            hasher: RandomState::new(),
+            trusted_functions,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The analysis of `text`, from the cache when possible.
+    pub fn analyze(&self, text: &str) -> Arc<SqlAnalysis> {
+        if text.len() > MAX_KEY_BYTES {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return Arc::new(self.run(text));
+        }
+        let shard = &self.shards[self.hasher.hash_one(text) as usize % SHARDS];
+        if let Some(hit) = shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(text)
+            .cloned()
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return hit;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        // Analysed outside the lock: a slow parse never blocks other sessions' hits.
+        let fresh = Arc::new(self.run(text));
+        shard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(text.to_string(), fresh.clone());
+        fresh
+    }
+
+    fn run(&self, text: &str) -> SqlAnalysis {
+        analyze_sql(
+            text,
+            &SqlOptions {
+                trusted_functions: &self.trusted_functions,
+            },
+        )
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+    }
+
+    /// Entries currently held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Class;
+
+    #[test]
+    fn counts_hits_and_misses() {
+        let c = ClassifierCache::new(100, HashSet::new());
+        let a = c.analyze("SELECT 1");
+        let b = c.analyze("SELECT 1");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!((c.hits(), c.misses()), (1, 1));
+        assert_eq!(c.analyze("DELETE FROM t").classification.class, Class::Write);
+        assert_eq!((c.hits(), c.misses()), (1, 2));
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn is_bounded() {
+        let c = ClassifierCache::new(16, HashSet::new());
+        for i in 0..1000 {
+            c.analyze(&format!("SELECT {i}"));
+        }
+        assert!(c.len() <= 16, "{} entries", c.len());
+        assert_eq!(c.misses(), 1000);
+    }
+
+    #[test]
+    fn long_texts_are_not_stored() {
+        let c = ClassifierCache::new(16, HashSet::new());
+        let long = format!("SELECT 1 -- {}", "x".repeat(MAX_KEY_BYTES));
+        assert_eq!(c.analyze(&long).classification.class, Class::Read);
+        assert_eq!(c.analyze(&long).classification.class, Class::Read);
+        assert_eq!((c.hits(), c.misses(), c.len()), (0, 2, 0));
+    }
+
+    #[test]
+    fn trusted_functions_apply() {
+        let trusted: HashSet<String> = ["my_func".to_string()].into();
+        let c = ClassifierCache::new(16, trusted);
+        assert_eq!(c.analyze("SELECT my_func(1)").classification.class, Class::Read);
+        assert_eq!(c.analyze("SELECT other(1)").classification.class, Class::Unknown);
+    }
+
+    #[test]
+    fn shared_across_threads() {
+        let c = Arc::new(ClassifierCache::new(64, HashSet::new()));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        c.analyze(&format!("SELECT {}", i % 10));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().ok();
+        }
+        assert_eq!(c.hits() + c.misses(), 200);
+        assert_eq!(c.len(), 10);
+    }
+}

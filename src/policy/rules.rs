@@ -1,0 +1,243 @@
+//! Rules: who may do which class of thing where, and when. Text → class happens in
+//! [`super::sql`] / [`super::shell`]; this module turns a [`Classification`] plus a
+//! [`Subject`] into `allow | review | deny`.
+//!
+//! Matching semantics (every condition must hold; an absent condition matches everything):
+//! - `targets`: globs on target names (absent = `["*"]`).
+//! - `users` / `groups`: the subject is named in `users` **or** belongs to one of `groups`
+//!   (when both are given, either suffices; when one is given, it must hold).
+//! - `source`: CIDRs (a bare address is a /32 or /128); an IPv4-mapped IPv6 source also
+//!   matches as IPv4.
+//! - `hours`: UTC windows, see [`super::rules_hours`]; a string of comma-separated windows
+//!   or a list of such strings.
+//! - `classes`: class names (`read`, `write`, …, `shell`, `file_transfer`, `port_forward`).
+//! - `tables`: case-insensitive globs on `schema.table`; `commands`: globs on program names.
+//!   For an `allow` rule EVERY table (resp. program) of the statement must match and there
+//!   must be at least one: an allow rule never lets through more than it names. For
+//!   `review` / `deny` rules ANY match suffices.
+//! - First match wins; no match is `deny` with reason "no rule matched".
+//!
+//! Defaults: `approvals_required = 1`, `hold_timeout = "5m"`, `max_grant = "1h"`;
+//! `max_grant` may not exceed [`MAX_GRANT_CEILING`] (24h).
+//!
+//! Validation ([`compile`]) reports every problem, one line each, prefixed with
+//! `rules[i] "name": `: unknown users, groups, targets (a target glob matching no target),
+//! approvers, bad CIDRs, hour windows, durations, class names and globs, empty lists, a
+//! table glob without a schema, a review rule without an approver who exists or with
+//! `approvals_required = 0`, `max_grant` over the ceiling, duplicate rule names.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::rules_hours::{self, Window};
+use super::{Class, Classification};
+
+/// The longest grant a rule may allow.
+pub const MAX_GRANT_CEILING: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_HOLD: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_GRANT: Duration = Duration::from_secs(3600);
+
+/// One `[[rules]]` table, exactly as written in the config.
+#[derive(Deserialize, Serialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub name: String,
+    pub targets: Option<Vec<String>>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub source: Option<Vec<String>>,
+    pub hours: Option<Hours>,
+    pub classes: Option<Vec<String>>,
+    pub tables: Option<Vec<String>>,
+    pub commands: Option<Vec<String>>,
+    pub action: Action,
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    pub approvals_required: Option<u32>,
+    pub hold_timeout: Option<String>,
+    pub max_grant: Option<String>,
+}
+
+/// `hours = "Mon-Fri 08:00-18:00"` or `hours = ["Mon 08:00-12:00", "Fri 13:00-17:00"]`.
+#[derive(Deserialize, Serialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum Hours {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The `[policy]` table.
+#[derive(Deserialize, Serialize, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Functions (besides the pure built-ins) that may appear in a `read` statement.
+    #[serde(default)]
+    pub trusted_functions: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Review,
+    #[default]
+    Deny,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Review => "review",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+/// Who may approve: `user:NAME` or `group:NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Approver {
+    User(String),
+    Group(String),
+}
+
+impl std::fmt::Display for Approver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Approver::User(u) => write!(f, "user:{u}"),
+            Approver::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+impl Serialize for Approver {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A compiled, validated rule.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    /// Position in the config's `rules` list.
+    pub index: usize,
+    targets: GlobSet,
+    users: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    source: Option<Vec<IpNet>>,
+    hours: Option<Vec<Window>>,
+    classes: Option<Vec<Class>>,
+    tables: Option<GlobSet>,
+    commands: Option<GlobSet>,
+    pub action: Action,
+    pub approvers: Vec<Approver>,
+    pub approvals_required: u32,
+    pub hold_timeout: Duration,
+    pub max_grant: Duration,
+}
+
+/// What validation knows about the rest of the config.
+pub struct Known<'a> {
+    pub targets: &'a [String],
+    pub groups: &'a [String],
+    pub users: &'a [String],
+}
+
+/// Who asks, from where, when.
+pub struct Subject<'a> {
+    pub user: &'a str,
+    pub groups: &'a [String],
+    pub target: &'a str,
+    pub source: IpAddr,
+    pub now: SystemTime,
+}
+
+#[derive(Debug)]
+pub struct Evaluation<'a> {
+    pub action: Action,
+    pub rule: Option<&'a Rule>,
+    pub reason: String,
+}
+
+/// First match wins; no match is `Deny` with reason "no rule matched".
+pub fn evaluate<'a>(rules: &'a [Rule], subject: &Subject, c: &Classification) -> Evaluation<'a> {
+    for rule in rules {
+        if rule.matches(subject, c) {
+            return Evaluation {
+                action: rule.action,
+                rule: Some(rule),
+                reason: format!("rule \"{}\" ({}): {}", rule.name, rule.action.as_str(), c.reason),
+            };
+        }
+    }
+    Evaluation {
+        action: Action::Deny,
+        rule: None,
+        reason: "no rule matched".into(),
+    }
+}
+
+impl Rule {
+    /// Whether every condition of the rule holds.
+    pub fn matches(&self, s: &Subject, c: &Classification) -> bool {
+        let who = match (&self.users, &self.groups) {
+            (None, None) => true,
+            (u, g) => {
+                u.as_ref().is_some_and(|u| u.iter().any(|n| n == s.user))
+                    || g.as_ref().is_some_and(|g| g.iter().any(|n| s.groups.contains(n)))
+            }
+        };
+        who && self.targets.is_match(s.target)
+            && self.source.as_ref().is_none_or(|nets| source_in(nets, s.source))
+            && self.hours.as_ref().is_none_or(|w| rules_hours::any_contains(w, s.now))
+            && self.classes.as_ref().is_none_or(|cl| cl.contains(&c.class))
+            && self.names_match(self.tables.as_ref(), &c.tables)
+            && self.names_match(self.commands.as_ref(), &c.commands)
+    }
+
+    fn names_match(&self, globs: Option<&GlobSet>, names: &[String]) -> bool {
+        let Some(g) = globs else { return true };
+        match self.action {
+            Action::Allow => !names.is_empty() && names.iter().all(|n| g.is_match(n)),
+            Action::Review | Action::Deny => names.iter().any(|n| g.is_match(n)),
+        }
+    }
+}
+
+fn source_in(nets: &[IpNet], ip: IpAddr) -> bool {
+    let mapped = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    nets.iter()
+        .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;
+
+#[path = "rules_compile.rs"]
+mod compile_impl;
+pub use compile_impl::compile;
+
+fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
+    GlobBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
+}
+
+fn globset(globs: Vec<Glob>) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g);
+    }
+    b.build().map_err(|e| e.to_string())
+}
