@@ -29,11 +29,21 @@ use crate::gate::{Gate, Hold, Refusal, SessionCtx};
 
 /// Read in chunks of this size; whole messages may need more.
 const READ_CHUNK: usize = 64 * 1024;
+/// Make sure a read has at least this much room (BytesMut alone would grow by 64 bytes).
+const MIN_SPARE: usize = 2 * 1024;
+/// An empty buffer larger than this is released, so idle sessions stay small.
+const KEEP_CAPACITY: usize = 32 * 1024;
 /// Stop reading a side while the buffer towards the other side holds this much.
 const OUT_CAP: usize = 256 * 1024;
 /// While a statement is held, keep reading the client (to notice a disconnect) up to this.
 const HELD_READ_CAP: usize = 1 << 20;
 pub(super) const REFUSAL_MARKER: &str = "jitgate_refused_";
+
+fn spare(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < MIN_SPARE {
+        buf.reserve(4 * MIN_SPARE);
+    }
+}
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -119,14 +129,14 @@ impl Relay {
             ctx,
             max_message,
             tracker: Tracker::default(),
-            cin: BytesMut::with_capacity(8 * 1024),
+            cin: BytesMut::new(),
             c_pass: 0,
             c_want: 0,
-            sout: BytesMut::with_capacity(8 * 1024),
-            sin: BytesMut::with_capacity(8 * 1024),
+            sout: BytesMut::new(),
+            sin: BytesMut::new(),
             s_pass: 0,
             s_want: 0,
-            cout: BytesMut::with_capacity(8 * 1024),
+            cout: BytesMut::new(),
             status,
             held: None,
             discard_until_sync: false,
@@ -163,6 +173,7 @@ impl Relay {
         let (mut ur, mut uw) = tokio::io::split(upstream);
         let mut cancelled = key.cancelled.clone();
         let mut client_eof = false;
+        let mut was_holding = false;
         let end = loop {
             if self.held.is_none()
                 && let Err(Fatal(f)) = self.process_client()
@@ -188,6 +199,22 @@ impl Relay {
                 };
             let s_room = self.sin.len() < READ_CHUNK.max(self.s_want) && self.cout.len() < OUT_CAP;
             let holding = self.held.is_some();
+            if holding && !was_holding {
+                // A cancel that raced the end of an earlier hold must not withdraw this one.
+                cancelled.borrow_and_update();
+            }
+            was_holding = holding;
+            for buf in [&mut self.cin, &mut self.sin, &mut self.cout, &mut self.sout] {
+                if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                    *buf = BytesMut::new();
+                }
+            }
+            if c_room {
+                spare(&mut self.cin);
+            }
+            if s_room {
+                spare(&mut self.sin);
+            }
             tokio::select! {
                 biased;
                 r = uw.write_all_buf(&mut self.sout), if !self.sout.is_empty() => {
@@ -225,7 +252,10 @@ impl Relay {
                         Ok(_) => self.process_server(),
                     }
                 }
-                _ = shutdown.changed() => {
+                r = shutdown.changed() => {
+                    if r.is_err() {
+                        break End::Shutdown;
+                    }
                     let phase = *shutdown.borrow_and_update();
                     if phase >= DRAINING {
                         self.draining = true;
@@ -266,8 +296,8 @@ impl Relay {
             })
             .await;
         }
-        if !matches!(end, End::UpstreamClosed) {
-            if self.tracker.busy() && !self.terminated {
+        if !matches!(end, End::UpstreamClosed | End::ClientTerminated) {
+            if self.tracker.busy() {
                 // The client left mid-statement: stop the server's work, not only the socket.
                 if let Err(e) =
                     super::upstream::cancel(&self.ctx.target.address, self.upstream_pid, self.upstream_secret).await
@@ -285,7 +315,7 @@ impl Relay {
         }
     }
 
-    fn upstream_lost(&mut self) {
+    pub(super) fn upstream_lost(&mut self) {
         // Only add our own error between whole frames; mid-frame the client just sees EOF.
         if self.s_pass == 0 && !self.upstream_fatal {
             {

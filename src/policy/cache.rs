@@ -117,7 +117,10 @@ mod tests {
         let b = c.analyze("SELECT 1");
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!((c.hits(), c.misses()), (1, 1));
-        assert_eq!(c.analyze("DELETE FROM t").classification.class, Class::Write);
+        assert_eq!(
+            c.analyze("DELETE FROM t").classification.class,
+            Class::Write
+        );
         assert_eq!((c.hits(), c.misses()), (1, 2));
         assert_eq!(c.len(), 2);
     }
@@ -145,8 +148,14 @@ mod tests {
     fn trusted_functions_apply() {
         let trusted: HashSet<String> = ["my_func".to_string()].into();
         let c = ClassifierCache::new(16, trusted);
-        assert_eq!(c.analyze("SELECT my_func(1)").classification.class, Class::Read);
-        assert_eq!(c.analyze("SELECT other(1)").classification.class, Class::Unknown);
+        assert_eq!(
+            c.analyze("SELECT my_func(1)").classification.class,
+            Class::Read
+        );
+        assert_eq!(
+            c.analyze("SELECT other(1)").classification.class,
+            Class::Unknown
+        );
     }
 
     #[test]

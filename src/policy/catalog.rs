@@ -84,6 +84,9 @@ pub const DANGEROUS_PREFIXES: &[(&str, Class)] = &[
 /// forms) and pgbench's select-only / TPC-B scripts call.
 #[rustfmt::skip]
 pub const PURE_FUNCTIONS: &[&str] = &[
+    // constructors sqlparser may present as calls (reserved words: no user function can
+    // have these names)
+    "array", "row",
     // conditionals
     "coalesce", "nullif", "greatest", "least", "num_nonnulls", "num_nulls",
     // mathematics
@@ -375,7 +378,11 @@ mod tests {
     #[test]
     fn pure_and_dangerous_are_disjoint() {
         for f in PURE_FUNCTIONS {
-            assert_eq!(function_kind(f), FunctionKind::Pure, "{f} is shadowed by a dangerous entry");
+            assert_eq!(
+                function_kind(f),
+                FunctionKind::Pure,
+                "{f} is shadowed by a dangerous entry"
+            );
         }
         for (f, c) in DANGEROUS_FUNCTIONS {
             assert_eq!(function_kind(f), FunctionKind::Dangerous(*c));
@@ -387,9 +394,18 @@ mod tests {
 
     #[test]
     fn lookups() {
-        assert_eq!(function_kind("lo_import"), FunctionKind::Dangerous(Class::Admin));
-        assert_eq!(function_kind("dblink_exec"), FunctionKind::Dangerous(Class::Code));
-        assert_eq!(function_kind("pg_try_advisory_lock"), FunctionKind::Dangerous(Class::Write));
+        assert_eq!(
+            function_kind("lo_import"),
+            FunctionKind::Dangerous(Class::Admin)
+        );
+        assert_eq!(
+            function_kind("dblink_exec"),
+            FunctionKind::Dangerous(Class::Code)
+        );
+        assert_eq!(
+            function_kind("pg_try_advisory_lock"),
+            FunctionKind::Dangerous(Class::Write)
+        );
         assert_eq!(function_kind("lower"), FunctionKind::Pure);
         assert_eq!(function_kind("my_func"), FunctionKind::Unlisted);
         assert!(harmless_setting("search_path"));

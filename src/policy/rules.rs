@@ -171,7 +171,12 @@ pub fn evaluate<'a>(rules: &'a [Rule], subject: &Subject, c: &Classification) ->
             return Evaluation {
                 action: rule.action,
                 rule: Some(rule),
-                reason: format!("rule \"{}\" ({}): {}", rule.name, rule.action.as_str(), c.reason),
+                reason: format!(
+                    "rule \"{}\" ({}): {}",
+                    rule.name,
+                    rule.action.as_str(),
+                    c.reason
+                ),
             };
         }
     }
@@ -189,12 +194,19 @@ impl Rule {
             (None, None) => true,
             (u, g) => {
                 u.as_ref().is_some_and(|u| u.iter().any(|n| n == s.user))
-                    || g.as_ref().is_some_and(|g| g.iter().any(|n| s.groups.contains(n)))
+                    || g.as_ref()
+                        .is_some_and(|g| g.iter().any(|n| s.groups.contains(n)))
             }
         };
         who && self.targets.is_match(s.target)
-            && self.source.as_ref().is_none_or(|nets| source_in(nets, s.source))
-            && self.hours.as_ref().is_none_or(|w| rules_hours::any_contains(w, s.now))
+            && self
+                .source
+                .as_ref()
+                .is_none_or(|nets| source_in(nets, s.source))
+            && self
+                .hours
+                .as_ref()
+                .is_none_or(|w| rules_hours::any_contains(w, s.now))
             && self.classes.as_ref().is_none_or(|cl| cl.contains(&c.class))
             && self.names_match(self.tables.as_ref(), &c.tables)
             && self.names_match(self.commands.as_ref(), &c.commands)

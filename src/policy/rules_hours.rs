@@ -117,7 +117,11 @@ fn parse_time(s: &str, is_end: bool) -> Result<u16, String> {
 pub fn utc_weekday_minute(now: SystemTime) -> (usize, u16) {
     let secs: i128 = match now.duration_since(UNIX_EPOCH) {
         Ok(d) => i128::from(d.as_secs()),
-        Err(e) => -i128::from(e.duration().as_secs()) - 1,
+        // Before 1970: round towards negative infinity.
+        Err(e) => {
+            let d = e.duration();
+            -i128::from(d.as_secs()) - i128::from(d.subsec_nanos() > 0)
+        }
     };
     let days = secs.div_euclid(86_400);
     let minute = (secs.rem_euclid(86_400) / 60) as u16;
@@ -147,7 +151,10 @@ mod tests {
         assert_eq!(utc_weekday_minute(UNIX_EPOCH), (3, 0));
         assert_eq!(utc_weekday_minute(at(0, 0, 0)), (0, 0));
         assert_eq!(utc_weekday_minute(at(6, 23, 59)), (6, 1439));
-        assert_eq!(utc_weekday_minute(UNIX_EPOCH - Duration::from_secs(60)), (2, 1439));
+        assert_eq!(
+            utc_weekday_minute(UNIX_EPOCH - Duration::from_secs(60)),
+            (2, 1439)
+        );
     }
 
     #[test]
@@ -189,9 +196,21 @@ mod tests {
     #[test]
     fn bad_windows() {
         for bad in [
-            "", "Mon", "Mon-Fri", "Mon-Fri 8-18", "Funday 08:00-18:00", "Mon-Fri 08:00-08:00",
-            "Mon 25:00-26:00", "Mon 08:60-09:00", "Mon 24:00-02:00", "Mon 08:00", "a b c",
-            "Mon-Fri 08:00-18:00,", "Mon -Fri 08:00-18:00", "Mon 8:00-9:00:00", "Mon +8:00-09:00",
+            "",
+            "Mon",
+            "Mon-Fri",
+            "Mon-Fri 8-18",
+            "Funday 08:00-18:00",
+            "Mon-Fri 08:00-08:00",
+            "Mon 25:00-26:00",
+            "Mon 08:60-09:00",
+            "Mon 24:00-02:00",
+            "Mon 08:00",
+            "a b c",
+            "Mon-Fri 08:00-18:00,",
+            "Mon -Fri 08:00-18:00",
+            "Mon 8:00-9:00:00",
+            "Mon +8:00-09:00",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -8,8 +8,7 @@ use std::borrow::Cow;
 
 use sqlparser::ast::{
     CommentObject, CopySource, CopyTarget, DescribeAlias, Expr, FromTable, GrantObjects,
-    ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption,
-    Value,
+    ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption, Value,
 };
 
 use super::Class;
@@ -41,7 +40,9 @@ pub(super) fn statement_class(s: &Statement) -> (Class, Why) {
         Statement::Set(set) => set_class(set),
         Statement::Reset(r) => match &r.reset {
             Reset::ALL => is(Read, "RESET ALL is read"),
-            Reset::SessionAuthorization => is(Privilege, "RESET SESSION AUTHORIZATION is privilege"),
+            Reset::SessionAuthorization => {
+                is(Privilege, "RESET SESSION AUTHORIZATION is privilege")
+            }
             Reset::ConfigurationParameter(name) => setting_class("RESET", name),
         },
         Statement::ShowVariable { .. } => is(Read, "SHOW is read"),
@@ -89,9 +90,15 @@ pub(super) fn statement_class(s: &Statement) -> (Class, Why) {
         Statement::Revoke(_) => is(Privilege, "REVOKE is privilege"),
         Statement::GrantRole(_) => is(Privilege, "GRANT of a role is privilege"),
         Statement::RevokeRole(_) => is(Privilege, "REVOKE of a role is privilege"),
-        Statement::AlterDefaultPrivileges(_) => is(Privilege, "ALTER DEFAULT PRIVILEGES is privilege"),
-        Statement::CreateRole(_) | Statement::CreateUser(_) => is(Privilege, "role DDL is privilege"),
-        Statement::AlterRole { .. } | Statement::AlterUser(_) => is(Privilege, "role DDL is privilege"),
+        Statement::AlterDefaultPrivileges(_) => {
+            is(Privilege, "ALTER DEFAULT PRIVILEGES is privilege")
+        }
+        Statement::CreateRole(_) | Statement::CreateUser(_) => {
+            is(Privilege, "role DDL is privilege")
+        }
+        Statement::AlterRole { .. } | Statement::AlterUser(_) => {
+            is(Privilege, "role DDL is privilege")
+        }
         Statement::Drop {
             object_type: ObjectType::Role | ObjectType::User | ObjectType::Group,
             ..
@@ -165,14 +172,16 @@ fn set_class(set: &Set) -> (Class, Why) {
             .iter()
             .map(|v| setting_class("SET", v))
             .max_by_key(|(c, _)| *c)
-            .unwrap_or_else(|| is(Read, "SET is read")),
+            .unwrap_or_else(|| is(Class::Read, "SET is read")),
         Set::MultipleAssignments { assignments } => assignments
             .iter()
             .map(|a| setting_class("SET", &a.name))
             .max_by_key(|(c, _)| *c)
-            .unwrap_or_else(|| is(Read, "SET is read")),
+            .unwrap_or_else(|| is(Class::Read, "SET is read")),
         Set::SetRole { .. } => is(Class::Privilege, "SET ROLE is privilege"),
-        Set::SetSessionAuthorization(_) => is(Class::Privilege, "SET SESSION AUTHORIZATION is privilege"),
+        Set::SetSessionAuthorization(_) => {
+            is(Class::Privilege, "SET SESSION AUTHORIZATION is privilege")
+        }
         Set::SetTimeZone { .. } => is(Class::Read, "SET TIME ZONE is read"),
         Set::SetNames { .. } | Set::SetNamesDefault {} => is(Class::Read, "SET NAMES is read"),
         Set::SetTransaction { .. } => is(Class::Read, "SET TRANSACTION is read"),
@@ -211,7 +220,12 @@ pub(super) fn explain_runs(analyze: bool, options: Option<&[UtilityOption]>) -> 
 }
 
 fn is_false(e: &Expr) -> bool {
-    let word = |s: &str| matches!(s.to_ascii_lowercase().as_str(), "false" | "off" | "0" | "no");
+    let word = |s: &str| {
+        matches!(
+            s.to_ascii_lowercase().as_str(),
+            "false" | "off" | "0" | "no"
+        )
+    };
     match e {
         Expr::Value(v) => match &v.value {
             Value::Boolean(b) => !b,

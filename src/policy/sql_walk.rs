@@ -183,8 +183,9 @@ impl<'o> Walk<'o> {
     fn operator(&mut self, op: &BinaryOperator) {
         match op {
             BinaryOperator::PGCustomBinaryOperator(p) => {
-                let builtin =
-                    p.len() == 2 && p.first().is_some_and(|s| s.eq_ignore_ascii_case("pg_catalog"));
+                let builtin = p.len() == 2
+                    && p.first()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("pg_catalog"));
                 if !builtin {
                     self.raise(Class::Unknown, || {
                         format!("OPERATOR({}) is not a pg_catalog operator", p.join("."))
@@ -193,7 +194,9 @@ impl<'o> Walk<'o> {
             }
             BinaryOperator::Custom(s) => {
                 let s = s.clone();
-                self.raise(Class::Unknown, || format!("operator {s} is not a known built-in"));
+                self.raise(Class::Unknown, || {
+                    format!("operator {s} is not a known built-in")
+                });
             }
             _ => {}
         }
@@ -306,7 +309,9 @@ impl Visitor for Walk<'_> {
             });
         }
         if !q.locks.is_empty() && self.plan_only == 0 {
-            self.raise(Class::Write, || "SELECT … FOR UPDATE/SHARE locks rows: write".into());
+            self.raise(Class::Write, || {
+                "SELECT … FOR UPDATE/SHARE locks rows: write".into()
+            });
         }
         if q.for_clause.is_some()
             || q.settings.is_some()

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# jitgate benchmark: pgbench through direct Postgres, pgbouncer (session mode) and jitgate, in
+# one run, alternating the three so machine noise hits them alike. See bench/README.md.
+#
+#   bash bench/pgbench.sh [--quick] [-T SECONDS] [--rounds N]
+#
+# env: T (seconds per run, default 10), ROUNDS (default 3), CLIENTS (8), THREADS (2), SCALE (10),
+#      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`),
+#      BENCH_SKIP_JITGATE=1 (debugging aid: direct and pgbouncer only),
+#      BENCH_KEEP_TMP=1 (keep the temp dir when the run fails).
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+T=${T:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-8}
+THREADS=${THREADS:-2}
+SCALE=${SCALE:-10}
+SKIP_JG=${BENCH_SKIP_JITGATE:-}
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) T=3 ROUNDS=1 ;;
+        -T) T=${2:?-T needs seconds}; shift ;;
+        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+[[ $T =~ ^[0-9]+$ && $T -ge 1 ]] || die "T must be a whole number of seconds >= 1"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "ROUNDS must be >= 1"
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_deps pgbouncer
+if [[ -z $SKIP_JG ]]; then build_jitgate; fi
+bench_tmp
+
+start_pg 200
+log "pgbench -i -s $SCALE (directly against Postgres)"
+PGPASSWORD=$UPSTREAM_PW pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U bench bench \
+    >"$TMP/pgbench-init.log" 2>&1 || { tail -n 20 "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+psql_direct -c "VACUUM ANALYZE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history" >/dev/null
+
+start_pgbouncer "$((CLIENTS + 4))"
+TARGETS=(direct pgbouncer)
+if [[ -z $SKIP_JG ]]; then
+    start_jitgate
+    TARGETS+=(jitgate)
+else
+    log "BENCH_SKIP_JITGATE is set: jitgate is not started (debugging aid)"
+fi
+
+port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; jitgate) echo "$JG_PORT" ;; esac; }
+pw_of() { if [[ $1 == jitgate ]]; then echo "$CLIENT_PW"; else echo "$UPSTREAM_PW"; fi; }
+pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; jitgate) echo "$JG_PID" ;; *) echo "" ;; esac; }
+
+# median of the latency column (3rd field, µs) of pgbench's per-transaction logs
+log_median_us() {
+    cat "$@" | awk '$3 ~ /^[0-9]+$/ {print $3}' | sort -n | awk '
+        {a[NR] = $1}
+        END { if (NR == 0) { print "nan"; exit }
+              if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms lat_med_us tx cpu_us_tx
+: >"$RESULTS"
+
+# run_one ROUND WORKLOAD MODE TARGET CLIENTS THREADS SECONDS [record|warmup]
+run_one() {
+    local round=$1 workload=$2 mode=$3 target=$4 clients=$5 threads=$6 secs=$7 what=${8:-record}
+    local port pw pid name out script=() c0=0 c1=0 rc=0
+    port=$(port_of "$target"); pw=$(pw_of "$target"); pid=$(pid_of "$target")
+    [[ $workload == select-only ]] && script=(-S)
+    if [[ $workload == tpc-b ]]; then
+        # What pgbench's own pre-run vacuum does, done directly and untimed, so bloat does not
+        # build up over the run (and no VACUUM has to pass through a proxy).
+        psql_direct -c "VACUUM pgbench_branches" -c "VACUUM pgbench_tellers" \
+            -c "TRUNCATE pgbench_history" >/dev/null
+    fi
+    name=r${round}-${workload}-${mode}-${target}-c${clients}
+    out=$TMP/logs/$name.out
+    rm -f "$TMP/logs/$name".tx*
+    [[ -n $pid ]] && c0=$(cpu_ticks "$pid")
+    PGPASSWORD=$pw pgbench -n "${script[@]}" -M "$mode" -c "$clients" -j "$threads" -T "$secs" \
+        -h 127.0.0.1 -p "$port" -U bench -l --log-prefix="$TMP/logs/$name.tx" bench >"$out" 2>&1 || rc=$?
+    [[ -n $pid ]] && c1=$(cpu_ticks "$pid")
+    if [[ $rc -ne 0 ]]; then
+        tail -n 25 "$out" >&2
+        [[ $target == jitgate ]] && { echo "--- jitgate log (tail) ---" >&2; tail -n 15 "$TMP/jitgate.log" >&2; }
+        die "pgbench $name exited $rc (output above)"
+    fi
+    local tx failed tps lat_avg lat_med cpu
+    tx=$(awk -F': *' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]}' "$out")
+    failed=$(awk -F': *' '/^number of failed transactions/ {split($2, a, " "); print a[1]}' "$out")
+    tps=$(awk '/^tps = / {print $3; exit}' "$out")
+    lat_avg=$(awk '/^latency average = / {print $4}' "$out")
+    [[ -n $tx && -n $tps && -n $lat_avg ]] || { cat "$out" >&2; die "could not parse pgbench output of $name"; }
+    [[ ${failed:-0} == 0 ]] || { tail -n 25 "$out" >&2; die "pgbench $name: $failed failed transactions"; }
+    [[ $tx -gt 0 ]] || die "pgbench $name processed no transaction"
+    lat_med=$(log_median_us "$TMP/logs/$name".tx*)
+    rm -f "$TMP/logs/$name".tx*
+    if [[ -n $pid ]]; then
+        cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$tx" 'BEGIN {printf "%.2f", d * 1e6 / hz / n}')
+    else
+        cpu=-
+    fi
+    [[ $what == record ]] || return 0
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" \
+        "$clients" "$tps" "$lat_avg" "$lat_med" "$tx" "$cpu" >>"$RESULTS"
+    log "$(printf '%-28s tps %9.0f  lat avg %6.3f ms  med %5s µs  tx %8s  cpu %s µs/tx' \
+        "$workload $mode $target" "$tps" "$lat_avg" "$lat_med" "$tx" "$cpu")"
+}
+
+WORKLOADS=(select-only tpc-b)
+MODES=(simple extended prepared)
+nruns=$((ROUNDS * (${#WORKLOADS[@]} * ${#MODES[@]} * ${#TARGETS[@]} + ${#TARGETS[@]} - 1)))
+log "$nruns runs of ${T}s (-c $CLIENTS -j $THREADS, then -c 1), rounds: $ROUNDS, targets: ${TARGETS[*]}"
+
+log "warm-up (not recorded)"
+for target in "${TARGETS[@]}"; do run_one 0 select-only simple "$target" "$CLIENTS" "$THREADS" 2 warmup; done
+
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS, -c $CLIENTS"
+    for workload in "${WORKLOADS[@]}"; do
+        for mode in "${MODES[@]}"; do
+            for target in "${TARGETS[@]}"; do
+                run_one "$round" "$workload" "$mode" "$target" "$CLIENTS" "$THREADS" "$T"
+            done
+        done
+    done
+done
+
+C1_TARGETS=(direct)
+[[ -z $SKIP_JG ]] && C1_TARGETS+=(jitgate)
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS, -c 1 latency"
+    for target in "${C1_TARGETS[@]}"; do
+        run_one "$round" select-only extended "$target" 1 1 "$T"
+    done
+done
+
+# --- report ------------------------------------------------------------------------------
+echo
+echo "jitgate bench $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname), $(nproc) cores; pgbench $(pgbench --version | awk '{print $3}'), -c $CLIENTS -j $THREADS, ${T}s x $ROUNDS rounds, scale $SCALE"
+[[ -n $SKIP_JG ]] && echo "(BENCH_SKIP_JITGATE: jitgate not run)"
+awk -F'\t' -v skip="$SKIP_JG" -v clients="$CLIENTS" '
+function median(list,    n, a, i, j, t) {
+    n = split(list, a, " ")
+    if (n == 0) return "nan"
+    for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return (n % 2) ? a[(n + 1) / 2] + 0 : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
+{
+    round = $1; w = $2; m = $3; t = $4; c = $5
+    key = w SUBSEP m SUBSEP t SUBSEP c
+    add(TPS, key, $6); add(MED, key, $8); add(AVG, key, $7)
+    if ($10 != "-") add(CPU, key, $10)
+    tps[round, key] = $6; med[round, key] = $8
+    seen[key] = 1; rounds[round] = 1
+}
+END {
+    split("select-only tpc-b", W, " "); split("simple extended prepared", M, " ")
+    split("direct pgbouncer jitgate", T, " ")
+    printf "\n%-12s %-9s %-10s %10s %11s %11s %12s %10s\n", "workload", "mode", "target", "tps", "lat med us", "lat avg ms", "x direct", "CPU us/tx"
+    for (wi = 1; wi <= 2; wi++) for (mi = 1; mi <= 3; mi++) for (ti = 1; ti <= 3; ti++) {
+        w = W[wi]; m = M[mi]; t = T[ti]; key = w SUBSEP m SUBSEP t SUBSEP clients
+        dkey = w SUBSEP m SUBSEP "direct" SUBSEP clients
+        if (!(key in seen)) { if (t == "jitgate" && skip != "") printf "%-12s %-9s %-10s %10s\n", w, m, t, "skipped"; continue }
+        ratios = ""
+        for (r in rounds) if (((r, key) in tps) && ((r, dkey) in tps) && tps[r, dkey] > 0) ratios = ratios " " tps[r, key] / tps[r, dkey]
+        ratio = median(ratios)
+        cpu = (key in CPU) ? sprintf("%.2f", median(CPU[key])) : "-"
+        printf "%-12s %-9s %-10s %10.0f %11.0f %11.3f %12s %10s\n", w, m, t, median(TPS[key]), median(MED[key]), median(AVG[key]), (t == "direct") ? "1.00" : sprintf("%.2f", ratio), cpu
+        R[w, m, t] = ratio; C[w, m, t] = cpu
+    }
+    # -c 1 latency: per round jitgate median minus direct median, then the median of those
+    dkey = "select-only" SUBSEP "extended" SUBSEP "direct" SUBSEP 1
+    jkey = "select-only" SUBSEP "extended" SUBSEP "jitgate" SUBSEP 1
+    printf "\n-c 1 select-only extended (median latency, µs): direct %s", (dkey in MED) ? sprintf("%.0f", median(MED[dkey])) : "-"
+    added = ""
+    if (jkey in MED) {
+        diffs = ""
+        for (r in rounds) if (((r, jkey) in med) && ((r, dkey) in med)) diffs = diffs " " (med[r, jkey] - med[r, dkey])
+        added = median(diffs)
+        printf ", jitgate %.0f, added per statement %.0f µs (avg-based: %.0f µs)\n", median(MED[jkey]), added, (median(AVG[jkey]) - median(AVG[dkey])) * 1000
+    } else printf ", jitgate skipped\n"
+
+    printf "\ntargets (jitgate):\n"
+    if (skip != "") { print "  n/a: jitgate skipped"; exit }
+    target("CPU/tx, select-only extended -c " clients, C["select-only", "extended", "jitgate"], "<=", 10, " µs")
+    target("tps ratio, select-only extended -c " clients, R["select-only", "extended", "jitgate"], ">=", 0.80, "x")
+    for (mi = 1; mi <= 3; mi++) target("tps ratio, TPC-B " M[mi] " -c " clients, R["tpc-b", M[mi], "jitgate"], ">=", 0.90, "x")
+    target("added latency, -c 1 select-only extended", added, "<=", 30, " µs")
+    printf "  (pgbouncer for reference: CPU/tx select-only extended %s µs, ratio %.2fx)\n", C["select-only", "extended", "pgbouncer"], R["select-only", "extended", "pgbouncer"]
+}
+function target(what, v, op, lim, unit,    ok) {
+    if (v == "" || v == "-" || v == "nan") { printf "  %-4s %-44s no value\n", "MISS", what; return }
+    ok = (op == "<=") ? (v + 0 <= lim) : (v + 0 >= lim)
+    printf "  %-4s %-44s %8.2f%s (target %s %s%s)\n", ok ? "PASS" : "MISS", what, v, unit, op, lim, unit
+}
+' "$RESULTS"
+if [[ -z $SKIP_JG ]]; then
+    echo
+    echo "jitgate RSS after the run: $(rss_kib "$JG_PID") KiB; warnings/errors in its log: $(grep -ciE 'warn|error' "$TMP/jitgate.log" || true)"
+fi

@@ -1,0 +1,465 @@
+//! Shell command classification (the exec string an SSH client sends).
+//!
+//! ## Parser choice
+//! - **brush-parser 0.4** (MIT, part of the actively developed brush shell): a POSIX/bash
+//!   tokenizer and PEG parser giving a full AST (lists, pipelines, `&&`/`||`, compound
+//!   commands, redirections, here documents, process substitution) plus a word parser that
+//!   splits words into quoted text, parameter expansions and command substitutions. Pure
+//!   Rust. **Chosen.**
+//! - conch-parser: a good AST, but unmaintained since 2018.
+//! - yash-syntax: maintained and thorough, but GPL-3.0: not usable in an Apache-2.0 project.
+//! - tree-sitter-bash: a C grammar behind a build script, a concrete (not abstract) tree
+//!   and error recovery that accepts broken input, which is the wrong default here.
+//!
+//! ## Rules (fail closed)
+//! - `read` only for programs on the reviewed read-only list ([`super::shell_programs`])
+//!   whose arguments keep them read-only (`find` without `-delete`/`-exec`…, `sed` without
+//!   `-i` and without `w`/`e` in its script, `sort` without `-o`, `systemctl` with a read
+//!   verb, `journalctl` without `--vacuum*`/`--rotate`/`--flush`, …). A program on no list is
+//!   `unknown`, so only reviewed programs are ever `read`.
+//! - `write`: an output redirection to anything but `/dev/null`, `/dev/stdout`,
+//!   `/dev/stderr`; `tee`; file-changing programs.
+//! - `admin`: sudo, su, doas, state-changing systemctl verbs, kill, reboot, package
+//!   managers, … (a wrapped command is classified too; the greater class wins).
+//! - Wrappers are classified by what they run: env, nohup, timeout, nice, xargs, stdbuf,
+//!   command, builtin, time, `sh -c`/`bash -c` strings (parsed recursively, at most
+//!   [`MAX_DEPTH`] levels).
+//! - `unknown`: interpreters (also when piped into), eval/exec/source, function
+//!   definitions, variables or substitutions in command position, environment assignments
+//!   that change how programs run (PATH, LD_*, …), arguments of checked programs that
+//!   cannot be known now, anything unparseable.
+//! - Command substitutions anywhere (arguments, redirection targets, here documents,
+//!   assignments, `[[ … ]]`) are classified too; a list takes its most sensitive part.
+//! - A lone `scp -t`/`scp -f`, `sftp-server` or `rsync --server` is `file_transfer`.
+//! - Bounded: inputs over [`MAX_LEN`] bytes or with more than [`MAX_OPENERS`] nesting
+//!   characters/keywords are `unknown` before parsing (brush-parser recurses per nesting
+//!   level), so no input can overflow a 2 MiB stack.
+//!
+//! Known limits: pagers (`systemctl status` through `less` on a pty) can spawn a shell;
+//! the SSH front end should run exec channels with `SYSTEMD_PAGER=cat`/`PAGER=cat` or
+//! without a pty. PATH on the target is trusted.
+
+use std::collections::BTreeSet;
+
+use brush_parser::Parser;
+use brush_parser::ast::{
+    Assignment, AssignmentValue, Command, CommandPrefixOrSuffixItem, CompoundCommand, CompoundList,
+    ExtendedTestExpr, IoFileRedirectKind, IoFileRedirectTarget, IoRedirect, SimpleCommand,
+};
+
+use super::shell_programs::{INTERPRETERS, Verdict, program};
+use super::shell_words::{Arg, Word, analyse, heredoc_substitutions, options};
+use super::shell_wrappers::env_assignment_ok;
+use super::{Class, Classification, Worst};
+
+/// Longest command analysed.
+pub const MAX_LEN: usize = 16 * 1024;
+/// Most `(`, `{`, `` ` ``, `!` and compound keywords allowed in one command.
+pub const MAX_OPENERS: usize = 48;
+/// Deepest nesting of `sh -c` strings and command substitutions.
+pub const MAX_DEPTH: u32 = 4;
+const MAX_TEST_DEPTH: u32 = 64;
+
+/// Classifies an exec command string as the SSH client sent it.
+pub fn classify_shell(command: &str) -> Classification {
+    if command.trim().is_empty() {
+        return Classification::bare(Class::Read, "empty command");
+    }
+    if command.len() > MAX_LEN {
+        return Classification::bare(
+            Class::Unknown,
+            format!("command longer than {MAX_LEN} bytes"),
+        );
+    }
+    if openers(command) > MAX_OPENERS {
+        return Classification::bare(Class::Unknown, "command too deeply nested to analyse");
+    }
+    let mut w = Walk {
+        worst: Worst::new("every command is read"),
+        commands: BTreeSet::new(),
+        simple: 0,
+        file_transfer: false,
+    };
+    w.script(command, 0);
+    let mut class = w.worst.class;
+    let mut reason = w.worst.reason;
+    if w.file_transfer {
+        if w.simple == 1 && class == Class::Read {
+            class = Class::FileTransfer;
+            reason = "a file transfer (scp/sftp/rsync server side)".into();
+        } else {
+            class = Class::Unknown;
+            reason = "a file transfer mixed with other commands".into();
+        }
+    }
+    Classification {
+        class,
+        tables: Vec::new(),
+        functions: Vec::new(),
+        commands: w.commands.into_iter().collect(),
+        reason,
+    }
+}
+
+/// An upper bound on the nesting depth the parser could reach.
+fn openers(s: &str) -> usize {
+    let chars = s
+        .chars()
+        .filter(|c| matches!(c, '(' | '{' | '`' | '!' | '['))
+        .count();
+    let words = s
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| {
+            matches!(
+                *w,
+                "if" | "while" | "until" | "for" | "case" | "select" | "function" | "coproc"
+            )
+        })
+        .count();
+    chars + words
+}
+
+struct Walk {
+    worst: Worst,
+    commands: BTreeSet<String>,
+    simple: usize,
+    file_transfer: bool,
+}
+
+impl Walk {
+    fn raise(&mut self, class: Class, reason: impl FnOnce() -> String) {
+        self.worst.raise(class, reason);
+    }
+
+    fn unknown(&mut self, why: &str) {
+        self.raise(Class::Unknown, || why.to_string());
+    }
+
+    fn script(&mut self, text: &str, depth: u32) {
+        if depth > MAX_DEPTH {
+            return self.unknown("commands nested too deeply to analyse");
+        }
+        let parsed = Parser::new(text.as_bytes(), &options()).parse_program();
+        match parsed {
+            Ok(p) => {
+                for cc in &p.complete_commands {
+                    self.list(cc, depth);
+                }
+            }
+            Err(e) => {
+                let mut msg = format!("cannot parse: {e}");
+                msg.truncate(200);
+                self.raise(Class::Unknown, || msg);
+            }
+        }
+    }
+
+    fn list(&mut self, l: &CompoundList, depth: u32) {
+        for item in &l.0 {
+            for (_, pipeline) in item.0.iter() {
+                for (i, c) in pipeline.seq.iter().enumerate() {
+                    self.command(c, i > 0, depth);
+                }
+            }
+        }
+    }
+
+    fn word(&mut self, raw: &str, depth: u32) -> Arg {
+        let w = analyse(raw);
+        self.substitutions(&w, depth);
+        w.arg
+    }
+
+    fn substitutions(&mut self, w: &Word, depth: u32) {
+        if let Some(why) = w.opaque_reason {
+            self.unknown(why);
+        }
+        for s in &w.substitutions {
+            self.script(s, depth + 1);
+        }
+    }
+
+    fn command(&mut self, c: &Command, piped_into: bool, depth: u32) {
+        match c {
+            Command::Simple(s) => self.simple(s, piped_into, depth),
+            Command::Compound(cc, redirects) => {
+                self.compound(cc, depth);
+                for r in redirects.iter().flat_map(|r| r.0.iter()) {
+                    self.redirect(r, depth);
+                }
+            }
+            Command::Function(_) => self.unknown("defining a shell function"),
+            Command::ExtendedTest(t, redirects) => {
+                self.test(&t.expr, depth, 0);
+                for r in redirects.iter().flat_map(|r| r.0.iter()) {
+                    self.redirect(r, depth);
+                }
+            }
+        }
+    }
+
+    fn compound(&mut self, c: &CompoundCommand, depth: u32) {
+        match c {
+            CompoundCommand::BraceGroup(b) => self.list(&b.list, depth),
+            CompoundCommand::Subshell(s) => self.list(&s.list, depth),
+            CompoundCommand::IfClause(i) => {
+                self.list(&i.condition, depth);
+                self.list(&i.then, depth);
+                for e in i.elses.iter().flatten() {
+                    if let Some(c) = &e.condition {
+                        self.list(c, depth);
+                    }
+                    self.list(&e.body, depth);
+                }
+            }
+            CompoundCommand::WhileClause(w) | CompoundCommand::UntilClause(w) => {
+                self.list(&w.0, depth);
+                self.list(&w.1.list, depth);
+            }
+            CompoundCommand::ForClause(f) => {
+                for v in f.values.iter().flatten() {
+                    self.word(&v.value, depth);
+                }
+                self.list(&f.body.list, depth);
+            }
+            CompoundCommand::CaseClause(c) => {
+                self.word(&c.value.value, depth);
+                for item in &c.cases {
+                    for p in &item.patterns {
+                        self.word(&p.value, depth);
+                    }
+                    if let Some(cmd) = &item.cmd {
+                        self.list(cmd, depth);
+                    }
+                }
+            }
+            CompoundCommand::Arithmetic(_)
+            | CompoundCommand::ArithmeticForClause(_)
+            | CompoundCommand::Coprocess(_) => self.unknown("arithmetic commands and coprocesses"),
+        }
+    }
+
+    fn test(&mut self, e: &ExtendedTestExpr, depth: u32, nesting: u32) {
+        if nesting > MAX_TEST_DEPTH {
+            return self.unknown("a [[ … ]] test nested too deeply");
+        }
+        match e {
+            ExtendedTestExpr::And(a, b) | ExtendedTestExpr::Or(a, b) => {
+                self.test(a, depth, nesting + 1);
+                self.test(b, depth, nesting + 1);
+            }
+            ExtendedTestExpr::Not(a) | ExtendedTestExpr::Parenthesized(a) => {
+                self.test(a, depth, nesting + 1)
+            }
+            ExtendedTestExpr::UnaryTest(_, w) => {
+                self.word(&w.value, depth);
+            }
+            ExtendedTestExpr::BinaryTest(_, a, b) => {
+                self.word(&a.value, depth);
+                self.word(&b.value, depth);
+            }
+        }
+    }
+
+    fn redirect(&mut self, r: &IoRedirect, depth: u32) {
+        let harmless_sink = |a: &Arg| {
+            matches!(
+                a.literal(),
+                Some("/dev/null" | "/dev/stdout" | "/dev/stderr")
+            )
+        };
+        let fd_like = |a: &Arg| {
+            a.literal().is_some_and(|s| {
+                s == "-" || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            })
+        };
+        match r {
+            IoRedirect::File(_, kind, target) => {
+                let writes = !matches!(
+                    kind,
+                    IoFileRedirectKind::Read | IoFileRedirectKind::DuplicateInput
+                );
+                match target {
+                    IoFileRedirectTarget::Filename(w) | IoFileRedirectTarget::Duplicate(w) => {
+                        let a = self.word(&w.value, depth);
+                        let dup = matches!(
+                            kind,
+                            IoFileRedirectKind::DuplicateInput
+                                | IoFileRedirectKind::DuplicateOutput
+                        );
+                        if (writes || dup) && !harmless_sink(&a) && !(dup && fd_like(&a)) {
+                            let to = a.literal().unwrap_or("a computed file name").to_string();
+                            self.raise(Class::Write, || {
+                                format!("output redirection to {to}: write")
+                            });
+                        }
+                    }
+                    IoFileRedirectTarget::Fd(_) => {}
+                    IoFileRedirectTarget::ProcessSubstitution(_, s) => self.list(&s.list, depth),
+                }
+            }
+            IoRedirect::HereDocument(_, doc) => {
+                if doc.requires_expansion {
+                    let w = heredoc_substitutions(&doc.doc.value);
+                    self.substitutions(&w, depth);
+                }
+            }
+            IoRedirect::HereString(_, w) => {
+                self.word(&w.value, depth);
+            }
+            IoRedirect::OutputAndError(w, _) => {
+                let a = self.word(&w.value, depth);
+                if !harmless_sink(&a) {
+                    let to = a.literal().unwrap_or("a computed file name").to_string();
+                    self.raise(Class::Write, || {
+                        format!("output redirection to {to}: write")
+                    });
+                }
+            }
+        }
+    }
+
+    fn assignment(&mut self, a: &Assignment, standalone: bool, depth: u32) {
+        let value = match &a.value {
+            AssignmentValue::Scalar(w) => Some(self.word(&w.value, depth)),
+            AssignmentValue::Array(items) => {
+                for (k, v) in items {
+                    if let Some(k) = k {
+                        self.word(&k.value, depth);
+                    }
+                    self.word(&v.value, depth);
+                }
+                None
+            }
+        };
+        let name = match &a.name {
+            brush_parser::ast::AssignmentName::VariableName(n) => n.as_str(),
+            brush_parser::ast::AssignmentName::ArrayElementName(n, _) => n.as_str(),
+        };
+        let literal = value.as_ref().and_then(Arg::literal);
+        if !env_assignment_ok(name, literal) || a.append {
+            let what = if standalone {
+                "shell variable"
+            } else {
+                "environment variable"
+            };
+            self.raise(Class::Unknown, || {
+                format!("setting the {what} {name} can change what later commands run")
+            });
+        }
+    }
+
+    fn simple(&mut self, s: &SimpleCommand, piped_into: bool, depth: u32) {
+        self.simple += 1;
+        let prefix = s.prefix.iter().flat_map(|p| p.0.iter());
+        let suffix = s.suffix.iter().flat_map(|p| p.0.iter());
+        let standalone = s.word_or_name.is_none();
+        let mut args = Vec::new();
+        for item in prefix.chain(suffix) {
+            match item {
+                CommandPrefixOrSuffixItem::IoRedirect(r) => self.redirect(r, depth),
+                CommandPrefixOrSuffixItem::ProcessSubstitution(_, sub) => {
+                    self.list(&sub.list, depth);
+                    args.push(Arg::Opaque { dash_safe: true });
+                }
+                CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
+                    if s.word_or_name.is_some() && args_started(s, item) {
+                        args.push(self.word(&w.value, depth));
+                    } else {
+                        self.assignment(a, standalone, depth);
+                    }
+                }
+                CommandPrefixOrSuffixItem::Word(w) => args.push(self.word(&w.value, depth)),
+            }
+        }
+        let Some(name_word) = &s.word_or_name else {
+            return;
+        };
+        let name = match self.word(&name_word.value, depth) {
+            Arg::Literal(n) => n,
+            Arg::Opaque { .. } => {
+                return self.unknown("a variable, glob or substitution in command position");
+            }
+        };
+        self.run(&name, &args, piped_into, depth, Class::Read);
+    }
+
+    /// Classifies running `name` with `args` (after any wrapper), at least `floor`.
+    fn run(&mut self, name: &str, args: &[Arg], piped_into: bool, depth: u32, floor: Class) {
+        let Some(base) = program_name(name) else {
+            self.commands.insert(name.to_string());
+            return self.raise(Class::Unknown, || {
+                format!("{name} is not run from a system directory")
+            });
+        };
+        self.commands.insert(base.to_string());
+        if piped_into && INTERPRETERS.contains(&base) {
+            return self.raise(Class::Unknown, || {
+                format!("pipe into the interpreter {base}")
+            });
+        }
+        self.raise(floor, || format!("{base} is {floor}"));
+        match program(base, args) {
+            Verdict::Class(c, why) => self.raise(c, || why),
+            Verdict::FileTransfer => self.file_transfer = true,
+            Verdict::Wrap {
+                at,
+                floor: f,
+                extra,
+                why,
+            } => {
+                self.raise(f, || why);
+                let mut inner: Vec<Arg> = args.get(at..).unwrap_or_default().to_vec();
+                if inner.is_empty() {
+                    return;
+                }
+                let first = inner.remove(0);
+                if extra {
+                    inner.push(Arg::Opaque { dash_safe: false });
+                }
+                match first {
+                    Arg::Literal(n) => self.run(&n, &inner, piped_into, depth, floor.max(f)),
+                    Arg::Opaque { .. } => {
+                        self.unknown("a variable, glob or substitution as the wrapped command")
+                    }
+                }
+            }
+            Verdict::Script { script, floor: f } => {
+                self.raise(f, || format!("{base} is {f}"));
+                self.script(&script, depth + 1);
+            }
+        }
+    }
+}
+
+/// Whether a suffix assignment word comes after the command name (then it is an argument).
+fn args_started(s: &SimpleCommand, item: &CommandPrefixOrSuffixItem) -> bool {
+    s.suffix
+        .as_ref()
+        .is_some_and(|suf| suf.0.iter().any(|i| std::ptr::eq(i, item)))
+}
+
+/// The base name of a program; `None` when it is a path outside the system directories.
+fn program_name(name: &str) -> Option<&str> {
+    match name.rsplit_once('/') {
+        None => Some(name),
+        Some((dir, base)) => {
+            let system = matches!(
+                dir,
+                "/bin"
+                    | "/usr/bin"
+                    | "/sbin"
+                    | "/usr/sbin"
+                    | "/usr/lib/openssh"
+                    | "/usr/libexec/openssh"
+                    | "/usr/lib/ssh"
+                    | "/usr/libexec"
+            );
+            (system && !base.is_empty()).then_some(base)
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "shell_tests.rs"]
+mod tests;

@@ -1,0 +1,239 @@
+//! What a shell word can expand to, from brush-parser's word pieces.
+//!
+//! Invariants: a word is [`Arg::Literal`] only when every piece is quoted or plain text with
+//! no unquoted glob or brace characters, so its value after quote removal is exactly one
+//! argument, known now. Everything else is [`Arg::Opaque`]; `dash_safe` says whether each
+//! word it expands to certainly does not start with `-` (so it cannot become an option).
+//! Command substitutions found anywhere in the word (also inside double quotes and here
+//! documents) are returned for classification.
+
+use brush_parser::ParserOptions;
+use brush_parser::word::{WordPiece, WordPieceWithSource};
+
+/// One argument as the program will (or may) see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arg {
+    Literal(String),
+    Opaque { dash_safe: bool },
+}
+
+impl Arg {
+    pub fn literal(&self) -> Option<&str> {
+        match self {
+            Arg::Literal(s) => Some(s),
+            Arg::Opaque { .. } => None,
+        }
+    }
+
+    /// Cannot turn into an option: a literal not starting with `-`, or a dash-safe opaque word.
+    pub fn not_option(&self) -> bool {
+        match self {
+            Arg::Literal(s) => !s.starts_with('-'),
+            Arg::Opaque { dash_safe } => *dash_safe,
+        }
+    }
+}
+
+/// The analysis of one word.
+#[derive(Debug)]
+pub struct Word {
+    pub arg: Arg,
+    /// Command substitution scripts (`$(…)`, backquotes) to classify.
+    pub substitutions: Vec<String>,
+    /// Set when the word holds something that cannot be analysed (the reason).
+    pub opaque_reason: Option<&'static str>,
+}
+
+pub fn options() -> ParserOptions {
+    ParserOptions {
+        enable_extended_globbing: false,
+        ..ParserOptions::default()
+    }
+}
+
+const GLOB: &[char] = &['*', '?', '[', '{', '}'];
+
+/// Whether unquoted text is subject to pathname or brace expansion. A `[` only starts a
+/// pattern when a `]` follows it (`[` alone, the test command, is literal).
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '{', '}']) || s.find('[').is_some_and(|i| s[i..].contains(']'))
+}
+
+/// Analyses a word as written in the command (quotes included).
+pub fn analyse(raw: &str) -> Word {
+    match brush_parser::word::parse(raw, &options()) {
+        Ok(pieces) => from_pieces(raw, &pieces),
+        Err(_) => Word {
+            arg: Arg::Opaque { dash_safe: false },
+            substitutions: Vec::new(),
+            opaque_reason: Some("a word that cannot be parsed"),
+        },
+    }
+}
+
+/// Analyses the body of a here document that undergoes expansion.
+pub fn heredoc_substitutions(body: &str) -> Word {
+    match brush_parser::word::parse_heredoc(body, &options()) {
+        Ok(pieces) => from_pieces(body, &pieces),
+        Err(_) => Word {
+            arg: Arg::Opaque { dash_safe: false },
+            substitutions: Vec::new(),
+            opaque_reason: Some("a here document that cannot be parsed"),
+        },
+    }
+}
+
+struct State {
+    text: String,
+    literal: bool,
+    /// An unquoted expansion or glob can split into several words.
+    splits: bool,
+    first: Option<bool>,
+    substitutions: Vec<String>,
+    opaque_reason: Option<&'static str>,
+}
+
+fn from_pieces(raw: &str, pieces: &[WordPieceWithSource]) -> Word {
+    let mut st = State {
+        text: String::new(),
+        literal: true,
+        splits: false,
+        first: None,
+        substitutions: Vec::new(),
+        opaque_reason: None,
+    };
+    walk(raw, pieces, false, &mut st);
+    let arg = if st.literal {
+        Arg::Literal(st.text)
+    } else {
+        Arg::Opaque {
+            dash_safe: st.first == Some(true) && !st.splits,
+        }
+    };
+    Word {
+        arg,
+        substitutions: st.substitutions,
+        opaque_reason: st.opaque_reason,
+    }
+}
+
+/// `first`: whether the start of the word is known not to be `-` (set by the first piece).
+fn walk(raw: &str, pieces: &[WordPieceWithSource], quoted: bool, st: &mut State) {
+    for p in pieces {
+        let starts_safe = |s: &str| {
+            s.chars()
+                .next()
+                .is_some_and(|c| c != '-' && !GLOB.contains(&c))
+        };
+        match &p.piece {
+            WordPiece::Text(s) => {
+                if !quoted && is_pattern(s) {
+                    st.literal = false;
+                    st.splits |= s.contains(['{', '}']) && st.first.is_none();
+                }
+                if st.first.is_none() && !s.is_empty() {
+                    st.first = Some(starts_safe(s));
+                }
+                st.text.push_str(s);
+            }
+            WordPiece::SingleQuotedText(s) => {
+                if st.first.is_none() && !s.is_empty() {
+                    st.first = Some(!s.starts_with('-'));
+                }
+                st.text.push_str(s);
+            }
+            WordPiece::EscapeSequence(s) => {
+                let c: String = s.chars().skip(1).collect();
+                if st.first.is_none() && !c.is_empty() {
+                    st.first = Some(!c.starts_with('-'));
+                }
+                st.text.push_str(&c);
+            }
+            WordPiece::AnsiCQuotedText(s) => {
+                if s.contains('\\') {
+                    st.literal = false;
+                }
+                if st.first.is_none() && !s.is_empty() {
+                    st.first = Some(!s.starts_with(['-', '\\']));
+                }
+                st.text.push_str(s);
+            }
+            WordPiece::DoubleQuotedSequence(inner)
+            | WordPiece::GettextDoubleQuotedSequence(inner) => walk(raw, inner, true, st),
+            WordPiece::TildeExpansion(_) => {
+                st.literal = false;
+                st.first.get_or_insert(true);
+            }
+            WordPiece::ParameterExpansion(_) => {
+                st.literal = false;
+                st.splits |= !quoted;
+                st.first.get_or_insert(false);
+                let src = raw.get(p.start_index..p.end_index).unwrap_or(raw);
+                if src.contains("$(") || src.contains('`') || src.contains("<(") {
+                    st.opaque_reason = Some("a command substitution inside a parameter expansion");
+                }
+            }
+            WordPiece::CommandSubstitution(s) | WordPiece::BackquotedCommandSubstitution(s) => {
+                st.literal = false;
+                st.splits |= !quoted;
+                st.first.get_or_insert(false);
+                st.substitutions.push(s.clone());
+            }
+            WordPiece::ArithmeticExpression(e) => {
+                st.literal = false;
+                st.first.get_or_insert(false);
+                if e.value.contains(['$', '`', '[']) {
+                    st.opaque_reason =
+                        Some("an arithmetic expansion with substitutions or subscripts");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals() {
+        assert_eq!(analyse("ls").arg, Arg::Literal("ls".into()));
+        assert_eq!(analyse("'r''m'").arg, Arg::Literal("rm".into()));
+        assert_eq!(analyse("\"-i\"").arg, Arg::Literal("-i".into()));
+        assert_eq!(analyse("\\-i").arg, Arg::Literal("-i".into()));
+        assert_eq!(analyse("\"a b\"").arg, Arg::Literal("a b".into()));
+        assert_eq!(analyse("'*.log'").arg, Arg::Literal("*.log".into()));
+    }
+
+    #[test]
+    fn opaque_words() {
+        assert_eq!(analyse("*.log").arg, Arg::Opaque { dash_safe: false });
+        assert_eq!(analyse("./*.log").arg, Arg::Opaque { dash_safe: true });
+        assert_eq!(analyse("/var/log/*").arg, Arg::Opaque { dash_safe: true });
+        assert_eq!(analyse("{-i,x}").arg, Arg::Opaque { dash_safe: false });
+        assert_eq!(analyse("$X").arg, Arg::Opaque { dash_safe: false });
+        assert_eq!(
+            analyse("./$X").arg,
+            Arg::Opaque { dash_safe: false },
+            "word splitting"
+        );
+        assert_eq!(analyse("\"./$X\"").arg, Arg::Opaque { dash_safe: true });
+        assert_eq!(analyse("~/x").arg, Arg::Opaque { dash_safe: true });
+        assert_eq!(analyse("$'\\x2d'i").arg, Arg::Opaque { dash_safe: false });
+    }
+
+    #[test]
+    fn substitutions_are_found() {
+        assert_eq!(
+            analyse("$(rm -rf /)").substitutions,
+            vec!["rm -rf /".to_string()]
+        );
+        assert_eq!(analyse("\"a$(id)b\"").substitutions, vec!["id".to_string()]);
+        assert_eq!(analyse("`ls`").substitutions, vec!["ls".to_string()]);
+        assert!(analyse("${x:-$(rm)}").opaque_reason.is_some());
+        assert!(analyse("$((a[$(id)]))").opaque_reason.is_some());
+        assert!(analyse("$((1+2))").opaque_reason.is_none());
+        let h = heredoc_substitutions("line $(rm -rf /)\n");
+        assert_eq!(h.substitutions, vec!["rm -rf /".to_string()]);
+    }
+}

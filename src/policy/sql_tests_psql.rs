@@ -1,0 +1,60 @@
+//! The exact texts psql 15 and pgbench send (captured from a real server with
+//! `log_statement = all`, see `testdata/`): psql's meta-commands must stay `read`, and
+//! pgbench's scripts get the classes their statements have (its init uses `COPY … WITH
+//! (FREEZE ON)` and `VACUUM ANALYZE t`, which sqlparser 0.64 cannot parse: those fail closed).
+
+use super::tests::classify;
+use crate::policy::Class;
+
+const PSQL: &str = include_str!("testdata/psql15_queries.sql");
+const PGBENCH: &str = include_str!("testdata/pgbench_queries.tsv");
+const SEPARATOR: &str = "\n-- ---- next query ----\n";
+
+pub(super) fn cases() -> Vec<(String, Class)> {
+    let mut out: Vec<(String, Class)> = PSQL
+        .split(SEPARATOR)
+        .skip(1)
+        .map(|q| (q.trim_end().to_string(), Class::Read))
+        .collect();
+    for line in PGBENCH.lines().filter(|l| !l.is_empty()) {
+        let (class, text) = line.split_once('\t').unwrap_or(("unknown", line));
+        out.push((
+            text.to_string(),
+            Class::parse(class).unwrap_or(Class::Unknown),
+        ));
+    }
+    out
+}
+
+#[test]
+fn psql_and_pgbench_texts() {
+    let cases = cases();
+    assert!(cases.len() >= 130, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for (text, want) in &cases {
+        let got = classify(text).classification;
+        if got.class != *want {
+            failures.push(format!(
+                "want {want}, got {} ({}):\n{text}\n",
+                got.class, got.reason
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn pgbench_tables() {
+    let a = classify("SELECT abalance FROM pgbench_accounts WHERE aid = 9512;");
+    assert_eq!(a.classification.tables, vec!["public.pgbench_accounts"]);
+    let a = classify(
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (10, 1, 77207, 1067, CURRENT_TIMESTAMP);",
+    );
+    assert_eq!(a.classification.tables, vec!["public.pgbench_history"]);
+    assert_eq!(a.classification.functions, vec!["current_timestamp"]);
+}

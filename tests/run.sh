@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The test command of jitgate: installs what a fresh Debian machine lacks (PostgreSQL 15 server
+# and client, pgbench, pgbouncer, OpenSSH server), then runs rustfmt, clippy and every test
+# against real servers. A missing tool is an error, never a skipped test.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- system packages -------------------------------------------------------------------------
+declare -A needs=(
+    [/usr/lib/postgresql/15/bin/postgres]=postgresql-15
+    [/usr/lib/postgresql/15/bin/initdb]=postgresql-15
+    [/usr/lib/postgresql/15/bin/pgbench]=postgresql-15
+    [/usr/bin/psql]=postgresql-client-15
+    [/usr/sbin/sshd]=openssh-server
+    [/usr/sbin/pgbouncer]=pgbouncer
+)
+missing=()
+for path in "${!needs[@]}"; do
+    if [[ ! -x "$path" ]]; then
+        pkg="${needs[$path]}"
+        [[ " ${missing[*]-} " == *" $pkg "* ]] || missing+=("$pkg")
+    fi
+done
+for tool in psql pgbench; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=(postgresql-client-15)
+done
+
+say "checking system packages"
+if ((${#missing[@]})); then
+    # Deduplicate.
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    [[ $(id -u) -eq 0 ]] || die "missing packages (${missing[*]}) and not root: run as root or install them"
+    command -v apt-get >/dev/null 2>&1 || die "missing packages (${missing[*]}) and no apt-get"
+    say "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y "${missing[@]}"
+else
+    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server"
+fi
+
+for path in "${!needs[@]}"; do
+    [[ -x "$path" ]] || die "$path is still missing after installing ${needs[$path]}"
+done
+for tool in psql pgbench; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH"
+done
+
+# postgres refuses to run as root: the tests start their clusters as the `postgres` OS user.
+if ! id postgres >/dev/null 2>&1; then
+    [[ $(id -u) -eq 0 ]] || die "OS user postgres is missing and we are not root"
+    say "creating the postgres OS user"
+    useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
+# --- Rust toolchain pieces -------------------------------------------------------------------
+command -v cargo >/dev/null 2>&1 || die "cargo is not installed (install Rust first)"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null 2>&1 || die "rustfmt/clippy missing and no rustup to add them"
+    say "adding rustfmt and clippy"
+    rustup component add rustfmt clippy
+fi
+
+# --- checks and tests ------------------------------------------------------------------------
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+say "cargo fmt --check"
+cargo fmt --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+say "cargo test --all-targets --no-fail-fast"
+cargo test --all-targets --no-fail-fast
+
+if [[ -f src/lib.rs ]]; then
+    say "cargo test --doc"
+    cargo test --doc
+fi
+
+say "all checks passed"
