@@ -202,8 +202,8 @@ impl Config {
 
     /// Parse and validate TOML text; relative paths are taken from `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let file: ConfigFile = toml::from_str(text)
-            .map_err(|e| ConfigErrors(vec![one_line(&e.to_string())]))?;
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![one_line(&e.to_string())]))?;
         validate(file, base)
     }
 
@@ -300,7 +300,9 @@ fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigErrors> {
     let mut webhooks = Vec::new();
     for (i, w) in file.webhooks.iter().enumerate() {
         if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
-            errs.push(format!("webhooks[{i}]: url must start with http:// or https://"));
+            errs.push(format!(
+                "webhooks[{i}]: url must start with http:// or https://"
+            ));
         }
         let timeout = duration_or(
             &mut errs,
@@ -430,7 +432,9 @@ fn validate_user(i: usize, u: &UserSection, errs: &mut Vec<String>) -> Option<Us
     };
     for (k, key) in u.ssh_keys.iter().enumerate() {
         if let Err(e) = russh::keys::PublicKey::from_openssh(key) {
-            errs.push(format!("{at}: ssh_keys[{k}]: not an OpenSSH public key: {e}"));
+            errs.push(format!(
+                "{at}: ssh_keys[{k}]: not an OpenSSH public key: {e}"
+            ));
         }
     }
     let api_token_sha256 = match &u.api_token_sha256 {
@@ -544,8 +548,10 @@ fn validate_target(
             if t.database.is_none() {
                 errs.push(format!("{at}: database is required for a postgres target"));
             }
-            for (k, set) in [("key_file", t.key_file.is_some()), ("host_key", t.host_key.is_some())]
-            {
+            for (k, set) in [
+                ("key_file", t.key_file.is_some()),
+                ("host_key", t.host_key.is_some()),
+            ] {
                 if set {
                     errs.push(format!("{at}: {k} applies to ssh targets only"));
                 }
@@ -556,10 +562,7 @@ fn validate_target(
                 None => errs.push(format!("{at}: key_file is required for an ssh target")),
                 Some(k) => {
                     if let Err(e) = russh::keys::load_secret_key(k, None) {
-                        errs.push(format!(
-                            "{at}: key_file: cannot load {}: {e}",
-                            k.display()
-                        ));
+                        errs.push(format!("{at}: key_file: cannot load {}: {e}", k.display()));
                     }
                 }
             }
@@ -639,8 +642,14 @@ password_file = "/nonexistent/pw"
 "#;
         let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
         assert!(errs.iter().any(|e| e.contains("api_listen")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("postgres_listen")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("startup_timeout")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("postgres_listen")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("startup_timeout")),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| e.contains("password_file")), "{errs:?}");
     }
 

@@ -100,7 +100,8 @@ impl Hold {
     /// Withdraw the request (client cancel). The next poll resolves to a `Cancelled` refusal
     /// unless a decision won the race.
     pub fn cancel(&self, reason: &str) {
-        self.approvals.close(&self.request, State::Cancelled, reason);
+        self.approvals
+            .close(&self.request, State::Cancelled, reason);
     }
 }
 

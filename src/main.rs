@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use jitgate::cli;
 
 #[derive(Parser)]
-#[command(name = "jitgate", version, about = "Just-in-time approval proxy for PostgreSQL and SSH")]
+#[command(
+    name = "jitgate",
+    version,
+    about = "Just-in-time approval proxy for PostgreSQL and SSH"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,9 @@ enum Command {
         config: PathBuf,
     },
     /// Dry-run the policy for one statement or command (or JSON Lines on stdin with --stdin).
-    #[command(after_help = "Examples:\n  jitgate classify --config jitgate.toml --target app-db --user alice 'DELETE FROM t'\n  jq -R . queries.sql | jitgate classify --config jitgate.toml --target app-db --user alice --stdin")]
+    #[command(
+        after_help = "Examples:\n  jitgate classify --config jitgate.toml --target app-db --user alice 'DELETE FROM t'\n  jq -R . queries.sql | jitgate classify --config jitgate.toml --target app-db --user alice --stdin"
+    )]
     Classify {
         #[arg(long)]
         config: PathBuf,
@@ -57,7 +63,9 @@ enum Command {
         api: ApiArgs,
     },
     /// Approve a request: this statement once, or a grant for a while with --grant.
-    #[command(after_help = "Examples:\n  jitgate approve r4k2... --reason 'ticket 123'\n  jitgate approve r4k2... --grant 15m --reason 'migration window'")]
+    #[command(
+        after_help = "Examples:\n  jitgate approve r4k2... --reason 'ticket 123'\n  jitgate approve r4k2... --grant 15m --reason 'migration window'"
+    )]
     Approve {
         id: String,
         /// Also let the same user run the same kind of statement on the same tables for this long (e.g. 15m).
@@ -69,7 +77,9 @@ enum Command {
         api: ApiArgs,
     },
     /// Deny a request; the held client gets SQLSTATE 42501 with the reason.
-    #[command(after_help = "Example:\n  jitgate deny r4k2... --reason 'use the migration pipeline'")]
+    #[command(
+        after_help = "Example:\n  jitgate deny r4k2... --reason 'use the migration pipeline'"
+    )]
     Deny {
         id: String,
         #[arg(long)]

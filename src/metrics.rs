@@ -57,7 +57,10 @@ impl Metrics {
         let connections = reg(
             &r,
             IntCounterVec::new(
-                Opts::new("jitgate_connections_total", "Client connections by outcome."),
+                Opts::new(
+                    "jitgate_connections_total",
+                    "Client connections by outcome.",
+                ),
                 &["protocol", "result"],
             )
             .unwrap_or_else(|_| unreachable!()),
@@ -102,8 +105,11 @@ impl Metrics {
         );
         let pending_requests = reg(
             &r,
-            IntGauge::new("jitgate_pending_requests", "Requests waiting for a decision.")
-                .unwrap_or_else(|_| unreachable!()),
+            IntGauge::new(
+                "jitgate_pending_requests",
+                "Requests waiting for a decision.",
+            )
+            .unwrap_or_else(|_| unreachable!()),
         );
         let approval_wait = reg(
             &r,
@@ -112,7 +118,9 @@ impl Metrics {
                     "jitgate_approval_wait_seconds",
                     "Time from a hold to its outcome.",
                 )
-                .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
+                .buckets(vec![
+                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                ]),
             )
             .unwrap_or_else(|_| unreachable!()),
         );
@@ -123,7 +131,9 @@ impl Metrics {
                     "jitgate_proxy_latency_seconds",
                     "Time the proxy spends deciding a statement before forwarding it.",
                 )
-                .buckets(vec![1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2]),
+                .buckets(vec![
+                    1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2,
+                ]),
                 &["protocol"],
             )
             .unwrap_or_else(|_| unreachable!()),
@@ -180,14 +190,18 @@ impl Metrics {
     pub fn statement(&self, protocol: &str, class: Class, d: Decision) {
         let p = usize::from(protocol == "ssh");
         let c = Class::ALL.iter().position(|x| *x == class).unwrap_or(6);
-        if let Some(counter) = self.statements.get((p * Class::ALL.len() + c) * 3 + d as usize) {
+        if let Some(counter) = self
+            .statements
+            .get((p * Class::ALL.len() + c) * 3 + d as usize)
+        {
             counter.inc();
         }
     }
 
     /// Bring counters kept elsewhere (the cache's own atomics) up to date; called at scrape.
     pub fn sync_cache(&self, hits: u64, misses: u64) {
-        self.cache_hits.inc_by(hits.saturating_sub(self.cache_hits.get()));
+        self.cache_hits
+            .inc_by(hits.saturating_sub(self.cache_hits.get()));
         self.cache_misses
             .inc_by(misses.saturating_sub(self.cache_misses.get()));
     }

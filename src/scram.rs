@@ -106,7 +106,10 @@ pub struct Exchange {
 
 impl Exchange {
     /// Handle client-first-message; returns the state and server-first-message.
-    pub fn start(verifier: Verifier, client_first: &[u8]) -> Result<(Exchange, String), ScramError> {
+    pub fn start(
+        verifier: Verifier,
+        client_first: &[u8],
+    ) -> Result<(Exchange, String), ScramError> {
         let msg = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed)?;
         // gs2-header: cbind-flag "," [authzid] ","
         let mut parts = msg.splitn(3, ',');
@@ -132,7 +135,11 @@ impl Exchange {
             }
         }
         let client_nonce = client_nonce.ok_or(ScramError::Malformed)?;
-        if client_nonce.is_empty() || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',') {
+        if client_nonce.is_empty()
+            || !client_nonce
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+        {
             return Err(ScramError::Malformed);
         }
         let server_part: [u8; 18] = rand::random();
@@ -232,7 +239,13 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         let v = Verifier::parse(&hash_password("x")).unwrap();
-        for bad in [&b""[..], b"n,,", b"\xff\xfe", b"p=tls-server-end-point,,n=,r=abc", b"n,,n=,"] {
+        for bad in [
+            &b""[..],
+            b"n,,",
+            b"\xff\xfe",
+            b"p=tls-server-end-point,,n=,r=abc",
+            b"n,,n=,",
+        ] {
             assert!(Exchange::start(v.clone(), bad).is_err(), "{bad:?}");
         }
         let (ex, _) = Exchange::start(v, b"n,,n=,r=abc").unwrap();

@@ -42,7 +42,10 @@ pub fn text(event: &Event) -> Option<String> {
             r.user,
             r.target,
             r.decided_by.as_deref().unwrap_or("?"),
-            r.grant.as_ref().map(|g| format!(" with grant {g}")).unwrap_or_default()
+            r.grant
+                .as_ref()
+                .map(|g| format!(" with grant {g}"))
+                .unwrap_or_default()
         ),
         (_, State::Denied) => format!(
             "jitgate: request {} by {} on {} denied by {}: {}",
@@ -110,7 +113,9 @@ pub fn spawn(gate: Arc<Gate>) {
                             .await;
                         match r {
                             Ok(resp) if resp.status().is_success() => return,
-                            Ok(resp) => warn!(url = %hook.url, attempt, "webhook answered {}", resp.status()),
+                            Ok(resp) => {
+                                warn!(url = %hook.url, attempt, "webhook answered {}", resp.status())
+                            }
                             Err(e) => warn!(url = %hook.url, attempt, "webhook failed: {e}"),
                         }
                         tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;

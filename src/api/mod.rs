@@ -159,7 +159,8 @@ fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(Decision::default());
     }
-    serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
 async fn approve(
@@ -170,7 +171,10 @@ async fn approve(
 ) -> Result<Response, ApiError> {
     let user = authenticate(&api, &headers)?;
     let d = decision_body(&body)?;
-    let r = api.gate.approvals.approve(&id, &user, &d.reason, d.grant_secs)?;
+    let r = api
+        .gate
+        .approvals
+        .approve(&id, &user, &d.reason, d.grant_secs)?;
     Ok(Json(r).into_response())
 }
 
@@ -183,7 +187,10 @@ async fn deny(
     let user = authenticate(&api, &headers)?;
     let d = decision_body(&body)?;
     if d.grant_secs.is_some() {
-        return Err(err(StatusCode::BAD_REQUEST, "grant_secs makes no sense on a denial"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "grant_secs makes no sense on a denial",
+        ));
     }
     if d.reason.trim().is_empty() {
         return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));

@@ -400,7 +400,12 @@ impl Approvals {
         Ok(view)
     }
 
-    pub fn deny(&self, id: &str, approver: &User, reason: &str) -> Result<RequestView, DecideError> {
+    pub fn deny(
+        &self,
+        id: &str,
+        approver: &User,
+        reason: &str,
+    ) -> Result<RequestView, DecideError> {
         let mut inner = self.lock();
         let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
         check_decider(e, approver)?;
@@ -451,8 +456,16 @@ impl Approvals {
     }
 
     /// A live grant covering this statement, if any.
-    pub fn find_grant(&self, user: &str, target: &str, class: Class, tables: &[String]) -> Option<Grant> {
-        self.lock().grants.find(user, target, class, tables, SystemTime::now())
+    pub fn find_grant(
+        &self,
+        user: &str,
+        target: &str,
+        class: Class,
+        tables: &[String],
+    ) -> Option<Grant> {
+        self.lock()
+            .grants
+            .find(user, target, class, tables, SystemTime::now())
     }
 
     pub fn grants(&self) -> Vec<Grant> {

@@ -24,7 +24,10 @@ fn request(a: &Approvals, required: u32) -> (RequestView, oneshot::Receiver<Outc
         rule: "writes".into(),
         source: "127.0.0.1".into(),
         session: "s1".into(),
-        approvers: vec![Approver::Group("sre".into()), Approver::User("carol".into())],
+        approvers: vec![
+            Approver::Group("sre".into()),
+            Approver::User("carol".into()),
+        ],
         approvals_required: required,
         hold_timeout: Duration::from_secs(60),
         max_grant: Duration::from_secs(1800),
@@ -36,11 +39,13 @@ fn requester_and_outsiders_cannot_decide() {
     let a = Approvals::new();
     let (r, _rx) = request(&a, 1);
     assert_eq!(
-        a.approve(&r.id, &user("alice", &["sre"]), "", None).unwrap_err(),
+        a.approve(&r.id, &user("alice", &["sre"]), "", None)
+            .unwrap_err(),
         DecideError::OwnRequest
     );
     assert_eq!(
-        a.approve(&r.id, &user("mallory", &["dev"]), "", None).unwrap_err(),
+        a.approve(&r.id, &user("mallory", &["dev"]), "", None)
+            .unwrap_err(),
         DecideError::NotApprover
     );
     assert_eq!(
@@ -49,7 +54,8 @@ fn requester_and_outsiders_cannot_decide() {
     );
     assert_eq!(a.get(&r.id).unwrap().state, State::Pending);
     assert_eq!(
-        a.approve("r-nope", &user("bob", &["sre"]), "", None).unwrap_err(),
+        a.approve("r-nope", &user("bob", &["sre"]), "", None)
+            .unwrap_err(),
         DecideError::NotFound
     );
 }
@@ -79,12 +85,18 @@ async fn two_of_two_needs_distinct_approvers() {
     let a = Approvals::new();
     let (r, mut rx) = request(&a, 2);
     let bob = user("bob", &["sre"]);
-    assert_eq!(a.approve(&r.id, &bob, "", None).unwrap().state, State::Pending);
+    assert_eq!(
+        a.approve(&r.id, &bob, "", None).unwrap().state,
+        State::Pending
+    );
     assert_eq!(
         a.approve(&r.id, &bob, "", None).unwrap_err(),
         DecideError::AlreadyApproved
     );
-    assert!(rx.try_recv().is_err(), "one approval of two must not release");
+    assert!(
+        rx.try_recv().is_err(),
+        "one approval of two must not release"
+    );
     let v = a.approve(&r.id, &user("carol", &[]), "", None).unwrap();
     assert_eq!(v.state, State::Approved);
     assert!(matches!(rx.await.unwrap(), Outcome::Approved { by, .. } if by.len() == 2));
@@ -111,10 +123,13 @@ fn grants_are_scoped_bounded_and_revocable() {
     let a = Approvals::new();
     let (r, _rx) = request(&a, 1);
     assert_eq!(
-        a.approve(&r.id, &user("carol", &[]), "", Some(1801)).unwrap_err(),
+        a.approve(&r.id, &user("carol", &[]), "", Some(1801))
+            .unwrap_err(),
         DecideError::GrantTooLong(1801, 1800)
     );
-    let v = a.approve(&r.id, &user("carol", &[]), "", Some(600)).unwrap();
+    let v = a
+        .approve(&r.id, &user("carol", &[]), "", Some(600))
+        .unwrap();
     let gid = v.grant.expect("a grant");
     let t = vec!["public.t".to_string()];
     assert!(a.find_grant("alice", "app-db", Class::Write, &t).is_some());
@@ -123,7 +138,10 @@ fn grants_are_scoped_bounded_and_revocable() {
     assert!(a.find_grant("alice", "other", Class::Write, &t).is_none());
     assert!(a.find_grant("alice", "app-db", Class::Ddl, &t).is_none());
     let other = vec!["public.t".to_string(), "public.u".to_string()];
-    assert!(a.find_grant("alice", "app-db", Class::Write, &other).is_none());
+    assert!(
+        a.find_grant("alice", "app-db", Class::Write, &other)
+            .is_none()
+    );
     assert_eq!(a.grants().len(), 1);
     assert!(a.revoke(&gid).is_some());
     assert!(a.find_grant("alice", "app-db", Class::Write, &t).is_none());

@@ -22,7 +22,12 @@ enum Failure {
 }
 
 impl ApiClient {
-    fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -65,7 +70,13 @@ impl ApiClient {
         })
     }
 
-    fn run(&self, method: reqwest::Method, path: &str, body: Option<Value>, show: impl Fn(&Value)) -> ExitCode {
+    fn run(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        show: impl Fn(&Value),
+    ) -> ExitCode {
         match self.call(method, path, body) {
             Ok(v) => {
                 if self.json {
@@ -97,7 +108,16 @@ impl ApiClient {
                 .map(|a| a.iter().map(request_row).collect())
                 .unwrap_or_default();
             table(
-                &["ID", "STATE", "USER", "TARGET", "CLASS", "RULE", "AGE", "STATEMENT"],
+                &[
+                    "ID",
+                    "STATE",
+                    "USER",
+                    "TARGET",
+                    "CLASS",
+                    "RULE",
+                    "AGE",
+                    "STATEMENT",
+                ],
                 &rows,
             );
         })
@@ -108,20 +128,30 @@ impl ApiClient {
         if let Some(g) = grant {
             body["grant_secs"] = json!(g.as_secs());
         }
-        self.run(reqwest::Method::POST, &format!("/v1/requests/{id}/approve"), Some(body), |v| {
-            let state = s(v, "state");
-            match v.get("grant").and_then(Value::as_str) {
-                Some(g) => println!("{id}: {state}, grant {g}"),
-                None => println!("{id}: {state}"),
-            }
-        })
+        self.run(
+            reqwest::Method::POST,
+            &format!("/v1/requests/{id}/approve"),
+            Some(body),
+            |v| {
+                let state = s(v, "state");
+                match v.get("grant").and_then(Value::as_str) {
+                    Some(g) => println!("{id}: {state}, grant {g}"),
+                    None => println!("{id}: {state}"),
+                }
+            },
+        )
     }
 
     pub fn deny(&self, id: &str, reason: &str) -> ExitCode {
         let body = json!({ "reason": reason });
-        self.run(reqwest::Method::POST, &format!("/v1/requests/{id}/deny"), Some(body), |v| {
-            println!("{id}: {}", s(v, "state"));
-        })
+        self.run(
+            reqwest::Method::POST,
+            &format!("/v1/requests/{id}/deny"),
+            Some(body),
+            |v| {
+                println!("{id}: {}", s(v, "state"));
+            },
+        )
     }
 
     pub fn grants(&self) -> ExitCode {
@@ -145,16 +175,29 @@ impl ApiClient {
                 })
                 .unwrap_or_default();
             table(
-                &["ID", "USER", "TARGET", "CLASS", "TABLES", "EXPIRES IN", "APPROVED BY"],
+                &[
+                    "ID",
+                    "USER",
+                    "TARGET",
+                    "CLASS",
+                    "TABLES",
+                    "EXPIRES IN",
+                    "APPROVED BY",
+                ],
                 &rows,
             );
         })
     }
 
     pub fn revoke(&self, id: &str) -> ExitCode {
-        self.run(reqwest::Method::DELETE, &format!("/v1/grants/{id}"), None, |_| {
-            println!("{id}: revoked");
-        })
+        self.run(
+            reqwest::Method::DELETE,
+            &format!("/v1/grants/{id}"),
+            None,
+            |_| {
+                println!("{id}: revoked");
+            },
+        )
     }
 }
 
@@ -196,7 +239,10 @@ fn request_row(r: &Value) -> Vec<String> {
         .and_then(Value::as_u64)
         .map(|t| format!("{}s", now().saturating_sub(t)))
         .unwrap_or_default();
-    let mut stmt: String = s(r, "statement").split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut stmt: String = s(r, "statement")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if stmt.chars().count() > 60 {
         stmt = stmt.chars().take(57).collect::<String>() + "...";
     }

@@ -34,7 +34,10 @@ pub fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("jitgate: cannot start the runtime: {e}");
@@ -74,7 +77,9 @@ pub fn hash_password() -> ExitCode {
     let pw = pw.strip_suffix('\n').unwrap_or(&pw);
     let pw = pw.strip_suffix('\r').unwrap_or(pw);
     if pw.is_empty() {
-        eprintln!("jitgate: empty password (pipe it on stdin: printf '%s' PASSWORD | jitgate hash-password)");
+        eprintln!(
+            "jitgate: empty password (pipe it on stdin: printf '%s' PASSWORD | jitgate hash-password)"
+        );
         return ExitCode::from(2);
     }
     println!("{}", crate::scram::hash_password(pw));
@@ -104,7 +109,8 @@ pub fn classify(
         eprintln!("jitgate: no user {user:?} in {}", path.display());
         return ExitCode::from(2);
     };
-    let cache = crate::policy::cache::ClassifierCache::new(10_000, config.trusted_functions.clone());
+    let cache =
+        crate::policy::cache::ClassifierCache::new(10_000, config.trusted_functions.clone());
     let one = |text: &str| -> serde_json::Value {
         let c: Classification = match t.kind {
             TargetKind::Postgres => {

@@ -3,9 +3,9 @@
 //! Unknown keys are ignored silently, as PostgreSQL does.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
@@ -45,7 +45,12 @@ impl Drop for Key<'_> {
 }
 
 impl Registry {
-    pub fn register(&self, upstream_address: &str, upstream_pid: i32, upstream_secret: i32) -> Key<'_> {
+    pub fn register(
+        &self,
+        upstream_address: &str,
+        upstream_pid: i32,
+        upstream_secret: i32,
+    ) -> Key<'_> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let pid = loop {
             let p = rand::random::<i32>() & 0x3fff_ffff;
@@ -90,7 +95,11 @@ impl Registry {
                 e.cancel.send_modify(|n| *n += 1);
                 None
             } else {
-                Some((e.upstream_address.clone(), e.upstream_pid, e.upstream_secret))
+                Some((
+                    e.upstream_address.clone(),
+                    e.upstream_pid,
+                    e.upstream_secret,
+                ))
             }
         };
         if let Some((addr, upid, usecret)) = forward

@@ -75,7 +75,11 @@ impl Relay {
             let tag = cin[0];
             let len = i32::from_be_bytes([cin[1], cin[2], cin[3], cin[4]]);
             if len < 4 {
-                return Err(Fatal(Fields::new("FATAL", "08P01", "invalid message length")));
+                return Err(Fatal(Fields::new(
+                    "FATAL",
+                    "08P01",
+                    "invalid message length",
+                )));
             }
             let total = len as usize + 1;
             match tag {
@@ -177,7 +181,8 @@ impl Relay {
             },
         );
         // Only a hold needs its own copy of the text.
-        let preview = matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
+        let preview =
+            matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
         self.observe(started);
         self.decide(frame, HeldKind::Query(analysis), verdict, move || preview);
         Ok(())
@@ -218,7 +223,11 @@ impl Relay {
         let kind = frame.get(5).copied().unwrap_or(0);
         let (name, _, _) = text_field(frame.get(6..).unwrap_or_default())?;
         if kind != b'S' && kind != b'P' {
-            return Err(Fatal(Fields::new("FATAL", "08P01", "invalid CLOSE message subtype")));
+            return Err(Fatal(Fields::new(
+                "FATAL",
+                "08P01",
+                "invalid CLOSE message subtype",
+            )));
         }
         self.tracker.close(kind, &name);
         self.sout.extend_from_slice(&frame);
@@ -298,7 +307,13 @@ impl Relay {
         self.tracker.query(prepares, &deallocates);
     }
 
-    fn start_hold(&mut self, hold: Hold, frame: BytesMut, kind: HeldKind, preview: Option<(Class, Arc<str>)>) {
+    fn start_hold(
+        &mut self,
+        hold: Hold,
+        frame: BytesMut,
+        kind: HeldKind,
+        preview: Option<(Class, Arc<str>)>,
+    ) {
         if let Some((Class::Write, statement)) = preview {
             let approvals = self.gate.approvals.clone();
             let target = self.ctx.target.clone();

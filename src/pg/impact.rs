@@ -53,7 +53,11 @@ async fn explain(
     let mut out = BytesMut::new();
     let mut body = BytesMut::new();
     body.put_u8(0);
-    body.put_slice(format!("EXPLAIN (FORMAT JSON) {statement}").replace('\0', "").as_bytes());
+    body.put_slice(
+        format!("EXPLAIN (FORMAT JSON) {statement}")
+            .replace('\0', "")
+            .as_bytes(),
+    );
     body.put_u8(0);
     body.put_i16(0);
     msg::frame(&mut out, b'P', &body);
@@ -71,7 +75,10 @@ async fn explain(
             return Err("bad message from the server".into());
         }
         let mut b = vec![0u8; len as usize - 4];
-        up.stream.read_exact(&mut b).await.map_err(|e| e.to_string())?;
+        up.stream
+            .read_exact(&mut b)
+            .await
+            .map_err(|e| e.to_string())?;
         match tag {
             // DataRow: one column, the JSON plan.
             b'D' => {
@@ -100,10 +107,7 @@ async fn explain(
     // INSERT/UPDATE/DELETE/MERGE: the ModifyTable node estimates what it returns (often 0);
     // the rows it touches are its input's.
     let node = match top.get("Node Type").and_then(|t| t.as_str()) {
-        Some("ModifyTable") => top
-            .get("Plans")
-            .and_then(|p| p.get(0))
-            .unwrap_or(top),
+        Some("ModifyTable") => top.get("Plans").and_then(|p| p.get(0)).unwrap_or(top),
         _ => top,
     };
     node.get("Plan Rows")

@@ -93,7 +93,11 @@ impl PgServer {
         let _ = tcp.set_nodelay(true);
         let permit = self.sessions.clone().try_acquire_owned().ok();
         let m = &self.gate.metrics;
-        let result = if permit.is_some() { "accepted" } else { "refused" };
+        let result = if permit.is_some() {
+            "accepted"
+        } else {
+            "refused"
+        };
         m.connections.with_label_values(&["postgres", result]).inc();
         let _excess = match permit {
             Some(_) => None,
@@ -105,7 +109,13 @@ impl PgServer {
         let config = self.gate.config();
         let hello = tokio::time::timeout(
             config.server.startup_timeout,
-            startup::handshake(tcp, self.tls.as_ref(), &config, &self.process_secret),
+            startup::handshake(
+                tcp,
+                self.tls.as_ref(),
+                &config,
+                &self.process_secret,
+                permit.is_none(),
+            ),
         )
         .await;
         let hello = match hello {
@@ -121,15 +131,7 @@ impl PgServer {
         };
         match hello {
             Hello::Cancel { pid, secret } => self.registry.cancel(pid, secret).await,
-            Hello::Session(mut auth) => {
-                if permit.is_none() {
-                    startup::refuse(
-                        &mut auth.stream,
-                        Fields::new("FATAL", "53300", "sorry, too many clients already"),
-                    )
-                    .await;
-                    return;
-                }
+            Hello::Session(auth) => {
                 let ctx = SessionCtx {
                     id: crate::approval::new_id("s"),
                     user: auth.user.clone(),
@@ -144,7 +146,11 @@ impl PgServer {
                     target = %ctx.target.name,
                     client = %peer
                 );
-                let active = self.gate.metrics.active_sessions.with_label_values(&["postgres"]);
+                let active = self
+                    .gate
+                    .metrics
+                    .active_sessions
+                    .with_label_values(&["postgres"]);
                 active.inc();
                 self.session(*auth, ctx).instrument(span).await;
                 active.dec();

@@ -7,9 +7,7 @@
 
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::Message;
-use pgwire::messages::response::{
-    ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
-};
+use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, SecretKey};
 
 pub const SSL_REQUEST_CODE: i32 = 80877103;

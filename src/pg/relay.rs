@@ -15,8 +15,8 @@
 //! into the refusal. Savepoints, `COMMIT` turning into `ROLLBACK`, and pipelines behave exactly
 //! as after any PostgreSQL error, because they are one.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
@@ -270,6 +270,20 @@ impl Relay {
             }
         };
         self.finish(&end, &mut cw, &mut uw, client_eof).await;
+        if matches!(end, End::ProtocolError(_)) && !client_eof {
+            // The client may still be sending the rest of what we refused. Closing with
+            // unread input makes the kernel send a reset, which can destroy our error
+            // message in flight, so read and discard for a moment first (as PostgreSQL does).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                let mut sink = vec![0u8; 64 * 1024];
+                while let Ok(n) = cr.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
         let _ = &mut ur;
         end
     }
@@ -285,8 +299,12 @@ impl Relay {
         if matches!(end, End::Shutdown) && self.s_pass == 0 {
             msg::error(
                 &mut self.cout,
-                Fields::new("FATAL", "57P01", "terminating connection due to administrator command")
-                    .detail("jitgate is shutting down"),
+                Fields::new(
+                    "FATAL",
+                    "57P01",
+                    "terminating connection due to administrator command",
+                )
+                .detail("jitgate is shutting down"),
             );
         }
         if !client_eof {
@@ -299,8 +317,12 @@ impl Relay {
         if !matches!(end, End::UpstreamClosed | End::ClientTerminated) {
             if self.tracker.busy() {
                 // The client left mid-statement: stop the server's work, not only the socket.
-                if let Err(e) =
-                    super::upstream::cancel(&self.ctx.target.address, self.upstream_pid, self.upstream_secret).await
+                if let Err(e) = super::upstream::cancel(
+                    &self.ctx.target.address,
+                    self.upstream_pid,
+                    self.upstream_secret,
+                )
+                .await
                 {
                     tracing::debug!("cancel on client loss failed: {e}");
                 }

@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, MaybeTls};
-use crate::config::{Config, TargetKind, Target, User};
+use crate::config::{Config, Target, TargetKind, User};
 use crate::scram::{self, Exchange, Verifier};
 
 /// PostgreSQL's own cap on a startup packet (MAX_STARTUP_PACKET_LENGTH).
@@ -85,7 +85,13 @@ pub async fn handshake(
     tls: Option<&TlsAcceptor>,
     config: &Config,
     process_secret: &[u8; 32],
+    over_limit: bool,
 ) -> Result<Hello, StartupError> {
+    let ctx = Ctx {
+        config,
+        process_secret,
+        over_limit,
+    };
     let mut packet = read_packet(&mut tcp).await?;
     let mut gss_tried = false;
     // SSLRequest and GSSENCRequest may each come once, before the startup packet.
@@ -97,7 +103,7 @@ pub async fn handshake(
                     let tls_stream = acceptor.accept(tcp).await.map_err(StartupError::Tls)?;
                     let mut stream = MaybeTls::Tls(Box::new(tls_stream));
                     let packet = read_packet(&mut stream).await?;
-                    return startup(stream, packet, config, process_secret).await;
+                    return startup(stream, packet, &ctx).await;
                 }
                 None => {
                     tcp.write_all(b"N").await?;
@@ -112,17 +118,23 @@ pub async fn handshake(
                 tcp.write_all(b"N").await?;
                 packet = read_packet(&mut tcp).await?;
             }
-            _ => return startup(MaybeTls::Plain(tcp), packet, config, process_secret).await,
+            _ => return startup(MaybeTls::Plain(tcp), packet, &ctx).await,
         }
     }
+}
+
+struct Ctx<'a> {
+    config: &'a Config,
+    process_secret: &'a [u8; 32],
+    over_limit: bool,
 }
 
 async fn startup(
     mut stream: ClientStream,
     packet: BytesMut,
-    config: &Config,
-    process_secret: &[u8; 32],
+    ctx: &Ctx<'_>,
 ) -> Result<Hello, StartupError> {
+    let (config, process_secret) = (ctx.config, ctx.process_secret);
     let code = msg::i32_at(&packet, 0).ok_or(StartupError::Protocol("short"))?;
     if code == msg::CANCEL_REQUEST_CODE {
         let (Some(pid), Some(secret)) = (msg::i32_at(&packet, 4), msg::i32_at(&packet, 8)) else {
@@ -138,7 +150,9 @@ async fn startup(
             Fields::new(
                 "FATAL",
                 "0A000",
-                format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"),
+                format!(
+                    "unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"
+                ),
             ),
         )
         .await);
@@ -183,11 +197,25 @@ async fn startup(
     let Some(user_name) = user_name.filter(|u| !u.is_empty()) else {
         return Err(refuse(
             &mut stream,
-            Fields::new("FATAL", "28000", "no PostgreSQL user name specified in startup packet"),
+            Fields::new(
+                "FATAL",
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            ),
         )
         .await);
     };
-    let database = database.filter(|d| !d.is_empty()).unwrap_or_else(|| user_name.clone());
+    let database = database
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| user_name.clone());
+    if ctx.over_limit {
+        // As PostgreSQL: refused right after the startup packet, before authentication.
+        return Err(refuse(
+            &mut stream,
+            Fields::new("FATAL", "53300", "sorry, too many clients already"),
+        )
+        .await);
+    }
     if minor > 0 || !unsupported.is_empty() {
         let mut out = BytesMut::new();
         msg::negotiate_protocol_version(&mut out, &unsupported);
@@ -207,7 +235,11 @@ async fn startup(
     let Some(target) = target else {
         return Err(refuse(
             &mut stream,
-            Fields::new("FATAL", "3D000", format!("database \"{database}\" does not exist")),
+            Fields::new(
+                "FATAL",
+                "3D000",
+                format!("database \"{database}\" does not exist"),
+            ),
         )
         .await);
     };

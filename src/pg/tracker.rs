@@ -97,7 +97,8 @@ impl Tracker {
     }
 
     pub fn parse(&mut self, name: &str, stmt: Arc<Stmt>) {
-        self.pending.push_back(Pending::Parse(name.to_string(), stmt));
+        self.pending
+            .push_back(Pending::Parse(name.to_string(), stmt));
     }
 
     pub fn bind(&mut self, portal: &str, stmt: &str) {
@@ -106,7 +107,8 @@ impl Tracker {
     }
 
     pub fn close(&mut self, kind: u8, name: &str) {
-        self.pending.push_back(Pending::Close(kind, name.to_string()));
+        self.pending
+            .push_back(Pending::Close(kind, name.to_string()));
     }
 
     /// A simple Query (or FunctionCall) goes upstream. SQL-level DEALLOCATE is applied at once

@@ -200,9 +200,12 @@ pub async fn connect(
     let mut stream = open(target, tls).await?;
     let mut body = BytesMut::new();
     body.put_i32(msg::PROTOCOL_3_0);
-    for (k, v) in [("user", target.user.as_str()), ("database", target.database.as_str())]
-        .into_iter()
-        .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    for (k, v) in [
+        ("user", target.user.as_str()),
+        ("database", target.database.as_str()),
+    ]
+    .into_iter()
+    .chain(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     {
         body.put_slice(k.as_bytes());
         body.put_u8(0);
@@ -235,9 +238,17 @@ pub async fn connect(
                 up.status = body.first().copied().unwrap_or(b'I');
                 return Ok(up);
             }
-            b'E' => return Err(UpstreamError::Refused(msg::fields(&body).unwrap_or_default())),
+            b'E' => {
+                return Err(UpstreamError::Refused(
+                    msg::fields(&body).unwrap_or_default(),
+                ));
+            }
             b'S' | b'N' => msg::frame(&mut up.startup_frames, tag, &body),
-            _ => return Err(UpstreamError::Protocol("unexpected message during start-up")),
+            _ => {
+                return Err(UpstreamError::Protocol(
+                    "unexpected message during start-up",
+                ));
+            }
         }
     }
 }
@@ -258,7 +269,9 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
             });
         }
         if tag != b'R' {
-            return Err(UpstreamError::Protocol("expected an authentication request"));
+            return Err(UpstreamError::Protocol(
+                "expected an authentication request",
+            ));
         }
         let kind = msg::i32_at(&body, 0).ok_or(UpstreamError::Protocol("short R"))?;
         out.clear();
@@ -274,7 +287,11 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
                     .get(4..8)
                     .and_then(|s| s.try_into().ok())
                     .ok_or(UpstreamError::Protocol("short MD5 salt"))?;
-                let hash = md5_hash(target.user.as_bytes(), password()?.expose().as_bytes(), salt);
+                let hash = md5_hash(
+                    target.user.as_bytes(),
+                    password()?.expose().as_bytes(),
+                    salt,
+                );
                 let mut b = hash.into_bytes();
                 b.push(0);
                 msg::frame(&mut out, b'p', &b);
@@ -287,8 +304,10 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
                 if !mechanisms.contains(&crate::scram::MECHANISM) {
                     return Err(UpstreamError::UnsupportedAuth(kind));
                 }
-                let client =
-                    ScramSha256::new(password()?.expose().as_bytes(), ChannelBinding::unsupported());
+                let client = ScramSha256::new(
+                    password()?.expose().as_bytes(),
+                    ChannelBinding::unsupported(),
+                );
                 let first = client.message();
                 let mut b = BytesMut::new();
                 b.put_slice(crate::scram::MECHANISM.as_bytes());
@@ -299,14 +318,18 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
                 scram = Some(client);
             }
             11 => {
-                let client = scram.as_mut().ok_or(UpstreamError::Protocol("SASL out of order"))?;
+                let client = scram
+                    .as_mut()
+                    .ok_or(UpstreamError::Protocol("SASL out of order"))?;
                 client
                     .update(&body[4..])
                     .map_err(|_| UpstreamError::Protocol("bad SCRAM server-first"))?;
                 msg::frame(&mut out, b'p', client.message());
             }
             12 => {
-                let mut client = scram.take().ok_or(UpstreamError::Protocol("SASL out of order"))?;
+                let mut client = scram
+                    .take()
+                    .ok_or(UpstreamError::Protocol("SASL out of order"))?;
                 client
                     .finish(&body[4..])
                     .map_err(|_| UpstreamError::Protocol("SCRAM server signature mismatch"))?;
