@@ -20,7 +20,7 @@ THREADS=${THREADS:-2}
 SCALE=${SCALE:-10}
 SKIP_JG=${BENCH_SKIP_JITGATE:-}
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) T=3 ROUNDS=1 ;;
@@ -95,14 +95,22 @@ run_one() {
         [[ $target == jitgate ]] && { echo "--- jitgate log (tail) ---" >&2; tail -n 15 "$TMP/jitgate.log" >&2; }
         die "pgbench $name exited $rc (output above)"
     fi
-    local tx failed tps lat_avg lat_med cpu
+    local tx failed tps lat_avg lat_med cpu conn_ms
     tx=$(awk -F': *' '/^number of transactions actually processed/ {split($2, a, "/"); print a[1]}' "$out")
     failed=$(awk -F': *' '/^number of failed transactions/ {split($2, a, " "); print a[1]}' "$out")
     tps=$(awk '/^tps = / {print $3; exit}' "$out")
     lat_avg=$(awk '/^latency average = / {print $4}' "$out")
-    [[ -n $tx && -n $tps && -n $lat_avg ]] || { cat "$out" >&2; die "could not parse pgbench output of $name"; }
+    conn_ms=$(awk '/^initial connection time = / {print $5}' "$out")
+    [[ -n $tx ]] || { cat "$out" >&2; die "could not parse pgbench output of $name"; }
     [[ ${failed:-0} == 0 ]] || { tail -n 25 "$out" >&2; die "pgbench $name: $failed failed transactions"; }
-    [[ $tx -gt 0 ]] || die "pgbench $name processed no transaction"
+    if [[ $tx -eq 0 ]]; then
+        # pgbench's -T clock starts before its clients connect: a slow connect eats the run.
+        local why="pgbench $name processed no transaction in ${secs}s (slow connection set-up?)"
+        if [[ $what == warmup ]]; then log "warning: $why"; rm -f "$TMP/logs/$name".tx*; return 0; fi
+        tail -n 25 "$out" >&2
+        die "$why"
+    fi
+    [[ -n $tps && -n $lat_avg ]] || { cat "$out" >&2; die "could not parse pgbench output of $name"; }
     lat_med=$(log_median_us "$TMP/logs/$name".tx*)
     rm -f "$TMP/logs/$name".tx*
     if [[ -n $pid ]]; then
@@ -113,8 +121,8 @@ run_one() {
     [[ $what == record ]] || return 0
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" \
         "$clients" "$tps" "$lat_avg" "$lat_med" "$tx" "$cpu" >>"$RESULTS"
-    log "$(printf '%-28s tps %9.0f  lat avg %6.3f ms  med %5s µs  tx %8s  cpu %s µs/tx' \
-        "$workload $mode $target" "$tps" "$lat_avg" "$lat_med" "$tx" "$cpu")"
+    log "$(printf '%-31s tps %9.0f  lat avg %6.3f ms  med %6s µs  tx %8s  cpu %s µs/tx  connect %s ms' \
+        "$workload $mode $target" "$tps" "$lat_avg" "$lat_med" "$tx" "$cpu" "${conn_ms:-?}")"
 }
 
 WORKLOADS=(select-only tpc-b)
@@ -123,7 +131,7 @@ nruns=$((ROUNDS * (${#WORKLOADS[@]} * ${#MODES[@]} * ${#TARGETS[@]} + ${#TARGETS
 log "$nruns runs of ${T}s (-c $CLIENTS -j $THREADS, then -c 1), rounds: $ROUNDS, targets: ${TARGETS[*]}"
 
 log "warm-up (not recorded)"
-for target in "${TARGETS[@]}"; do run_one 0 select-only simple "$target" "$CLIENTS" "$THREADS" 2 warmup; done
+for target in "${TARGETS[@]}"; do run_one 0 select-only simple "$target" "$CLIENTS" "$THREADS" 3 warmup; done
 
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round/$ROUNDS, -c $CLIENTS"
