@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use crate::approval::{Approvals, NewRequest, Outcome, State};
+use crate::approval::{Approvals, Candidate, NewRequest, Outcome, State};
 use crate::config::{Config, Target, User};
 use crate::metrics::{Decision, Metrics};
 use crate::policy::cache::ClassifierCache;
@@ -40,6 +40,9 @@ pub struct Action<'a> {
     /// The class after session context (e.g. EXECUTE of a prepared statement); usually
     /// `classification.class`.
     pub class: Class,
+    /// The statement runs a prepared statement by name (SQL `EXECUTE`), so its tables are
+    /// not in `classification`: a grant may cover it only as an exact repeat.
+    pub runs_prepared: bool,
 }
 
 /// Proof that the Gate allowed one action. Only this module can make one.
@@ -213,12 +216,14 @@ impl Gate {
                         request: None,
                     });
                 };
-                if let Some(g) = self.approvals.find_grant(
-                    &s.user.name,
-                    &s.target.name,
-                    a.class,
-                    &classification.tables,
-                ) {
+                if let Some(g) = self.approvals.find_grant(&Candidate {
+                    user: &s.user.name,
+                    target: &s.target.name,
+                    class: a.class,
+                    tables: &classification.tables,
+                    statement: a.statement,
+                    runs_prepared: a.runs_prepared,
+                }) {
                     return Verdict::Allow(Permit {
                         class: a.class,
                         rule: Some(rule.name.clone()),
@@ -227,7 +232,7 @@ impl Gate {
                         _seal: Seal,
                     });
                 }
-                self.hold(s, a.statement, classification, rule)
+                self.hold(s, &a, classification, rule)
             }
         }
     }
@@ -235,10 +240,11 @@ impl Gate {
     fn hold(
         &self,
         s: &SessionCtx,
-        statement: &str,
+        a: &Action<'_>,
         c: &Classification,
         rule: &rules::Rule,
     ) -> Verdict {
+        let statement = a.statement;
         let (view, rx) = self.approvals.create(NewRequest {
             user: s.user.name.clone(),
             target: s.target.name.clone(),
@@ -249,6 +255,7 @@ impl Gate {
             rule: rule.name.clone(),
             source: s.source.to_string(),
             session: s.id.clone(),
+            runs_prepared: a.runs_prepared,
             approvers: rule.approvers.clone(),
             approvals_required: rule.approvals_required,
             hold_timeout: rule.hold_timeout,

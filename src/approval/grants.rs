@@ -10,13 +10,68 @@ use serde::Serialize;
 use super::{new_id, unix_secs};
 use crate::policy::Class;
 
-/// What a grant covers: the same user, target and class, and only tables among its own.
+/// What a grant covers: the same user, target and class, and then either
+/// - statements whose tables are all among the grant's (and non-empty), when the approved
+///   statement named tables and was neither `unknown`, `code` nor an `EXECUTE` of a prepared
+///   name; or
+/// - only the identical statement text, otherwise (`exact`). A table-less write such as
+///   `setval('seq', …)` names its object in a literal, and an `unknown` statement cannot be
+///   compared with another at all, so nothing wider can be granted safely.
 #[derive(Clone, Debug, Serialize)]
 pub struct GrantScope {
     pub user: String,
     pub target: String,
     pub class: Class,
     pub tables: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+}
+
+/// The statement a grant is asked to cover.
+pub struct Candidate<'a> {
+    pub user: &'a str,
+    pub target: &'a str,
+    pub class: Class,
+    pub tables: &'a [String],
+    pub statement: &'a str,
+    /// The statement runs a prepared statement by name (its tables are not its own).
+    pub runs_prepared: bool,
+}
+
+impl GrantScope {
+    /// Build the scope a grant from this approved request gets.
+    pub fn for_request(
+        user: &str,
+        target: &str,
+        class: Class,
+        tables: &[String],
+        statement: &str,
+        runs_prepared: bool,
+    ) -> GrantScope {
+        let wide =
+            !tables.is_empty() && !matches!(class, Class::Unknown | Class::Code) && !runs_prepared;
+        GrantScope {
+            user: user.to_string(),
+            target: target.to_string(),
+            class,
+            tables: tables.to_vec(),
+            exact: (!wide).then(|| statement.to_string()),
+        }
+    }
+
+    pub fn covers(&self, c: &Candidate<'_>) -> bool {
+        if self.user != c.user || self.target != c.target || self.class != c.class {
+            return false;
+        }
+        match &self.exact {
+            Some(text) => text == c.statement,
+            None => {
+                !c.runs_prepared
+                    && !c.tables.is_empty()
+                    && c.tables.iter().all(|t| self.tables.contains(t))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -57,24 +112,9 @@ impl Grants {
         self.by_id.retain(|_, g| g.expires.is_some_and(|e| e > now));
     }
 
-    pub fn find(
-        &mut self,
-        user: &str,
-        target: &str,
-        class: Class,
-        tables: &[String],
-        now: SystemTime,
-    ) -> Option<Grant> {
+    pub fn find(&mut self, c: &Candidate<'_>, now: SystemTime) -> Option<Grant> {
         self.prune(now);
-        self.by_id
-            .values()
-            .find(|g| {
-                g.scope.user == user
-                    && g.scope.target == target
-                    && g.scope.class == class
-                    && tables.iter().all(|t| g.scope.tables.contains(t))
-            })
-            .cloned()
+        self.by_id.values().find(|g| g.scope.covers(c)).cloned()
     }
 
     pub fn live(&mut self, now: SystemTime) -> Vec<Grant> {

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
-pub use grants::{Grant, GrantScope};
+pub use grants::{Candidate, Grant, GrantScope};
 
 use crate::config::User;
 use crate::policy::Class;
@@ -130,6 +130,8 @@ pub struct NewRequest {
     pub rule: String,
     pub source: String,
     pub session: String,
+    /// The statement runs a prepared statement by name: a grant may only repeat it exactly.
+    pub runs_prepared: bool,
     pub approvers: Vec<Approver>,
     pub approvals_required: u32,
     pub hold_timeout: Duration,
@@ -182,6 +184,7 @@ impl Event {
 
 struct Entry {
     view: RequestView,
+    runs_prepared: bool,
     approvers: Vec<Approver>,
     max_grant: Duration,
     waiter: Option<oneshot::Sender<Outcome>>,
@@ -278,6 +281,7 @@ impl Approvals {
             view.id.clone(),
             Entry {
                 view: view.clone(),
+                runs_prepared: n.runs_prepared,
                 approvers: n.approvers,
                 max_grant: n.max_grant,
                 waiter: Some(tx),
@@ -372,12 +376,14 @@ impl Approvals {
         let by: Vec<String> = e.view.approvals.iter().map(|a| a.by.clone()).collect();
         e.view.decided_by = Some(by.join(","));
         e.view.reason = Some(reason.to_string());
-        let scope = GrantScope {
-            user: e.view.user.clone(),
-            target: e.view.target.clone(),
-            class: e.view.class,
-            tables: e.view.tables.clone(),
-        };
+        let scope = GrantScope::for_request(
+            &e.view.user,
+            &e.view.target,
+            e.view.class,
+            &e.view.tables,
+            &e.view.statement,
+            e.runs_prepared,
+        );
         let grant = grant_secs.map(|secs| {
             let g = inner
                 .grants
@@ -456,16 +462,8 @@ impl Approvals {
     }
 
     /// A live grant covering this statement, if any.
-    pub fn find_grant(
-        &self,
-        user: &str,
-        target: &str,
-        class: Class,
-        tables: &[String],
-    ) -> Option<Grant> {
-        self.lock()
-            .grants
-            .find(user, target, class, tables, SystemTime::now())
+    pub fn find_grant(&self, c: &Candidate<'_>) -> Option<Grant> {
+        self.lock().grants.find(c, SystemTime::now())
     }
 
     pub fn grants(&self) -> Vec<Grant> {

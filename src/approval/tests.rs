@@ -24,6 +24,7 @@ fn request(a: &Approvals, required: u32) -> (RequestView, oneshot::Receiver<Outc
         rule: "writes".into(),
         source: "127.0.0.1".into(),
         session: "s1".into(),
+        runs_prepared: false,
         approvers: vec![
             Approver::Group("sre".into()),
             Approver::User("carol".into()),
@@ -132,37 +133,90 @@ fn grants_are_scoped_bounded_and_revocable() {
         .unwrap();
     let gid = v.grant.expect("a grant");
     let t = vec!["public.t".to_string()];
-    assert!(a.find_grant("alice", "app-db", Class::Write, &t).is_some());
-    assert!(a.find_grant("alice", "app-db", Class::Write, &[]).is_some());
-    assert!(a.find_grant("bob", "app-db", Class::Write, &t).is_none());
-    assert!(a.find_grant("alice", "other", Class::Write, &t).is_none());
-    assert!(a.find_grant("alice", "app-db", Class::Ddl, &t).is_none());
     let other = vec!["public.t".to_string(), "public.u".to_string()];
+    let find = |user: &str, target: &str, class, tables: &[String], runs_prepared| {
+        a.find_grant(&Candidate {
+            user,
+            target,
+            class,
+            tables,
+            statement: "DELETE FROM t WHERE id = 2",
+            runs_prepared,
+        })
+        .is_some()
+    };
+    assert!(find("alice", "app-db", Class::Write, &t, false));
     assert!(
-        a.find_grant("alice", "app-db", Class::Write, &other)
-            .is_none()
+        !find("alice", "app-db", Class::Write, &[], false),
+        "no tables: not covered"
     );
+    assert!(
+        !find("alice", "app-db", Class::Write, &t, true),
+        "EXECUTE: not covered"
+    );
+    assert!(!find("bob", "app-db", Class::Write, &t, false));
+    assert!(!find("alice", "other", Class::Write, &t, false));
+    assert!(!find("alice", "app-db", Class::Ddl, &t, false));
+    assert!(!find("alice", "app-db", Class::Write, &other, false));
     assert_eq!(a.grants().len(), 1);
     assert!(a.revoke(&gid).is_some());
-    assert!(a.find_grant("alice", "app-db", Class::Write, &t).is_none());
+    assert!(!find("alice", "app-db", Class::Write, &t, false));
     assert!(a.revoke(&gid).is_none());
 }
 
 #[test]
 fn grants_expire_by_themselves() {
     let mut g = grants::Grants::default();
-    let scope = GrantScope {
-        user: "alice".into(),
-        target: "db".into(),
-        class: Class::Write,
-        tables: vec![],
-    };
+    let t = vec!["public.t".to_string()];
+    let scope = GrantScope::for_request("alice", "db", Class::Write, &t, "DELETE FROM t", false);
     g.add(scope, Duration::from_secs(60), "r1", "carol".into());
+    let c = Candidate {
+        user: "alice",
+        target: "db",
+        class: Class::Write,
+        tables: &t,
+        statement: "UPDATE t SET x = 1",
+        runs_prepared: false,
+    };
     let now = SystemTime::now();
-    assert!(g.find("alice", "db", Class::Write, &[], now).is_some());
+    assert!(g.find(&c, now).is_some());
     let later = now + Duration::from_secs(61);
-    assert!(g.find("alice", "db", Class::Write, &[], later).is_none());
+    assert!(g.find(&c, later).is_none());
     assert!(g.live(later).is_empty());
+}
+
+#[test]
+fn narrow_grants_cover_only_the_same_text() {
+    let seq = GrantScope::for_request(
+        "alice",
+        "db",
+        Class::Write,
+        &[],
+        "SELECT setval('a', 1)",
+        false,
+    );
+    let c = |statement| Candidate {
+        user: "alice",
+        target: "db",
+        class: Class::Write,
+        tables: &[],
+        statement,
+        runs_prepared: false,
+    };
+    assert!(seq.covers(&c("SELECT setval('a', 1)")));
+    assert!(!seq.covers(&c("SELECT setval('b', 1)")));
+    let t = vec!["public.t".to_string()];
+    let unknown = GrantScope::for_request(
+        "alice",
+        "db",
+        Class::Unknown,
+        &t,
+        "SELECT f() FROM t",
+        false,
+    );
+    assert!(unknown.exact.is_some());
+    let exec = GrantScope::for_request("alice", "db", Class::Write, &t, "EXECUTE p", true);
+    assert!(exec.exact.is_some());
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ impl Relay {
             }
             let total = len as usize + 1;
             match tag {
-                b'Z' | b'E' | b'1' | b'2' | b'3' if total <= self.max_message + 5 => {
+                b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' if total <= self.max_message + 5 => {
                     if sin.len() < total {
                         self.s_want = total;
                         sin.reserve(total - sin.len());
@@ -85,6 +85,7 @@ impl Relay {
             b'1' => self.tracker.parse_complete(),
             b'2' => self.tracker.bind_complete(),
             b'3' => self.tracker.close_complete(),
+            b'G' => self.tracker.copy_in_started(),
             _ => {}
         }
         self.cout.extend_from_slice(&frame);

@@ -85,6 +85,9 @@ impl Relay {
             match tag {
                 // COPY data streams through; outside COPY the server ignores it.
                 b'd' | b'c' | b'f' => {
+                    if tag != b'd' && !self.discard_until_sync {
+                        self.tracker.copy_end();
+                    }
                     self.c_pass = total;
                     continue;
                 }
@@ -178,6 +181,7 @@ impl Relay {
                 statement: &text,
                 classification: &analysis.classification,
                 class,
+                runs_prepared: analysis.has_execute(),
             },
         );
         // Only a hold needs its own copy of the text.
@@ -239,11 +243,16 @@ impl Relay {
         let (portal, _, _) = text_field(&frame[5..])?;
         let stmt = self.tracker.portal(&portal);
         let fallback;
-        let (statement, classification, class): (&str, &Classification, Class) = match &stmt {
-            Some(s) => (&s.text, &s.analysis.classification, s.class),
+        let (statement, classification, class, runs_prepared) = match &stmt {
+            Some(s) => (
+                &*s.text,
+                &s.analysis.classification,
+                s.class,
+                s.analysis.has_execute(),
+            ),
             None => {
                 fallback = unknown("Execute of a portal the proxy did not see bound");
-                ("<unknown portal>", &fallback, Class::Unknown)
+                ("<unknown portal>", &fallback, Class::Unknown, false)
             }
         };
         let verdict = self.gate.check(
@@ -252,6 +261,7 @@ impl Relay {
                 statement,
                 classification,
                 class,
+                runs_prepared,
             },
         );
         self.observe(started);
@@ -271,6 +281,7 @@ impl Relay {
                 statement: &statement,
                 classification: &c,
                 class: Class::Unknown,
+                runs_prepared: false,
             },
         );
         self.decide(frame, HeldKind::FunctionCall, verdict, || None);

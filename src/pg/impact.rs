@@ -18,12 +18,23 @@ use crate::config::Target;
 
 const LIMIT: Duration = Duration::from_secs(5);
 const MAX_PLAN: usize = 1 << 20;
+/// Previews running at once, over all targets: each holds an upstream connection, and a
+/// burst of holds must not use up the target's connection slots.
+const MAX_CONCURRENT: usize = 4;
+
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT);
 
 pub async fn preview(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
     statement: &str,
 ) -> Impact {
+    let Ok(_slot) = SLOTS.try_acquire() else {
+        return Impact {
+            estimated_rows: None,
+            error: Some("skipped: too many previews in flight".into()),
+        };
+    };
     let r = tokio::time::timeout(LIMIT, explain(target, tls, statement)).await;
     match r {
         Ok(Ok(rows)) => Impact {

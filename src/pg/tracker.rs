@@ -40,6 +40,8 @@ enum Pending {
         errored: bool,
     },
     Sync,
+    /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
+    CopyEnd,
 }
 
 impl Pending {
@@ -53,6 +55,9 @@ pub struct Tracker {
     stmts: HashMap<String, Arc<Stmt>>,
     portals: HashMap<String, Arc<Stmt>>,
     pending: VecDeque<Pending>,
+    /// The server is in copy-in mode and the client has not ended the copy yet: the server
+    /// ignores Sync (and Flush) until then.
+    copy_in: bool,
 }
 
 fn most_sensitive(a: Option<Arc<Stmt>>, b: &Arc<Stmt>) -> Option<Arc<Stmt>> {
@@ -131,7 +136,37 @@ impl Tracker {
     }
 
     pub fn sync(&mut self) {
-        self.pending.push_back(Pending::Sync);
+        if !self.copy_in {
+            self.pending.push_back(Pending::Sync);
+        }
+    }
+
+    /// The client sent CopyDone or CopyFail.
+    pub fn copy_end(&mut self) {
+        if self.copy_in {
+            self.copy_in = false;
+        } else {
+            self.pending.push_back(Pending::CopyEnd);
+        }
+    }
+
+    /// CopyInResponse: every Sync the client sent after the COPY's Execute and before its
+    /// CopyDone/CopyFail is ignored by the server, so no ReadyForQuery will answer it.
+    pub fn copy_in_started(&mut self) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            match self.pending[i] {
+                Pending::Sync => {
+                    self.pending.remove(i);
+                }
+                Pending::CopyEnd => {
+                    self.pending.remove(i);
+                    return;
+                }
+                _ => i += 1,
+            }
+        }
+        self.copy_in = true;
     }
 
     /// Is anything still waiting for a ReadyForQuery?
@@ -182,6 +217,8 @@ impl Tracker {
 
     /// An ErrorResponse: the server skips to the next Sync.
     pub fn error(&mut self) {
+        // An error ends copy-in mode on the server's side.
+        self.copy_in = false;
         match self.pending.front_mut() {
             Some(Pending::Query { errored, .. }) => *errored = true,
             _ => {

@@ -318,13 +318,19 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
                 scram = Some(client);
             }
             11 => {
-                let client = scram
-                    .as_mut()
+                let mut client = scram
+                    .take()
                     .ok_or(UpstreamError::Protocol("SASL out of order"))?;
-                client
-                    .update(&body[4..])
-                    .map_err(|_| UpstreamError::Protocol("bad SCRAM server-first"))?;
+                let server_first = body[4..].to_vec();
+                // PBKDF2 over the password takes milliseconds: keep it off the async workers.
+                let client = tokio::task::spawn_blocking(move || {
+                    client.update(&server_first).map(|()| client)
+                })
+                .await
+                .map_err(|_| UpstreamError::Protocol("SCRAM worker failed"))?
+                .map_err(|_| UpstreamError::Protocol("bad SCRAM server-first"))?;
                 msg::frame(&mut out, b'p', client.message());
+                scram = Some(client);
             }
             12 => {
                 let mut client = scram
