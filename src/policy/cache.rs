@@ -10,6 +10,10 @@
 //!   exactly one hit or one miss.
 //! - The analysis is context-free (see [`super::sql`]); the trusted-function list is fixed
 //!   for the cache's lifetime, so a config reload that changes it needs a new cache.
+//! - A second level is keyed by the statement's [`shape`](super::shape) (literals blanked),
+//!   in maps of its own so a shape can never collide with an exact text. A shape hit is not
+//!   copied into the exact level: statements that differ only in literals would otherwise
+//!   churn it.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
@@ -26,8 +30,11 @@ pub const SHARDS: usize = 8;
 /// Longest text that is cached (longer ones are analysed on every call).
 pub const MAX_KEY_BYTES: usize = 16 * 1024;
 
+type Shard = Mutex<LruCache<String, Arc<SqlAnalysis>>>;
+
 pub struct ClassifierCache {
-    shards: Vec<Mutex<LruCache<String, Arc<SqlAnalysis>>>>,
+    shards: Vec<Shard>,
+    shapes: Vec<Shard>,
     hasher: RandomState,
     trusted_functions: HashSet<String>,
     hits: AtomicU64,
@@ -40,6 +47,9 @@ impl ClassifierCache {
         let per_shard = NonZeroUsize::new(capacity.div_ceil(SHARDS)).unwrap_or(NonZeroUsize::MIN);
         ClassifierCache {
             shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(per_shard)))
+                .collect(),
+            shapes: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::new(per_shard)))
                 .collect(),
             hasher: RandomState::new(),
@@ -65,6 +75,16 @@ impl ClassifierCache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
+        let shape = super::shape::shape(text);
+        let shape_shard = shape
+            .as_ref()
+            .map(|k| &self.shapes[self.hasher.hash_one(k) as usize % SHARDS]);
+        if let (Some(k), Some(sh)) = (&shape, shape_shard)
+            && let Some(hit) = sh.lock().unwrap_or_else(|p| p.into_inner()).get(k).cloned()
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return hit;
+        }
         self.misses.fetch_add(1, Ordering::Relaxed);
         // Analysed outside the lock: a slow parse never blocks other sessions' hits.
         let fresh = Arc::new(self.run(text));
@@ -72,6 +92,11 @@ impl ClassifierCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .put(text.to_string(), fresh.clone());
+        if let (Some(k), Some(sh)) = (shape, shape_shard) {
+            sh.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(k, fresh.clone());
+        }
         fresh
     }
 
@@ -129,10 +154,23 @@ mod tests {
     fn is_bounded() {
         let c = ClassifierCache::new(16, HashSet::new());
         for i in 0..1000 {
-            c.analyze(&format!("SELECT {i}"));
+            c.analyze(&format!("SELECT c{i} FROM t"));
         }
         assert!(c.len() <= 16, "{} entries", c.len());
         assert_eq!(c.misses(), 1000);
+    }
+
+    #[test]
+    fn statements_differing_only_in_literals_share_an_analysis() {
+        let c = ClassifierCache::new(16, HashSet::new());
+        for i in 0..100 {
+            let a = c.analyze(&format!("UPDATE t SET v = {i} WHERE k = 'k{i}'"));
+            assert_eq!(a.classification.class, Class::Write);
+        }
+        assert_eq!((c.hits(), c.misses()), (99, 1));
+        // A different statement is not a hit, even with the same literals.
+        c.analyze("UPDATE u SET v = 1 WHERE k = 'k1'");
+        assert_eq!(c.misses(), 2);
     }
 
     #[test]
@@ -166,7 +204,7 @@ mod tests {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     for i in 0..50 {
-                        c.analyze(&format!("SELECT {}", i % 10));
+                        c.analyze(&format!("SELECT c{} FROM t", i % 10));
                     }
                 })
             })

@@ -2,7 +2,15 @@
 //!
 //! Text → [`Class`] (plus tables, functions and programs) → rule → allow | review | deny.
 //! Invariant: classification fails closed. Whatever cannot be proven harmless is never
-//! [`Class::Read`].
+//! [`Class::Read`]. Nothing here does I/O, and no input can make it panic or overflow the
+//! stack (inputs are bounded before parsing; see [`sql`] and [`shell`]).
+//!
+//! - [`sql`]: SQL text → [`sql::SqlAnalysis`] (sqlparser, `PostgreSqlDialect`, Visitor);
+//!   [`sql::resolve_class`] adds what the session prepared.
+//! - [`catalog`]: the reviewed function / setting / relation lists SQL relies on.
+//! - [`shell`]: an SSH exec string → [`Classification`] (brush-parser).
+//! - [`rules`]: config rules, validation, and first-match evaluation.
+//! - [`cache`]: a bounded LRU of SQL analyses keyed by text, with hit/miss counters.
 
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +75,7 @@ pub mod cache;
 pub mod catalog;
 pub mod rules;
 mod rules_hours;
+pub mod shape;
 pub mod shell;
 mod shell_programs;
 mod shell_sed;
@@ -114,26 +123,31 @@ impl Classification {
 pub(crate) struct Worst {
     pub class: Class,
     pub reason: String,
+    /// Whether `reason` came from a part (not the default).
+    noted: bool,
 }
 
 impl Worst {
-    pub fn new(reason: &str) -> Worst {
+    pub fn new(default_reason: &str) -> Worst {
         Worst {
             class: Class::Read,
-            reason: reason.to_string(),
+            reason: default_reason.to_string(),
+            noted: false,
         }
     }
 
-    /// Raises the class when `class` is more sensitive; the reason is only built then.
+    /// Raises the class when `class` is more sensitive (or notes the first reason for the
+    /// current class); the reason is only built then.
     pub fn raise(&mut self, class: Class, reason: impl FnOnce() -> String) {
-        if class > self.class {
+        if class > self.class || (class == self.class && !self.noted) {
             self.class = class;
             self.reason = reason();
+            self.noted = true;
         }
     }
 
     pub fn merge(&mut self, other: Worst) {
-        if other.class > self.class {
+        if other.noted && (other.class > self.class || (other.class == self.class && !self.noted)) {
             *self = other;
         }
     }
