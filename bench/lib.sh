@@ -106,11 +106,12 @@ build_jitgate() {
     fi
 }
 
-# free_port [PORT_TO_AVOID...]: a 127.0.0.1 port nobody listens on.
+# free_port [PORT_TO_AVOID...]: a 127.0.0.1 port nobody listens on, below the kernel's
+# ephemeral range (outgoing connections take ports from that range and could grab ours).
 free_port() {
     local p avoid
     for _ in $(seq 1 500); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % 12000))
         for avoid in "$@"; do [[ $p == "$avoid" ]] && continue 2; done
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"

@@ -261,6 +261,15 @@ impl Gate {
             hold_timeout: rule.hold_timeout,
             max_grant: rule.max_grant,
         });
+        tracing::info!(
+            request = %view.id,
+            session = %s.id,
+            user = %s.user.name,
+            target = %s.target.name,
+            class = %c.class,
+            rule = %rule.name,
+            "statement held for approval"
+        );
         let approvals = self.approvals.clone();
         let id = view.id.clone();
         let rule_name = rule.name.clone();
@@ -314,6 +323,7 @@ async fn wait(
         _ => "cancelled",
     };
     metrics.requests.with_label_values(&[state]).inc();
+    tracing::info!(request = %id, outcome = state, "hold resolved");
     let refuse = |kind, message: String| {
         Err(Refusal {
             kind,

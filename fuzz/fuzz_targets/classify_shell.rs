@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let c = classify_shell(text);
     assert!(c.tables.is_empty() && c.functions.is_empty());
-    assert!(c.commands.windows(2).all(|w| w[0] < w[1]), "commands sorted and unique");
+    assert!(
+        c.commands.windows(2).all(|w| w[0] < w[1]),
+        "commands sorted and unique"
+    );
     assert!(!matches!(c.class, Class::Shell | Class::PortForward));
 });

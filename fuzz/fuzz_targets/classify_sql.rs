@@ -15,11 +15,25 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let a = analyze_sql(text, &SqlOptions { trusted_functions: &TRUSTED });
+    let a = analyze_sql(
+        text,
+        &SqlOptions {
+            trusted_functions: &TRUSTED,
+        },
+    );
     let c = &a.classification;
-    assert!(!matches!(c.class, Class::Shell | Class::FileTransfer | Class::PortForward));
-    assert!(c.tables.windows(2).all(|w| w[0] < w[1]), "tables sorted and unique");
-    assert!(c.functions.windows(2).all(|w| w[0] < w[1]), "functions sorted and unique");
+    assert!(!matches!(
+        c.class,
+        Class::Shell | Class::FileTransfer | Class::PortForward
+    ));
+    assert!(
+        c.tables.windows(2).all(|w| w[0] < w[1]),
+        "tables sorted and unique"
+    );
+    assert!(
+        c.functions.windows(2).all(|w| w[0] < w[1]),
+        "functions sorted and unique"
+    );
     if a.has_execute() {
         assert_eq!(c.class, Class::Unknown);
     }

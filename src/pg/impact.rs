@@ -29,7 +29,8 @@ pub async fn preview(
     tls: Option<&Arc<rustls::ClientConfig>>,
     statement: &str,
 ) -> Impact {
-    let Ok(_slot) = SLOTS.try_acquire() else {
+    // Wait a little for a slot; an approver reading the request later still benefits.
+    let Ok(Ok(_slot)) = tokio::time::timeout(LIMIT, SLOTS.acquire()).await else {
         return Impact {
             estimated_rows: None,
             error: Some("skipped: too many previews in flight".into()),

@@ -31,9 +31,11 @@
 //! - Command substitutions anywhere (arguments, redirection targets, here documents,
 //!   assignments, `[[ … ]]`) are classified too; a list takes its most sensitive part.
 //! - A lone `scp -t`/`scp -f`, `sftp-server` or `rsync --server` is `file_transfer`.
-//! - Bounded: inputs over [`MAX_LEN`] bytes or with more than [`MAX_OPENERS`] nesting
-//!   characters/keywords are `unknown` before parsing (brush-parser recurses per nesting
-//!   level), so no input can overflow a 2 MiB stack.
+//! - Bounded: inputs over [`MAX_LEN`] bytes, with more than [`MAX_OPENERS`] nesting
+//!   characters/keywords or [`MAX_PARENS`] parentheses, or with numbers brush-parser would
+//!   overflow on, are `unknown` before parsing (brush-parser recurses per nesting level,
+//!   backtracks exponentially on unbalanced parentheses and `unwrap`s a few number
+//!   parses), so no input can overflow a 2 MiB stack, take long or panic.
 //!
 //! Known limits: pagers (`systemctl status` through `less` on a pty) can spawn a shell;
 //! the SSH front end should run exec channels with `SYSTEMD_PAGER=cat`/`PAGER=cat` or
@@ -56,6 +58,9 @@ use super::{Class, Classification, Worst};
 pub const MAX_LEN: usize = 16 * 1024;
 /// Most `(`, `{`, `` ` ``, `!` and compound keywords allowed in one command.
 pub const MAX_OPENERS: usize = 48;
+/// Most `(` allowed: brush-parser backtracks exponentially on unbalanced runs of them
+/// (20 take ~50 ms, each one more doubles it); 12 keep the worst case near 1 ms.
+pub const MAX_PARENS: usize = 12;
 /// Deepest nesting of `sh -c` strings and command substitutions.
 pub const MAX_DEPTH: u32 = 4;
 const MAX_TEST_DEPTH: u32 = 64;
@@ -71,8 +76,11 @@ pub fn classify_shell(command: &str) -> Classification {
             format!("command longer than {MAX_LEN} bytes"),
         );
     }
-    if openers(command) > MAX_OPENERS {
+    if openers(command) > MAX_OPENERS || command.matches('(').count() > MAX_PARENS {
         return Classification::bare(Class::Unknown, "command too deeply nested to analyse");
+    }
+    if overflowing_number(command) {
+        return Classification::bare(Class::Unknown, "a number too long to analyse");
     }
     let mut w = Walk {
         worst: Worst::new("every command is read"),
@@ -117,6 +125,29 @@ fn openers(s: &str) -> usize {
         })
         .count();
     chars + words
+}
+
+/// brush-parser 0.4 `unwrap`s number parses in its grammar: an I/O number (`123>`) that
+/// overflows `i32`, a tilde index or brace-sequence bound that overflows 64 bits. Such
+/// inputs are refused before parsing.
+fn overflowing_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = i - start;
+            if run >= 19 || (run >= 10 && matches!(b.get(i), Some(b'<' | b'>'))) {
+                return true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 struct Walk {

@@ -416,6 +416,35 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Inputs the fuzzer found (brush-parser panics or backtracks exponentially on them).
+#[test]
+fn fuzz_findings() {
+    for s in [
+        "dl-s 7777777777777777777777777> >(",
+        "ls 2147483648>x",
+        "echo ~+99999999999999999999999",
+        "echo ~-99999999999999999999999",
+        "echo {1..99999999999999999999}",
+        "(($0 x ((((((((((((((((((((((((((( 1\u{1}9= ))",
+        "((((((((((((((((((((((((((((((((((((((((",
+        "( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( (",
+    ] {
+        let t = std::time::Instant::now();
+        assert_eq!(classify_shell(s).class, U, "{s:?}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{s:?} took {:?}",
+            t.elapsed()
+        );
+    }
+    assert_eq!(
+        classify_shell("date -d @1700000000").class,
+        R,
+        "ordinary long numbers are fine"
+    );
+    assert_eq!(classify_shell("ls 2>/dev/null").class, R);
+}
+
 #[test]
 fn never_panics_on_odd_bytes() {
     for s in [

@@ -17,7 +17,10 @@ fn wrap(at: usize, floor: Class, extra: bool, name: &str) -> Verdict {
         at,
         floor,
         extra,
-        why: format!("{name} runs the command it wraps"),
+        why: match floor {
+            Class::Read => format!("{name} runs the command it wraps"),
+            _ => format!("{name} is {floor}"),
+        },
     }
 }
 

@@ -26,6 +26,9 @@ pub(super) fn statement_class(s: &Statement) -> (Class, Why) {
     use Class::*;
     match s {
         Statement::Query(_) => is(Read, "SELECT is read"),
+        Statement::Insert(i) if matches!(i.table, TableObject::TableFunction(_)) => {
+            is(Unknown, "INSERT INTO TABLE FUNCTION is not recognised")
+        }
         Statement::Insert(_) => is(Write, "INSERT is write"),
         Statement::Update(_) => is(Write, "UPDATE is write"),
         Statement::Delete(_) => is(Write, "DELETE is write"),
