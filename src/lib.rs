@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod gate;

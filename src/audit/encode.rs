@@ -1,0 +1,277 @@
+//! The canonical JSON of an event: what is stored, hashed and shown, written on the writer
+//! thread.
+//!
+//! Invariants:
+//! - Statement texts (Statement, Parse, RequestCreated, Command) are stored up to
+//!   [`TEXT_CAP`] bytes, cut on a character boundary, with `<field>_len` (bytes of the full
+//!   text) always and `<field>_sha256` (of the full text) when the stored text was cut.
+//! - Bind parameters are stored as `null` (SQL NULL) or `{"len":N}` plus, unless
+//!   `redact_parameters`, `"text"` (UTF-8 without control characters) or `"base64"` holding
+//!   at most [`PARAM_CAP`] bytes of the value; past [`PARAMS_BUDGET`] bytes per Bind only
+//!   sizes are kept.
+//! - `None` fields are left out; the object starts with `"kind"`.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use sha2::{Digest, Sha256};
+
+use super::event::{EventKind, PARAM_CAP, PARAMS_BUDGET, TEXT_CAP, Text};
+
+/// The stored form of an event: `ev` with the store's options applied.
+pub struct Canonical<'a> {
+    pub ev: &'a EventKind,
+    pub redact_parameters: bool,
+}
+
+/// Write `name` (and `name_len`, and `name_sha256` when cut) for a statement text.
+fn capped<M: SerializeMap>(m: &mut M, name: &str, t: &Text) -> Result<(), M::Error> {
+    let (len, sha) = match name {
+        "text" => ("text_len", "text_sha256"),
+        "command" => ("command_len", "command_sha256"),
+        _ => ("statement_len", "statement_sha256"),
+    };
+    let raw = t.as_bytes();
+    if raw.len() <= TEXT_CAP {
+        m.serialize_entry(name, &*t.as_str())?;
+        return m.serialize_entry(len, &raw.len());
+    }
+    let cut = &raw[..utf8_floor(raw, TEXT_CAP)];
+    m.serialize_entry(name, &*String::from_utf8_lossy(cut))?;
+    m.serialize_entry(len, &raw.len())?;
+    m.serialize_entry(sha, &hex(&Sha256::digest(raw)))
+}
+
+/// The largest index ≤ `max` that does not split a UTF-8 sequence (for valid UTF-8; for
+/// other bytes any index is as good as another).
+fn utf8_floor(b: &[u8], max: usize) -> usize {
+    let mut i = max.min(b.len());
+    while i > 0 && i < b.len() && (b[i] & 0xC0) == 0x80 && max - i < 4 {
+        i -= 1;
+    }
+    i
+}
+
+pub fn hex(b: &[u8]) -> String {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(D[(x >> 4) as usize] as char);
+        s.push(D[(x & 15) as usize] as char);
+    }
+    s
+}
+
+struct Params<'a> {
+    params: &'a [Option<Bytes>],
+    redact: bool,
+}
+
+struct Param<'a> {
+    value: &'a [u8],
+    keep: usize,
+}
+
+impl Serialize for Param<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("len", &self.value.len())?;
+        if self.keep > 0 || self.value.is_empty() {
+            let v = &self.value[..self.keep];
+            let textual = |t: &str| {
+                !t.chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+            };
+            match std::str::from_utf8(v) {
+                Ok(t) if textual(t) => m.serialize_entry("text", t)?,
+                // A cut may split a UTF-8 sequence of an otherwise textual value.
+                Err(e)
+                    if e.error_len().is_none()
+                        && self.keep < self.value.len()
+                        && textual(&String::from_utf8_lossy(&v[..e.valid_up_to()])) =>
+                {
+                    m.serialize_entry("text", &String::from_utf8_lossy(&v[..e.valid_up_to()]))?
+                }
+                _ => m.serialize_entry(
+                    "base64",
+                    &base64::engine::general_purpose::STANDARD.encode(v),
+                )?,
+            }
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Params<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.params.len()))?;
+        let mut budget = if self.redact { 0 } else { PARAMS_BUDGET };
+        for p in self.params {
+            match p {
+                None => seq.serialize_element(&None::<()>)?,
+                Some(v) => {
+                    let keep = v.len().min(PARAM_CAP).min(budget);
+                    budget -= keep;
+                    seq.serialize_element(&Param { value: v, keep })?
+                }
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("kind", self.ev.name())?;
+        macro_rules! opt {
+            ($name:literal, $v:expr) => {
+                if let Some(v) = $v {
+                    m.serialize_entry($name, v)?;
+                }
+            };
+        }
+        match self.ev {
+            EventKind::SessionStart {
+                protocol,
+                user,
+                target,
+                client,
+                application,
+            } => {
+                m.serialize_entry("protocol", protocol)?;
+                m.serialize_entry("user", user)?;
+                m.serialize_entry("target", target)?;
+                m.serialize_entry("client", client)?;
+                opt!("application", application);
+            }
+            EventKind::Statement {
+                text,
+                class,
+                tables,
+                decision,
+                rule,
+                request,
+                grant,
+            } => {
+                capped(&mut m, "text", text)?;
+                m.serialize_entry("class", class)?;
+                m.serialize_entry("tables", &**tables)?;
+                m.serialize_entry("decision", decision)?;
+                opt!("rule", rule);
+                opt!("request", request);
+                opt!("grant", grant);
+            }
+            EventKind::Parse {
+                statement_name,
+                text,
+            } => {
+                m.serialize_entry("statement_name", statement_name)?;
+                capped(&mut m, "text", text)?;
+            }
+            EventKind::Bind {
+                portal,
+                statement_name,
+                params,
+            } => {
+                m.serialize_entry("portal", portal)?;
+                m.serialize_entry("statement_name", statement_name)?;
+                m.serialize_entry(
+                    "params",
+                    &Params {
+                        params,
+                        redact: self.redact_parameters,
+                    },
+                )?;
+            }
+            EventKind::Result {
+                command_tag,
+                rows,
+                sqlstate,
+                message,
+                duration_us,
+            } => {
+                opt!("command_tag", command_tag);
+                opt!("rows", rows);
+                opt!("sqlstate", sqlstate);
+                opt!("message", message);
+                m.serialize_entry("duration_us", duration_us)?;
+            }
+            EventKind::Command {
+                command,
+                class,
+                decision,
+                rule,
+                request,
+                grant,
+            } => {
+                capped(&mut m, "command", command)?;
+                m.serialize_entry("class", class)?;
+                m.serialize_entry("decision", decision)?;
+                opt!("rule", rule);
+                opt!("request", request);
+                opt!("grant", grant);
+            }
+            EventKind::ExitStatus { status } => m.serialize_entry("status", status)?,
+            EventKind::RequestCreated {
+                request,
+                class,
+                statement,
+                rule,
+            } => {
+                m.serialize_entry("request", request)?;
+                m.serialize_entry("class", class)?;
+                capped(&mut m, "statement", statement)?;
+                m.serialize_entry("rule", rule)?;
+            }
+            EventKind::RequestDecided {
+                request,
+                state,
+                by,
+                reason,
+            } => {
+                m.serialize_entry("request", request)?;
+                m.serialize_entry("state", state)?;
+                opt!("by", by);
+                opt!("reason", reason);
+            }
+            EventKind::GrantCreated {
+                grant,
+                request,
+                expires_at,
+            } => {
+                m.serialize_entry("grant", grant)?;
+                m.serialize_entry("request", request)?;
+                m.serialize_entry("expires_at", expires_at)?;
+            }
+            EventKind::GrantUsed { grant, request } => {
+                m.serialize_entry("grant", grant)?;
+                m.serialize_entry("request", request)?;
+            }
+            EventKind::GrantRevoked { grant } => m.serialize_entry("grant", grant)?,
+            EventKind::Recording {
+                channel,
+                t,
+                stream,
+                data,
+            } => {
+                m.serialize_entry("channel", channel)?;
+                m.serialize_entry("t", t)?;
+                m.serialize_entry("stream", stream)?;
+                m.serialize_entry("data", data)?;
+            }
+            EventKind::SessionEnd {
+                reason,
+                bytes_in,
+                bytes_out,
+            } => {
+                m.serialize_entry("reason", reason)?;
+                m.serialize_entry("bytes_in", bytes_in)?;
+                m.serialize_entry("bytes_out", bytes_out)?;
+            }
+        }
+        m.end()
+    }
+}

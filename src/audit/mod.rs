@@ -1,0 +1,420 @@
+//! The audit trail: sessions, events, requests and grants in sled, under one hash chain.
+//!
+//! This is the only module that touches sled; everything else goes through [`Audit`].
+//!
+//! Invariants:
+//! - **One chain.** Every event of the store, whatever its session, is numbered `1, 2, 3, …`
+//!   in commit order and carries `SHA-256(previous hash ‖ its stored bytes)` ([`chain`]).
+//!   [`verify`] walks it offline and names the first broken link; pruning moves an anchor
+//!   (seq and hash of the last pruned event) so what is left still verifies.
+//! - **Cheap for the caller.** [`Audit::record`] stamps the time, boxes the event and does one
+//!   non-blocking send on a bounded queue: no encoding, hashing, locking or I/O on the relay's
+//!   thread. A full queue is counted ([`AuditStats::dropped`]) and reported, never waited on.
+//! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
+//!   and hashes them into blocks (one LZ4-compressed sled value per ~64 KiB of events), and
+//!   commits blocks, session index entries, session records and the chain head in one atomic
+//!   sled batch and one flush. After a crash a commit is either entirely there or not at all,
+//!   and the chain continues from the last committed event on reopen.
+//! - **No record, no action.** [`Audit::record_durable`] resolves only after the commit holding
+//!   its event has been flushed to disk; a durable event cuts the gathering window short.
+//! - **Failure is sticky.** After any sled error (or the test hook [`Audit::inject_failure`])
+//!   the store is failed until restart: `record`/`record_durable` return
+//!   [`AuditError::Failed`], [`Audit::healthy`] is false, the error is logged once. The
+//!   caller applies `on_failure`.
+//! - **One process.** sled locks its directory; a second process gets [`AuditError::Locked`]
+//!   with a message telling the user to go through the API.
+//! - Reads (`sessions`, `events`, `export`, …) see what has been committed, flushed or not;
+//!   an event is visible at most `commit_interval` (plus a commit) after `record`.
+//! - The chain is the evidence. Session records, the per-session index and requests are
+//!   derived or mutable state kept beside it for fast reads; they are not hashed.
+//!
+//! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
+//! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (keys and reads),
+//! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast).
+
+mod chain;
+mod encode;
+mod event;
+mod recording;
+mod store;
+mod upkeep;
+mod writer;
+
+#[cfg(test)]
+mod bench;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_chain;
+#[cfg(test)]
+mod tests_durability;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::oneshot;
+
+pub use chain::Broken;
+pub use event::{
+    Decision, EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord,
+    TEXT_CAP, Text,
+};
+
+use crate::config::OnAuditFailure;
+use store::Store;
+use writer::{Msg, Shared, Writer};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error(
+        "the audit store at {0} is in use by another process (is `jitgate serve` running? use the API instead)"
+    )]
+    Locked(String),
+    #[error("cannot open the audit store at {dir}: {reason}")]
+    Open { dir: String, reason: String },
+    #[error("the audit store has failed: {0}")]
+    Failed(Arc<str>),
+    #[error("the audit queue is full")]
+    QueueFull,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub redact_parameters: bool,
+    pub on_failure: OnAuditFailure,
+    pub retention_days: Option<u32>,
+    /// How long the writer gathers routine events before a commit.
+    pub commit_interval: Duration,
+    /// Events waiting for the writer, at most.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            redact_parameters: false,
+            on_failure: OnAuditFailure::RefuseSensitive,
+            retention_days: None,
+            commit_interval: Duration::from_millis(5),
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl From<&crate::config::Audit> for AuditOptions {
+    fn from(c: &crate::config::Audit) -> Self {
+        AuditOptions {
+            redact_parameters: c.redact_parameters,
+            on_failure: c.on_failure,
+            retention_days: c.retention_days,
+            ..AuditOptions::default()
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditStats {
+    /// Events committed since start.
+    pub events: u64,
+    /// Commits (each one sled batch and one flush).
+    pub commits: u64,
+    /// Events refused because the queue was full.
+    pub dropped: u64,
+    /// Duration of the last commit (encode, hash, write, flush), µs.
+    pub last_commit_us: u64,
+    pub max_commit_us: u64,
+}
+
+/// The audit store. Cloning is cheap (an `Arc`).
+#[derive(Clone)]
+pub struct Audit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    opts: AuditOptions,
+    shared: Arc<Shared>,
+    tx: Option<SyncSender<Box<Msg>>>,
+    /// The writer before `start`.
+    pending: Mutex<Option<Writer>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Audit {
+    /// Open (create) the store in `dir`. One handle per process; a store held by another
+    /// process gives [`AuditError::Locked`].
+    pub fn open(dir: &Path, opts: AuditOptions) -> Result<Audit, AuditError> {
+        let store = Store::open(dir)?;
+        let head = store.head().map_err(|e| AuditError::Open {
+            dir: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(opts.queue_capacity.max(1));
+        let shared = Arc::new(Shared::default());
+        let writer = Writer {
+            store: store.clone(),
+            shared: shared.clone(),
+            rx,
+            head,
+            interval: opts.commit_interval,
+            redact_parameters: opts.redact_parameters,
+            raw: Vec::new(),
+            packed: Vec::new(),
+            table: lz4_flex::block::CompressTable::large(),
+        };
+        Ok(Audit {
+            inner: Arc::new(Inner {
+                store,
+                opts,
+                shared,
+                tx: Some(tx),
+                pending: Mutex::new(Some(writer)),
+                thread: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &AuditOptions {
+        &self.inner.opts
+    }
+
+    /// Start the group-commit writer (a dedicated thread; no runtime needed). Until then
+    /// events queue. Calling it again does nothing.
+    pub fn start(&self) {
+        let Some(w) = lock(&self.inner.pending).take() else {
+            return;
+        };
+        let shared = self.inner.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("jitgate-audit".into())
+            .spawn(move || {
+                let _ = shared.writer.set(std::thread::current());
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run()));
+                if ran.is_err() {
+                    shared.fail("the audit writer panicked".into());
+                }
+            });
+        match spawned {
+            Ok(h) => *lock(&self.inner.thread) = Some(h),
+            Err(e) => self
+                .inner
+                .shared
+                .fail(format!("cannot start the audit writer: {e}")),
+        }
+    }
+
+    fn send(&self, msg: Box<Msg>) -> Result<(), (AuditError, Box<Msg>)> {
+        let Some(tx) = &self.inner.tx else {
+            return Err((self.inner.shared.error(), msg));
+        };
+        match tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(m)) => Err((AuditError::QueueFull, m)),
+            Err(TrySendError::Disconnected(m)) => {
+                self.inner
+                    .shared
+                    .fail("the audit writer has stopped".into());
+                Err((self.inner.shared.error(), m))
+            }
+        }
+    }
+
+    /// Record a routine event: committed within `commit_interval`, never waits. `session`
+    /// may be an `Arc<str>` (no copy) or anything else [`Text`] converts from.
+    pub fn record(&self, session: impl Into<Text>, ev: EventKind) -> Result<(), AuditError> {
+        self.record_at(now_us(), session.into(), ev)
+    }
+
+    fn record_at(&self, at_us: u64, session: Text, ev: EventKind) -> Result<(), AuditError> {
+        if self.inner.shared.failed() {
+            return Err(self.inner.shared.error());
+        }
+        let msg = Box::new(Msg {
+            at_us,
+            session,
+            ev: Some(ev),
+            done: None,
+        });
+        self.send(msg).map_err(|(e, _)| {
+            if matches!(e, AuditError::QueueFull) {
+                self.inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            e
+        })
+    }
+
+    /// Record an event and resolve once it is on disk, with its seq. A full queue is waited
+    /// out (for up to 10 s) rather than refused: this is the event that authorises an action.
+    pub async fn record_durable(
+        &self,
+        session: impl Into<Text>,
+        ev: EventKind,
+    ) -> Result<u64, AuditError> {
+        self.durable(now_us(), session.into(), Some(ev)).await
+    }
+
+    /// Resolve once everything recorded before is on disk (for shutdown); returns the last
+    /// seq.
+    pub async fn flush(&self) -> Result<u64, AuditError> {
+        self.durable(now_us(), Text::from_static(""), None).await
+    }
+
+    async fn durable(
+        &self,
+        at_us: u64,
+        session: Text,
+        ev: Option<EventKind>,
+    ) -> Result<u64, AuditError> {
+        if self.inner.shared.failed() {
+            return Err(self.inner.shared.error());
+        }
+        let (done, rx) = oneshot::channel();
+        let mut msg = Box::new(Msg {
+            at_us,
+            session,
+            ev,
+            done: Some(done),
+        });
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.send(msg) {
+                Ok(()) => break,
+                Err((AuditError::QueueFull, m)) if waited < Duration::from_secs(10) => {
+                    msg = m;
+                    self.inner.shared.wake_writer();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    waited += Duration::from_millis(1);
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        self.inner.shared.wake_writer();
+        rx.await.unwrap_or_else(|_| {
+            Err(AuditError::Failed(Arc::from(
+                "the audit writer has stopped",
+            )))
+        })
+    }
+
+    pub fn healthy(&self) -> bool {
+        !self.inner.shared.failed()
+    }
+
+    /// What `on_failure` says about an action, given the store's health: `Some(error)` when
+    /// the store has failed and the action must be refused (every action with
+    /// `refuse-all`, only sensitive ones with `refuse-sensitive`), else `None`. A full queue
+    /// is not a failure: it drops one routine event, counted in [`AuditStats::dropped`].
+    pub fn refusal(&self, sensitive: bool) -> Option<AuditError> {
+        if !self.inner.shared.failed() {
+            return None;
+        }
+        match self.inner.opts.on_failure {
+            OnAuditFailure::RefuseAll => Some(self.inner.shared.error()),
+            OnAuditFailure::RefuseSensitive if sensitive => Some(self.inner.shared.error()),
+            OnAuditFailure::RefuseSensitive => None,
+        }
+    }
+
+    pub fn stats(&self) -> AuditStats {
+        let s = &self.inner.shared;
+        AuditStats {
+            events: s.events.load(Ordering::Relaxed),
+            commits: s.commits.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            last_commit_us: s.last_commit_us.load(Ordering::Relaxed),
+            max_commit_us: s.max_commit_us.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Test hook (integration tests wire it to something they can trigger): from the next
+    /// commit on, the store fails exactly as if sled had returned an I/O error. As root,
+    /// `chmod` cannot make the store unwritable, so this is how failure is exercised.
+    #[doc(hidden)]
+    pub fn inject_failure(&self) {
+        self.inner.shared.fault.store(true, Ordering::Relaxed);
+        self.inner.shared.wake_writer();
+    }
+
+    /// Sessions matching `f`, oldest first (with `limit`, the most recent ones).
+    pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
+        self.inner.store.sessions(f)
+    }
+
+    pub fn session(&self, id: &str) -> Option<SessionRecord> {
+        self.inner.store.session(id)
+    }
+
+    /// The events of one session, in order.
+    pub fn events(&self, session: &str) -> Vec<EventRecord> {
+        self.inner.store.events(session)
+    }
+
+    /// Every event at or after `since_unix_secs`, in chain order, read lazily block by block.
+    pub fn export(&self, since_unix_secs: u64) -> impl Iterator<Item = EventRecord> + Send + use<> {
+        self.inner
+            .store
+            .export(since_unix_secs.saturating_mul(1_000_000))
+    }
+
+    /// The asciicast v2 text of an SSH session's recording, if it has one.
+    pub fn recording(&self, session: &str) -> Option<String> {
+        recording::asciicast(self.session(session).as_ref(), &self.events(session))
+    }
+
+    /// Walk the chain of this open store (what [`verify`] does offline).
+    pub fn verify(&self) -> Result<u64, VerifyError> {
+        chain::walk(&self.inner.store.db).map_err(VerifyError::Broken)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for Inner {
+    /// Drain the queue into the store: the writer sees the channel close, commits what is
+    /// left and stops; a writer never started runs here, once.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = lock(&self.pending).take() {
+            w.run();
+        }
+        if let Some(h) = lock(&self.thread).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Why [`verify`] did not say ok.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Broken(Broken),
+    #[error("{0}")]
+    Store(AuditError),
+}
+
+/// Walk the whole chain of the store in `dir` offline (from the anchor, if pruned):
+/// `Ok(events)` or the first broken link. Needs the store not to be open elsewhere.
+pub fn verify(dir: &Path) -> Result<u64, VerifyError> {
+    if !dir.join("db").exists() {
+        return Err(VerifyError::Store(AuditError::Open {
+            dir: dir.display().to_string(),
+            reason: "no audit store there".into(),
+        }));
+    }
+    let store = Store::open(dir).map_err(VerifyError::Store)?;
+    chain::walk(&store.db).map_err(VerifyError::Broken)
+}

@@ -1,0 +1,331 @@
+//! The sled keyspace and every read of it. Only the writer thread appends blocks; reads go
+//! straight to sled and see what has been committed (flushed or not).
+//!
+//! Keys (one tree, so a commit is one atomic `apply_batch`):
+//! - `b` ‖ seq (u64 BE) → a block of events whose first event is `seq` ([`super::chain`])
+//! - `x` ‖ len (u16 BE) ‖ session ‖ seq → `""`: the block at `seq` holds events of `session`
+//! - `s` ‖ session → [`SessionRecord`] JSON
+//! - `r` ‖ request id → the request as the API shows it (JSON)
+//! - `m:head` → seq ‖ hash of the last committed event
+//! - `m:anchor` → seq ‖ hash of the last pruned event (absent until the first prune)
+
+use std::path::Path;
+
+use super::AuditError;
+use super::chain::{self, Link, RawEvent};
+use super::encode::hex;
+use super::event::{EventRecord, SessionFilter, SessionRecord};
+
+pub mod keys {
+    pub const BLOCK: &[u8] = b"b";
+    pub const SESSION: &[u8] = b"s";
+    pub const REQUEST: &[u8] = b"r";
+    pub const HEAD: &[u8] = b"m:head";
+    pub const ANCHOR: &[u8] = b"m:anchor";
+
+    pub fn block(seq: u64) -> [u8; 9] {
+        let mut k = [b'b'; 9];
+        k[1..].copy_from_slice(&seq.to_be_bytes());
+        k
+    }
+
+    pub fn block_seq(k: &[u8]) -> Option<u64> {
+        match k {
+            [b'b', rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+            _ => None,
+        }
+    }
+
+    fn clip(s: &[u8]) -> &[u8] {
+        &s[..s.len().min(u16::MAX as usize)]
+    }
+
+    pub fn index_prefix(session: &[u8]) -> Vec<u8> {
+        let s = clip(session);
+        let mut k = Vec::with_capacity(3 + s.len() + 8);
+        k.push(b'x');
+        k.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        k.extend_from_slice(s);
+        k
+    }
+
+    pub fn index(session: &[u8], block_seq: u64) -> Vec<u8> {
+        let mut k = index_prefix(session);
+        k.extend_from_slice(&block_seq.to_be_bytes());
+        k
+    }
+
+    pub fn index_block_seq(k: &[u8]) -> Option<u64> {
+        Some(u64::from_be_bytes(
+            k.get(k.len().checked_sub(8)?..)?.try_into().ok()?,
+        ))
+    }
+
+    pub fn session(id: &[u8]) -> Vec<u8> {
+        [SESSION, id].concat()
+    }
+
+    pub fn request(id: &[u8]) -> Vec<u8> {
+        [REQUEST, id].concat()
+    }
+}
+
+/// The sled database behind the audit trail.
+#[derive(Clone)]
+pub struct Store {
+    pub db: sled::Db,
+}
+
+fn io_error(dir: &Path, e: sled::Error) -> AuditError {
+    let msg = e.to_string();
+    if msg.contains("could not acquire lock") {
+        AuditError::Locked(dir.display().to_string())
+    } else {
+        AuditError::Open {
+            dir: dir.display().to_string(),
+            reason: msg,
+        }
+    }
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::Open {
+            dir: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        // sled writes a tree node bigger than a quarter segment as a separate blob file; 8 MiB
+        // segments keep a node of ~17 compressed blocks inline. sled refuses to reopen a
+        // store with another segment size, so this is part of the store's format.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 << 20)
+            .segment_size(8 << 20)
+            .open()
+            .map_err(|e| io_error(dir, e))?;
+        Ok(Store { db })
+    }
+
+    /// The last committed event: the head record, else the last block, else the anchor.
+    pub fn head(&self) -> Result<Link, sled::Error> {
+        if let Some(v) = self.db.get(keys::HEAD)?
+            && let Some(l) = Link::decode(&v)
+        {
+            return Ok(l);
+        }
+        if let Some((_, v)) = self.db.scan_prefix(keys::BLOCK).next_back().transpose()?
+            && let Some(raw) = chain::unpack(&v)
+            && let Some(b) = chain::decode(&raw)
+            && let Some(e) = b.events.last()
+        {
+            return Ok(Link {
+                seq: e.seq,
+                hash: e.hash,
+            });
+        }
+        Ok(self.anchor()?.unwrap_or(Link::START))
+    }
+
+    pub fn anchor(&self) -> Result<Option<Link>, sled::Error> {
+        Ok(self.db.get(keys::ANCHOR)?.and_then(|v| Link::decode(&v)))
+    }
+
+    pub fn session(&self, id: &str) -> Option<SessionRecord> {
+        let v = self.db.get(keys::session(id.as_bytes())).ok()??;
+        serde_json::from_slice(&v).ok()
+    }
+
+    pub fn sessions(&self, f: &SessionFilter) -> Vec<SessionRecord> {
+        let mut out: Vec<SessionRecord> = self
+            .db
+            .scan_prefix(keys::SESSION)
+            .filter_map(|kv| serde_json::from_slice(&kv.ok()?.1).ok())
+            .filter(|s| f.matches(s))
+            .collect();
+        out.sort_by(|a, b| {
+            a.started_at
+                .total_cmp(&b.started_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        if let Some(n) = f.limit {
+            out.drain(..out.len().saturating_sub(n));
+        }
+        out
+    }
+
+    /// The events of one session, in order.
+    pub fn events(&self, session: &str) -> Vec<EventRecord> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix(keys::index_prefix(session.as_bytes())) {
+            let Ok((k, _)) = kv else { continue };
+            let Some(seq) = keys::index_block_seq(&k) else {
+                continue;
+            };
+            // A block pruned after the index scan started is simply gone.
+            let Ok(Some(v)) = self.db.get(keys::block(seq)) else {
+                continue;
+            };
+            let Some(raw) = chain::unpack(&v) else {
+                continue;
+            };
+            let Some(b) = chain::decode(&raw) else {
+                continue;
+            };
+            out.extend(
+                b.events
+                    .iter()
+                    .filter(|e| e.session == session.as_bytes())
+                    .map(record),
+            );
+        }
+        out
+    }
+
+    /// Every event at or after `since_us`, in chain order, read block by block.
+    pub fn export(&self, since_us: u64) -> impl Iterator<Item = EventRecord> + Send + use<> {
+        self.db.scan_prefix(keys::BLOCK).flat_map(move |kv| {
+            let Ok((_, v)) = kv else { return Vec::new() };
+            chain::unpack(&v)
+                .as_deref()
+                .and_then(chain::decode)
+                .map(|b| {
+                    b.events
+                        .iter()
+                        .filter(|e| e.at_us >= since_us)
+                        .map(record)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn put_request(&self, id: &str, json: Vec<u8>) -> Result<(), sled::Error> {
+        self.db
+            .insert(keys::request(id.as_bytes()), json)
+            .map(|_| ())
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let mut out: Vec<serde_json::Value> = self
+            .db
+            .scan_prefix(keys::REQUEST)
+            .filter_map(|kv| serde_json::from_slice(&kv.ok()?.1).ok())
+            .collect();
+        out.sort_by_key(|r| r.get("created_at").and_then(|v| v.as_u64()).unwrap_or(0));
+        out
+    }
+
+    /// Drop every block whose events are all older than `cutoff_us` (a prefix of the chain),
+    /// moving the anchor to the last event dropped; then the sessions that ended before the
+    /// cutoff (or started before it and have no events left) and requests created before it
+    /// that are no longer pending. Returns how many sessions went.
+    pub fn prune(&self, cutoff_us: u64) -> Result<usize, sled::Error> {
+        const BLOCKS_PER_BATCH: usize = 256;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut anchor = None;
+            let mut n = 0;
+            for kv in self.db.scan_prefix(keys::BLOCK) {
+                let (k, v) = kv?;
+                let Some(raw) = chain::unpack(&v) else { break };
+                let Some(b) = chain::decode(&raw) else { break };
+                let (Some(last), Some(newest)) =
+                    (b.events.last(), b.events.iter().map(|e| e.at_us).max())
+                else {
+                    break;
+                };
+                if newest >= cutoff_us || n == BLOCKS_PER_BATCH {
+                    break;
+                }
+                let block_seq = keys::block_seq(&k).unwrap_or(0);
+                let mut seen: Vec<&[u8]> = Vec::new();
+                for e in &b.events {
+                    if !seen.contains(&e.session) {
+                        seen.push(e.session);
+                        batch.remove(keys::index(e.session, block_seq));
+                    }
+                }
+                batch.remove(k);
+                anchor = Some(Link {
+                    seq: last.seq,
+                    hash: last.hash,
+                });
+                n += 1;
+            }
+            let Some(anchor) = anchor else { break };
+            batch.insert(keys::ANCHOR, &anchor.encode()[..]);
+            self.db.apply_batch(batch)?;
+            if n < BLOCKS_PER_BATCH {
+                break;
+            }
+        }
+
+        let cutoff = cutoff_us as f64 / 1e6;
+        let mut batch = sled::Batch::default();
+        let mut gone = 0;
+        for kv in self.db.scan_prefix(keys::SESSION) {
+            let (k, v) = kv?;
+            let Ok(s) = serde_json::from_slice::<SessionRecord>(&v) else {
+                continue;
+            };
+            let old = match s.ended_at {
+                Some(end) => end < cutoff,
+                None => {
+                    s.started_at < cutoff
+                        && self
+                            .db
+                            .scan_prefix(keys::index_prefix(s.id.as_bytes()))
+                            .next()
+                            .is_none()
+                }
+            };
+            if old {
+                for ik in self
+                    .db
+                    .scan_prefix(keys::index_prefix(s.id.as_bytes()))
+                    .keys()
+                {
+                    batch.remove(ik?);
+                }
+                batch.remove(k);
+                gone += 1;
+            }
+        }
+        let cutoff_secs = cutoff_us / 1_000_000;
+        for kv in self.db.scan_prefix(keys::REQUEST) {
+            let (k, v) = kv?;
+            let Ok(r) = serde_json::from_slice::<serde_json::Value>(&v) else {
+                continue;
+            };
+            let created = r
+                .get("created_at")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(u64::MAX);
+            let pending = r.get("state").and_then(|v| v.as_str()) == Some("pending");
+            if created < cutoff_secs && !pending {
+                batch.remove(k);
+            }
+        }
+        self.db.apply_batch(batch)?;
+        Ok(gone)
+    }
+}
+
+/// A stored event as the API shows it.
+pub fn record(e: &RawEvent<'_>) -> EventRecord {
+    let fields = match serde_json::from_slice::<serde_json::Value>(e.json) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => {
+            let mut m = serde_json::Map::new();
+            m.insert("kind".into(), "unreadable".into());
+            m
+        }
+    };
+    EventRecord {
+        seq: e.seq,
+        at: e.at_us as f64 / 1e6,
+        session: String::from_utf8_lossy(e.session).into_owned(),
+        fields,
+        hash: hex(&e.hash),
+    }
+}

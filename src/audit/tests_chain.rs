@@ -1,0 +1,227 @@
+//! The hash chain against tampering, and pruning that keeps it verifiable.
+
+use super::chain::{self, Link};
+use super::store::keys;
+use super::tests::{
+    TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry,
+};
+use super::*;
+use crate::approval::State;
+
+#[tokio::test]
+async fn an_intact_store_verifies_offline_with_the_right_count() {
+    let d = TempDir::new("intact");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    fill(&a, 5).await;
+    a.record_durable("s2", stmt("SELECT 99")).await.unwrap();
+    assert_eq!(a.verify().unwrap(), 16);
+    drop(a);
+    assert_eq!(verify_retry(&d.0).unwrap(), 16);
+}
+
+// ---- tampering: edit the stored blocks the way someone with the files would ----
+
+type Owned = (Vec<u8>, [u8; 32]);
+
+/// Rewrite the block holding `seq` through `f` (which gets owned `(record, hash)` pairs).
+fn tamper(a: &Audit, seq: u64, f: impl FnOnce(&mut Vec<Owned>)) {
+    let db = &a.inner.store.db;
+    let (k, v) = db
+        .range(..keys::block(seq + 1).to_vec())
+        .next_back()
+        .unwrap()
+        .unwrap();
+    let raw = chain::unpack(&v).unwrap();
+    let b = chain::decode(&raw).unwrap();
+    let mut evs: Vec<Owned> = b
+        .events
+        .iter()
+        .map(|e| (e.record.to_vec(), e.hash))
+        .collect();
+    let prev = b.prev;
+    f(&mut evs);
+    db.insert(k, chain::encode_raw(&prev, &evs)).unwrap();
+}
+
+fn replace(hay: &mut Vec<u8>, from: &[u8], to: &[u8]) {
+    let i = hay.windows(from.len()).position(|w| w == from).unwrap();
+    hay.splice(i..i + from.len(), to.iter().copied());
+}
+
+fn broken_at(a: &Audit) -> u64 {
+    match a.verify() {
+        Err(VerifyError::Broken(b)) => {
+            assert!(
+                b.to_string()
+                    .starts_with(&format!("broken link at event {}: ", b.seq))
+            );
+            b.seq
+        }
+        other => panic!("expected a broken chain, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn changing_one_event_breaks_its_link() {
+    let d = TempDir::new("t-edit");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    tamper(&a, 5, |evs| {
+        replace(&mut evs[4].0, b"SELECT 4", b"SELECT 9")
+    });
+    assert_eq!(broken_at(&a), 5);
+}
+
+#[tokio::test]
+async fn changing_one_event_and_its_hash_breaks_the_next_link() {
+    let d = TempDir::new("t-edit-rehash");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    tamper(&a, 5, |evs| {
+        replace(&mut evs[4].0, b"SELECT 4", b"SELECT 9");
+        evs[4].1 = chain::link(&evs[3].1, &evs[4].0);
+    });
+    assert_eq!(broken_at(&a), 6);
+}
+
+#[tokio::test]
+async fn deleting_one_event_is_named() {
+    let d = TempDir::new("t-delete");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    tamper(&a, 7, |evs| {
+        evs.remove(6);
+    });
+    let e = a.verify().unwrap_err().to_string();
+    assert_eq!(broken_at(&a), 7);
+    assert!(e.contains("event 7 is missing"), "{e}");
+}
+
+#[tokio::test]
+async fn swapping_two_events_is_named() {
+    let d = TempDir::new("t-swap");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    tamper(&a, 3, |evs| evs.swap(2, 3));
+    assert_eq!(broken_at(&a), 3);
+}
+
+#[tokio::test]
+async fn swapping_two_events_with_their_seqs_renumbered_is_named() {
+    let d = TempDir::new("t-swap-renumber");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    tamper(&a, 3, |evs| {
+        evs.swap(2, 3);
+        evs[2].0[..8].copy_from_slice(&3u64.to_be_bytes());
+        evs[3].0[..8].copy_from_slice(&4u64.to_be_bytes());
+    });
+    assert_eq!(broken_at(&a), 3);
+}
+
+#[tokio::test]
+async fn inserting_one_event_is_named() {
+    let d = TempDir::new("t-insert");
+    let a = started(&d.0);
+    fill(&a, 10).await;
+    tamper(&a, 5, |evs| {
+        // A well-formed forged event 6, correctly linked to event 5, slipped in before the
+        // real event 6.
+        let mut forged = evs[5].0.clone();
+        replace(&mut forged, b"SELECT 5", b"DROP  x;");
+        let hash = chain::link(&evs[4].1, &forged);
+        evs.insert(5, (forged, hash));
+    });
+    assert_eq!(broken_at(&a), 7);
+}
+
+#[tokio::test]
+async fn removing_a_whole_block_or_the_last_one_is_named() {
+    let d = TempDir::new("t-block");
+    let a = started(&d.0);
+    fill(&a, 3).await; // 1..=3
+    fill(&a, 3).await; // 4..=6
+    fill(&a, 3).await; // 7..=9
+    assert_eq!(a.verify().unwrap(), 9);
+    let db = &a.inner.store.db;
+    let middle = db.remove(keys::block(4)).unwrap().unwrap();
+    assert_eq!(broken_at(&a), 4);
+    db.insert(keys::block(4), middle).unwrap();
+    assert_eq!(a.verify().unwrap(), 9);
+    db.remove(keys::block(7)).unwrap().unwrap();
+    let e = a.verify().unwrap_err().to_string();
+    assert_eq!(broken_at(&a), 7);
+    assert!(e.contains("removed"), "{e}");
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_rest_verifiable() {
+    let d = TempDir::new("prune");
+    let a = open(
+        &d.0,
+        AuditOptions {
+            retention_days: Some(30),
+            ..Default::default()
+        },
+    );
+    a.start();
+    let now = now_us() / 1_000_000;
+    let old = (now - 40 * 86_400) * 1_000_000;
+    let rec = |at: u64, s: &'static str, ev| a.record_at(at, Text::from_static(s), ev).unwrap();
+    rec(old, "old", start_ev("alice", "app-db"));
+    rec(old + 1, "long", start_ev("bob", "app-db"));
+    rec(old + 2, "old", stmt("SELECT 1"));
+    rec(old + 3, "old", end_ev());
+    a.flush().await.unwrap();
+    rec(old + 4, "long", stmt("SELECT 2"));
+    a.flush().await.unwrap();
+    a.put_request(&request_view("r-old", State::Denied));
+    a.record("new", start_ev("carol", "app-db")).unwrap();
+    a.record("long", stmt("SELECT 3")).unwrap();
+    a.record("new", stmt("SELECT 4")).unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(a.verify().unwrap(), 8);
+
+    assert_eq!(a.prune(now), 1, "only the ended old session goes");
+    assert_eq!(a.session("old"), None);
+    assert!(a.events("old").is_empty());
+    assert!(a.session("long").is_some(), "a session still running stays");
+    assert_eq!(
+        a.events("long").len(),
+        1,
+        "its pruned events are gone, the rest stays"
+    );
+    assert_eq!(a.events("new").len(), 2);
+    assert!(
+        a.requests().is_empty(),
+        "decided requests older than the cutoff go"
+    );
+    assert_eq!(a.verify().unwrap(), 3);
+    assert_eq!(a.prune(now), 0);
+
+    // The chain continues after pruning and across a reopen.
+    a.record("new", end_ev()).unwrap();
+    a.flush().await.unwrap();
+    drop(a);
+    assert_eq!(verify_retry(&d.0).unwrap(), 4);
+    let a = open(&d.0, AuditOptions::default());
+    a.start();
+    assert_eq!(a.record_durable("new", stmt("SELECT 5")).await.unwrap(), 10);
+    assert_eq!(a.verify().unwrap(), 5);
+    // Tampering with the anchor breaks the first remaining link.
+    a.inner
+        .store
+        .db
+        .insert(
+            keys::ANCHOR,
+            Link {
+                seq: 5,
+                hash: [1; 32],
+            }
+            .encode()
+            .to_vec(),
+        )
+        .unwrap();
+    assert_eq!(broken_at(&a), 6);
+}

@@ -1,0 +1,193 @@
+//! Failure, crashes and reopening.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Duration;
+
+use super::tests::{TempDir, end_ev, fill, open, start_ev, started, stmt, verify_retry};
+use super::*;
+
+#[tokio::test]
+async fn a_failed_store_refuses_events_and_says_so() {
+    let d = TempDir::new("fail");
+    let a = started(&d.0);
+    fill(&a, 3).await;
+    assert!(a.healthy());
+    a.inject_failure();
+    let e = a
+        .record_durable("s1", stmt("UPDATE t SET x = 1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuditError::Failed(_)), "{e:?}");
+    assert!(e.to_string().contains("I/O error"), "{e}");
+    assert!(!a.healthy());
+    assert!(matches!(
+        a.record("s1", stmt("SELECT 1")),
+        Err(AuditError::Failed(_))
+    ));
+    assert!(matches!(a.flush().await, Err(AuditError::Failed(_))));
+    // on_failure (default refuse-sensitive): reads go on, sensitive actions are refused.
+    assert!(a.refusal(false).is_none());
+    assert!(a.refusal(true).is_some());
+    // Nothing of the failed commit was written; what was before still verifies.
+    assert_eq!(a.events("s1").len(), 3);
+    drop(a);
+    assert_eq!(verify_retry(&d.0).unwrap(), 3);
+}
+
+#[tokio::test]
+async fn refuse_all_refuses_reads_too_once_failed() {
+    let d = TempDir::new("refuse-all");
+    let a = open(
+        &d.0,
+        AuditOptions {
+            on_failure: crate::config::OnAuditFailure::RefuseAll,
+            ..Default::default()
+        },
+    );
+    a.start();
+    assert!(a.refusal(false).is_none() && a.refusal(true).is_none());
+    a.inject_failure();
+    a.record("s1", stmt("SELECT 1")).unwrap(); // queued before the failing commit
+    assert!(a.flush().await.is_err());
+    assert!(a.refusal(false).is_some());
+    assert!(matches!(
+        a.record("s1", stmt("SELECT 2")),
+        Err(AuditError::Failed(_))
+    ));
+}
+
+#[tokio::test]
+async fn reopening_continues_the_chain() {
+    let d = TempDir::new("reopen");
+    let a = started(&d.0);
+    a.record("s1", start_ev("alice", "app-db")).unwrap();
+    fill(&a, 4).await;
+    drop(a);
+    let a = started(&d.0);
+    assert_eq!(
+        a.record_durable("s1", stmt("SELECT again")).await.unwrap(),
+        6
+    );
+    a.record("s1", end_ev()).unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(a.events("s1").len(), 7);
+    assert_eq!(
+        a.session("s1").unwrap().end_reason.as_deref(),
+        Some("client closed")
+    );
+    assert_eq!(a.verify().unwrap(), 7);
+}
+
+#[tokio::test]
+async fn events_recorded_before_the_last_handle_drops_are_kept() {
+    let d = TempDir::new("drop-drains");
+    let a = started(&d.0);
+    for i in 0..100 {
+        a.record("s1", stmt(&format!("SELECT {i}"))).unwrap();
+    }
+    drop(a); // no flush: dropping drains and commits
+    let b = open(&d.0, AuditOptions::default());
+    assert_eq!(b.events("s1").len(), 100);
+    // Never started: dropping still commits what was queued.
+    b.record("s1", stmt("SELECT last")).unwrap();
+    drop(b);
+    let c = open(&d.0, AuditOptions::default());
+    assert_eq!(c.verify().unwrap(), 101);
+}
+
+/// Not a test on its own: the child process of `a_crash_keeps_every_acknowledged_event`.
+#[test]
+#[ignore]
+fn crash_child() {
+    let Ok(dir) = std::env::var("JITGATE_AUDIT_CRASH_DIR") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let a = open(Path::new(&dir), AuditOptions::default());
+        a.start();
+        let flood = a.clone();
+        std::thread::spawn(move || {
+            for i in 0u64.. {
+                let _ = flood.record("flood", stmt(&format!("SELECT {i}")));
+                // ~10k events/s: a steady stream the debug-build writer keeps up with.
+                if i % 10 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        let mut out = std::io::stdout();
+        for i in 0u64.. {
+            let seq = a
+                .record_durable("held", stmt(&format!("UPDATE t SET n = {i}")))
+                .await
+                .unwrap();
+            use std::io::Write;
+            writeln!(out, "acked {seq} {i}").unwrap();
+            out.flush().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_crash_keeps_every_acknowledged_event() {
+    let d = TempDir::new("crash");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "audit::tests_durability::crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("JITGATE_AUDIT_CRASH_DIR", &d.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while acked.len() < 100 {
+        let line = lines.next().expect("child ended early").unwrap();
+        if let Some(rest) = line.strip_prefix("acked ") {
+            let (seq, i) = rest.split_once(' ').unwrap();
+            acked.push((seq.parse().unwrap(), i.parse().unwrap()));
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no final flush
+    child.wait().unwrap();
+    for line in lines {
+        if let Some(rest) = line.unwrap().strip_prefix("acked ") {
+            let (seq, i) = rest.split_once(' ').unwrap();
+            acked.push((seq.parse().unwrap(), i.parse().unwrap()));
+        }
+    }
+
+    let n = verify_retry(&d.0).unwrap();
+    let (last_acked, _) = *acked.last().unwrap();
+    assert!(
+        n >= last_acked,
+        "{n} events verified, {last_acked} acknowledged"
+    );
+    let a = open(&d.0, AuditOptions::default());
+    let held = a.events("held");
+    for (seq, i) in &acked {
+        let e = held
+            .iter()
+            .find(|e| e.seq == *seq)
+            .unwrap_or_else(|| panic!("event {seq} lost"));
+        assert_eq!(
+            e.str("text"),
+            Some(format!("UPDATE t SET n = {i}").as_str())
+        );
+    }
+    // The chain continues where the crash left it.
+    a.start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let next = rt
+        .block_on(a.record_durable("after", stmt("SELECT 1")))
+        .unwrap();
+    assert_eq!(next, n + 1);
+    assert_eq!(a.verify().unwrap(), n + 1);
+}

@@ -1,0 +1,356 @@
+//! The group-commit writer: one thread that owns the chain's head.
+//!
+//! It sleeps until an event arrives, then gathers events for up to `commit_interval` (or
+//! until a durable event or barrier asks for a commit now, or [`MAX_BATCH`] are waiting),
+//! encodes and hashes them into blocks, and writes blocks, session index entries, session
+//! records and the new head in ONE atomic sled batch followed by ONE flush. Only then are the
+//! durable callers answered. While it gathers, callers' sends do not wake it (it parks on a
+//! timer, not on the channel), so a busy proxy pays for one wake-up per commit, not per event.
+//!
+//! After any sled error the store is failed for good: the batch's waiters get the error, the
+//! in-memory head does not advance, and every later event is refused.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::AuditError;
+use super::chain::{BlockWriter, Link};
+use super::encode::Canonical;
+use super::event::{EventKind, SessionRecord, Text};
+use super::store::{Store, keys};
+
+/// Most messages committed at once.
+pub const MAX_BATCH: usize = 8192;
+/// A block is closed once it passes this size (sled stores values over ~128 KiB as separate
+/// blob files, which costs an extra file per write).
+pub const BLOCK_TARGET: usize = 64 * 1024;
+
+pub struct Msg {
+    pub at_us: u64,
+    pub session: Text,
+    /// `None`: a barrier (answered with the last seq once everything before it is on disk).
+    pub ev: Option<EventKind>,
+    pub done: Option<oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+/// State shared by the callers and the writer.
+#[derive(Default)]
+pub struct Shared {
+    failed: AtomicBool,
+    failure: OnceLock<Arc<str>>,
+    /// Test hook: the next commit fails as if sled had returned an I/O error.
+    pub fault: AtomicBool,
+    pub writer: OnceLock<std::thread::Thread>,
+    pub events: AtomicU64,
+    pub commits: AtomicU64,
+    pub dropped: AtomicU64,
+    pub last_commit_us: AtomicU64,
+    pub max_commit_us: AtomicU64,
+}
+
+impl Shared {
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    pub fn error(&self) -> AuditError {
+        AuditError::Failed(
+            self.failure
+                .get()
+                .cloned()
+                .unwrap_or_else(|| Arc::from("unknown error")),
+        )
+    }
+
+    /// Mark the store failed; the first reason is kept and logged, once.
+    pub fn fail(&self, why: String) {
+        if self.failure.set(Arc::from(why.as_str())).is_ok() {
+            tracing::error!(
+                "audit store failed: {why}; refusing what the audit policy requires to be recorded"
+            );
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    pub fn wake_writer(&self) {
+        if let Some(t) = self.writer.get() {
+            t.unpark();
+        }
+    }
+}
+
+pub struct Writer {
+    pub store: Store,
+    pub shared: Arc<Shared>,
+    pub rx: Receiver<Box<Msg>>,
+    pub head: Link,
+    pub interval: Duration,
+    pub redact_parameters: bool,
+    /// Reused block buffers (raw and compressed).
+    pub raw: Vec<u8>,
+    pub packed: Vec<u8>,
+    /// Reused LZ4 hash table (allocating a fresh one per block cost more than compressing).
+    pub table: lz4_flex::block::CompressTable,
+}
+
+impl Writer {
+    /// Run until every sender is gone and the queue is drained.
+    pub fn run(mut self) {
+        let mut batch: Vec<Box<Msg>> = Vec::with_capacity(1024);
+        loop {
+            let Ok(first) = self.rx.recv() else { return };
+            let mut now_please = first.done.is_some();
+            batch.push(first);
+            let deadline = Instant::now() + self.interval;
+            let mut open = true;
+            loop {
+                while batch.len() < MAX_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(m) => {
+                            now_please |= m.done.is_some();
+                            batch.push(m);
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                let now = Instant::now();
+                if now_please || !open || batch.len() >= MAX_BATCH || now >= deadline {
+                    break;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+            self.commit(&mut batch);
+            if !open {
+                return;
+            }
+        }
+    }
+
+    // The queue carries boxes to keep its slots small; unboxing here would only copy.
+    #[allow(clippy::vec_box)]
+    fn commit(&mut self, batch: &mut Vec<Box<Msg>>) {
+        let started = Instant::now();
+        if self.shared.failed() {
+            let e = self.shared.error();
+            for m in batch.drain(..) {
+                if let Some(done) = m.done {
+                    let _ = done.send(Err(e.clone()));
+                }
+            }
+            return;
+        }
+        let mut sb = sled::Batch::default();
+        let mut results: Vec<Option<u64>> = Vec::with_capacity(batch.len());
+        let mut sessions: HashMap<String, SessionRecord> = HashMap::new();
+        let mut block = BlockWriter::new(
+            self.head.seq + 1,
+            self.head.hash,
+            std::mem::take(&mut self.raw),
+        );
+        let mut in_block: HashSet<&[u8]> = HashSet::new();
+        let mut head = self.head;
+        let mut written = 0u64;
+
+        for m in batch.iter() {
+            let Some(ev) = &m.ev else {
+                results.push(Some(u64::MAX)); // a barrier: answered with the final head
+                continue;
+            };
+            let canonical = Canonical {
+                ev,
+                redact_parameters: self.redact_parameters,
+            };
+            let session = m.session.as_bytes();
+            match block.push(m.at_us, session, |buf| {
+                serde_json::to_writer(buf, &canonical)
+            }) {
+                Ok(seq) => {
+                    results.push(Some(seq));
+                    written += 1;
+                }
+                Err(e) => {
+                    tracing::error!("audit event not encodable, skipped: {e}");
+                    results.push(None);
+                    continue;
+                }
+            }
+            in_block.insert(session);
+            self.session_update(&mut sessions, m, ev);
+            if block.len() >= BLOCK_TARGET {
+                let (first, last) = (block.last_seq + 1, block.last_hash);
+                let full = std::mem::replace(&mut block, BlockWriter::new(first, last, Vec::new()));
+                let raw;
+                (head, raw) = close_block(
+                    &mut sb,
+                    full,
+                    &mut in_block,
+                    &mut self.packed,
+                    &mut self.table,
+                );
+                block = BlockWriter::new(first, last, raw);
+            }
+        }
+        if !block.is_empty() {
+            (head, self.raw) = close_block(
+                &mut sb,
+                block,
+                &mut in_block,
+                &mut self.packed,
+                &mut self.table,
+            );
+        }
+        if head != self.head {
+            sb.insert(keys::HEAD, &head.encode()[..]);
+        }
+        for (id, s) in &sessions {
+            if let Ok(v) = serde_json::to_vec(s) {
+                sb.insert(keys::session(id.as_bytes()), v);
+            }
+        }
+
+        let outcome = if self.shared.fault.load(Ordering::Relaxed) {
+            Err("injected failure (test hook): I/O error".to_string())
+        } else {
+            self.store
+                .db
+                .apply_batch(sb)
+                .and_then(|()| self.store.db.flush())
+                .map_err(|e| e.to_string())
+        };
+        match outcome {
+            Ok(_) => {
+                self.head = head;
+                // Counted before anyone is answered, so an answered caller sees its commit.
+                let us = started.elapsed().as_micros() as u64;
+                self.shared.events.fetch_add(written, Ordering::Relaxed);
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.last_commit_us.store(us, Ordering::Relaxed);
+                self.shared.max_commit_us.fetch_max(us, Ordering::Relaxed);
+                for (m, r) in batch.drain(..).zip(results) {
+                    if let Some(done) = m.done {
+                        let _ = done.send(match r {
+                            Some(u64::MAX) => Ok(head.seq),
+                            Some(seq) => Ok(seq),
+                            None => Err(AuditError::Failed(Arc::from(
+                                "the event could not be encoded",
+                            ))),
+                        });
+                    }
+                }
+            }
+            Err(why) => {
+                self.shared.fail(why);
+                let e = self.shared.error();
+                for m in batch.drain(..) {
+                    if let Some(done) = m.done {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keep the session record in step with SessionStart / SessionEnd.
+    fn session_update(
+        &self,
+        sessions: &mut HashMap<String, SessionRecord>,
+        m: &Msg,
+        ev: &EventKind,
+    ) {
+        let at = m.at_us as f64 / 1e6;
+        let s = |t: &Text| t.as_str().into_owned();
+        match ev {
+            EventKind::SessionStart {
+                protocol,
+                user,
+                target,
+                client,
+                application,
+            } => {
+                let id = s(&m.session);
+                sessions.insert(
+                    id.clone(),
+                    SessionRecord {
+                        id,
+                        protocol: s(protocol),
+                        user: s(user),
+                        target: s(target),
+                        client: s(client),
+                        application: application.as_ref().map(s),
+                        started_at: at,
+                        ended_at: None,
+                        end_reason: None,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                    },
+                );
+            }
+            EventKind::SessionEnd {
+                reason,
+                bytes_in,
+                bytes_out,
+            } => {
+                let id = s(&m.session);
+                let rec = match sessions.remove(&id) {
+                    Some(r) => r,
+                    None => self.store.session(&id).unwrap_or_else(|| SessionRecord {
+                        id: id.clone(),
+                        protocol: String::new(),
+                        user: String::new(),
+                        target: String::new(),
+                        client: String::new(),
+                        application: None,
+                        started_at: at,
+                        ended_at: None,
+                        end_reason: None,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                    }),
+                };
+                sessions.insert(
+                    id,
+                    SessionRecord {
+                        ended_at: Some(at),
+                        end_reason: Some(s(reason)),
+                        bytes_in: rec.bytes_in.max(*bytes_in),
+                        bytes_out: rec.bytes_out.max(*bytes_out),
+                        ..rec
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Put a finished block and its session index entries into `sb`; returns the new head and
+/// the block's buffer for reuse.
+fn close_block(
+    sb: &mut sled::Batch,
+    block: BlockWriter,
+    in_block: &mut HashSet<&[u8]>,
+    packed: &mut Vec<u8>,
+    table: &mut lz4_flex::block::CompressTable,
+) -> (Link, Vec<u8>) {
+    let first = block.first_seq;
+    let head = Link {
+        seq: block.last_seq,
+        hash: block.last_hash,
+    };
+    for s in in_block.drain() {
+        sb.insert(keys::index(s, first), &[][..]);
+    }
+    let (n, raw) = block.finish_into(packed, table);
+    // sled copies the slice into its own buffer: the writer's buffers are reused.
+    sb.insert(&keys::block(first), &packed[..n]);
+    (head, raw)
+}
