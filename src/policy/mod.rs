@@ -118,6 +118,19 @@ impl Classification {
     }
 }
 
+/// Shortens a human-readable message to at most `max` bytes, on a character boundary.
+pub(crate) fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
 /// The running maximum of a class, with the reason of the first part that reached it.
 #[derive(Clone, Debug)]
 pub(crate) struct Worst {

@@ -27,8 +27,10 @@
 //! - `unknown`: interpreters (also when piped into), eval/exec/source, function
 //!   definitions, variables or substitutions in command position, environment assignments
 //!   that change how programs run (PATH, LD_*, …), arguments of checked programs that
-//!   cannot be known now, anything unparseable.
-//! - Command substitutions anywhere (arguments, redirection targets, here documents,
+//!   cannot be known now, anything unparseable, and here documents (`<<`): brush-parser
+//!   0.4 can loop forever on some of them (found by fuzzing), so they are never parsed.
+//!   Here-strings (`<<<`) are analysed.
+//! - Command substitutions anywhere (arguments, redirection targets, here-strings,
 //!   assignments, `[[ … ]]`) are classified too; a list takes its most sensitive part.
 //! - A lone `scp -t`/`scp -f`, `sftp-server` or `rsync --server` is `file_transfer`.
 //! - Bounded: inputs over [`MAX_LEN`] bytes, with more than [`MAX_OPENERS`] nesting
@@ -150,6 +152,34 @@ fn overflowing_number(s: &str) -> bool {
     false
 }
 
+/// Whether the text may hold a here-document operator (`<<`, `<<-`): any run of exactly
+/// two or more than three `<`, an escaped `<<<`, or a `<` continued on the next line.
+/// brush-parser 0.4's tokenizer can loop forever, allocating, on some here documents
+/// (an empty or vanishing tag inside `$(…)`; found by fuzzing), so they are never parsed.
+fn here_document(s: &str) -> bool {
+    if s.contains("<\\\n") || s.contains("<\\\r\n") {
+        return true;
+    }
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'<' {
+            let start = i;
+            while b.get(i) == Some(&b'<') {
+                i += 1;
+            }
+            let run = i - start;
+            let escaped = start > 0 && b[start - 1] == b'\\';
+            if run == 2 || run > 3 || (run == 3 && escaped) {
+                return true;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 struct Walk {
     worst: Worst,
     commands: BTreeSet<String>,
@@ -170,6 +200,9 @@ impl Walk {
         if depth > MAX_DEPTH {
             return self.unknown("commands nested too deeply to analyse");
         }
+        if here_document(text) {
+            return self.unknown("a here document (not analysed: see the module docs)");
+        }
         let parsed = Parser::new(text.as_bytes(), &options()).parse_program();
         match parsed {
             Ok(p) => {
@@ -178,9 +211,9 @@ impl Walk {
                 }
             }
             Err(e) => {
-                let mut msg = format!("cannot parse: {e}");
-                msg.truncate(200);
-                self.raise(Class::Unknown, || msg);
+                self.raise(Class::Unknown, || {
+                    super::clip(format!("cannot parse: {e}"), 200)
+                });
             }
         }
     }

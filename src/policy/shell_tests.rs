@@ -56,8 +56,8 @@ const CASES: &[(&str, Class)] = &[
     ("ls &> /dev/null", R),
     ("cat file 1>&2", R),
     ("grep x file <&0", R),
-    ("cat <<EOF\nhello\nEOF", R),
-    ("cat <<'EOF'\n$(rm -rf /)\nEOF", R),
+    ("cat <<EOF\nhello\nEOF", U), // here documents are never parsed
+    ("cat <<'EOF'\n$(rm -rf /)\nEOF", U),
     ("cat <<< 'hello'", R),
     ("diff <(ls a) <(ls b)", R),
     ("for f in a b c; do echo $f; done", R),
@@ -160,7 +160,7 @@ const CASES: &[(&str, Class)] = &[
     ("ls | xargs rm", W),
     ("ls $(touch /tmp/pwned)", W),
     ("echo \"$(rm -rf /)\"", W),
-    ("cat <<EOF\n$(rm -rf /)\nEOF", W),
+    ("cat <<EOF\n$(rm -rf /)\nEOF", U),
     ("cat <<< \"$(rm x)\"", W),
     ("ls > >(tee out)", W),
     ("diff <(rm a) b", W),
@@ -428,6 +428,12 @@ fn fuzz_findings() {
         "(($0 x ((((((((((((((((((((((((((( 1\u{1}9= ))",
         "((((((((((((((((((((((((((((((((((((((((",
         "( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( ( (",
+        "$(<<  s ",
+        "<<\"\"\t\\",
+        "$(<<-\t)$(",
+        "})$(\n\\<<<\\\n  ",
+        "ls <\\\n< x",
+        "cat <<<<x",
     ] {
         let t = std::time::Instant::now();
         assert_eq!(classify_shell(s).class, U, "{s:?}");
@@ -443,6 +449,20 @@ fn fuzz_findings() {
         "ordinary long numbers are fine"
     );
     assert_eq!(classify_shell("ls 2>/dev/null").class, R);
+    assert_eq!(
+        classify_shell("cat <<< hello").class,
+        R,
+        "here-strings are analysed"
+    );
+    assert_eq!(classify_shell("cat <<< \"$(rm x)\"").class, W);
+}
+
+#[test]
+fn long_parse_errors_are_clipped_on_char_boundaries() {
+    let s = format!("echo '{}", "é".repeat(300));
+    let c = classify_shell(&s);
+    assert_eq!(c.class, U);
+    assert!(c.reason.len() <= 204, "{}", c.reason.len());
 }
 
 #[test]

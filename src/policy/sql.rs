@@ -134,17 +134,8 @@ fn classify_statements(statements: &[Statement], opts: &SqlOptions) -> SqlAnalys
 }
 
 fn failed(reason: String) -> SqlAnalysis {
-    let mut reason = reason;
-    if reason.len() > 200 {
-        let mut cut = 200;
-        while !reason.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        reason.truncate(cut);
-        reason.push('…');
-    }
     SqlAnalysis {
-        classification: Classification::bare(Class::Unknown, reason),
+        classification: Classification::bare(Class::Unknown, super::clip(reason, 200)),
         base_class: Class::Unknown,
         effects: Vec::new(),
     }
