@@ -77,6 +77,7 @@ pub mod rules;
 mod rules_hours;
 pub mod shape;
 pub mod shell;
+mod shell_guard;
 mod shell_programs;
 mod shell_sed;
 mod shell_words;

@@ -34,8 +34,8 @@
 //!   assignments, `[[ … ]]`) are classified too; a list takes its most sensitive part.
 //! - A lone `scp -t`/`scp -f`, `sftp-server` or `rsync --server` is `file_transfer`.
 //! - Bounded: inputs over [`MAX_LEN`] bytes, with more than [`MAX_OPENERS`] nesting
-//!   characters/keywords or [`MAX_PARENS`] parentheses, or with numbers brush-parser would
-//!   overflow on, are `unknown` before parsing (brush-parser recurses per nesting level,
+//!   characters/keywords, [`MAX_PARENS`] parentheses or [`MAX_BRACED`] `${` (with a `[`),
+//!   or with numbers brush-parser would overflow on, are `unknown` before parsing (brush-parser recurses per nesting level,
 //!   backtracks exponentially on unbalanced parentheses and `unwrap`s a few number
 //!   parses), so no input can overflow a 2 MiB stack, take long or panic.
 //!
@@ -51,20 +51,13 @@ use brush_parser::ast::{
     ExtendedTestExpr, IoFileRedirectKind, IoFileRedirectTarget, IoRedirect, SimpleCommand,
 };
 
+pub use super::shell_guard::{MAX_BRACED, MAX_DEPTH, MAX_LEN, MAX_OPENERS, MAX_PARENS};
+use super::shell_guard::{here_document, precheck};
 use super::shell_programs::{INTERPRETERS, Verdict, program};
 use super::shell_words::{Arg, Word, analyse, heredoc_substitutions, options};
 use super::shell_wrappers::env_assignment_ok;
 use super::{Class, Classification, Worst};
 
-/// Longest command analysed.
-pub const MAX_LEN: usize = 16 * 1024;
-/// Most `(`, `{`, `` ` ``, `!` and compound keywords allowed in one command.
-pub const MAX_OPENERS: usize = 48;
-/// Most `(` allowed: brush-parser backtracks exponentially on unbalanced runs of them
-/// (20 take ~50 ms, each one more doubles it); 12 keep the worst case near 1 ms.
-pub const MAX_PARENS: usize = 12;
-/// Deepest nesting of `sh -c` strings and command substitutions.
-pub const MAX_DEPTH: u32 = 4;
 const MAX_TEST_DEPTH: u32 = 64;
 
 /// Classifies an exec command string as the SSH client sent it.
@@ -72,17 +65,8 @@ pub fn classify_shell(command: &str) -> Classification {
     if command.trim().is_empty() {
         return Classification::bare(Class::Read, "empty command");
     }
-    if command.len() > MAX_LEN {
-        return Classification::bare(
-            Class::Unknown,
-            format!("command longer than {MAX_LEN} bytes"),
-        );
-    }
-    if openers(command) > MAX_OPENERS || command.matches('(').count() > MAX_PARENS {
-        return Classification::bare(Class::Unknown, "command too deeply nested to analyse");
-    }
-    if overflowing_number(command) {
-        return Classification::bare(Class::Unknown, "a number too long to analyse");
+    if let Some(why) = precheck(command) {
+        return Classification::bare(Class::Unknown, why);
     }
     let mut w = Walk {
         worst: Worst::new("every command is read"),
@@ -109,75 +93,6 @@ pub fn classify_shell(command: &str) -> Classification {
         commands: w.commands.into_iter().collect(),
         reason,
     }
-}
-
-/// An upper bound on the nesting depth the parser could reach.
-fn openers(s: &str) -> usize {
-    let chars = s
-        .chars()
-        .filter(|c| matches!(c, '(' | '{' | '`' | '!' | '['))
-        .count();
-    let words = s
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|w| {
-            matches!(
-                *w,
-                "if" | "while" | "until" | "for" | "case" | "select" | "function" | "coproc"
-            )
-        })
-        .count();
-    chars + words
-}
-
-/// brush-parser 0.4 `unwrap`s number parses in its grammar: an I/O number (`123>`) that
-/// overflows `i32`, a tilde index or brace-sequence bound that overflows 64 bits. Such
-/// inputs are refused before parsing.
-fn overflowing_number(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_digit() {
-            let start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let run = i - start;
-            if run >= 19 || (run >= 10 && matches!(b.get(i), Some(b'<' | b'>'))) {
-                return true;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    false
-}
-
-/// Whether the text may hold a here-document operator (`<<`, `<<-`): any run of exactly
-/// two or more than three `<`, an escaped `<<<`, or a `<` continued on the next line.
-/// brush-parser 0.4's tokenizer can loop forever, allocating, on some here documents
-/// (an empty or vanishing tag inside `$(…)`; found by fuzzing), so they are never parsed.
-fn here_document(s: &str) -> bool {
-    if s.contains("<\\\n") || s.contains("<\\\r\n") {
-        return true;
-    }
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'<' {
-            let start = i;
-            while b.get(i) == Some(&b'<') {
-                i += 1;
-            }
-            let run = i - start;
-            let escaped = start > 0 && b[start - 1] == b'\\';
-            if run == 2 || run > 3 || (run == 3 && escaped) {
-                return true;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    false
 }
 
 struct Walk {
@@ -527,3 +442,6 @@ fn program_name(name: &str) -> Option<&str> {
 #[cfg(test)]
 #[path = "shell_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "shell_tests_hostile.rs"]
+mod tests_hostile;

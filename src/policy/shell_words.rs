@@ -59,8 +59,27 @@ fn is_pattern(s: &str) -> bool {
     s.contains(['*', '?', '{', '}']) || s.find('[').is_some_and(|i| s[i..].contains(']'))
 }
 
+/// brush-parser 0.4's word parser backtracks exponentially on `${…}` expansions with
+/// unbalanced subscripts (`${s[}` five times takes ~1 s; found by fuzzing). A word holding
+/// `${` is therefore never parsed: it is opaque, may start with `-`, and is unknown when it
+/// also holds a substitution (which then cannot be located exactly).
+fn braced_expansion(raw: &str) -> Option<Word> {
+    if !raw.contains("${") {
+        return None;
+    }
+    let substitution = ["$(", "`", "<(", ">("].iter().any(|s| raw.contains(s));
+    Some(Word {
+        arg: Arg::Opaque { dash_safe: false },
+        substitutions: Vec::new(),
+        opaque_reason: substitution.then_some("a command substitution beside a ${…} expansion"),
+    })
+}
+
 /// Analyses a word as written in the command (quotes included).
 pub fn analyse(raw: &str) -> Word {
+    if let Some(w) = braced_expansion(raw) {
+        return w;
+    }
     match brush_parser::word::parse(raw, &options()) {
         Ok(pieces) => from_pieces(raw, &pieces),
         Err(_) => Word {
@@ -73,6 +92,9 @@ pub fn analyse(raw: &str) -> Word {
 
 /// Analyses the body of a here document that undergoes expansion.
 pub fn heredoc_substitutions(body: &str) -> Word {
+    if let Some(w) = braced_expansion(body) {
+        return w;
+    }
     match brush_parser::word::parse_heredoc(body, &options()) {
         Ok(pieces) => from_pieces(body, &pieces),
         Err(_) => Word {
@@ -231,6 +253,9 @@ mod tests {
         assert_eq!(analyse("\"a$(id)b\"").substitutions, vec!["id".to_string()]);
         assert_eq!(analyse("`ls`").substitutions, vec!["ls".to_string()]);
         assert!(analyse("${x:-$(rm)}").opaque_reason.is_some());
+        assert!(analyse("\"${HOME}$(id)\"").opaque_reason.is_some());
+        assert_eq!(analyse("${HOME}/x").arg, Arg::Opaque { dash_safe: false });
+        assert!(analyse("${HOME}/x").opaque_reason.is_none());
         assert!(analyse("$((a[$(id)]))").opaque_reason.is_some());
         assert!(analyse("$((1+2))").opaque_reason.is_none());
         let h = heredoc_substitutions("line $(rm -rf /)\n");
