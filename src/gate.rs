@@ -8,6 +8,13 @@
 //! The allow path is synchronous and allocation-light; only a review creates a request and a
 //! future to await. Dropping a [`Hold`] before it resolves cancels its request, so a client
 //! that disconnects withdraws what it asked for.
+//!
+//! Audit: `check` records the decision (a `statement` event for Postgres, `command` for SSH)
+//! itself, so no front end can forget it. No record, no action: a statement allowed by an
+//! approval or a grant, and any allowed statement that is not a `read`, is forwarded only
+//! once the events that authorise it are on disk (the [`Hold`] and [`Commit`] futures end
+//! with a durable write). Reads are queued for the group commit and never wait. While the store is failed, `[audit] on_failure` decides
+//! what is refused.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -17,6 +24,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use crate::approval::{Approvals, Candidate, NewRequest, Outcome, State};
+use crate::audit::{Audit, Decision as AuditDecision, EventKind, Text};
 use crate::config::{Config, Target, User};
 use crate::metrics::{Decision, Metrics};
 use crate::policy::cache::ClassifierCache;
@@ -77,9 +85,29 @@ pub struct Refusal {
 }
 
 pub enum Verdict {
+    /// Go at once.
     Allow(Permit),
+    /// Refused; `message` is what the user is told.
     Deny(Refusal),
+    /// Held for approval: tell the user, then await it.
     Hold(Hold),
+    /// Allowed by a live grant once its audit record is on disk: await it, tell nobody.
+    Commit(Commit),
+}
+
+type Waiting = Pin<Box<dyn Future<Output = Result<Permit, Refusal>> + Send>>;
+
+/// An action allowed by a grant, waiting for its audit event to reach disk.
+pub struct Commit {
+    fut: Waiting,
+}
+
+impl Future for Commit {
+    type Output = Result<Permit, Refusal>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.fut.as_mut().poll(cx)
+    }
 }
 
 /// Shared state behind the Gate.
@@ -88,6 +116,7 @@ pub struct Gate {
     pub cache: ClassifierCache,
     pub approvals: Arc<Approvals>,
     pub metrics: Arc<Metrics>,
+    audit: Audit,
 }
 
 /// A held action waiting for its request's outcome.
@@ -95,7 +124,7 @@ pub struct Hold {
     pub request: String,
     pub rule: String,
     approvals: Arc<Approvals>,
-    fut: Pin<Box<dyn Future<Output = Result<Permit, Refusal>> + Send>>,
+    fut: Waiting,
     done: bool,
 }
 
@@ -130,13 +159,87 @@ impl Drop for Hold {
 }
 
 impl Gate {
-    pub fn new(config: Arc<Config>, approvals: Arc<Approvals>, metrics: Arc<Metrics>) -> Gate {
+    pub fn new(
+        config: Arc<Config>,
+        approvals: Arc<Approvals>,
+        metrics: Arc<Metrics>,
+        audit: Audit,
+    ) -> Gate {
         let cache = ClassifierCache::new(10_000, config.trusted_functions.clone());
+        approvals.set_audit(audit.clone());
         Gate {
             config: RwLock::new(config),
             cache,
             approvals,
             metrics,
+            audit,
+        }
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// Record a session's start (`client` is `ip:port`).
+    pub fn session_start(&self, s: &SessionCtx, client: &str, application: Option<&str>) {
+        let _ = self.audit.record(
+            Text::from(&s.id),
+            EventKind::SessionStart {
+                protocol: Text::from_static(s.protocol),
+                user: Text::from(&s.user.name),
+                target: Text::from(&s.target.name),
+                client: Text::from(client),
+                application: application.map(Text::from),
+            },
+        );
+    }
+
+    /// Record a session's end; bytes are counted from the client's point of view.
+    pub fn session_end(&self, s: &SessionCtx, reason: &str, bytes_in: u64, bytes_out: u64) {
+        let _ = self.audit.record(
+            Text::from(&s.id),
+            EventKind::SessionEnd {
+                reason: Text::from(reason),
+                bytes_in,
+                bytes_out,
+            },
+        );
+    }
+
+    /// Record one event in a session.
+    pub fn record(&self, s: &SessionCtx, ev: EventKind) {
+        let _ = self.audit.record(Text::from(&s.id), ev);
+    }
+
+    /// The audit event for a decision on `a`.
+    fn event(
+        s: &SessionCtx,
+        a: &Action<'_>,
+        c: &Classification,
+        decision: AuditDecision,
+        rule: Option<&str>,
+        request: Option<&str>,
+        grant: Option<&str>,
+    ) -> EventKind {
+        if s.protocol == "ssh" {
+            EventKind::Command {
+                command: Text::from(a.statement),
+                class: a.class,
+                decision,
+                rule: rule.map(Text::from),
+                request: request.map(Text::from),
+                grant: grant.map(Text::from),
+            }
+        } else {
+            EventKind::Statement {
+                text: Text::from(a.statement),
+                class: a.class,
+                tables: Arc::from(c.tables.as_slice()),
+                decision,
+                rule: rule.map(Text::from),
+                request: request.map(Text::from),
+                grant: grant.map(Text::from),
+            }
         }
     }
 
@@ -190,23 +293,82 @@ impl Gate {
             RuleAction::Deny => Decision::Deny,
         };
         self.metrics.statement(s.protocol, a.class, decision);
-        match eval.action {
-            RuleAction::Allow => Verdict::Allow(Permit {
-                class: a.class,
-                rule: rule_name,
-                request: None,
-                grant: None,
-                _seal: Seal,
-            }),
-            RuleAction::Deny => Verdict::Deny(Refusal {
+        let sensitive = a.class != Class::Read || eval.action != RuleAction::Allow;
+        if eval.action != RuleAction::Deny
+            && let Some(e) = self.audit.refusal(sensitive)
+        {
+            let message = format!(
+                "jitgate: refused because the audit trail cannot record it ({e}); \
+                 ask an operator to check jitgate's data_dir"
+            );
+            self.record(
+                s,
+                Self::event(
+                    s,
+                    &a,
+                    classification,
+                    AuditDecision::Deny,
+                    rule_name.as_deref(),
+                    None,
+                    None,
+                ),
+            );
+            return Verdict::Deny(Refusal {
                 kind: RefusalKind::Denied,
-                message: match &rule_name {
-                    Some(r) => format!("jitgate: denied by rule \"{r}\""),
-                    None => format!("jitgate: denied: {}", eval.reason),
-                },
+                message,
                 rule: rule_name,
                 request: None,
-            }),
+            });
+        }
+        match eval.action {
+            RuleAction::Allow => {
+                let ev = Self::event(
+                    s,
+                    &a,
+                    classification,
+                    AuditDecision::Allow,
+                    rule_name.as_deref(),
+                    None,
+                    None,
+                );
+                let permit = Permit {
+                    class: a.class,
+                    rule: rule_name,
+                    request: None,
+                    grant: None,
+                    _seal: Seal,
+                };
+                if sensitive {
+                    // Anything that may change something is on disk before it runs.
+                    self.durable(s, ev, permit)
+                } else {
+                    self.record(s, ev);
+                    Verdict::Allow(permit)
+                }
+            }
+            RuleAction::Deny => {
+                self.record(
+                    s,
+                    Self::event(
+                        s,
+                        &a,
+                        classification,
+                        AuditDecision::Deny,
+                        rule_name.as_deref(),
+                        None,
+                        None,
+                    ),
+                );
+                Verdict::Deny(Refusal {
+                    kind: RefusalKind::Denied,
+                    message: match &rule_name {
+                        Some(r) => format!("jitgate: denied by rule \"{r}\""),
+                        None => format!("jitgate: denied: {}", eval.reason),
+                    },
+                    rule: rule_name,
+                    request: None,
+                })
+            }
             RuleAction::Review => {
                 let Some(rule) = eval.rule else {
                     return Verdict::Deny(Refusal {
@@ -224,17 +386,60 @@ impl Gate {
                     statement: a.statement,
                     runs_prepared: a.runs_prepared,
                 }) {
-                    return Verdict::Allow(Permit {
-                        class: a.class,
-                        rule: Some(rule.name.clone()),
-                        request: Some(g.request.clone()),
-                        grant: Some(g.id),
-                        _seal: Seal,
-                    });
+                    return self.commit(s, &a, classification, rule, g);
                 }
                 self.hold(s, &a, classification, rule)
             }
         }
+    }
+
+    /// Allowed by grant `g`: the statement event naming the grant must reach disk first.
+    fn commit(
+        &self,
+        s: &SessionCtx,
+        a: &Action<'_>,
+        c: &Classification,
+        rule: &rules::Rule,
+        g: crate::approval::Grant,
+    ) -> Verdict {
+        self.record(
+            s,
+            EventKind::GrantUsed {
+                grant: Text::from(&g.id),
+                request: Text::from(&g.request),
+            },
+        );
+        let ev = Self::event(
+            s,
+            a,
+            c,
+            AuditDecision::Allow,
+            Some(&rule.name),
+            Some(&g.request),
+            Some(&g.id),
+        );
+        let permit = Permit {
+            class: a.class,
+            rule: Some(rule.name.clone()),
+            request: Some(g.request),
+            grant: Some(g.id),
+            _seal: Seal,
+        };
+        self.durable(s, ev, permit)
+    }
+
+    /// A verdict that hands out `permit` once `ev` is on disk.
+    fn durable(&self, s: &SessionCtx, ev: EventKind, permit: Permit) -> Verdict {
+        let audit = self.audit.clone();
+        let session = Text::from(&s.id);
+        Verdict::Commit(Commit {
+            fut: Box::pin(async move {
+                match audit.record_durable(session, ev).await {
+                    Ok(_) => Ok(permit),
+                    Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
+                }
+            }),
+        })
     }
 
     fn hold(
@@ -245,7 +450,21 @@ impl Gate {
         rule: &rules::Rule,
     ) -> Verdict {
         let statement = a.statement;
+        let id = crate::approval::new_id("r");
+        self.record(
+            s,
+            Self::event(
+                s,
+                a,
+                c,
+                AuditDecision::Held,
+                Some(&rule.name),
+                Some(&id),
+                None,
+            ),
+        );
         let (view, rx) = self.approvals.create(NewRequest {
+            id: Some(id),
             user: s.user.name.clone(),
             target: s.target.name.clone(),
             protocol: s.protocol,
@@ -277,8 +496,7 @@ impl Gate {
         let class = c.class;
         self.metrics.requests.with_label_values(&["pending"]).inc();
         let fut = wait(
-            approvals.clone(),
-            self.metrics.clone(),
+            (approvals.clone(), self.audit.clone(), self.metrics.clone()),
             id.clone(),
             rule_name.clone(),
             class,
@@ -295,9 +513,24 @@ impl Gate {
     }
 }
 
+fn audit_refusal(
+    e: &crate::audit::AuditError,
+    rule: Option<String>,
+    request: Option<String>,
+) -> Refusal {
+    Refusal {
+        kind: RefusalKind::Denied,
+        message: format!(
+            "jitgate: refused because the audit trail cannot record it ({e}); \
+             ask an operator to check jitgate's data_dir"
+        ),
+        rule,
+        request,
+    }
+}
+
 async fn wait(
-    approvals: Arc<Approvals>,
-    metrics: Arc<Metrics>,
+    (approvals, audit, metrics): (Arc<Approvals>, Audit, Arc<Metrics>),
     id: String,
     rule: String,
     class: Class,
@@ -333,13 +566,20 @@ async fn wait(
         })
     };
     match outcome {
-        Some(Outcome::Approved { grant, .. }) => Ok(Permit {
-            class,
-            rule: Some(rule.clone()),
-            request: Some(id.clone()),
-            grant,
-            _seal: Seal,
-        }),
+        Some(Outcome::Approved { grant, .. }) => {
+            // The approval was queued for the audit before this session was woken; this
+            // flush puts it on disk before the statement may go upstream.
+            if let Err(e) = audit.flush().await {
+                return Err(audit_refusal(&e, Some(rule), Some(id)));
+            }
+            Ok(Permit {
+                class,
+                rule: Some(rule.clone()),
+                request: Some(id.clone()),
+                grant,
+                _seal: Seal,
+            })
+        }
         Some(Outcome::Denied { by, reason }) => refuse(
             RefusalKind::Denied,
             format!("jitgate: request {id} denied by {by}: {reason}"),

@@ -93,6 +93,51 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// List sessions from the audit trail, most recent last.
+    #[command(
+        after_help = "Examples:\n  jitgate sessions --user alice --since 2h\n  jitgate sessions --data-dir /var/lib/jitgate   # offline, while jitgate is stopped"
+    )]
+    Sessions {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
+        /// Unix seconds, an RFC 3339 time, or a duration ago (2h, 7days).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (the most recent).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Replay a session: a Postgres statement timeline, or an SSH terminal recording.
+    #[command(
+        after_help = "Examples:\n  jitgate replay s8f3...                     # timeline, or the SSH session played back\n  jitgate replay s8f3... --speed 4 --idle-cap 1\n  jitgate replay s8f3... --format json\n  jitgate replay s8f3... --format cast -o session.cast && asciinema play session.cast"
+    )]
+    Replay {
+        session_id: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: cli::audit::ReplayFormat,
+        /// Playback speed for SSH recordings (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Longest pause, in seconds, when playing a recording back.
+        #[arg(long, default_value_t = 2.0)]
+        idle_cap: f64,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Check or export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Revoke a grant at once.
     #[command(after_help = "Example:\n  jitgate revoke g7x1...")]
     Revoke {
@@ -100,6 +145,62 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and print `ok N events`, or the first broken link (exit 1).
+    #[command(
+        after_help = "Examples:\n  jitgate audit verify --data-dir /var/lib/jitgate   # offline\n  jitgate audit verify                               # through the API of a running jitgate"
+    )]
+    Verify {
+        /// jitgate's data_dir (offline; jitgate must not be running on it).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print every event since a time, one JSON object per line (for a SIEM).
+    #[command(
+        after_help = "Example:\n  jitgate audit export --since 24h --format jsonl > audit.jsonl"
+    )]
+    Export {
+        /// Unix seconds, an RFC 3339 time, or a duration ago (24h).
+        #[arg(long, default_value = "0")]
+        since: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+}
+
+/// Read the audit store directly instead of through the API.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// jitgate's data_dir, read directly (when jitgate is not running on it).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A config file whose data_dir to read directly.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn with(self, api: ApiArgs) -> cli::audit::Where {
+        cli::audit::Where {
+            data_dir: self.data_dir,
+            config: self.config,
+            api: api.client(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -153,5 +254,48 @@ fn main() -> ExitCode {
         Command::Deny { id, reason, api } => api.client().deny(&id, &reason),
         Command::Grants { api } => api.client().grants(),
         Command::Revoke { grant_id, api } => api.client().revoke(&grant_id),
+        Command::Sessions {
+            user,
+            target,
+            since,
+            limit,
+            store,
+            api,
+        } => cli::audit::sessions(
+            store.with(api),
+            cli::audit::SessionArgs {
+                user,
+                target,
+                since,
+                limit,
+            },
+        ),
+        Command::Replay {
+            session_id,
+            format,
+            speed,
+            idle_cap,
+            output,
+            store,
+            api,
+        } => cli::audit::replay(
+            store.with(api),
+            cli::audit::ReplayArgs {
+                id: session_id,
+                format,
+                speed,
+                idle_cap,
+                output,
+            },
+        ),
+        Command::Audit(AuditCommand::Verify { data_dir, api }) => {
+            cli::audit::verify(data_dir.as_deref(), api.client())
+        }
+        Command::Audit(AuditCommand::Export {
+            since,
+            format: ExportFormat::Jsonl,
+            store,
+            api,
+        }) => cli::audit::export(store.with(api), &since),
     }
 }

@@ -27,6 +27,8 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("audit trail: {0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
@@ -46,9 +48,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let pg_listen = config.server.postgres_listen;
     let api_listen = config.server.api_listen;
 
+    let audit = open_audit(&config)?;
     let approvals = Arc::new(Approvals::new());
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let gate = Arc::new(Gate::new(Arc::new(config), approvals.clone(), metrics));
+    let gate = Arc::new(Gate::new(
+        Arc::new(config),
+        approvals.clone(),
+        metrics,
+        audit.clone(),
+    ));
+    spawn_retention(audit.clone());
     crate::webhook::spawn(gate.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(0u8);
     let ready = Arc::new(AtomicBool::new(false));
@@ -106,8 +115,50 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         task.abort();
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;
+    match tokio::time::timeout(Duration::from_secs(10), audit.flush()).await {
+        Ok(Ok(n)) => info!("audit trail flushed ({n} events in the chain)"),
+        Ok(Err(e)) => warn!("audit trail: final flush failed: {e}"),
+        Err(_) => warn!("audit trail: final flush timed out"),
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Open the store, close what a crash left open (pending requests become `cancelled`,
+/// sessions without an end get one), and start the writer.
+fn open_audit(config: &Config) -> Result<crate::audit::Audit, ServeError> {
+    let audit = crate::audit::Audit::open(
+        &config.server.data_dir.join("audit"),
+        crate::audit::AuditOptions::from(&config.audit),
+    )?;
+    let requests = audit.close_stale_requests();
+    let sessions = audit.close_stale_sessions();
+    if requests + sessions > 0 {
+        info!(
+            "audit trail: closed {requests} requests and {sessions} sessions left open by the last run"
+        );
+    }
+    audit.start();
+    Ok(audit)
+}
+
+/// Prune sessions older than `retention_days`, at start and then hourly.
+fn spawn_retention(audit: crate::audit::Audit) {
+    if audit.options().retention_days.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let a = audit.clone();
+            let now = crate::approval::unix_secs(std::time::SystemTime::now());
+            match tokio::task::spawn_blocking(move || a.prune(now)).await {
+                Ok(0) | Err(_) => {}
+                Ok(n) => info!("audit trail: pruned {n} sessions past retention_days"),
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -12,7 +12,7 @@
 mod grants;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use grants::{Candidate, Grant, GrantScope};
 
+use crate::audit::{Audit, EventKind, Text};
 use crate::config::User;
 use crate::policy::Class;
 use crate::policy::rules::Approver;
@@ -121,6 +122,9 @@ pub enum Outcome {
 
 /// Everything needed to open a request.
 pub struct NewRequest {
+    /// The id to use (the Gate picks it so the held statement's audit event can name it
+    /// before the request exists); `None` makes a new one.
+    pub id: Option<String>,
     pub user: String,
     pub target: String,
     pub protocol: &'static str,
@@ -204,6 +208,9 @@ const KEEP_DECIDED: usize = 10_000;
 pub struct Approvals {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
+    /// The audit trail, once the server has opened it. Decisions are recorded in it before
+    /// the held session learns them, so a flush the session waits on covers its approval.
+    audit: OnceLock<Audit>,
 }
 
 pub fn unix_secs(t: SystemTime) -> u64 {
@@ -235,6 +242,20 @@ impl Approvals {
         Approvals {
             inner: Mutex::new(Inner::default()),
             events: broadcast::channel(4096).0,
+            audit: OnceLock::new(),
+        }
+    }
+
+    /// Record requests, decisions and grants in `audit` from now on (set once).
+    pub fn set_audit(&self, audit: Audit) {
+        let _ = self.audit.set(audit);
+    }
+
+    fn audit_event(&self, session: &str, ev: EventKind) {
+        if let Some(a) = self.audit.get() {
+            // A full queue or a failed store is counted and reported by the audit module;
+            // the Gate refuses sensitive actions while the store is failed.
+            let _ = a.record(Text::from(session), ev);
         }
     }
 
@@ -249,6 +270,9 @@ impl Approvals {
     }
 
     fn emit(&self, e: Event) {
+        if let (Some(a), Event::Created(r) | Event::Decided(r)) = (self.audit.get(), &e) {
+            a.put_request(r);
+        }
         let _ = self.events.send(e);
     }
 
@@ -257,7 +281,7 @@ impl Approvals {
         let now = SystemTime::now();
         let (tx, rx) = oneshot::channel();
         let view = RequestView {
-            id: new_id("r"),
+            id: n.id.unwrap_or_else(|| new_id("r")),
             state: State::Pending,
             user: n.user,
             target: n.target,
@@ -277,6 +301,15 @@ impl Approvals {
             grant: None,
             impact: Impact::default(),
         };
+        self.audit_event(
+            &view.session,
+            EventKind::RequestCreated {
+                request: Text::from(&view.id),
+                class: view.class,
+                statement: Text::from(&view.statement),
+                rule: Text::from(&view.rule),
+            },
+        );
         self.lock().requests.insert(
             view.id.clone(),
             Entry {
@@ -314,10 +347,37 @@ impl Approvals {
     }
 
     /// Move a pending request to a final state and wake its waiter.
-    fn finish(&self, inner: &mut Inner, id: &str, state: State, outcome: Outcome) -> RequestView {
+    fn finish(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+        state: State,
+        outcome: Outcome,
+        grant: Option<&Grant>,
+    ) -> RequestView {
         let mut view = None;
         if let Some(e) = inner.requests.get_mut(id) {
             e.view.state = state;
+            // Audit first: the session flushes the trail before it acts on the outcome.
+            self.audit_event(
+                &e.view.session,
+                EventKind::RequestDecided {
+                    request: Text::from(id),
+                    state,
+                    by: e.view.decided_by.as_deref().map(Text::from),
+                    reason: e.view.reason.as_deref().map(Text::from),
+                },
+            );
+            if let Some(g) = grant {
+                self.audit_event(
+                    &e.view.session,
+                    EventKind::GrantCreated {
+                        grant: Text::from(&g.id),
+                        request: Text::from(id),
+                        expires_at: g.expires_at,
+                    },
+                );
+            }
             if let Some(w) = e.waiter.take() {
                 let _ = w.send(outcome);
             }
@@ -397,7 +457,7 @@ impl Approvals {
             by,
             grant: grant.as_ref().map(|g| g.id.clone()),
         };
-        let view = self.finish(&mut inner, id, State::Approved, outcome);
+        let view = self.finish(&mut inner, id, State::Approved, outcome, grant.as_ref());
         drop(inner);
         if let Some(g) = grant {
             self.emit(Event::GrantCreated(g));
@@ -421,7 +481,7 @@ impl Approvals {
             by: approver.name.clone(),
             reason: reason.to_string(),
         };
-        let view = self.finish(&mut inner, id, State::Denied, outcome);
+        let view = self.finish(&mut inner, id, State::Denied, outcome, None);
         drop(inner);
         self.emit(Event::Decided(view.clone()));
         Ok(view)
@@ -443,7 +503,7 @@ impl Approvals {
                 reason: reason.to_string(),
             },
         };
-        let view = self.finish(&mut inner, id, state, outcome);
+        let view = self.finish(&mut inner, id, state, outcome, None);
         drop(inner);
         self.emit(Event::Decided(view));
         true
@@ -471,7 +531,22 @@ impl Approvals {
     }
 
     pub fn revoke(&self, id: &str) -> Option<Grant> {
-        let g = self.lock().grants.revoke(id)?;
+        let (g, session) = {
+            let mut inner = self.lock();
+            let g = inner.grants.revoke(id)?;
+            let session = inner
+                .requests
+                .get(&g.request)
+                .map(|e| e.view.session.clone())
+                .unwrap_or_default();
+            (g, session)
+        };
+        self.audit_event(
+            &session,
+            EventKind::GrantRevoked {
+                grant: Text::from(&g.id),
+            },
+        );
         self.emit(Event::GrantRevoked(g.clone()));
         Some(g)
     }

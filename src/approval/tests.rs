@@ -15,6 +15,7 @@ fn user(name: &str, groups: &[&str]) -> User {
 
 fn request(a: &Approvals, required: u32) -> (RequestView, oneshot::Receiver<Outcome>) {
     a.create(NewRequest {
+        id: None,
         user: "alice".into(),
         target: "app-db".into(),
         protocol: "postgres",

@@ -205,6 +205,11 @@ impl Store {
             .map(|_| ())
     }
 
+    pub fn request(&self, id: &str) -> Option<serde_json::Value> {
+        let v = self.db.get(keys::request(id.as_bytes())).ok()??;
+        serde_json::from_slice(&v).ok()
+    }
+
     pub fn requests(&self) -> Vec<serde_json::Value> {
         let mut out: Vec<serde_json::Value> = self
             .db

@@ -24,6 +24,11 @@ impl Audit {
         }
     }
 
+    /// One persisted request (as the API shows it).
+    pub fn request(&self, id: &str) -> Option<serde_json::Value> {
+        self.inner.store.request(id)
+    }
+
     /// Every persisted request (as the API shows them), oldest first.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         self.inner.store.requests()

@@ -14,20 +14,64 @@ pub struct ApiClient {
     pub json: bool,
 }
 
-enum Failure {
+pub enum Failure {
     /// Could not talk to the API at all.
     Unreachable(String),
     /// The API answered with an error.
     Http(u16, String),
 }
 
+impl Failure {
+    /// Print it; the exit code to use.
+    pub fn report(self) -> ExitCode {
+        match self {
+            Failure::Unreachable(m) => {
+                eprintln!("jitgate: {m}");
+                ExitCode::from(2)
+            }
+            Failure::Http(code, m) => {
+                eprintln!("jitgate: HTTP {code}: {m}");
+                ExitCode::from(1)
+            }
+        }
+    }
+
+    /// The message of a 409 Conflict.
+    pub fn conflict(&self) -> Option<&str> {
+        match self {
+            Failure::Http(409, m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 impl ApiClient {
+    pub fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call(reqwest::Method::GET, path, None)
+    }
+
+    /// GET a non-JSON body (asciicast, JSON Lines).
+    pub fn get_text(&self, path: &str) -> Result<String, Failure> {
+        self.call_raw(reqwest::Method::GET, path, None)
+            .map(|(_, text)| text)
+    }
+
     fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Failure> {
+        let (_, text) = self.call_raw(method, path, body)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn call_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, String), Failure> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -35,7 +79,8 @@ impl ApiClient {
         let url = format!("{}{}", self.url.trim_end_matches('/'), path);
         rt.block_on(async {
             let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(600))
                 .build()
                 .map_err(|e| Failure::Unreachable(e.to_string()))?;
             let mut req = client.request(method, &url);
@@ -53,8 +98,8 @@ impl ApiClient {
             })?;
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
-            let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             if status >= 400 {
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
                 let msg = v
                     .get("error")
                     .and_then(Value::as_str)
@@ -66,7 +111,7 @@ impl ApiClient {
                 };
                 return Err(Failure::Http(status, format!("{msg}{hint}")));
             }
-            Ok(v)
+            Ok((status, text))
         })
     }
 
@@ -86,14 +131,7 @@ impl ApiClient {
                 }
                 ExitCode::SUCCESS
             }
-            Err(Failure::Unreachable(m)) => {
-                eprintln!("jitgate: {m}");
-                ExitCode::from(2)
-            }
-            Err(Failure::Http(code, m)) => {
-                eprintln!("jitgate: HTTP {code}: {m}");
-                ExitCode::from(1)
-            }
+            Err(e) => e.report(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! 1 a negative result (bad config, failed verification, an API error), 2 a usage or
 //! environment error (unreadable file, API unreachable).
 
+pub mod audit;
 pub mod client;
 
 use std::io::{BufRead, Read, Write};

@@ -5,8 +5,21 @@
 use bytes::{Buf, BytesMut};
 
 use super::msg::{self, Fields};
-use super::relay::{REFUSAL_MARKER, Relay};
+use super::relay::{Inflight, REFUSAL_MARKER, Relay};
+use crate::audit::{EventKind, Text};
 use crate::gate::RefusalKind;
+
+/// Rows from a CommandComplete tag (`INSERT 0 5`, `UPDATE 3`, `SELECT 7`), when it has them.
+fn tag_rows(tag: &str) -> Option<u64> {
+    let verb = tag.split(' ').next()?;
+    if !matches!(
+        verb,
+        "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "MOVE" | "FETCH" | "COPY" | "MERGE"
+    ) {
+        return None;
+    }
+    tag.rsplit(' ').next()?.parse().ok()
+}
 
 impl Relay {
     pub(super) fn process_server(&mut self) {
@@ -47,7 +60,9 @@ impl Relay {
             }
             let total = len as usize + 1;
             match tag {
-                b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' if total <= self.max_message + 5 => {
+                b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' | b'C' | b'I' | b's'
+                    if total <= self.max_message + 5 =>
+                {
                     if sin.len() < total {
                         self.s_want = total;
                         sin.reserve(total - sin.len());
@@ -64,6 +79,13 @@ impl Relay {
     fn server_frame(&mut self, tag: u8, frame: BytesMut) {
         match tag {
             b'Z' => {
+                // Everything up to the first Query, FunctionCall or Sync has been answered;
+                // Executes still queued before it were skipped after an error.
+                while let Some(f) = self.inflight.pop_front() {
+                    if !matches!(f, Inflight::Execute(_)) {
+                        break;
+                    }
+                }
                 let status = frame.get(5).copied().unwrap_or(b'I');
                 self.status = status;
                 self.tracker.ready(status);
@@ -81,6 +103,21 @@ impl Relay {
                     self.cout.extend_from_slice(&out);
                     return;
                 }
+                self.result(
+                    None,
+                    msg::field(&fields, b'C').map(Text::from),
+                    msg::field(&fields, b'M').map(Text::from),
+                );
+            }
+            b'C' => {
+                let end = frame[5..].iter().position(|&c| c == 0).unwrap_or(0);
+                let tag = String::from_utf8_lossy(&frame[5..5 + end]);
+                self.result(Some(Text::from(tag.as_ref())), None, None);
+            }
+            b'I' | b's' => {
+                if matches!(self.inflight.front(), Some(Inflight::Execute(_))) {
+                    self.inflight.pop_front();
+                }
             }
             b'1' => self.tracker.parse_complete(),
             b'2' => self.tracker.bind_complete(),
@@ -89,6 +126,28 @@ impl Relay {
             _ => {}
         }
         self.cout.extend_from_slice(&frame);
+    }
+
+    /// Record the result of the statement at the head of the in-flight queue.
+    fn result(&mut self, tag: Option<Text>, sqlstate: Option<Text>, message: Option<Text>) {
+        let started = match self.inflight.front() {
+            Some(Inflight::Simple(t)) => Some(*t),
+            Some(Inflight::Execute(t)) => {
+                let t = *t;
+                self.inflight.pop_front();
+                Some(t)
+            }
+            _ => None,
+        };
+        let rows = tag.as_ref().and_then(|t| tag_rows(&t.as_str()));
+        let ev = EventKind::Result {
+            command_tag: tag,
+            rows,
+            sqlstate,
+            message,
+            duration_us: started.map_or(0, |t| t.elapsed().as_micros() as u64),
+        };
+        self.gate.audit().record(Text::from(&self.sid), ev).ok();
     }
 
     /// If this error is the failure of an injected refusal, the message to send instead.

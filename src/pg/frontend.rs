@@ -5,8 +5,9 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::msg::{self, Fields};
-use super::relay::{Fatal, Held, HeldKind, REFUSAL_MARKER, Relay};
+use super::relay::{Fatal, Held, HeldKind, Inflight, REFUSAL_MARKER, Relay, Waiting};
 use super::tracker::Stmt;
+use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
 use crate::policy::sql::{self, SqlAnalysis, SqlEffect};
 use crate::policy::{Class, Classification};
@@ -137,6 +138,7 @@ impl Relay {
             b'S' => {
                 self.discard_until_sync = false;
                 self.tracker.sync();
+                self.inflight.push_back(Inflight::Sync);
                 self.sout.extend_from_slice(&frame);
                 Ok(())
             }
@@ -163,6 +165,13 @@ impl Relay {
             Verdict::Allow(p) => self.forward(frame, &kind, p),
             Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute)),
             Verdict::Hold(h) => self.start_hold(h, frame, kind, preview()),
+            Verdict::Commit(c) => {
+                self.held = Some(Held {
+                    hold: Waiting::Audit(c),
+                    frame,
+                    kind,
+                })
+            }
         }
     }
 
@@ -205,8 +214,22 @@ impl Relay {
         } else {
             Class::Unknown
         };
+        let text: Arc<str> = Arc::from(text.as_ref());
+        // The text once: a re-Parse of the same text under the same name is not repeated.
+        if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
+            self.gate
+                .audit()
+                .record(
+                    Text::from(&self.sid),
+                    EventKind::Parse {
+                        statement_name: Text::from(name.as_ref()),
+                        text: Text::from(&text),
+                    },
+                )
+                .ok();
+        }
         let stmt = Arc::new(Stmt {
-            text: Arc::from(text.as_ref()),
+            text,
             analysis,
             class,
         });
@@ -219,7 +242,14 @@ impl Relay {
         let (portal, _, rest) = text_field(&frame[5..])?;
         let (stmt, _, _) = text_field(rest)?;
         self.tracker.bind(&portal, &stmt);
+        let (portal, statement_name) = (Text::from(portal.as_ref()), Text::from(stmt.as_ref()));
         self.sout.extend_from_slice(&frame);
+        let ev = EventKind::Bind {
+            portal,
+            statement_name,
+            params: msg::bind_params(frame.freeze()),
+        };
+        self.gate.audit().record(Text::from(&self.sid), ev).ok();
         Ok(())
     }
 
@@ -290,10 +320,17 @@ impl Relay {
 
     /// The Gate said yes: send it upstream.
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
+        let now = std::time::Instant::now();
         match kind {
-            HeldKind::Query(a) => self.track_query(a),
-            HeldKind::FunctionCall => self.tracker.query(Vec::new(), &[]),
-            HeldKind::Execute => {}
+            HeldKind::Query(a) => {
+                self.track_query(a);
+                self.inflight.push_back(Inflight::Simple(now));
+            }
+            HeldKind::FunctionCall => {
+                self.tracker.query(Vec::new(), &[]);
+                self.inflight.push_back(Inflight::Call);
+            }
+            HeldKind::Execute => self.inflight.push_back(Inflight::Execute(now)),
         }
         self.sout.extend_from_slice(&frame);
     }
@@ -340,7 +377,11 @@ impl Relay {
             hold.request, hold.rule
         );
         self.inject(|out| msg::notice(out, Fields::new("NOTICE", "00000", text)));
-        self.held = Some(Held { hold, frame, kind });
+        self.held = Some(Held {
+            hold: Waiting::Approval(hold),
+            frame,
+            kind,
+        });
     }
 
     /// The held frame's request was decided.
@@ -373,6 +414,7 @@ impl Relay {
             body.put_slice(marker.as_bytes());
             body.put_u8(0);
             self.tracker.query(Vec::new(), &[]);
+            self.inflight.push_back(Inflight::Sync);
             msg::frame(&mut self.sout, b'Q', &body);
         }
         self.refusals.push((seq, refusal));

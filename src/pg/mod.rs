@@ -152,7 +152,7 @@ impl PgServer {
                     .active_sessions
                     .with_label_values(&["postgres"]);
                 active.inc();
-                self.session(*auth, ctx).instrument(span).await;
+                self.session(*auth, ctx, peer).instrument(span).await;
                 active.dec();
                 drop(permit);
             }
@@ -172,7 +172,25 @@ impl PgServer {
         Ok(c)
     }
 
-    async fn session(&self, mut auth: Authenticated, ctx: SessionCtx) {
+    async fn session(&self, auth: Authenticated, ctx: SessionCtx, peer: std::net::SocketAddr) {
+        let app = (!auth.application_name.is_empty()).then(|| auth.application_name.clone());
+        self.gate
+            .session_start(&ctx, &peer.to_string(), app.as_deref());
+        let audit_ctx = ctx.clone();
+        let (reason, bytes_in, bytes_out) = match self.relay_session(auth, ctx).await {
+            Some(e) => (end_reason(&e.end), e.bytes_in, e.bytes_out),
+            None => ("the target could not be reached".to_string(), 0, 0),
+        };
+        self.gate
+            .session_end(&audit_ctx, &reason, bytes_in, bytes_out);
+    }
+
+    /// Connect upstream and relay; `None` when the session never reached the target.
+    async fn relay_session(
+        &self,
+        mut auth: Authenticated,
+        ctx: SessionCtx,
+    ) -> Option<relay::Ended> {
         let config = self.gate.config();
         let target = auth.target.clone();
         let tls = self.upstream_tls(&target);
@@ -218,7 +236,7 @@ impl PgServer {
                     .detail(e.to_string()),
                 };
                 startup::refuse(&mut auth.stream, f).await;
-                return;
+                return None;
             }
         };
         info!(application_name = %auth.application_name, "session started");
@@ -229,7 +247,7 @@ impl PgServer {
         msg::backend_key_data(&mut hello, key.pid, key.secret);
         msg::ready_for_query(&mut hello, up.status);
         if auth.stream.write_all(&hello).await.is_err() || auth.stream.flush().await.is_err() {
-            return;
+            return None;
         }
         let relay = relay::Relay::new(
             self.gate.clone(),
@@ -240,10 +258,22 @@ impl PgServer {
             up.secret,
             tls_for_relay,
         );
-        let end = relay
+        let ended = relay
             .run(auth.stream, up.stream, &key, self.shutdown.clone())
             .await;
-        info!(?end, "session ended");
+        info!(end = ?ended.end, "session ended");
+        Some(ended)
+    }
+}
+
+fn end_reason(e: &relay::End) -> String {
+    match e {
+        relay::End::ClientClosed => "the client closed the connection".into(),
+        relay::End::ClientTerminated => "the client terminated the session".into(),
+        relay::End::UpstreamClosed => "the target closed the connection".into(),
+        relay::End::Shutdown => "jitgate shut down".into(),
+        relay::End::ProtocolError(m) => format!("protocol error: {m}"),
+        relay::End::Io(e) => format!("i/o error: {e}"),
     }
 }
 

@@ -164,6 +164,47 @@ pub fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
+/// The parameter values of a whole Bind frame (zero-copy slices; `None` is NULL). A frame
+/// too malformed to read gives what could be read: the server rejects it anyway.
+pub fn bind_params(frame: bytes::Bytes) -> Vec<Option<bytes::Bytes>> {
+    let mut out = Vec::new();
+    let cstr_end = |from: usize| {
+        frame
+            .get(from..)?
+            .iter()
+            .position(|&c| c == 0)
+            .map(|n| from + n + 1)
+    };
+    let Some(at) = cstr_end(5).and_then(cstr_end) else {
+        return out;
+    };
+    let Some(nformats) = i16_at(&frame, at) else {
+        return out;
+    };
+    let mut at = at + 2 + 2 * nformats.max(0) as usize;
+    let Some(n) = i16_at(&frame, at) else {
+        return out;
+    };
+    at += 2;
+    for _ in 0..n.max(0) {
+        let Some(len) = i32_at(&frame, at) else {
+            break;
+        };
+        at += 4;
+        if len < 0 {
+            out.push(None);
+            continue;
+        }
+        let end = at + len as usize;
+        if end > frame.len() {
+            break;
+        }
+        out.push(Some(frame.slice(at..end)));
+        at = end;
+    }
+    out
+}
+
 pub fn i16_at(b: &[u8], at: usize) -> Option<i16> {
     let s = b.get(at..at + 2)?;
     Some(i16::from_be_bytes([s[0], s[1]]))

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
 use super::tracker::Tracker;
-use crate::gate::{Gate, Hold, Refusal, SessionCtx};
+use crate::gate::{Commit, Gate, Hold, Permit, Refusal, SessionCtx};
 
 /// Read in chunks of this size; whole messages may need more.
 const READ_CHUNK: usize = 64 * 1024;
@@ -74,10 +74,54 @@ pub(super) enum HeldKind {
     FunctionCall,
 }
 
+/// What a held frame waits for.
+pub(super) enum Waiting {
+    /// An approval (the client was told).
+    Approval(Hold),
+    /// A grant's audit record reaching disk.
+    Audit(Commit),
+}
+
+impl Waiting {
+    pub fn cancel(&self, reason: &str) {
+        if let Waiting::Approval(h) = self {
+            h.cancel(reason);
+        }
+    }
+}
+
+impl std::future::Future for Waiting {
+    type Output = Result<Permit, Refusal>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Waiting::Approval(h) => std::pin::Pin::new(h).poll(cx),
+            Waiting::Audit(c) => std::pin::Pin::new(c).poll(cx),
+        }
+    }
+}
+
 pub(super) struct Held {
-    pub hold: Hold,
+    pub hold: Waiting,
     pub frame: BytesMut,
     pub kind: HeldKind,
+}
+
+/// A statement sent upstream whose result is still to come, in server order.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Inflight {
+    /// A simple Query: every CommandComplete/ErrorResponse until its ReadyForQuery is a
+    /// result of it.
+    Simple(std::time::Instant),
+    /// An Execute: its one CommandComplete, ErrorResponse, EmptyQuery or PortalSuspended.
+    Execute(std::time::Instant),
+    /// A FunctionCall: answered by its ReadyForQuery.
+    Call,
+    /// A Sync, or a refused simple Query: ends at the next ReadyForQuery, records nothing.
+    Sync,
 }
 
 pub struct Relay {
@@ -108,6 +152,19 @@ pub struct Relay {
     pub(super) latency: prometheus::Histogram,
     /// For the impact preview's own upstream connection.
     pub(super) upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Statements awaiting their results, for the audit trail.
+    pub(super) inflight: std::collections::VecDeque<Inflight>,
+    pub(super) sid: Arc<str>,
+    /// Bytes read from the client and from the server.
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
+}
+
+/// How a session ended and what it moved.
+pub struct Ended {
+    pub end: End,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// A fatal protocol problem: tell the client, then close.
@@ -125,6 +182,10 @@ impl Relay {
     ) -> Relay {
         Relay {
             latency: gate.metrics.proxy_latency.with_label_values(&["postgres"]),
+            sid: Arc::from(ctx.id.as_str()),
+            inflight: std::collections::VecDeque::new(),
+            bytes_in: 0,
+            bytes_out: 0,
             gate,
             ctx,
             max_message,
@@ -168,7 +229,7 @@ impl Relay {
         upstream: UpstreamStream,
         key: &super::cancel::Key<'_>,
         mut shutdown: watch::Receiver<u8>,
-    ) -> End {
+    ) -> Ended {
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ur, mut uw) = tokio::io::split(upstream);
         let mut cancelled = key.cancelled.clone();
@@ -240,7 +301,7 @@ impl Relay {
                             // Dropping the hold withdraws its request.
                             self.held = None;
                         }
-                        Ok(_) => {}
+                        Ok(n) => self.bytes_in += n as u64,
                     }
                 }
                 r = ur.read_buf(&mut self.sin), if s_room => {
@@ -249,7 +310,10 @@ impl Relay {
                             self.upstream_lost();
                             break End::UpstreamClosed;
                         }
-                        Ok(_) => self.process_server(),
+                        Ok(n) => {
+                            self.bytes_out += n as u64;
+                            self.process_server();
+                        }
                     }
                 }
                 r = shutdown.changed() => {
@@ -285,7 +349,11 @@ impl Relay {
             .await;
         }
         let _ = &mut ur;
-        end
+        Ended {
+            end,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+        }
     }
 
     /// Last words to both sides.

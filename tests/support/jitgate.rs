@@ -144,6 +144,7 @@ pub struct JitgateBuilder {
     raw: Vec<String>,
     proxy_tls: bool,
     env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl JitgateBuilder {
@@ -205,6 +206,12 @@ impl JitgateBuilder {
         self
     }
 
+    /// Use this `data_dir` instead of one in the config's temp dir.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// An environment variable for the jitgate process.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
@@ -214,7 +221,7 @@ impl JitgateBuilder {
     /// Writes the config (and the files it names) into `dir`; returns its path.
     pub fn write_config(&self, dir: &Path, pg_port: u16, api_port: u16) -> PathBuf {
         let mut t = String::new();
-        let data_dir = dir.join("data");
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| dir.join("data"));
         std::fs::create_dir_all(&data_dir).expect("mkdir data_dir");
         writeln!(t, "[server]").unwrap();
         writeln!(t, "postgres_listen = \"127.0.0.1:{pg_port}\"").unwrap();

@@ -1,0 +1,544 @@
+//! The audit trail seen from outside: a real psql session and a tokio-postgres session
+//! (extended protocol, parameters redacted and not) come back complete and in order through
+//! the API and `jitgate replay`; `jitgate audit verify` and `export` offline; a SIGKILL during
+//! pgbench with a held statement; a store whose disk fills up.
+
+#[path = "support/api.rs"]
+mod api;
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use api::{Api, BOB_TOKEN, CAROL_TOKEN, Fixture, POLL, WRITE_RULE, finish, poll, wait_for_pending};
+use serde_json::Value;
+use support::proc::wait_child;
+use support::{ALICE, ALICE_PASSWORD, jitgate_cmd, output_text, psql_cmd, run_timeout};
+
+/// Every event of the only session of `user`, once it has ended.
+fn ended_session(api: &Api, user: &str) -> (Value, Vec<Value>) {
+    poll("the session to end in the audit trail", || {
+        let list = api.get_ok(&format!("/v1/sessions?user={user}"));
+        let s = list
+            .as_array()
+            .and_then(|l| l.last())
+            .cloned()
+            .ok_or("no session yet")?;
+        if s.get("ended_at").is_none() {
+            return Err(format!("session still open: {s}"));
+        }
+        let id = s["id"].as_str().unwrap().to_string();
+        let events = api.get_ok(&format!("/v1/sessions/{id}/events"));
+        let events = events.as_array().cloned().unwrap_or_default();
+        if events
+            .last()
+            .map(|e| e["kind"] != "session_end")
+            .unwrap_or(true)
+        {
+            return Err("session_end not visible yet".into());
+        }
+        Ok((s, events))
+    })
+}
+
+/// The events without parse/bind noise, as `kind` strings.
+fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn cli(jg_api: &str, token: &str, args: &[&str]) -> std::process::Output {
+    run_timeout(
+        jitgate_cmd()
+            .args(args)
+            .env("JITGATE_URL", jg_api)
+            .env("JITGATE_TOKEN", token),
+        None,
+        Duration::from_secs(60),
+    )
+}
+
+#[test]
+fn a_psql_session_comes_back_complete_and_in_order() {
+    let fx = Fixture::new("60s", 5);
+    let script = "SELECT count(*) FROM t;\n\
+                  UPDATE t SET v = 1 WHERE id = 1;\n\
+                  UPDATE t SET v = 2 WHERE id = 2;\n\
+                  SELECT 1/0;\n";
+    let mut child = psql_cmd(&fx.env.alice(), ALICE_PASSWORD)
+        .args(["-v", "ON_ERROR_STOP=0", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let first = wait_for_pending(&fx.bob, ALICE);
+    let first_id = first["id"].as_str().unwrap().to_string();
+    assert!(first["statement"].as_str().unwrap().contains("id = 1"));
+    fx.bob.approve_ok(&first_id, "ticket 42", None);
+    let second = poll("the second write to be held", || {
+        fx.bob
+            .pending(Some(ALICE))
+            .into_iter()
+            .find(|r| r["id"] != first_id.as_str())
+            .ok_or("not yet".to_string())
+    });
+    let second_id = second["id"].as_str().unwrap().to_string();
+    fx.carol.deny_ok(&second_id, "not during the freeze");
+    let out = child.wait_with_output().expect("psql output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not during the freeze"), "{stderr}");
+
+    let (session, events) = ended_session(&fx.bob, ALICE);
+    assert_eq!(session["protocol"], "postgres");
+    assert!(
+        stderr.contains("division by zero"),
+        "{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(session["target"], "app-db");
+    assert_eq!(session["application"], "psql");
+    let k = kinds(&events);
+    assert_eq!(
+        k,
+        [
+            "session_start",
+            "statement",
+            "result",
+            "statement",
+            "request_created",
+            "request_decided",
+            "result",
+            "statement",
+            "request_created",
+            "request_decided",
+            "statement",
+            "result",
+            "session_end"
+        ],
+        "{events:#?}"
+    );
+    // Sequence numbers increase and the chain hashes are all there.
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["hash"].as_str().unwrap().len() == 64)
+    );
+
+    let read = &events[1];
+    assert_eq!(read["text"], "SELECT count(*) FROM t;");
+    assert_eq!(read["class"], "read");
+    assert_eq!(read["decision"], "allow");
+    assert_eq!(read["rule"], "reads pass");
+    assert_eq!(read["tables"], serde_json::json!(["public.t"]));
+    assert_eq!(events[2]["command_tag"], "SELECT 1");
+    assert_eq!(events[2]["rows"], 1);
+
+    let held = &events[3];
+    assert_eq!(held["decision"], "held");
+    assert_eq!(held["class"], "write");
+    assert_eq!(held["request"], first_id.as_str());
+    assert_eq!(held["rule"], WRITE_RULE);
+    assert_eq!(events[5]["state"], "approved");
+    assert_eq!(events[5]["by"], "bob");
+    assert_eq!(events[5]["reason"], "ticket 42");
+    assert_eq!(events[6]["command_tag"], "UPDATE 1");
+    assert_eq!(events[6]["rows"], 1);
+
+    assert_eq!(events[7]["request"], second_id.as_str());
+    assert_eq!(events[9]["state"], "denied");
+    assert_eq!(events[9]["by"], "carol");
+    assert_eq!(events[9]["reason"], "not during the freeze");
+
+    assert_eq!(events[10]["text"], "SELECT 1/0;");
+    assert_eq!(events[11]["sqlstate"], "22012");
+    assert!(events[11].get("command_tag").is_none());
+    assert!(events[12]["bytes_in"].as_u64().unwrap() > 0);
+    assert!(events[12]["bytes_out"].as_u64().unwrap() > 0);
+
+    // The same through `jitgate replay`, as text and as JSON.
+    let id = session["id"].as_str().unwrap();
+    let url = fx.env.jg.api_url();
+    let text = cli(&url, BOB_TOKEN, &["replay", id]);
+    assert!(text.status.success(), "{}", output_text(&text));
+    let text = String::from_utf8_lossy(&text.stdout);
+    for needle in [
+        "SELECT count(*) FROM t;  [read allow (rule \"reads pass\")]",
+        &format!("[write held {first_id} (rule \"{WRITE_RULE}\")]"),
+        &format!("request {first_id} approved by bob: \"ticket 42\""),
+        "-> UPDATE 1",
+        &format!("request {second_id} denied by carol: \"not during the freeze\""),
+        "-> ERROR 22012: division by zero",
+        "session end:",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+    let json = cli(&url, CAROL_TOKEN, &["replay", id, "--format", "json"]);
+    assert!(json.status.success(), "{}", output_text(&json));
+    let v: Value = serde_json::from_slice(&json.stdout).expect("replay JSON");
+    assert_eq!(v["events"].as_array().unwrap().len(), events.len());
+    assert_eq!(v["session"]["id"], id);
+
+    let list = cli(&url, BOB_TOKEN, &["sessions", "--user", ALICE]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(id));
+
+    // Offline, once jitgate has stopped: verify and export read the data dir directly.
+    let mut jg = fx.env.jg;
+    jg.kill("TERM");
+    assert!(jg.wait_exit(Duration::from_secs(30)).is_some());
+    let data = jg.dir().join("data");
+    let v = run_timeout(
+        jitgate_cmd()
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&data),
+        None,
+        Duration::from_secs(60),
+    );
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success() && out.starts_with("ok "),
+        "{}",
+        output_text(&v)
+    );
+    let n: usize = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(n >= events.len(), "{out}");
+    let e = run_timeout(
+        jitgate_cmd()
+            .args([
+                "audit",
+                "export",
+                "--since",
+                "1h",
+                "--format",
+                "jsonl",
+                "--data-dir",
+            ])
+            .arg(&data),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(e.status.success(), "{}", output_text(&e));
+    let lines: Vec<Value> = String::from_utf8_lossy(&e.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), n);
+    assert!(lines.iter().any(|l| l["reason"] == "not during the freeze"));
+    let r = run_timeout(
+        jitgate_cmd().args(["replay", id, "--data-dir"]).arg(&data),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("-> UPDATE 1"),
+        "{}",
+        output_text(&r)
+    );
+}
+
+async fn extended_session_events(redact: bool) -> Vec<Value> {
+    let fx = Fixture::with("60s", 5, |b| {
+        b.raw_toml(&format!("[audit]\nredact_parameters = {redact}"))
+    });
+    {
+        let s = fx.alice_session().await;
+        let rows = s
+            .client
+            .query(
+                "SELECT v, $1::text FROM t WHERE id = $2",
+                &[&"sesame", &3i32],
+            )
+            .await
+            .expect("select with parameters");
+        assert_eq!(rows.len(), 1);
+        let c = s.client.clone();
+        let upd = tokio::spawn(async move {
+            c.execute("UPDATE t SET v = $1 WHERE id = $2", &[&7i32, &4i32])
+                .await
+        });
+        let r = wait_for_pending(&fx.bob, ALICE);
+        fx.bob.approve_ok(r["id"].as_str().unwrap(), "ok", None);
+        assert_eq!(finish(upd).await.expect("approved update"), 1);
+    }
+    let (_, events) = ended_session(&fx.bob, ALICE);
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_parameters_are_recorded_or_redacted() {
+    for redact in [false, true] {
+        let events = extended_session_events(redact).await;
+        let parse = events
+            .iter()
+            .find(|e| e["kind"] == "parse" && e["text"].as_str().unwrap().contains("$1::text"))
+            .unwrap_or_else(|| panic!("no parse event: {events:#?}"));
+        assert!(
+            parse["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("SELECT v, $1::text")
+        );
+        let bind = events
+            .iter()
+            .find(|e| e["kind"] == "bind" && e["params"].as_array().is_some_and(|p| p.len() == 2))
+            .unwrap_or_else(|| panic!("no bind event: {events:#?}"));
+        let p0 = &bind["params"][0];
+        assert_eq!(p0["len"], 6, "{bind}");
+        if redact {
+            assert!(
+                p0.get("text").is_none() && p0.get("base64").is_none(),
+                "{bind}"
+            );
+            assert!(!serde_json::to_string(&events).unwrap().contains("sesame"));
+        } else {
+            assert_eq!(p0["text"], "sesame", "{bind}");
+            // tokio-postgres sends the int4 in binary.
+            assert_eq!(bind["params"][1]["len"], 4);
+            assert!(bind["params"][1].get("base64").is_some(), "{bind}");
+        }
+        // Statement at Execute, with its result.
+        let sel = events
+            .iter()
+            .position(|e| {
+                e["kind"] == "statement" && e["text"].as_str().unwrap().contains("$1::text")
+            })
+            .expect("select statement");
+        assert_eq!(events[sel]["decision"], "allow");
+        let res = events[sel..]
+            .iter()
+            .find(|e| e["kind"] == "result")
+            .unwrap();
+        assert_eq!(res["command_tag"], "SELECT 1");
+        let upd = events
+            .iter()
+            .position(|e| e["kind"] == "statement" && e["decision"] == "held")
+            .expect("held update");
+        let after: Vec<&str> = events[upd..]
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .filter(|k| *k != "parse" && *k != "bind")
+            .take(4)
+            .collect();
+        assert_eq!(
+            after,
+            ["statement", "request_created", "request_decided", "result"],
+            "{events:#?}"
+        );
+        let res = events[upd..]
+            .iter()
+            .find(|e| e["kind"] == "result")
+            .unwrap();
+        assert_eq!(res["command_tag"], "UPDATE 1");
+        assert_eq!(res["rows"], 1);
+    }
+}
+
+/// `jitgate serve` on an existing config, waited for until healthy.
+fn restart(config: &std::path::Path, api: &Api) -> std::process::Child {
+    let child = jitgate_cmd()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart jitgate");
+    poll("jitgate to come back", || {
+        let (code, _) = api.get("/healthz");
+        (code == 200).then_some(()).ok_or(format!("healthz {code}"))
+    });
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_pgbench_keeps_the_chain_and_every_write_that_ran() {
+    let fx = Fixture::new("120s", 5);
+    let dir = support::TempDir::new("audit-crash");
+    let script = dir.path().join("insert.sql");
+    std::fs::write(
+        &script,
+        "\\set n random(1, 2000000000)\nINSERT INTO log VALUES (:n);\nSELECT v FROM t WHERE id = 1;\n",
+    )
+    .unwrap();
+    // A statement held for approval when the proxy dies.
+    let s = fx.alice_session().await;
+    let held = s.spawn_simple("UPDATE t SET v = 9 WHERE id = 5");
+    let pending = wait_for_pending(&fx.bob, ALICE);
+    let held_id = pending["id"].as_str().unwrap().to_string();
+
+    let mut bench = support::clients::clean_libpq_cmd("pgbench", ALICE_PASSWORD)
+        .args(["-n", "-M", "simple", "-c", "4", "-T", "60", "-f"])
+        .arg(&script)
+        .arg(format!(
+            "{} sslmode=disable",
+            fx.env.jg.conninfo_base(ALICE, "app-db")
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pgbench");
+    poll("pgbench to write through the proxy", || {
+        let n: u64 = fx.sql("SELECT count(*) FROM log;").parse().unwrap();
+        (n > 300).then_some(()).ok_or(format!("{n} rows"))
+    });
+    let mut jg = fx.env.jg;
+    jg.kill("KILL");
+    assert!(jg.wait_exit(Duration::from_secs(10)).is_some());
+    let _ = wait_child(&mut bench, Duration::from_secs(30));
+    let _ = bench.kill();
+    assert!(
+        finish(held).await.is_err(),
+        "the held statement must not have run"
+    );
+    assert_eq!(
+        fx.env
+            .cluster
+            .superuser_psql_db(&fx.env.db, "SELECT v FROM t WHERE id = 5;"),
+        "0"
+    );
+
+    let data = jg.dir().join("data");
+    let v = run_timeout(
+        jitgate_cmd()
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&data),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("ok "),
+        "{}",
+        output_text(&v)
+    );
+    let e = run_timeout(
+        jitgate_cmd()
+            .args(["audit", "export", "--data-dir"])
+            .arg(&data),
+        None,
+        Duration::from_secs(120),
+    );
+    assert!(e.status.success(), "{}", output_text(&e));
+    let recorded: std::collections::HashSet<String> = String::from_utf8_lossy(&e.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "statement")
+        .filter_map(|v| {
+            let t = v["text"].as_str()?;
+            let rest = t.strip_prefix("INSERT INTO log VALUES (")?;
+            Some(rest.split(')').next()?.to_string())
+        })
+        .collect();
+    let rows = fx
+        .env
+        .cluster
+        .superuser_psql_db(&fx.env.db, "SELECT n FROM log;");
+    let mut n_rows = 0;
+    for n in rows.lines() {
+        n_rows += 1;
+        assert!(
+            recorded.contains(n.trim()),
+            "row {n} reached the database but its INSERT is not in the audit trail"
+        );
+    }
+    assert!(n_rows > 300);
+
+    // After a restart the request that was pending is cancelled, with an event.
+    let mut child = restart(jg.config_path(), &fx.bob);
+    let r = fx.bob.get_ok(&format!("/v1/requests/{held_id}"));
+    assert_eq!(r["state"], "cancelled", "{r}");
+    assert_eq!(r["reason"], "jitgate restarted");
+    let session = r["session"].as_str().unwrap();
+    let events = fx.bob.get_ok(&format!("/v1/sessions/{session}/events"));
+    let events = events.as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "request_decided" && e["state"] == "cancelled"),
+        "{events:#?}"
+    );
+    assert!(events.last().unwrap()["kind"] == "session_end");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A tmpfs of `mib` MiB mounted on a new directory (unmounted on drop).
+struct SmallDisk {
+    _dir: support::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn new(mib: u32) -> SmallDisk {
+        let d = support::TempDir::new("audit-disk");
+        let m = d.path().join("mnt");
+        std::fs::create_dir_all(&m).unwrap();
+        let o = run_timeout(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(&m),
+            None,
+            Duration::from_secs(30),
+        );
+        assert!(
+            o.status.success(),
+            "mounting a small tmpfs (the test needs root and mount): {}",
+            output_text(&o)
+        );
+        SmallDisk { _dir: d, path: m }
+    }
+
+    /// Fill the disk to the last byte.
+    fn fill(&self) {
+        let _ = run_timeout(
+            Command::new("dd")
+                .args(["if=/dev/zero", "bs=1M"])
+                .arg(format!("of={}", self.path.join("filler").display())),
+            None,
+            Duration::from_secs(60),
+        );
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_sensitive_statements_with_a_clear_error() {
+    let disk = SmallDisk::new(48);
+    let fx = Fixture::with("60s", 5, |b| b.data_dir(&disk.path));
+    let s = fx.alice_session().await;
+    assert_eq!(s.value("SELECT v FROM t WHERE id = 1").await, "0");
+    disk.fill();
+    // Reads are routine: the writer fails on its next commit, and reads carry on
+    // (`on_failure = "refuse-sensitive"`, the default).
+    let deadline = std::time::Instant::now() + POLL;
+    while !fx.env.jg.log().contains("audit store failed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the audit store never noticed the full disk"
+        );
+        assert_eq!(s.value("SELECT v FROM t WHERE id = 1").await, "0");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.value("SELECT v FROM t WHERE id = 1").await, "0");
+    let r = s.client.simple_query("INSERT INTO log VALUES (1)").await;
+    let (code, msg) = api::failure(r);
+    assert_eq!(code, "42501");
+    assert!(msg.contains("audit trail cannot record it"), "{msg}");
+    assert_eq!(fx.sql("SELECT count(*) FROM log;"), "0");
+    // The proxy is still up and says why.
+    assert!(fx.env.jg.is_running());
+}
