@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::jitgate::toml_str;
 use support::{
-    ALICE, ALICE_PASSWORD, APP_TARGET, Jitgate, JitgateBuilder, PgCluster, PgTarget,
+    ALICE, ALICE_PASSWORD, APP_TARGET, Env, Jitgate, JitgateBuilder, PgCluster, PgTarget, TestCa,
     pg_connect_with_messages, psql, psql_query,
 };
 
@@ -212,6 +212,47 @@ async fn sighup_applies_users_rules_and_webhooks_while_sessions_and_holds_carry_
     );
     assert_eq!(jg.log().matches("config reloaded").count(), 1);
     assert!(jg.is_running());
+}
+
+/// `psql` over TLS with `sslmode=verify-full` against the CA in `ca_pem`: did it get in?
+fn verify_full(jg: &Jitgate, ca_pem: &std::path::Path) -> bool {
+    let conninfo = format!(
+        "{} sslmode=verify-full sslrootcert={}",
+        jg.conninfo_base(ALICE, APP_TARGET),
+        ca_pem.display()
+    );
+    psql(&conninfo, ALICE_PASSWORD, &["-Atc", "select 1"])
+        .status
+        .success()
+}
+
+#[test]
+fn sighup_serves_a_renewed_certificate_and_refuses_a_broken_one() {
+    let env = Env::with(|b| b.proxy_tls());
+    let jg = &env.jg;
+    let old_ca = jg.ca_pem_path();
+    let new_ca = jg.dir().join("rotated-ca.crt");
+    let rotated = TestCa::new("rotated CA");
+    rotated.write_cert(&new_ca);
+    assert!(verify_full(jg, &old_ca), "{}", jg.log_tail(20));
+    assert!(!verify_full(jg, &new_ca));
+
+    // Renew in place (same paths, as a certbot deploy hook would), then reload.
+    rotated.write_localhost_leaf(jg.dir(), "proxy");
+    hup_and_wait(jg, "config reloaded", 1);
+    assert!(verify_full(jg, &new_ca), "{}", jg.log_tail(20));
+    assert!(
+        !verify_full(jg, &old_ca),
+        "the old certificate is still served"
+    );
+
+    // A key that does not match the certificate rejects the whole reload.
+    let (_, other_key) = rotated.leaf(&["127.0.0.1"]);
+    std::fs::write(jg.dir().join("proxy.key"), other_key).unwrap();
+    let failed = hup_and_wait(jg, "config reload failed", 1);
+    assert!(failed.contains("tls"), "{failed}");
+    assert!(verify_full(jg, &new_ca), "{}", jg.log_tail(20));
+    assert_eq!(env.query("select 'plain still works'"), "plain still works");
 }
 
 /// A loopback HTTP server that answers 200 to everything and keeps the JSON bodies.
