@@ -28,6 +28,8 @@ pub struct Metrics {
     pub live_grants: IntGauge,
     cache_hits: IntCounter,
     cache_misses: IntCounter,
+    /// SIGHUP reloads by result (`ok` | `error`).
+    pub config_reloads: IntCounterVec,
 }
 
 #[derive(Clone, Copy)]
@@ -170,6 +172,20 @@ impl Metrics {
             )
             .unwrap_or_else(|_| unreachable!()),
         );
+        let config_reloads = reg(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    "jitgate_config_reloads_total",
+                    "Configuration reloads (SIGHUP) by result.",
+                ),
+                &["result"],
+            )
+            .unwrap_or_else(|_| unreachable!()),
+        );
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
         Metrics {
             registry: r,
             connections,
@@ -183,6 +199,7 @@ impl Metrics {
             live_grants,
             cache_hits,
             cache_misses,
+            config_reloads,
         }
     }
 

@@ -3,6 +3,10 @@
 //! Shutdown: stop accepting; sessions that are idle outside a transaction close at once with
 //! FATAL 57P01; busy ones may finish until `drain_timeout`, then get FATAL 57P01 too; held
 //! requests are cancelled.
+//!
+//! Operations: SIGHUP reloads the config file ([`crate::reload`]); the service manager hears
+//! `READY=1` once every listener is bound and `STOPPING=1` when shutdown begins
+//! ([`crate::notify`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,12 +41,16 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|e| ServeError::Bind(addr, e))
 }
 
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+/// Runs every listener `config` names; `config_path` is the file SIGHUP re-reads.
+pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.server.data_dir)
         .map_err(|e| ServeError::DataDir(config.server.data_dir.display().to_string(), e))?;
-    let tls = match &config.server.tls {
-        Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?),
-        None => None,
+    let (tls, certs) = match &config.server.tls {
+        Some(t) => {
+            let (tls, certs) = crate::tls::reloadable_server_config(&t.cert, &t.key)?;
+            (Some(tls), Some(certs))
+        }
+        None => (None, None),
     };
     let drain_timeout = config.server.drain_timeout;
     let pg_listen = config.server.postgres_listen;
@@ -93,7 +101,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     info!("API listening on {api_listen}");
     ready.store(true, Ordering::Release);
 
+    // --- operations: keep these last, after every listener is bound ---------------------
+    crate::reload::spawn(crate::reload::Reloader {
+        gate: gate.clone(),
+        path: config_path,
+        certs,
+    })?;
+    crate::notify::notify_ready();
+    // -------------------------------------------------------------------------------------
+
     wait_for_signal().await;
+    crate::notify::notify_stopping();
     info!("shutting down: no new connections; draining sessions for up to {drain_timeout:?}");
     let _ = shutdown_tx.send(DRAINING);
     let cancelled = approvals.cancel_all("jitgate is shutting down");

@@ -45,7 +45,7 @@ pub fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(crate::server::serve(config)) {
+    match rt.block_on(crate::server::serve(config, path.to_path_buf())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("jitgate: {e}");
