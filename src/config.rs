@@ -177,7 +177,7 @@ pub enum OnAuditFailure {
     RefuseSensitive,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Audit {
     pub redact_parameters: bool,
     pub on_failure: OnAuditFailure,

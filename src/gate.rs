@@ -167,6 +167,7 @@ impl Gate {
     ) -> Gate {
         let cache = ClassifierCache::new(10_000, config.trusted_functions.clone());
         approvals.set_audit(audit.clone());
+        audit.observe_commits(metrics.audit_commit.clone());
         Gate {
             config: RwLock::new(config),
             cache,
@@ -253,6 +254,8 @@ impl Gate {
         self.metrics
             .pending_requests
             .set(self.approvals.pending_count() as i64);
+        self.metrics
+            .sync_audit(&self.audit.stats(), self.audit.healthy());
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -30,6 +30,11 @@ pub struct Metrics {
     cache_misses: IntCounter,
     /// SIGHUP reloads by result (`ok` | `error`).
     pub config_reloads: IntCounterVec,
+    pub audit_commit: Histogram,
+    audit_queue: IntGauge,
+    audit_events: IntCounter,
+    audit_dropped: IntCounter,
+    audit_healthy: IntGauge,
 }
 
 #[derive(Clone, Copy)]
@@ -186,6 +191,51 @@ impl Metrics {
         for result in ["ok", "error"] {
             config_reloads.with_label_values(&[result]);
         }
+        let audit_commit = reg(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "jitgate_audit_flush_seconds",
+                    "Audit group commits: encode, hash, write and flush to disk.",
+                )
+                .buckets(vec![
+                    1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5,
+                ]),
+            )
+            .unwrap_or_else(|_| unreachable!()),
+        );
+        let audit_queue = reg(
+            &r,
+            IntGauge::new(
+                "jitgate_audit_queue_depth",
+                "Audit events waiting for the writer.",
+            )
+            .unwrap_or_else(|_| unreachable!()),
+        );
+        let audit_events = reg(
+            &r,
+            IntCounter::new(
+                "jitgate_audit_events_total",
+                "Audit events committed to disk.",
+            )
+            .unwrap_or_else(|_| unreachable!()),
+        );
+        let audit_dropped = reg(
+            &r,
+            IntCounter::new(
+                "jitgate_audit_dropped_events_total",
+                "Routine audit events dropped because the queue was full.",
+            )
+            .unwrap_or_else(|_| unreachable!()),
+        );
+        let audit_healthy = reg(
+            &r,
+            IntGauge::new(
+                "jitgate_audit_healthy",
+                "1 while the audit store accepts writes, 0 once it has failed.",
+            )
+            .unwrap_or_else(|_| unreachable!()),
+        );
         Metrics {
             registry: r,
             connections,
@@ -200,7 +250,22 @@ impl Metrics {
             cache_hits,
             cache_misses,
             config_reloads,
+            audit_commit,
+            audit_queue,
+            audit_events,
+            audit_dropped,
+            audit_healthy,
         }
+    }
+
+    /// Bring the audit store's figures up to date; called at scrape.
+    pub fn sync_audit(&self, s: &crate::audit::AuditStats, healthy: bool) {
+        self.audit_queue.set(s.queued as i64);
+        self.audit_events
+            .inc_by(s.events.saturating_sub(self.audit_events.get()));
+        self.audit_dropped
+            .inc_by(s.dropped.saturating_sub(self.audit_dropped.get()));
+        self.audit_healthy.set(i64::from(healthy));
     }
 
     /// Count one decided statement.

@@ -147,6 +147,11 @@ pub fn keep_static(old: &Config, new: &mut Config) -> Vec<String> {
         kept.push("server.tls_cert/tls_key (TLS on or off)".into());
         n.tls = o.tls.clone();
     }
+    if old.audit != new.audit {
+        // The store applies its options when it opens.
+        kept.push("audit".into());
+        new.audit = old.audit.clone();
+    }
     if old.trusted_functions != new.trusted_functions {
         kept.push("policy.trusted_functions".into());
         new.trusted_functions = old.trusted_functions.clone();

@@ -77,7 +77,16 @@ pub fn router(api: Api) -> Router {
 
 async fn healthz(State(api): State<Api>) -> Response {
     if api.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+        let audit = if api.gate.audit().healthy() {
+            "ok"
+        } else {
+            "failed"
+        };
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ok", "audit": audit})),
+        )
+            .into_response()
     } else {
         err(StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
     }

@@ -127,6 +127,8 @@ pub struct AuditStats {
     /// Duration of the last commit (encode, hash, write, flush), µs.
     pub last_commit_us: u64,
     pub max_commit_us: u64,
+    /// Events waiting for the writer.
+    pub queued: u64,
 }
 
 /// The audit store. Cloning is cheap (an `Arc`).
@@ -219,10 +221,16 @@ impl Audit {
         let Some(tx) = &self.inner.tx else {
             return Err((self.inner.shared.error(), msg));
         };
+        // Counted before the send so the writer's decrement never comes first.
+        self.inner.shared.queued.fetch_add(1, Ordering::Relaxed);
         match tx.try_send(msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(m)) => Err((AuditError::QueueFull, m)),
+            Err(TrySendError::Full(m)) => {
+                self.inner.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                Err((AuditError::QueueFull, m))
+            }
             Err(TrySendError::Disconnected(m)) => {
+                self.inner.shared.queued.fetch_sub(1, Ordering::Relaxed);
                 self.inner
                     .shared
                     .fail("the audit writer has stopped".into());
@@ -335,7 +343,13 @@ impl Audit {
             dropped: s.dropped.load(Ordering::Relaxed),
             last_commit_us: s.last_commit_us.load(Ordering::Relaxed),
             max_commit_us: s.max_commit_us.load(Ordering::Relaxed),
+            queued: s.queued.load(Ordering::Relaxed),
         }
+    }
+
+    /// Observe every commit's duration in `h` from now on (set once).
+    pub fn observe_commits(&self, h: prometheus::Histogram) {
+        let _ = self.inner.shared.commit_seconds.set(h);
     }
 
     /// Test hook (integration tests wire it to something they can trigger): from the next

@@ -51,6 +51,10 @@ pub struct Shared {
     pub dropped: AtomicU64,
     pub last_commit_us: AtomicU64,
     pub max_commit_us: AtomicU64,
+    /// Events queued and not yet taken by the writer.
+    pub queued: AtomicU64,
+    /// Commit (encode, write, flush) durations, for `/metrics`.
+    pub commit_seconds: OnceLock<prometheus::Histogram>,
 }
 
 impl Shared {
@@ -139,6 +143,9 @@ impl Writer {
     #[allow(clippy::vec_box)]
     fn commit(&mut self, batch: &mut Vec<Box<Msg>>) {
         let started = Instant::now();
+        self.shared
+            .queued
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         if self.shared.failed() {
             let e = self.shared.error();
             for m in batch.drain(..) {
@@ -235,6 +242,9 @@ impl Writer {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 self.shared.last_commit_us.store(us, Ordering::Relaxed);
                 self.shared.max_commit_us.fetch_max(us, Ordering::Relaxed);
+                if let Some(h) = self.shared.commit_seconds.get() {
+                    h.observe(us as f64 / 1e6);
+                }
                 for (m, r) in batch.drain(..).zip(results) {
                     if let Some(done) = m.done {
                         let _ = done.send(match r {
