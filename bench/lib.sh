@@ -220,18 +220,20 @@ EOF
 }
 
 # start_jitgate: jitgate in front of the cluster, rules allowing read and write.
-start_jitgate() {
-    JG_PORT=$(free_port "$PG_PORT" "$BOUNCER_PORT")
-    API_PORT=$(free_port "$PG_PORT" "$BOUNCER_PORT" "$JG_PORT")
+start_jitgate() {  # start_jitgate [TAG] [EXTRA_TOML]: files $TMP/TAG.{toml,log}, data $TMP/TAG-data
+    local tag=${1:-jitgate} extra=${2:-}
+    JG_PORT=$(free_port "$PG_PORT" "${BOUNCER_PORT:-}" ${USED_PORTS:-})
+    API_PORT=$(free_port "$PG_PORT" "${BOUNCER_PORT:-}" "$JG_PORT" ${USED_PORTS:-})
+    USED_PORTS="${USED_PORTS:-} $JG_PORT $API_PORT"
     local verifier
     verifier=$(printf '%s' "$CLIENT_PW" | "$JITGATE_BIN" hash-password) || die "jitgate hash-password failed"
     verifier=$(printf '%s' "$verifier" | tr -d '\r\n')
     [[ $verifier == SCRAM-SHA-256* ]] || die "jitgate hash-password printed no SCRAM verifier: $verifier"
-    cat >"$TMP/jitgate.toml" <<EOF
+    cat >"$TMP/$tag.toml" <<EOF
 [server]
 postgres_listen = "127.0.0.1:$JG_PORT"
 api_listen = "127.0.0.1:$API_PORT"
-data_dir = "$TMP/jitgate-data"
+data_dir = "$TMP/$tag-data"
 
 [[users]]
 name = "bench"
@@ -255,29 +257,30 @@ action = "allow"
 name = "bench writes pass"
 classes = ["write"]
 action = "allow"
+$extra
 EOF
     log "start jitgate on 127.0.0.1:$JG_PORT (API 127.0.0.1:$API_PORT): $JITGATE_BIN"
-    "$JITGATE_BIN" serve --config "$TMP/jitgate.toml" >"$TMP/jitgate.log" 2>&1 &
+    "$JITGATE_BIN" serve --config "$TMP/$tag.toml" >"$TMP/$tag.log" 2>&1 &
     JG_PID=$!
     local code=000
     for _ in $(seq 1 300); do
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$API_PORT/healthz" 2>/dev/null) || true
         [[ $code == 200 ]] && break
         if [[ ! -e /proc/$JG_PID ]] || [[ $(awk '{print $3}' "/proc/$JG_PID/stat" 2>/dev/null) == Z ]]; then
-            tail -n 30 "$TMP/jitgate.log" >&2 || true
+            tail -n 30 "$TMP/$tag.log" >&2 || true
             die "jitgate exited before /healthz answered 200 (its log is above)"
         fi
         sleep 0.1
     done
     if [[ $code != 200 ]]; then
-        tail -n 30 "$TMP/jitgate.log" >&2 || true
+        tail -n 30 "$TMP/$tag.log" >&2 || true
         die "jitgate: GET /healthz = $code after 30 s (its log is above)"
     fi
     # One statement through it, so a broken proxy fails here and not 20 runs later.
     local out
     out=$(PGPASSWORD=$CLIENT_PW psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$JG_PORT" -U bench \
         -d bench -c "SELECT 40 + 2" 2>&1) || {
-        tail -n 20 "$TMP/jitgate.log" >&2 || true
+        tail -n 20 "$TMP/$tag.log" >&2 || true
         die "psql through jitgate failed: $out"
     }
     [[ $out == 42 ]] || die "psql through jitgate: SELECT 40 + 2 gave '$out'"

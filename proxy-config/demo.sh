@@ -126,6 +126,11 @@ Terminal 2 — bob, an approver:
   $JG deny <ID> --reason "not in prod"         # or: alice gets ERROR 42501
   $JG approve <ID> --grant 10m                  # or: more writes like it pass for 10 minutes
 
+Afterwards — what happened, from the tamper-evident audit trail:
+  $JG sessions                                  # as bob (same JITGATE_URL/JITGATE_TOKEN)
+  $JG replay <SESSION_ID>                       # statements, decisions, approver, results, timings
+  $JG audit verify                              # ok N events
+
 Dry-run the policy:
   $JG classify --config $DIR/jitgate.toml --target app-db --user alice 'update accounts set balance = 0'
 

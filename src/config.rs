@@ -90,6 +90,8 @@ pub struct WebhookSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
+    /// `false` records nothing (benchmarks only; a warning is logged at start).
+    pub enabled: Option<bool>,
     #[serde(default)]
     pub redact_parameters: bool,
     pub on_failure: Option<String>,
@@ -179,6 +181,7 @@ pub enum OnAuditFailure {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audit {
+    pub enabled: bool,
     pub redact_parameters: bool,
     pub on_failure: OnAuditFailure,
     pub retention_days: Option<u32>,
@@ -346,6 +349,7 @@ fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigErrors> {
             .collect(),
         webhooks,
         audit: Audit {
+            enabled: file.audit.enabled.unwrap_or(true),
             redact_parameters: file.audit.redact_parameters,
             on_failure,
             retention_days: file.audit.retention_days,

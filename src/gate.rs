@@ -51,6 +51,11 @@ pub struct Action<'a> {
     /// The statement runs a prepared statement by name (SQL `EXECUTE`), so its tables are
     /// not in `classification`: a grant may cover it only as an exact repeat.
     pub runs_prepared: bool,
+    /// The statement runs inside an open transaction block and cannot end it, so whatever it
+    /// changes commits only with a later statement: its audit event need not be on disk
+    /// before it runs, only before that later statement (the front end's job, see
+    /// [`Gate::after_flush`]). `false` is always safe.
+    pub deferrable: bool,
 }
 
 /// Proof that the Gate allowed one action. Only this module can make one.
@@ -341,7 +346,7 @@ impl Gate {
                     grant: None,
                     _seal: Seal,
                 };
-                if sensitive {
+                if sensitive && !a.deferrable {
                     // Anything that may change something is on disk before it runs.
                     self.durable(s, ev, permit)
                 } else {
@@ -429,6 +434,20 @@ impl Gate {
             _seal: Seal,
         };
         self.durable(s, ev, permit)
+    }
+
+    /// `permit`, once everything recorded so far is on disk: for a statement that may commit
+    /// what earlier deferred statements of its transaction changed.
+    pub fn after_flush(&self, permit: Permit) -> Verdict {
+        let audit = self.audit.clone();
+        Verdict::Commit(Commit {
+            fut: Box::pin(async move {
+                match audit.flush().await {
+                    Ok(_) => Ok(permit),
+                    Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
+                }
+            }),
+        })
     }
 
     /// A verdict that hands out `permit` once `ev` is on disk.

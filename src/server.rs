@@ -156,6 +156,9 @@ fn open_audit(config: &Config) -> Result<crate::audit::Audit, ServeError> {
             "audit trail: closed {requests} requests and {sessions} sessions left open by the last run"
         );
     }
+    if !config.audit.enabled {
+        warn!("[audit] enabled = false: NOTHING is recorded in the audit trail (benchmarks only)");
+    }
     audit.start();
     Ok(audit)
 }

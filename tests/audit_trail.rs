@@ -344,20 +344,33 @@ async fn extended_protocol_parameters_are_recorded_or_redacted() {
     }
 }
 
-/// `jitgate serve` on an existing config, waited for until healthy.
-fn restart(config: &std::path::Path, api: &Api) -> std::process::Child {
-    let child = jitgate_cmd()
+/// `jitgate serve` on an existing config, waited for until healthy (its log in `log`).
+fn restart(config: &std::path::Path, api: &Api, log: &std::path::Path) -> std::process::Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let mut child = jitgate_cmd()
         .args(["serve", "--config"])
         .arg(config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(out)
         .spawn()
         .expect("restart jitgate");
-    poll("jitgate to come back", || {
-        let (code, _) = api.get("/healthz");
-        (code == 200).then_some(()).ok_or(format!("healthz {code}"))
-    });
-    child
+    let deadline = std::time::Instant::now() + POLL;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the restarted jitgate exited ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if std::net::TcpStream::connect(api.addr).is_ok() && api.get("/healthz").0 == 200 {
+            return child;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jitgate did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,7 +466,7 @@ async fn sigkill_during_pgbench_keeps_the_chain_and_every_write_that_ran() {
     assert!(n_rows > 300);
 
     // After a restart the request that was pending is cancelled, with an event.
-    let mut child = restart(jg.config_path(), &fx.bob);
+    let mut child = restart(jg.config_path(), &fx.bob, &dir.path().join("restart.log"));
     let r = fx.bob.get_ok(&format!("/v1/requests/{held_id}"));
     assert_eq!(r["state"], "cancelled", "{r}");
     assert_eq!(r["reason"], "jitgate restarted");

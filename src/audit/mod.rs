@@ -83,6 +83,8 @@ pub enum AuditError {
 
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
+    /// `false`: record nothing (for benchmarks); every call succeeds at once.
+    pub enabled: bool,
     pub redact_parameters: bool,
     pub on_failure: OnAuditFailure,
     pub retention_days: Option<u32>,
@@ -95,6 +97,7 @@ pub struct AuditOptions {
 impl Default for AuditOptions {
     fn default() -> Self {
         AuditOptions {
+            enabled: true,
             redact_parameters: false,
             on_failure: OnAuditFailure::RefuseSensitive,
             retention_days: None,
@@ -107,6 +110,7 @@ impl Default for AuditOptions {
 impl From<&crate::config::Audit> for AuditOptions {
     fn from(c: &crate::config::Audit) -> Self {
         AuditOptions {
+            enabled: c.enabled,
             redact_parameters: c.redact_parameters,
             on_failure: c.on_failure,
             retention_days: c.retention_days,
@@ -246,6 +250,9 @@ impl Audit {
     }
 
     fn record_at(&self, at_us: u64, session: Text, ev: EventKind) -> Result<(), AuditError> {
+        if !self.inner.opts.enabled {
+            return Ok(());
+        }
         if self.inner.shared.failed() {
             return Err(self.inner.shared.error());
         }
@@ -285,6 +292,9 @@ impl Audit {
         session: Text,
         ev: Option<EventKind>,
     ) -> Result<u64, AuditError> {
+        if !self.inner.opts.enabled {
+            return Ok(0);
+        }
         if self.inner.shared.failed() {
             return Err(self.inner.shared.error());
         }

@@ -9,6 +9,9 @@ use super::{Audit, EventKind, SessionFilter, SessionRecord, Text};
 impl Audit {
     /// Upsert a request (call on every change). Written at once, flushed with the next commit.
     pub fn put_request(&self, r: &crate::approval::RequestView) {
+        if !self.inner.opts.enabled {
+            return;
+        }
         let res = serde_json::to_vec(r)
             .map_err(|e| e.to_string())
             .and_then(|v| {

@@ -88,6 +88,10 @@ impl Relay {
                 }
                 let status = frame.get(5).copied().unwrap_or(b'I');
                 self.status = status;
+                if self.inflight.is_empty() {
+                    // Nothing sent after this point: the status is current.
+                    self.may_commit = false;
+                }
                 self.tracker.ready(status);
                 if !self.tracker.busy() {
                     self.refusals.clear();

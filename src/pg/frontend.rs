@@ -154,13 +154,37 @@ impl Relay {
         }
     }
 
+    /// Whether a statement with this text, decided now, stays inside an open transaction
+    /// block without ending it (see [`Action::deferrable`]). Conservative: one statement,
+    /// not `COMMIT`/`END`/`PREPARE`, in a block as of the last ReadyForQuery, with nothing
+    /// since that may have ended it.
+    fn deferrable(&self, text: &str) -> bool {
+        matches!(self.status, b'T' | b'E') && !self.may_commit && stays_in_transaction(text)
+    }
+
     fn decide(
         &mut self,
         frame: BytesMut,
         kind: HeldKind,
         verdict: Verdict,
         preview: impl FnOnce() -> Option<(Class, Arc<str>)>,
+        deferrable: bool,
     ) {
+        if !deferrable {
+            // Until the next ReadyForQuery, the transaction may have ended.
+            self.may_commit = true;
+        }
+        let verdict = match verdict {
+            Verdict::Allow(p) if self.dirty && !deferrable => self.gate.after_flush(p),
+            Verdict::Allow(p) => {
+                if p.class != Class::Read {
+                    // Recorded, not yet on disk: flushed before anything that may commit.
+                    self.dirty = true;
+                }
+                Verdict::Allow(p)
+            }
+            other => other,
+        };
         match verdict {
             Verdict::Allow(p) => self.forward(frame, &kind, p),
             Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute)),
@@ -191,13 +215,21 @@ impl Relay {
                 classification: &analysis.classification,
                 class,
                 runs_prepared: analysis.has_execute(),
+                deferrable: self.deferrable(&text),
             },
         );
         // Only a hold needs its own copy of the text.
         let preview =
             matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
         self.observe(started);
-        self.decide(frame, HeldKind::Query(analysis), verdict, move || preview);
+        let deferrable = utf8 && self.deferrable(&text);
+        self.decide(
+            frame,
+            HeldKind::Query(analysis),
+            verdict,
+            move || preview,
+            deferrable,
+        );
         Ok(())
     }
 
@@ -292,11 +324,13 @@ impl Relay {
                 classification,
                 class,
                 runs_prepared,
+                deferrable: self.deferrable(statement),
             },
         );
         self.observe(started);
+        let deferrable = stmt.as_ref().is_some_and(|s| self.deferrable(&s.text));
         let preview = || stmt.as_ref().map(|s| (s.class, s.text.clone()));
-        self.decide(frame, HeldKind::Execute, verdict, preview);
+        self.decide(frame, HeldKind::Execute, verdict, preview, deferrable);
         Ok(())
     }
 
@@ -312,9 +346,10 @@ impl Relay {
                 classification: &c,
                 class: Class::Unknown,
                 runs_prepared: false,
+                deferrable: false,
             },
         );
-        self.decide(frame, HeldKind::FunctionCall, verdict, || None);
+        self.decide(frame, HeldKind::FunctionCall, verdict, || None, false);
         Ok(())
     }
 
@@ -389,6 +424,10 @@ impl Relay {
         let Some(held) = self.held.take() else {
             return;
         };
+        if r.is_ok() {
+            // Every kind of wait ends with a flush of everything recorded before it.
+            self.dirty = false;
+        }
         match r {
             Ok(p) => self.forward(held.frame, &held.kind, p),
             Err(refusal) => self.refuse(refusal, matches!(held.kind, HeldKind::Execute)),
@@ -418,5 +457,50 @@ impl Relay {
             msg::frame(&mut self.sout, b'Q', &body);
         }
         self.refusals.push((seq, refusal));
+    }
+}
+
+/// One statement that cannot end the transaction it runs in: no `;` but a trailing one, no
+/// leading comment, and not `COMMIT`, `END` or `PREPARE [TRANSACTION]`. Anything else (or
+/// anything unclear) is `false`.
+fn stays_in_transaction(text: &str) -> bool {
+    let t = text.trim_start();
+    let body = t.trim_end().trim_end_matches(';');
+    if body.contains(';') || t.starts_with("--") || t.starts_with("/*") || body.is_empty() {
+        return false;
+    }
+    let word: String = body
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    !word.is_empty() && !matches!(word.as_str(), "COMMIT" | "END" | "PREPARE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_in_transaction as stays;
+
+    #[test]
+    fn only_plain_single_statements_stay_in_the_transaction() {
+        assert!(stays("UPDATE t SET v = 1 WHERE id = 2;"));
+        assert!(stays("  insert into t values (1)"));
+        assert!(stays("SELECT 1"));
+        assert!(stays("ROLLBACK"));
+        for s in [
+            "COMMIT",
+            "commit;",
+            "END",
+            "end transaction",
+            "PREPARE TRANSACTION 'x'",
+            "UPDATE t SET v = 1; COMMIT",
+            "-- c\nCOMMIT",
+            "/* x */ COMMIT",
+            "",
+            ";",
+            "(SELECT 1)",
+        ] {
+            assert!(!stays(s), "{s:?}");
+        }
     }
 }

@@ -158,6 +158,11 @@ pub struct Relay {
     /// Bytes read from the client and from the server.
     pub(super) bytes_in: u64,
     pub(super) bytes_out: u64,
+    /// A statement that may change data ran with its audit event not yet on disk (it was
+    /// deferrable): the next statement that may commit waits for a flush first.
+    pub(super) dirty: bool,
+    /// Something that may end the transaction was sent since the last ReadyForQuery.
+    pub(super) may_commit: bool,
 }
 
 /// How a session ended and what it moved.
@@ -186,6 +191,8 @@ impl Relay {
             inflight: std::collections::VecDeque::new(),
             bytes_in: 0,
             bytes_out: 0,
+            dirty: false,
+            may_commit: false,
             gate,
             ctx,
             max_message,

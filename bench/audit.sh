@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# jitgate benchmark: what the audit trail costs. Two jitgates in front of one Postgres, one
+# recording ([audit] on, the default) and one not ([audit] enabled = false), driven alternately
+# by pgbench in one run, plus direct Postgres for reference. See bench/README.md.
+#
+#   bash bench/audit.sh [--quick] [-T SECONDS] [--rounds N]
+#
+# Reports, per workload: tps of audit-on / audit-off (target: select-only >= 0.95), the store's
+# event throughput (events per second committed while audit-on ran), and the flush latency that
+# an allowed write waits for (it is on disk before it runs): pgbench -c 1 latency of a one-row
+# UPDATE, audit-on minus audit-off, and jitgate_audit_flush_seconds from /metrics.
+#
+# env: T (seconds per run, default 10), ROUNDS (3), CLIENTS (8), THREADS (2), SCALE (10),
+#      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`).
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+T=${T:-10}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-8}
+THREADS=${THREADS:-2}
+SCALE=${SCALE:-10}
+
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) T=3 ROUNDS=1 ;;
+        -T) T=${2:?-T needs seconds}; shift ;;
+        --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+    shift
+done
+[[ $T =~ ^[0-9]+$ && $T -ge 1 ]] || die "T must be a whole number of seconds >= 1"
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_deps
+build_jitgate
+bench_tmp
+
+start_pg 100
+log "pgbench -i -s $SCALE (directly against Postgres)"
+PGPASSWORD=$UPSTREAM_PW pgbench -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U bench bench \
+    >"$TMP/pgbench-init.log" 2>&1 || { tail -n 20 "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+psql_direct -c "VACUUM ANALYZE" >/dev/null
+
+EXTRA_PIDS=()
+start_jitgate audit-on ""
+ON_PORT=$JG_PORT ON_API=$API_PORT ON_PID=$JG_PID
+EXTRA_PIDS+=("$JG_PID")
+start_jitgate audit-off $'[audit]\nenabled = false'
+OFF_PORT=$JG_PORT OFF_API=$API_PORT OFF_PID=$JG_PID
+EXTRA_PIDS+=("$JG_PID")
+JG_PID=""
+
+printf '\\set aid random(1, %d)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n' \
+    "$((SCALE * 100000))" >"$TMP/update.sql"
+
+metric() {  # metric API_PORT NAME: the sample's value (0 if absent)
+    curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
+}
+
+RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events
+: >"$RESULTS"
+
+# run_one ROUND WORKLOAD MODE TARGET CLIENTS
+run_one() {
+    local round=$1 workload=$2 mode=$3 target=$4 clients=$5 port pw args=() out rc=0 e0=0 e1=0
+    case $target in
+        direct) port=$PG_PORT pw=$UPSTREAM_PW ;;
+        audit-on) port=$ON_PORT pw=$CLIENT_PW ;;
+        audit-off) port=$OFF_PORT pw=$CLIENT_PW ;;
+    esac
+    case $workload in
+        select-only) args=(-S) ;;
+        tpc-b) psql_direct -c "TRUNCATE pgbench_history" >/dev/null ;;
+        update) args=(-f "$TMP/update.sql") ;;
+    esac
+    out=$TMP/r$round-$workload-$mode-$target-c$clients.out
+    [[ $target == audit-on ]] && e0=$(metric "$ON_API" jitgate_audit_events_total)
+    PGPASSWORD=$pw pgbench -n "${args[@]}" -M "$mode" -c "$clients" -j "$(( clients < THREADS ? clients : THREADS ))" \
+        -T "$T" -h 127.0.0.1 -p "$port" -U bench bench >"$out" 2>&1 || rc=$?
+    [[ $target == audit-on ]] && e1=$(metric "$ON_API" jitgate_audit_events_total)
+    [[ $rc -eq 0 ]] || { tail -n 20 "$out" >&2; die "pgbench $workload $mode $target failed"; }
+    local tps lat
+    tps=$(awk '/^tps = / {print $3; exit}' "$out")
+    lat=$(awk '/^latency average = / {print $4}' "$out")
+    [[ -n $tps && -n $lat ]] || { cat "$out" >&2; die "could not parse $out"; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
+        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" >>"$RESULTS"
+    log "$(printf '%-12s %-9s %-9s c%-2s tps %9.0f  lat %7.3f ms' "$workload" "$mode" "$target" "$clients" "$tps" "$lat")"
+}
+
+log "warm-up"
+for target in direct audit-on audit-off; do
+    PGPASSWORD=$([[ $target == direct ]] && echo "$UPSTREAM_PW" || echo "$CLIENT_PW") \
+        pgbench -n -S -c 2 -T 2 -h 127.0.0.1 -p "$(case $target in direct) echo "$PG_PORT" ;; audit-on) echo "$ON_PORT" ;; *) echo "$OFF_PORT" ;; esac)" \
+        -U bench bench >/dev/null 2>&1 || die "warm-up through $target failed"
+done
+
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS"
+    for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
+        read -r workload mode clients <<<"$spec"
+        # Alternate the order each round so drift hits both alike.
+        if (( round % 2 )); then order=(audit-on audit-off direct); else order=(direct audit-off audit-on); fi
+        for target in "${order[@]}"; do run_one "$round" "$workload" "$mode" "$target" "$clients"; done
+    done
+done
+
+flush_sum=$(metric "$ON_API" jitgate_audit_flush_seconds_sum)
+flush_count=$(metric "$ON_API" jitgate_audit_flush_seconds_count)
+dropped=$(metric "$ON_API" jitgate_audit_dropped_events_total)
+
+echo
+echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+echo
+echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | events/s (on) |"
+echo "|---|---|---|---|---|---|---|---|"
+for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
+    read -r workload mode clients <<<"$spec"
+    awk -F'\t' -v w="$workload" -v m="$mode" -v c="$clients" -v T="$T" '
+        function median(arr, n,   i, j, t) {
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
+            return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+        }
+        $2 == w && $3 == m && $5 == c {
+            k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $7
+            if (k == "audit-on") { ev += $8; runs++ }
+        }
+        END {
+            split("direct audit-off audit-on", ks, " ")
+            for (x = 1; x <= 3; x++) { k = ks[x]; delete a; for (i = 1; i <= n[k]; i++) a[i] = tps[k, i]; med[k] = median(a, n[k])
+                delete b; for (i = 1; i <= n[k]; i++) b[i] = lat[k, i]; mlat[k] = median(b, n[k]) }
+            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %.3f | %.0f |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
+                med["audit-on"] / med["audit-off"], runs ? ev / (runs * T) : 0
+            if (c == 1) printf "\nflush wait of an allowed write (-c 1 UPDATE latency, audit-on minus audit-off): %.3f ms\n", mlat["audit-on"] - mlat["audit-off"]
+        }' "$RESULTS"
+done
+awk -v s="$flush_sum" -v c="$flush_count" -v d="$dropped" 'BEGIN {
+    printf "store commits: %d, mean commit (encode + write + flush) %.3f ms; routine events dropped: %d\n", c, c ? s / c * 1000 : 0, d }'
