@@ -24,7 +24,7 @@ id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --she
 
 echo "== building jitgate"
 cargo build --quiet
-JG="$ROOT/target/debug/jitgate"
+JG="${CARGO_TARGET_DIR:-$ROOT/target}/debug/jitgate"
 
 DIR=$(mktemp -d /tmp/jitgate-demo.XXXXXX)
 chown postgres "$DIR"
