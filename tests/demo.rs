@@ -45,6 +45,9 @@ impl Demo {
 
 impl Drop for Demo {
     fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         send_signal(self.child.id(), "INT");
         let _ = support::proc::wait_child(&mut self.child, Duration::from_secs(30));
         let _ = self.child.kill();
