@@ -301,7 +301,7 @@ fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
     path = "/v1/requests/{id}/approve",
     tag = "requests",
     params(("id" = String, Path, description = "Request id")),
-    request_body(content = Decision, content_type = "application/json", description = "Optional"),
+    request_body(content = Option<Decision>, content_type = "application/json", description = "Optional: an empty body approves this statement once, with no reason"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The request after this approval (still pending while more approvals are needed)", body = RequestView),
