@@ -2,6 +2,12 @@
 //!
 //! A token is checked by hashing it (SHA-256) and comparing with every user's
 //! `api_token_sha256` in constant time. Every error body is `{"error":"…"}`.
+//!
+//! Every route is registered in [`routes`] through `utoipa_axum::routes!`, which adds the
+//! handler and its `#[utoipa::path]` description together: the OpenAPI document served at
+//! `GET /v1/openapi.json` ([`openapi`]) is the router's own list of routes.
+
+pub mod openapi;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,14 +17,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::approval::{DecideError, Event, State as ReqState};
+use crate::approval::{DecideError, Event, Grant, RequestView, State as ReqState};
 use crate::config::User;
 use crate::gate::Gate;
 
@@ -54,27 +62,64 @@ impl From<DecideError> for ApiError {
     }
 }
 
+/// Every route of the API with its OpenAPI description. This is the only place routes are
+/// added, and only through `routes!` (which registers handler and description together), so
+/// the served document cannot miss a route. The path and method of each come from the
+/// handler's `#[utoipa::path]`.
+pub fn routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(list_requests))
+        .routes(routes!(stream_requests))
+        .routes(routes!(get_request))
+        .routes(routes!(approve))
+        .routes(routes!(deny))
+        .routes(routes!(list_grants))
+        .routes(routes!(revoke_grant))
+        .routes(routes!(list_sessions))
+        .routes(routes!(get_session))
+        .routes(routes!(session_events))
+        .routes(routes!(session_recording))
+        .routes(routes!(export_events))
+        .routes(routes!(verify_chain))
+}
+
+/// The API's router: [`routes`], a JSON 404 for anything else, and the state.
 pub fn router(api: Api) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/v1/requests", get(list_requests))
-        .route("/v1/requests/stream", get(stream_requests))
-        .route("/v1/requests/{id}", get(get_request))
-        .route("/v1/requests/{id}/approve", post(approve))
-        .route("/v1/requests/{id}/deny", post(deny))
-        .route("/v1/grants", get(list_grants))
-        .route("/v1/grants/{id}", delete(revoke_grant))
-        .route("/v1/sessions", get(list_sessions))
-        .route("/v1/sessions/{id}", get(get_session))
-        .route("/v1/sessions/{id}/events", get(session_events))
-        .route("/v1/sessions/{id}/recording", get(session_recording))
-        .route("/v1/audit/export", get(export_events))
-        .route("/v1/audit/verify", get(verify_chain))
+    let (router, _document) = routes().split_for_parts();
+    router
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(api)
 }
 
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3 document of the control API (no token needed)",
+               content_type = "application/json", body = Object))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::document_json(),
+    )
+        .into_response()
+}
+
+/// Ready once every listener is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "Every listener is up (no token needed)", body = openapi::Health),
+        (status = 503, description = "Still starting", body = openapi::ErrorBody),
+    )
+)]
 async fn healthz(State(api): State<Api>) -> Response {
     if api.ready.load(Ordering::Acquire) {
         let audit = if api.gate.audit().healthy() {
@@ -92,6 +137,14 @@ async fn healthz(State(api): State<Api>) -> Response {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4 (no token needed)",
+               content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
+)]
 async fn metrics(State(api): State<Api>) -> Response {
     api.gate.refresh_metrics();
     (
@@ -127,11 +180,27 @@ fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
     found.ok_or_else(|| err(StatusCode::UNAUTHORIZED, "invalid token"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only requests in this state: pending, approved, denied, expired or cancelled.
+    #[param(value_type = Option<ReqState>)]
     state: Option<String>,
 }
 
+/// Requests, oldest first (at most the 1000 most recent).
+#[utoipa::path(
+    get,
+    path = "/v1/requests",
+    tag = "requests",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Requests", body = [RequestView]),
+        (status = 400, description = "Unknown state", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
 async fn list_requests(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -176,6 +245,19 @@ async fn list_requests(
 /// At most this many requests in one list (the most recent).
 const MAX_LISTED: usize = 1000;
 
+/// One request.
+#[utoipa::path(
+    get,
+    path = "/v1/requests/{id}",
+    tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The request", body = RequestView),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such request", body = openapi::ErrorBody),
+    )
+)]
 async fn get_request(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -192,11 +274,16 @@ async fn get_request(
     Ok(Json(r).into_response())
 }
 
-#[derive(Deserialize, Default)]
+/// An approval or a denial. An empty body approves with no reason and no grant.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Decision {
+    /// Why; required (non-blank) for a denial.
     #[serde(default)]
     reason: String,
+    /// Approve only: also grant similar statements for this many seconds (at most the rule's
+    /// `max_grant`); absent = this statement once.
+    #[schema(minimum = 1)]
     grant_secs: Option<u64>,
 }
 
@@ -208,6 +295,23 @@ fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
         .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
+/// Approve a pending request (with `grant_secs`: also grant similar statements for a while).
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{id}/approve",
+    tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body(content = Option<Decision>, content_type = "application/json", description = "Optional: an empty body approves this statement once, with no reason"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The request after this approval (still pending while more approvals are needed)", body = RequestView),
+        (status = 400, description = "Bad body, or grant_secs zero or over the rule's max_grant", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
+        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 409, description = "The request is no longer pending, or the caller already approved it", body = openapi::ErrorBody),
+    )
+)]
 async fn approve(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -223,6 +327,23 @@ async fn approve(
     Ok(Json(r).into_response())
 }
 
+/// Deny a pending request; the held statement fails with the reason.
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{id}/deny",
+    tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body(content = Decision, content_type = "application/json", description = "`reason` is required; `grant_secs` is refused"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The denied request", body = RequestView),
+        (status = 400, description = "Bad body, no reason, or grant_secs given", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
+        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 409, description = "The request is no longer pending", body = openapi::ErrorBody),
+    )
+)]
 async fn deny(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -244,11 +365,35 @@ async fn deny(
     Ok(Json(r).into_response())
 }
 
+/// Live grants.
+#[utoipa::path(
+    get,
+    path = "/v1/grants",
+    tag = "grants",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Grants in force, oldest first", body = [Grant]),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
 async fn list_grants(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate(&api, &headers)?;
     Ok(Json(api.gate.approvals.grants()).into_response())
 }
 
+/// Revoke a live grant at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/grants/{id}",
+    tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The revoked grant", body = Grant),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such live grant", body = openapi::ErrorBody),
+    )
+)]
 async fn revoke_grant(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -264,6 +409,17 @@ async fn revoke_grant(
 }
 
 /// Server-Sent Events: one `request` event per change, so approvers need not poll.
+#[utoipa::path(
+    get,
+    path = "/v1/requests/stream",
+    tag = "requests",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An event stream: `event: request` with the request as JSON data on every creation or decision; `event: lagged` with the number of missed changes",
+         content_type = "text/event-stream", body = RequestView),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
 async fn stream_requests(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -311,11 +467,17 @@ pub fn parse_since(s: &str) -> Result<u64, String> {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SessionQuery {
+    /// Only this user's sessions.
     user: Option<String>,
+    /// Only sessions to this target.
     target: Option<String>,
+    /// Sessions running at or started after: unix seconds, an RFC 3339 time, or a duration
+    /// ago (`2h`).
     since: Option<String>,
+    /// At most this many, the most recent (default 1000, at most 10000).
     limit: Option<usize>,
 }
 
@@ -329,6 +491,19 @@ async fn read<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Resu
     })
 }
 
+/// Sessions in the audit trail.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "audit",
+    params(SessionQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = [openapi::SessionRecord]),
+        (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
 async fn list_sessions(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -352,6 +527,19 @@ async fn list_sessions(
     Ok(Json(list).into_response())
 }
 
+/// One session.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The session", body = openapi::SessionRecord),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session", body = openapi::ErrorBody),
+    )
+)]
 async fn get_session(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -365,6 +553,19 @@ async fn get_session(
     Ok(Json(s).into_response())
 }
 
+/// A session's audit events, in order.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/events",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Events in order", body = [openapi::Event]),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session", body = openapi::ErrorBody),
+    )
+)]
 async fn session_events(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -379,6 +580,19 @@ async fn session_events(
     Ok(Json(events).into_response())
 }
 
+/// The terminal recording of an SSH session.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/recording",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, or it has no recording", body = openapi::ErrorBody),
+    )
+)]
 async fn session_recording(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -399,12 +613,26 @@ async fn session_recording(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
+    /// Events at or after: unix seconds, an RFC 3339 time, or a duration ago (`2h`).
     since: Option<String>,
 }
 
 /// Every event since a time, one JSON object per line (for a SIEM).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/export",
+    tag = "audit",
+    params(ExportQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "JSON Lines, one event per line, in order", content_type = "application/x-ndjson", body = openapi::Event),
+        (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
 async fn export_events(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -443,6 +671,17 @@ async fn export_events(
 }
 
 /// Walk the chain of the running store.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every link holds", body = openapi::Verified),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 409, description = "A broken link (`ok` false, `error` names it)", body = openapi::Verified),
+    )
+)]
 async fn verify_chain(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     authenticate(&api, &headers)?;
     let audit = api.gate.audit().clone();

@@ -17,7 +17,7 @@ use crate::policy::Class;
 /// - only the identical statement text, otherwise (`exact`). A table-less write such as
 ///   `setval('seq', …)` names its object in a literal, and an `unknown` statement cannot be
 ///   compared with another at all, so nothing wider can be granted safely.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct GrantScope {
     pub user: String,
     pub target: String,
@@ -74,7 +74,8 @@ impl GrantScope {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// A live grant: statements its scope covers pass without a new request until `expires_at`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Grant {
     pub id: String,
     #[serde(flatten)]

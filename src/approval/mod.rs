@@ -25,7 +25,8 @@ use crate::config::User;
 use crate::policy::Class;
 use crate::policy::rules::Approver;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// Where a request is: `pending` until it is approved, denied, expired or cancelled, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Pending,
@@ -59,7 +60,8 @@ impl State {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One approver's approval of a request.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     pub by: String,
     pub at: u64,
@@ -68,7 +70,9 @@ pub struct ApprovalRecord {
     pub grant_secs: Option<u64>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+/// What a held statement would touch; for a Postgres write, the planner's row estimate
+/// (from EXPLAIN, which runs nothing).
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Impact {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_rows: Option<f64>,
@@ -77,7 +81,7 @@ pub struct Impact {
 }
 
 /// A request as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RequestView {
     pub id: String,
     pub state: State,

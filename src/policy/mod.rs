@@ -16,7 +16,19 @@ use serde::{Deserialize, Serialize};
 
 /// What kind of action a statement or command is. Ordered by sensitivity for the SQL and
 /// exec classes: a list of statements takes the greatest class among its parts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     Read,
