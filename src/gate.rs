@@ -88,6 +88,8 @@ pub struct Gate {
     pub cache: ClassifierCache,
     pub approvals: Arc<Approvals>,
     pub metrics: Arc<Metrics>,
+    /// The audit trail, once `serve` has opened it (stand-in until main wires it in).
+    audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
 }
 
 /// A held action waiting for its request's outcome.
@@ -137,7 +139,17 @@ impl Gate {
             cache,
             approvals,
             metrics,
+            audit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Attach the audit trail (once; later calls are ignored).
+    pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
+        let _ = self.audit.set(audit);
+    }
+
+    pub fn audit(&self) -> Option<&Arc<crate::audit::Audit>> {
+        self.audit.get()
     }
 
     /// Refresh the metrics that are read rather than counted; called at scrape time.

@@ -16,5 +16,6 @@ pub mod policy;
 pub mod scram;
 pub mod secret;
 pub mod server;
+pub mod ssh;
 pub mod tls;
 pub mod webhook;
