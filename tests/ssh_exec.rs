@@ -25,7 +25,12 @@ fn run(env: &SshEnv, cmd: &str, stdin: Option<&[u8]>) -> Output {
 fn allowed_commands_run_with_their_output_and_exit_codes() {
     let env = SshEnv::new();
     let out = run(&env, "uptime", None);
-    assert!(out.status.success(), "{}\n{}", output_text(&out), env.logs());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        env.logs()
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("load average"),
         "{}",
@@ -54,7 +59,11 @@ fn allowed_commands_run_with_their_output_and_exit_codes() {
 
     // No stdin at all: EOF at once.
     let out = run_timeout(env.ssh().arg("-n").arg("cat"), None, T);
-    assert!(out.status.success() && out.stdout.is_empty(), "{}", output_text(&out));
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]
@@ -65,7 +74,10 @@ fn bulk_stdin_arrives_intact() {
     let mut ssh = env.ssh();
     ssh.arg("sha256sum");
     // head | tee FILE | ssh … sha256sum, then sha256sum FILE locally.
-    let mut args: Vec<String> = ssh.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut args: Vec<String> = ssh
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     args.insert(0, "ssh".into());
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     let script = format!(
@@ -74,9 +86,18 @@ fn bulk_stdin_arrives_intact() {
         quoted.join(" ")
     );
     let started = std::time::Instant::now();
-    let out = run_timeout(std::process::Command::new("sh").arg("-c").arg(&script), None, T);
+    let out = run_timeout(
+        std::process::Command::new("sh").arg("-c").arg(&script),
+        None,
+        T,
+    );
     let took = started.elapsed();
-    assert!(out.status.success(), "{}\n{}", output_text(&out), env.logs());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        env.logs()
+    );
     let remote = String::from_utf8_lossy(&out.stdout);
     let local = run_timeout(std::process::Command::new("sha256sum").arg(&file), None, T);
     let local = String::from_utf8_lossy(&local.stdout);
@@ -180,7 +201,10 @@ fn held_command_runs_after_approval_and_returns_its_exit_code() {
     assert_eq!(req["protocol"], "ssh");
     assert_eq!(req["class"], "write");
     assert_eq!(req["statement"], format!("rm {path}"));
-    assert!(std::path::Path::new(&path).exists(), "nothing may run before approval");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "nothing may run before approval"
+    );
     bob.approve_ok(&id, "ok", None);
     let (code, _, stderr) = r.finish();
     assert_eq!(code, Some(0), "{stderr}\n{}", env.logs());
@@ -203,7 +227,10 @@ fn denied_and_timed_out_commands_exit_126_with_a_message() {
     let (code, out, stderr) = r.finish();
     assert_eq!(code, Some(126), "{stderr}");
     assert!(out.is_empty());
-    assert!(stderr.contains("denied") && stderr.contains("not today"), "{stderr}");
+    assert!(
+        stderr.contains("denied") && stderr.contains("not today"),
+        "{stderr}"
+    );
     assert!(!std::path::Path::new("/tmp/jitgate-denied").exists());
 
     let (r, _) = held(&env, "touch /tmp/jitgate-timeout");

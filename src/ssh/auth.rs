@@ -16,11 +16,13 @@ pub(super) fn identify(
     target: &str,
     key: &PublicKey,
 ) -> Option<(Arc<User>, Arc<Target>)> {
-    let t = config.target(target).filter(|t| t.kind == TargetKind::Ssh)?;
+    let t = config
+        .target(target)
+        .filter(|t| t.kind == TargetKind::Ssh)?;
     let user = config.users.values().find(|u| {
-        u.ssh_keys.iter().any(|k| {
-            PublicKey::from_openssh(k).is_ok_and(|k| k.key_data() == key.key_data())
-        })
+        u.ssh_keys
+            .iter()
+            .any(|k| PublicKey::from_openssh(k).is_ok_and(|k| k.key_data() == key.key_data()))
     })?;
     Some((user.clone(), t.clone()))
 }

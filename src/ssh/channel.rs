@@ -5,7 +5,7 @@
 //! - The target channel is opened only with a Permit; a refused start gets a message on
 //!   stderr, exit status 126, EOF and close, and nothing of it reaches the target.
 //! - Input sent before the decision is kept (up to [`HELD_INPUT_CAP`], then reading stops
-//!   and russh pushes back on the connection) and delivered first once allowed.
+//!   and the inbox's window throttling pauses the client) and delivered first once allowed.
 //! - The relay keeps SSH semantics: stdout, stderr (extended data 1), EOF each way,
 //!   exit-status and exit-signal exactly as the target sent them, close after both. Each
 //!   direction writes only as fast as the receiving side's window opens.
@@ -18,10 +18,11 @@ use bytes::Bytes;
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty};
 
+use super::Conn;
 use super::handler::env_allowed;
+use super::inbox::Inbox;
 use super::record::ChannelRecorder;
 use super::trail::{self, Pending};
-use super::Conn;
 use crate::policy::Class;
 use crate::policy::shell::classify_shell;
 
@@ -122,9 +123,12 @@ impl Setup {
 }
 
 /// The channel's life: setup, decision, relay.
-pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
-    let id = ch.id();
-    let (mut rx, tx) = ch.split();
+pub(super) async fn run(
+    conn: Arc<Conn>,
+    id: russh::ChannelId,
+    rx: Arc<Inbox>,
+    tx: ChannelWriteHalf<Msg>,
+) {
     let mut setup = Setup::default();
     let start = loop {
         if setup.full() {
@@ -132,7 +136,7 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
             let _ = tx.close().await;
             return;
         }
-        let m = rx.wait().await;
+        let m = rx.recv().await;
         if let Some(s) = setup.absorb(m) {
             break s;
         }
@@ -149,8 +153,14 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
                 crate::policy::Classification::bare(Class::Unknown, "command is not UTF-8"),
             ),
         },
-        Start::Shell => ("<interactive shell>".to_string(), trail::shell_classification()),
-        Start::Subsystem(name) => (format!("subsystem {name}"), trail::subsystem_classification(name)),
+        Start::Shell => (
+            "<interactive shell>".to_string(),
+            trail::shell_classification(),
+        ),
+        Start::Subsystem(name) => (
+            format!("subsystem {name}"),
+            trail::subsystem_classification(name),
+        ),
     };
     let pty = setup.pty.is_some();
     let eol = if pty { "\r\n" } else { "\n" };
@@ -168,7 +178,7 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
             loop {
                 tokio::select! {
                     o = &mut wait => break o,
-                    m = rx.wait(), if !setup.full() => {
+                    m = rx.recv(), if !setup.full() => {
                         let _ = setup.absorb(m);
                         if setup.closed {
                             // Dropping `wait` withdraws the request.
@@ -199,7 +209,12 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
     let up = match conn.upstream().await {
         Ok(u) => u,
         Err(e) => {
-            refuse(&tx, &format!("{}{eol}", e.user_message()), UNREACHABLE_STATUS).await;
+            refuse(
+                &tx,
+                &format!("{}{eol}", e.user_message()),
+                UNREACHABLE_STATUS,
+            )
+            .await;
             conn.kill(&e.audit_reason()).await;
             return;
         }
@@ -227,11 +242,16 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
         Start::Subsystem(name) => target.request_subsystem(true, name).await,
     };
     if started.is_err() {
-        refuse(&tx, &format!("jitgate: the target connection failed{eol}"), UNREACHABLE_STATUS).await;
+        refuse(
+            &tx,
+            &format!("jitgate: the target connection failed{eol}"),
+            UNREACHABLE_STATUS,
+        )
+        .await;
         return;
     }
-    let recorder = (classification.class != Class::FileTransfer)
-        .then(|| conn.recorder.channel(u32::from(id)));
+    let recorder =
+        (classification.class != Class::FileTransfer).then(|| conn.recorder.channel(u32::from(id)));
     if let (Some(r), Some(p)) = (&recorder, &setup.pty) {
         r.resize(p.cols, p.rows);
     }
@@ -243,7 +263,9 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>) {
 
 /// Tell the user why, then end the channel the way a failed command does.
 async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
-    let _ = tx.extended_data_bytes(1, Bytes::from(message.to_string())).await;
+    let _ = tx
+        .extended_data_bytes(1, Bytes::from(message.to_string()))
+        .await;
     let _ = tx.exit_status(status).await;
     let _ = tx.eof().await;
     let _ = tx.close().await;
@@ -252,7 +274,7 @@ async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
 async fn relay(
     conn: &Conn,
     id: russh::ChannelId,
-    mut rx: russh::ChannelReadHalf,
+    rx: Arc<Inbox>,
     tx: ChannelWriteHalf<Msg>,
     target: Channel<russh::client::Msg>,
     setup: Setup,
@@ -277,7 +299,7 @@ async fn relay(
             return;
         }
         loop {
-            match rx.wait().await {
+            match rx.recv().await {
                 Some(ChannelMsg::Data { data }) => {
                     if let Some(r) = rec {
                         r.input(&data);

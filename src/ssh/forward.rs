@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use russh::server::{ChannelOpenHandle, Msg};
-use russh::{Channel, ChannelMsg, ChannelOpenFailure};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf};
 
 use super::Conn;
+use super::inbox::Inbox;
 use super::trail::{self, Pending};
 use crate::policy::{Class, Classification};
 
@@ -24,7 +25,13 @@ pub(super) struct Request {
     pub originator_port: u32,
 }
 
-pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>, reply: ChannelOpenHandle, req: Request) {
+pub(super) async fn run(
+    conn: Arc<Conn>,
+    inbox: Arc<Inbox>,
+    tx: ChannelWriteHalf<Msg>,
+    reply: ChannelOpenHandle,
+    req: Request,
+) {
     let statement = format!("direct-tcpip {}:{}", req.host, req.port);
     let c = Classification::bare(Class::PortForward, "port forwarding");
     let outcome = match trail::decide(&conn.gate, &conn.ctx, &statement, &c) {
@@ -78,15 +85,19 @@ pub(super) async fn run(conn: Arc<Conn>, ch: Channel<Msg>, reply: ChannelOpenHan
         }
     };
     reply.accept().await;
-    pump(&conn, ch, target).await;
+    pump(&conn, inbox, tx, target).await;
 }
 
-async fn pump(conn: &Conn, user: Channel<Msg>, target: Channel<russh::client::Msg>) {
-    let (mut urx, utx) = user.split();
+async fn pump(
+    conn: &Conn,
+    urx: Arc<Inbox>,
+    utx: ChannelWriteHalf<Msg>,
+    target: Channel<russh::client::Msg>,
+) {
     let (mut trx, ttx) = target.split();
     let up = async {
         loop {
-            match urx.wait().await {
+            match urx.recv().await {
                 Some(ChannelMsg::Data { data }) => {
                     conn.count_in(data.len());
                     if ttx.data_bytes(data).await.is_err() {

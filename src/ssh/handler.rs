@@ -7,13 +7,14 @@
 //! it every session channel gets its own task. Agent forwarding, X11, remote forwarding and
 //! stream-local forwarding are refused.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelOpenFailure, Pty};
+use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, Pty};
 
+use super::inbox::{Inbox, TRICKLE_PACE, TRICKLE_WINDOW};
 use super::{Conn, SshServer, auth, channel, forward};
 use crate::config::{Target, User};
 use crate::gate::SessionCtx;
@@ -25,6 +26,9 @@ pub(super) struct ConnHandler {
     who: Option<(Arc<User>, Arc<Target>)>,
     /// Channels that already had their exec/shell/subsystem request.
     started: HashSet<ChannelId>,
+    /// Each open channel's inbox, for window throttling.
+    inboxes: HashMap<ChannelId, Weak<Inbox>>,
+    window: u32,
 }
 
 /// Environment variables passed to the target; everything else is refused.
@@ -35,16 +39,34 @@ pub(super) fn env_allowed(name: &str) -> bool {
 impl ConnHandler {
     pub fn new(server: Arc<SshServer>, peer: SocketAddr, slot: Arc<OnceLock<Arc<Conn>>>) -> Self {
         ConnHandler {
+            window: server.config.window_size,
             server,
             peer,
             slot,
             who: None,
             started: HashSet::new(),
+            inboxes: HashMap::new(),
         }
     }
 
     fn conn(&self) -> Option<&Arc<Conn>> {
         self.slot.get()
+    }
+
+    fn inbox(&mut self, ch: Channel<Msg>) -> (ChannelId, Arc<Inbox>, ChannelWriteHalf<Msg>) {
+        let id = ch.id();
+        let (rx, tx) = ch.split();
+        let inbox = Inbox::spawn(rx);
+        self.inboxes.retain(|_, w| w.strong_count() > 0);
+        self.inboxes.insert(id, Arc::downgrade(&inbox));
+        (id, inbox, tx)
+    }
+
+    fn congested(&self, channel: ChannelId) -> bool {
+        self.inboxes
+            .get(&channel)
+            .and_then(Weak::upgrade)
+            .is_some_and(|i| i.congested())
     }
 
     fn start(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), russh::Error> {
@@ -119,7 +141,9 @@ impl russh::server::Handler for ConnHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(conn) = self.conn().cloned() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         if conn.draining() {
@@ -127,7 +151,8 @@ impl russh::server::Handler for ConnHandler {
             return Ok(());
         }
         reply.accept().await;
-        tokio::spawn(channel::run(conn, ch));
+        let (id, inbox, tx) = self.inbox(ch);
+        tokio::spawn(channel::run(conn, id, inbox, tx));
         Ok(())
     }
 
@@ -142,7 +167,9 @@ impl russh::server::Handler for ConnHandler {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(conn) = self.conn().cloned() else {
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         let req = forward::Request {
@@ -151,7 +178,8 @@ impl russh::server::Handler for ConnHandler {
             originator_address: originator_address.to_string(),
             originator_port,
         };
-        tokio::spawn(forward::run(conn, ch, reply, req));
+        let (_, inbox, tx) = self.inbox(ch);
+        tokio::spawn(forward::run(conn, inbox, tx, reply, req));
         Ok(())
     }
 
@@ -250,12 +278,35 @@ impl russh::server::Handler for ConnHandler {
         Ok(false)
     }
 
+    /// The window russh grants next: the full window, or a trickle while this channel's
+    /// inbox is over its cap (see [`super::inbox`]).
+    fn adjust_window(&mut self, channel: ChannelId, _current: u32) -> u32 {
+        if self.congested(channel) {
+            TRICKLE_WINDOW
+        } else {
+            self.window
+        }
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.congested(channel) {
+            tokio::time::sleep(TRICKLE_PACE).await;
+        }
+        Ok(())
+    }
+
     async fn channel_close(
         &mut self,
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.started.remove(&channel);
+        self.inboxes.remove(&channel);
         Ok(())
     }
 }

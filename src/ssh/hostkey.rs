@@ -34,7 +34,8 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, HostKeyError> 
     if let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| HostKeyError::Write(shown.clone(), e.to_string()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| HostKeyError::Write(shown.clone(), e.to_string()))?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)

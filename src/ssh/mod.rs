@@ -10,9 +10,10 @@
 //! Invariants:
 //! - Nothing reaches a target without a [`crate::gate::Permit`]: the only code that opens a
 //!   target channel runs after [`trail::decide`] resolved to one.
-//! - Bounded memory: russh hands channel messages over bounded queues (`channel_buffer_size`
-//!   messages of at most `maximum_packet_size` bytes), writes wait for the peer's SSH window,
-//!   and a relay task never reads ahead of its writer, so a slow reader slows its writer.
+//! - Bounded memory: writes wait for the peer's SSH window; what users send waits in an
+//!   [`inbox`] held down by their window, what targets send in russh's bounded channel queue
+//!   (`channel_buffer_size` packets), and a relay task never reads ahead of its writer, so a
+//!   slow reader slows its writer.
 //!   Input that arrives while a command is held is kept up to [`channel::HELD_INPUT_CAP`].
 //!   Recordings are capped per session ([`record`]).
 //! - No panics on network input: everything from a peer is handled as a `Result`.
@@ -23,6 +24,7 @@ mod channel;
 mod forward;
 mod handler;
 mod hostkey;
+mod inbox;
 mod record;
 mod trail;
 mod upstream;
@@ -60,7 +62,9 @@ impl SshServer {
     pub fn new(gate: Arc<Gate>, host_key: PrivateKey, shutdown: watch::Receiver<u8>) -> Arc<Self> {
         let max = gate.config().server.max_connections;
         let config = ServerConfig {
-            server_id: SshId::Standard(format!("SSH-2.0-jitgate_{}", env!("CARGO_PKG_VERSION")).into()),
+            server_id: SshId::Standard(
+                format!("SSH-2.0-jitgate_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
             methods: MethodSet::from(&[MethodKind::PublicKey][..]),
             // A rejected key costs the client this long; the initial "none" probe of every
             // OpenSSH client reveals nothing, so it is answered at once.

@@ -151,12 +151,17 @@ impl ChannelRecorder {
 
     /// Emit what is buffered (all of it when `all`, else whole characters only).
     fn flush(&self, b: &mut Buffered, all: bool) {
-        let n = if all { b.data.len() } else { utf8_whole(&b.data) };
+        let n = if all {
+            b.data.len()
+        } else {
+            utf8_whole(&b.data)
+        };
         if n == 0 {
             return;
         }
         let chunk: Bytes = b.data.split_to(n).freeze();
-        self.rec.emit(self.channel, b.t, b.stream, Text::from(chunk));
+        self.rec
+            .emit(self.channel, b.t, b.stream, Text::from(chunk));
         if !b.data.is_empty() {
             b.t = self.rec.start.elapsed().as_secs_f64();
             b.since = Instant::now();
@@ -179,6 +184,10 @@ mod tests {
         assert_eq!(utf8_whole(b"abc"), 3);
         let e = "é".as_bytes();
         assert_eq!(utf8_whole(&[b'a', e[0]]), 1);
-        assert_eq!(utf8_whole(&[0xff, b'a']), 2, "invalid bytes are not held back");
+        assert_eq!(
+            utf8_whole(&[0xff, b'a']),
+            2,
+            "invalid bytes are not held back"
+        );
     }
 }

@@ -101,7 +101,12 @@ fn record(gate: &Gate, ctx: &SessionCtx, ev: EventKind) {
     }
 }
 
-pub(super) fn session_start(gate: &Gate, ctx: &SessionCtx, client: &str, application: Option<&str>) {
+pub(super) fn session_start(
+    gate: &Gate,
+    ctx: &SessionCtx,
+    client: &str,
+    application: Option<&str>,
+) {
     record(
         gate,
         ctx,
@@ -115,7 +120,13 @@ pub(super) fn session_start(gate: &Gate, ctx: &SessionCtx, client: &str, applica
     );
 }
 
-pub(super) fn session_end(gate: &Gate, ctx: &SessionCtx, reason: &str, bytes_in: u64, bytes_out: u64) {
+pub(super) fn session_end(
+    gate: &Gate,
+    ctx: &SessionCtx,
+    reason: &str,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
     record(
         gate,
         ctx,
@@ -137,7 +148,14 @@ pub(super) fn exit_status(gate: &Gate, ctx: &SessionCtx, status: u32) {
     );
 }
 
-pub(super) fn recording(gate: &Gate, session: &Arc<str>, channel: u32, t: f64, stream: char, data: Text) {
+pub(super) fn recording(
+    gate: &Gate,
+    session: &Arc<str>,
+    channel: u32,
+    t: f64,
+    stream: char,
+    data: Text,
+) {
     if let Some(a) = gate.audit()
         && let Err(e) = a.record(
             session.clone(),

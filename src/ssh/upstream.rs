@@ -90,7 +90,10 @@ pub(crate) struct Pinned {
 impl client::Handler for Pinned {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let (ok, shown) = match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => (
                 key.key_data() == self.pinned.key_data(),
@@ -98,7 +101,10 @@ impl client::Handler for Pinned {
             ),
             PublicKeyOrCertificate::Certificate(c) => (
                 false,
-                format!("a certificate ({})", c.public_key().fingerprint(HashAlg::Sha256)),
+                format!(
+                    "a certificate ({})",
+                    c.public_key().fingerprint(HashAlg::Sha256)
+                ),
             ),
         };
         if !ok {
@@ -111,11 +117,9 @@ impl client::Handler for Pinned {
 impl Connector {
     pub fn new(channel_buffer_size: usize) -> Connector {
         let config = client::Config {
-            client_id: russh::SshId::Standard(format!(
-                "SSH-2.0-jitgate_{}",
-                env!("CARGO_PKG_VERSION")
-            )
-            .into()),
+            client_id: russh::SshId::Standard(
+                format!("SSH-2.0-jitgate_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
             channel_buffer_size,
             inactivity_timeout: None,
             keepalive_interval: Some(Duration::from_secs(60)),
@@ -204,10 +208,14 @@ impl Connector {
         let auth = handle
             .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(key, hash))
             .await
-            .map_err(|e| UpstreamError::Connect(name.clone(), target.address.clone(), e.to_string()))?;
+            .map_err(|e| {
+                UpstreamError::Connect(name.clone(), target.address.clone(), e.to_string())
+            })?;
         match auth {
             AuthResult::Success => Ok(Upstream { handle }),
-            AuthResult::Failure { .. } => Err(UpstreamError::AuthRefused(name, target.user.clone())),
+            AuthResult::Failure { .. } => {
+                Err(UpstreamError::AuthRefused(name, target.user.clone()))
+            }
         }
     }
 }

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::jitgate::{Jitgate, JitgateBuilder, toml_str};
 use super::proc::{
-    TempDir, file_tail, free_port, is_root, output_text, require_tool, run_timeout,
-    start_watchdog, write_file,
+    TempDir, file_tail, free_port, is_root, output_text, require_tool, run_timeout, start_watchdog,
+    write_file,
 };
 
 /// The OS user the target sshd logs in as.
@@ -91,7 +91,10 @@ impl Keys {
 pub fn ensure_target_user() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        assert!(is_root(), "the SSH tests run as root (they create an OS user and run sshd)");
+        assert!(
+            is_root(),
+            "the SSH tests run as root (they create an OS user and run sshd)"
+        );
         let exists = Command::new("id")
             .arg(TARGET_USER)
             .stdout(Stdio::null())
@@ -138,7 +141,11 @@ impl Sshd {
         let dir = TempDir::new("sshd");
         let host = dir.join("host_ed25519");
         let host_key = keygen(&host, "ed25519");
-        let host_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let host_key = host_key
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
         let auth = dir.join("authorized_keys");
         write_file(&auth, authorized.join("\n") + "\n", 0o644);
         let mut last = String::new();
@@ -286,13 +293,20 @@ impl SshEnvBuilder {
 
     pub fn start(self) -> SshEnv {
         let keys = Keys::shared();
-        let sshd = Sshd::start(&[public_key(&keys.target), public_key(&keys.target_rsa), public_key(&keys.direct)]);
+        let sshd = Sshd::start(&[
+            public_key(&keys.target),
+            public_key(&keys.target_rsa),
+            public_key(&keys.direct),
+        ]);
         let key_file = if self.rsa_target_key {
             &keys.target_rsa
         } else {
             &keys.target
         };
-        let pinned = self.pinned_host_key.clone().unwrap_or(sshd.host_key.clone());
+        let pinned = self
+            .pinned_host_key
+            .clone()
+            .unwrap_or(sshd.host_key.clone());
         let users = format!(
             "[[users]]\nname = \"alice\"\ngroups = [\"dev\"]\nssh_keys = [{}]\n\n\
              [[users]]\nname = \"bob\"\ngroups = [\"sre\"]\napi_token_sha256 = \"{}\"\n\n\
