@@ -167,7 +167,7 @@ impl Sshd {
                 "AllowTcpForwarding yes",
                 "MaxStartups 500",
                 "MaxSessions 200",
-                "AcceptEnv LANG LC_*",
+                "AcceptEnv LANG LC_* JG_SECRET",
                 "PrintMotd no",
                 "LogLevel ERROR",
             ] {
