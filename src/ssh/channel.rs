@@ -215,7 +215,7 @@ pub(super) async fn run(
                 UNREACHABLE_STATUS,
             )
             .await;
-            conn.kill(&e.audit_reason()).await;
+            conn.kill(&e.audit_reason(), "session refused").await;
             return;
         }
     };

@@ -299,10 +299,11 @@ impl Conn {
         }
     }
 
-    /// End the whole session (after a fatal target error was shown to the user).
-    async fn kill(&self, why: &str) {
+    /// End the whole session (after a fatal target error was shown to the user): `why` goes
+    /// to the audit trail, `told` to the client.
+    async fn kill(&self, why: &str, told: &str) {
         self.set_end_reason(why);
-        disconnect(&self.handle, why).await;
+        disconnect(&self.handle, told).await;
     }
 
     fn count_in(&self, n: usize) {
