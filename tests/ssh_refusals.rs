@@ -44,16 +44,17 @@ fn wrong_key_and_unknown_target_get_the_same_refusal() {
 
 #[test]
 fn target_host_key_mismatch_refuses_the_session() {
-    let mut b = SshEnvBuilder::default();
     // Pin some other key: the real target is an impostor now.
-    b.pinned_host_key = Some(
-        public_key(&Keys::shared().mallory)
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    let mut env = b.start();
+    let pinned = public_key(&Keys::shared().mallory)
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut env = SshEnvBuilder {
+        pinned_host_key: Some(pinned),
+        ..Default::default()
+    }
+    .start();
     let out = run_timeout(env.ssh().arg("uptime"), None, T);
     assert_eq!(out.status.code(), Some(255), "{}", output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -80,9 +81,11 @@ fn target_host_key_mismatch_refuses_the_session() {
 
 #[test]
 fn rsa_target_keys_work() {
-    let mut b = SshEnvBuilder::default();
-    b.rsa_target_key = true;
-    let env = b.start();
+    let env = SshEnvBuilder {
+        rsa_target_key: true,
+        ..Default::default()
+    }
+    .start();
     let out = run_timeout(env.ssh().arg("echo rsa-ok"), None, T);
     assert!(
         out.status.success(),

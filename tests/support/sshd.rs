@@ -265,7 +265,6 @@ pub struct SshEnvBuilder {
     pub rsa_target_key: bool,
     /// Pin this host key instead of the sshd's.
     pub pinned_host_key: Option<String>,
-    pub adjust: Vec<fn(JitgateBuilder) -> JitgateBuilder>,
 }
 
 impl Default for SshEnvBuilder {
@@ -275,7 +274,6 @@ impl Default for SshEnvBuilder {
             hold_timeout: "60s".into(),
             rsa_target_key: false,
             pinned_host_key: None,
-            adjust: Vec::new(),
         }
     }
 }
@@ -331,9 +329,6 @@ impl SshEnvBuilder {
                  action = \"review\"\napprovers = [\"group:sre\"]\nhold_timeout = {}",
                 toml_str(&self.hold_timeout)
             ));
-        for f in &self.adjust {
-            b = f(b);
-        }
         let jg = b.start();
         SshEnv { sshd, jg, keys }
     }
