@@ -265,6 +265,8 @@ pub struct SshEnvBuilder {
     pub rsa_target_key: bool,
     /// Pin this host key instead of the sshd's.
     pub pinned_host_key: Option<String>,
+    /// `server.drain_timeout`.
+    pub drain_timeout: Option<String>,
 }
 
 impl Default for SshEnvBuilder {
@@ -274,6 +276,7 @@ impl Default for SshEnvBuilder {
             hold_timeout: "60s".into(),
             rsa_target_key: false,
             pinned_host_key: None,
+            drain_timeout: None,
         }
     }
 }
@@ -318,6 +321,9 @@ impl SshEnvBuilder {
             toml_str(&pinned),
         );
         let mut b = JitgateBuilder::new().ssh_listen().raw_toml(&users);
+        if let Some(d) = &self.drain_timeout {
+            b = b.server_str("drain_timeout", d);
+        }
         for r in &self.first {
             b = b.rule(r);
         }
