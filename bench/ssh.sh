@@ -49,6 +49,7 @@ command -v ssh >/dev/null || apt_install openssh-client
 command -v curl >/dev/null || apt_install curl
 build_jitgate
 TMP=$(mktemp -d /tmp/jitgate-sshbench.XXXXXX)
+chmod 755 "$TMP"   # sshd reads authorized_keys as the target user
 mkdir -p "$TMP/logs" /run/sshd
 
 id "$TARGET_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TARGET_USER"
