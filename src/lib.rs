@@ -18,5 +18,6 @@ pub mod reload;
 pub mod scram;
 pub mod secret;
 pub mod server;
+pub mod ssh;
 pub mod tls;
 pub mod webhook;

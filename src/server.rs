@@ -31,6 +31,8 @@ pub enum ServeError {
     Tls(#[from] crate::tls::TlsError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    HostKey(#[from] crate::ssh::HostKeyError),
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
 }
@@ -55,6 +57,13 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     let drain_timeout = config.server.drain_timeout;
     let pg_listen = config.server.postgres_listen;
     let api_listen = config.server.api_listen;
+    let ssh_listen = config.server.ssh_listen;
+    let ssh_host_key = match ssh_listen {
+        Some(_) => Some(crate::ssh::load_or_create_host_key(
+            &config.server.ssh_host_key,
+        )?),
+        None => None,
+    };
 
     let audit = open_audit(&config)?;
     let approvals = Arc::new(Approvals::new());
@@ -80,6 +89,16 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
             Some((server.clone(), tokio::spawn(server.serve(l))))
         }
         None => None,
+    };
+
+    let ssh = match (ssh_listen, ssh_host_key) {
+        (Some(addr), Some(key)) => {
+            let l = bind(addr).await?;
+            let server = crate::ssh::SshServer::new(gate.clone(), key, shutdown_rx.clone());
+            info!("ssh listening on {addr}");
+            Some((server.clone(), tokio::spawn(server.serve(l))))
+        }
+        _ => None,
     };
 
     let api = crate::api::Api {
@@ -119,17 +138,23 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
         info!("cancelled {cancelled} pending requests");
     }
     let deadline = Instant::now() + drain_timeout;
-    if let Some((server, _)) = &pg {
-        while server.active_sessions() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let active = |pg: &Option<(Arc<crate::pg::PgServer>, _)>,
+                  ssh: &Option<(Arc<crate::ssh::SshServer>, _)>| {
+        pg.as_ref().map_or(0, |(s, _)| s.active_sessions())
+            + ssh.as_ref().map_or(0, |(s, _)| s.active_sessions())
+    };
+    while active(&pg, &ssh) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = shutdown_tx.send(FORCE);
-    if let Some((server, task)) = pg {
-        let stop = Instant::now() + Duration::from_secs(3);
-        while server.active_sessions() > 0 && Instant::now() < stop {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let stop = Instant::now() + Duration::from_secs(3);
+    while active(&pg, &ssh) > 0 && Instant::now() < stop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some((_, task)) = pg {
+        task.abort();
+    }
+    if let Some((_, task)) = ssh {
         task.abort();
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;

@@ -116,7 +116,11 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         .to_string();
     let export = demo.wait_line("export JITGATE_URL=", STEP);
     let mut env = Vec::new();
-    for kv in export.trim().trim_start_matches("export ").split_whitespace() {
+    for kv in export
+        .trim()
+        .trim_start_matches("export ")
+        .split_whitespace()
+    {
         let (k, v) = kv.split_once('=').unwrap();
         env.push((k.to_string(), v.to_string()));
     }
@@ -135,12 +139,23 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
     // Terminal 1: alice reads, then her DELETE is held.
     let read = run_timeout(
         Command::new("psql")
-            .args(["-X", "-At", "-c", "select count(*) from accounts", &conninfo])
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                "select count(*) from accounts",
+                &conninfo,
+            ])
             .env("PGPASSWORD", "alice"),
         None,
         STEP,
     );
-    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), "100", "{}", output_text(&read));
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        "100",
+        "{}",
+        output_text(&read)
+    );
     let mut delete = Command::new("psql")
         .args(["-X", "-c", "delete from accounts where id = 1", &conninfo])
         .env("PGPASSWORD", "alice")
@@ -155,10 +170,19 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         let o = jitgate(&["requests", "--state", "pending", "--json"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
         if let Some(id) = v[0]["id"].as_str() {
-            assert!(v[0]["statement"].as_str().unwrap().contains("delete from accounts"));
+            assert!(
+                v[0]["statement"]
+                    .as_str()
+                    .unwrap()
+                    .contains("delete from accounts")
+            );
             break id.to_string();
         }
-        assert!(Instant::now() < deadline, "no pending request: {}", output_text(&o));
+        assert!(
+            Instant::now() < deadline,
+            "no pending request: {}",
+            output_text(&o)
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let ok = jitgate(&["approve", &id, "--reason", "ticket 42"]);
@@ -169,7 +193,10 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut delete.stderr.take().unwrap(), &mut err).unwrap();
     assert!(done.success() && out.contains("DELETE 1"), "{out}\n{err}");
-    assert!(err.contains(&format!("held for approval, request {id}")), "{err}");
+    assert!(
+        err.contains(&format!("held for approval, request {id}")),
+        "{err}"
+    );
 
     // Afterwards: the session and its replay.
     let sessions = jitgate(&["sessions", "--json"]);
@@ -187,10 +214,17 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         let r = jitgate(&["replay", session["id"].as_str().unwrap()]);
         let text = String::from_utf8_lossy(&r.stdout);
         if text.contains("-> DELETE 1") {
-            assert!(text.contains(&format!("request {id} approved by bob: \"ticket 42\"")), "{text}");
+            assert!(
+                text.contains(&format!("request {id} approved by bob: \"ticket 42\"")),
+                "{text}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "replay shows no DELETE 1: {}", output_text(&r));
+        assert!(
+            Instant::now() < deadline,
+            "replay shows no DELETE 1: {}",
+            output_text(&r)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let v = jitgate(&["audit", "verify"]);

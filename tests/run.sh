@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of jitgate: installs what a fresh Debian machine lacks (PostgreSQL 15 server
-# and client, pgbench, pgbouncer, OpenSSH server, systemd-analyze), then runs rustfmt, clippy and every test
-# against real servers. A missing tool is an error, never a skipped test.
+# and client, pgbench, pgbouncer, OpenSSH server and client, tmux, systemd-analyze), then runs
+# rustfmt, clippy and every test against real servers. A missing tool is an error, never a
+# skipped test.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ declare -A needs=(
     [/usr/lib/postgresql/15/bin/pgbench]=postgresql-15
     [/usr/bin/psql]=postgresql-client-15
     [/usr/sbin/sshd]=openssh-server
+    [/usr/bin/ssh]=openssh-client
+    [/usr/bin/tmux]=tmux
     [/usr/sbin/pgbouncer]=pgbouncer
     # systemd-analyze checks systemd/jitgate.service offline; nothing here boots systemd.
     [/usr/bin/systemd-analyze]=systemd
@@ -42,7 +45,7 @@ if ((${#missing[@]})); then
     apt-get update
     apt-get install -y "${missing[@]}"
 else
-    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, systemd"
+    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd"
 fi
 
 for path in "${!needs[@]}"; do

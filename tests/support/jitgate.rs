@@ -145,6 +145,7 @@ pub struct JitgateBuilder {
     proxy_tls: bool,
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
+    ssh_listen: bool,
 }
 
 impl JitgateBuilder {
@@ -209,6 +210,12 @@ impl JitgateBuilder {
     /// Use this `data_dir` instead of one in the config's temp dir.
     pub fn data_dir(mut self, dir: &Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Also listen for SSH (`ssh_listen` on a free port; see [`Jitgate::ssh_port`]).
+    pub fn ssh_listen(mut self) -> Self {
+        self.ssh_listen = true;
         self
     }
 
@@ -312,7 +319,12 @@ impl JitgateBuilder {
     fn try_start(&self) -> Result<Jitgate, (String, bool)> {
         let dir = TempDir::new("jg");
         let (pg_port, api_port) = (free_port(), free_port());
-        let config = self.write_config(dir.path(), pg_port, api_port);
+        let mut with_ssh = self.clone();
+        let ssh_port = self.ssh_listen.then(free_port);
+        if let Some(p) = ssh_port {
+            with_ssh = with_ssh.server_str("ssh_listen", &format!("127.0.0.1:{p}"));
+        }
+        let config = with_ssh.write_config(dir.path(), pg_port, api_port);
         let log_path = dir.join("jitgate.log");
         let log = std::fs::File::create(&log_path).expect("create jitgate.log");
         let mut cmd = jitgate_cmd();
@@ -339,6 +351,7 @@ impl JitgateBuilder {
             child,
             pg_port,
             api_port,
+            ssh_port,
             ca_path: self.proxy_tls.then(|| dir.join("ca.crt")),
             config,
             log_path,
@@ -379,6 +392,7 @@ pub struct Jitgate {
     child: Child,
     pg_port: u16,
     api_port: u16,
+    ssh_port: Option<u16>,
     ca_path: Option<PathBuf>,
     config: PathBuf,
     log_path: PathBuf,
@@ -390,6 +404,17 @@ pub struct Jitgate {
 impl Jitgate {
     pub fn pg_port(&self) -> u16 {
         self.pg_port
+    }
+
+    /// The SSH listener's port (with [`JitgateBuilder::ssh_listen`]).
+    pub fn ssh_port(&self) -> u16 {
+        self.ssh_port
+            .expect("jitgate was started without ssh_listen()")
+    }
+
+    /// The audit store's directory (`data_dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     pub fn pg_addr(&self) -> SocketAddr {

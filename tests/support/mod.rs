@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod http;
 pub mod jitgate;
 pub mod proc;
+pub mod sshd;
 pub mod wire;
 
 // Re-exports for the test files; each file uses some of them.

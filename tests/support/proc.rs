@@ -262,7 +262,7 @@ pub fn require_tool(path: &str) {
     assert!(
         found,
         "required tool `{path}` is missing: run tests/run.sh (it installs postgresql-15, \
-         postgresql-client-15, pgbouncer and openssh-server) or install it by hand"
+         postgresql-client-15, pgbouncer, openssh-server, openssh-client and tmux) or install it by hand"
     );
 }
 

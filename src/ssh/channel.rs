@@ -1,0 +1,406 @@
+//! One session channel: gather its setup (pty, env), take its start request (exec, shell,
+//! subsystem) to the Gate, then relay it to a channel on the target.
+//!
+//! Invariants:
+//! - The target channel is opened only with a Permit; a refused start gets a message on
+//!   stderr, exit status 126, EOF and close, and nothing of it reaches the target.
+//! - Input sent before the decision is kept (up to [`HELD_INPUT_CAP`], then reading stops
+//!   and the inbox's window throttling pauses the client) and delivered first once allowed.
+//! - The relay keeps SSH semantics: stdout, stderr (extended data 1), EOF each way,
+//!   exit-status and exit-signal exactly as the target sent them, close after both. Each
+//!   direction writes only as fast as the receiving side's window opens.
+//! - Closing the user's channel while held withdraws the request (the Hold is dropped).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::server::Msg;
+use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty};
+
+use super::Conn;
+use super::handler::env_allowed;
+use super::inbox::Inbox;
+use super::record::ChannelRecorder;
+use super::trail::{self, Pending};
+use crate::policy::Class;
+use crate::policy::shell::classify_shell;
+
+/// Input kept while a start request waits for its decision.
+pub const HELD_INPUT_CAP: usize = 1 << 20;
+/// Exit status for a command the proxy refused (as a shell does for "cannot execute").
+const REFUSED_STATUS: u32 = 126;
+/// Exit status when the target could not be reached (as ssh itself).
+const UNREACHABLE_STATUS: u32 = 255;
+/// After the user closed the channel, how long the target may take to close its side.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+struct PtyReq {
+    term: String,
+    cols: u32,
+    rows: u32,
+    pix_w: u32,
+    pix_h: u32,
+    modes: Vec<(Pty, u32)>,
+}
+
+enum Start {
+    Exec(Vec<u8>),
+    Shell,
+    Subsystem(String),
+}
+
+/// What the client asked for before (and while) its start request was decided.
+#[derive(Default)]
+struct Setup {
+    pty: Option<PtyReq>,
+    env: Vec<(String, String)>,
+    early: Vec<Bytes>,
+    early_len: usize,
+    eof: bool,
+    closed: bool,
+}
+
+impl Setup {
+    fn full(&self) -> bool {
+        self.early_len >= HELD_INPUT_CAP
+    }
+
+    /// Take in one message; returns a start request when it is one.
+    fn absorb(&mut self, m: Option<ChannelMsg>) -> Option<Start> {
+        match m {
+            None | Some(ChannelMsg::Close) => self.closed = true,
+            Some(ChannelMsg::RequestPty {
+                term,
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+                terminal_modes,
+                ..
+            }) => {
+                self.pty = Some(PtyReq {
+                    term,
+                    cols: col_width,
+                    rows: row_height,
+                    pix_w: pix_width,
+                    pix_h: pix_height,
+                    modes: terminal_modes,
+                })
+            }
+            Some(ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                pix_width,
+                pix_height,
+            }) => {
+                if let Some(p) = &mut self.pty {
+                    (p.cols, p.rows, p.pix_w, p.pix_h) =
+                        (col_width, row_height, pix_width, pix_height);
+                }
+            }
+            Some(ChannelMsg::SetEnv {
+                variable_name,
+                variable_value,
+                ..
+            }) => {
+                if env_allowed(&variable_name) && self.env.len() < 64 {
+                    self.env.push((variable_name, variable_value));
+                }
+            }
+            Some(ChannelMsg::Data { data }) => {
+                self.early_len += data.len();
+                self.early.push(data);
+            }
+            Some(ChannelMsg::Eof) => self.eof = true,
+            Some(ChannelMsg::Exec { command, .. }) => return Some(Start::Exec(command)),
+            Some(ChannelMsg::RequestShell { .. }) => return Some(Start::Shell),
+            Some(ChannelMsg::RequestSubsystem { name, .. }) => return Some(Start::Subsystem(name)),
+            Some(_) => {}
+        }
+        None
+    }
+}
+
+/// The channel's life: setup, decision, relay.
+pub(super) async fn run(
+    conn: Arc<Conn>,
+    id: russh::ChannelId,
+    rx: Arc<Inbox>,
+    tx: ChannelWriteHalf<Msg>,
+) {
+    let mut setup = Setup::default();
+    let start = loop {
+        if setup.full() {
+            // Nobody sends a megabyte before asking for a command; stop listening.
+            let _ = tx.close().await;
+            return;
+        }
+        let m = rx.recv().await;
+        if let Some(s) = setup.absorb(m) {
+            break s;
+        }
+        if setup.closed {
+            return;
+        }
+    };
+
+    let (statement, classification) = match &start {
+        Start::Exec(cmd) => match std::str::from_utf8(cmd) {
+            Ok(s) => (s.to_string(), classify_shell(s)),
+            Err(_) => (
+                String::from_utf8_lossy(cmd).into_owned(),
+                crate::policy::Classification::bare(Class::Unknown, "command is not UTF-8"),
+            ),
+        },
+        Start::Shell => (
+            "<interactive shell>".to_string(),
+            trail::shell_classification(),
+        ),
+        Start::Subsystem(name) => (
+            format!("subsystem {name}"),
+            trail::subsystem_classification(name),
+        ),
+    };
+    let pty = setup.pty.is_some();
+    let eol = if pty { "\r\n" } else { "\n" };
+
+    let outcome = match trail::decide(&conn.gate, &conn.ctx, &statement, &classification) {
+        Pending::Ready(o) => o,
+        Pending::Later { request, wait } => {
+            if let Some(id) = request {
+                let line = format!("{}{eol}", trail::held_line(&id));
+                let _ = tx.extended_data_bytes(1, Bytes::from(line)).await;
+            }
+            let mut wait = wait;
+            let force = conn.forced();
+            tokio::pin!(force);
+            loop {
+                tokio::select! {
+                    o = &mut wait => break o,
+                    m = rx.recv(), if !setup.full() => {
+                        let _ = setup.absorb(m);
+                        if setup.closed {
+                            // Dropping `wait` withdraws the request.
+                            return;
+                        }
+                    }
+                    _ = &mut force => return,
+                }
+            }
+        }
+    };
+    let permit = match outcome {
+        Ok(p) => p,
+        Err(refusal) => {
+            tracing::info!(channel = %id, statement = %statement, "refused: {}", refusal.message);
+            refuse(&tx, &format!("{}{eol}", refusal.message), REFUSED_STATUS).await;
+            return;
+        }
+    };
+    tracing::info!(
+        channel = %id,
+        class = %permit.class,
+        rule = permit.rule.as_deref().unwrap_or(""),
+        statement = %statement,
+        "allowed"
+    );
+
+    let up = match conn.upstream().await {
+        Ok(u) => u,
+        Err(e) => {
+            refuse(
+                &tx,
+                &format!("{}{eol}", e.user_message()),
+                UNREACHABLE_STATUS,
+            )
+            .await;
+            conn.kill(&e.audit_reason(), "session refused").await;
+            return;
+        }
+    };
+    let target = match up.handle.channel_open_session().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("target refused a session channel: {e}");
+            let msg = format!("jitgate: the target refused the channel{eol}");
+            refuse(&tx, &msg, UNREACHABLE_STATUS).await;
+            return;
+        }
+    };
+    if let Some(p) = &setup.pty {
+        let _ = target
+            .request_pty(false, &p.term, p.cols, p.rows, p.pix_w, p.pix_h, &p.modes)
+            .await;
+    }
+    for (k, v) in std::mem::take(&mut setup.env) {
+        let _ = target.set_env(false, k, v).await;
+    }
+    let started = match start {
+        Start::Exec(cmd) => target.exec(true, cmd).await,
+        Start::Shell => target.request_shell(true).await,
+        Start::Subsystem(name) => target.request_subsystem(true, name).await,
+    };
+    if started.is_err() {
+        refuse(
+            &tx,
+            &format!("jitgate: the target connection failed{eol}"),
+            UNREACHABLE_STATUS,
+        )
+        .await;
+        return;
+    }
+    let recorder =
+        (classification.class != Class::FileTransfer).then(|| conn.recorder.channel(u32::from(id)));
+    if let (Some(r), Some(p)) = (&recorder, &setup.pty) {
+        r.resize(p.cols, p.rows);
+    }
+    relay(&conn, id, rx, tx, target, setup, recorder.as_ref()).await;
+    if let Some(r) = &recorder {
+        r.close();
+    }
+}
+
+/// Tell the user why, then end the channel the way a failed command does.
+async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
+    let _ = tx
+        .extended_data_bytes(1, Bytes::from(message.to_string()))
+        .await;
+    let _ = tx.exit_status(status).await;
+    let _ = tx.eof().await;
+    let _ = tx.close().await;
+}
+
+async fn relay(
+    conn: &Conn,
+    id: russh::ChannelId,
+    rx: Arc<Inbox>,
+    tx: ChannelWriteHalf<Msg>,
+    target: Channel<russh::client::Msg>,
+    setup: Setup,
+    rec: Option<&ChannelRecorder>,
+) {
+    let (mut trx, ttx) = target.split();
+    let up = async {
+        for d in setup.early {
+            if let Some(r) = rec {
+                r.input(&d);
+            }
+            conn.count_in(d.len());
+            if ttx.data_bytes(d).await.is_err() {
+                return;
+            }
+        }
+        if setup.eof {
+            let _ = ttx.eof().await;
+        }
+        if setup.closed {
+            let _ = ttx.close().await;
+            return;
+        }
+        loop {
+            match rx.recv().await {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Some(r) = rec {
+                        r.input(&data);
+                    }
+                    conn.count_in(data.len());
+                    if ttx.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = ttx.eof().await;
+                }
+                Some(ChannelMsg::WindowChange {
+                    col_width,
+                    row_height,
+                    pix_width,
+                    pix_height,
+                }) => {
+                    if let Some(r) = rec {
+                        r.resize(col_width, row_height);
+                    }
+                    let _ = ttx
+                        .window_change(col_width, row_height, pix_width, pix_height)
+                        .await;
+                }
+                Some(ChannelMsg::Signal { signal }) => {
+                    let _ = ttx.signal(signal).await;
+                }
+                Some(ChannelMsg::Close) | None => {
+                    let _ = ttx.close().await;
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+    };
+    let down = async {
+        let mut confirmed = false;
+        loop {
+            match trx.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Some(r) = rec {
+                        r.output(&data);
+                    }
+                    conn.count_out(data.len());
+                    if tx.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, ext }) => {
+                    if let Some(r) = rec {
+                        r.output(&data);
+                    }
+                    conn.count_out(data.len());
+                    if tx.extended_data_bytes(ext, data).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    trail::exit_status(&conn.gate, &conn.ctx, exit_status);
+                    let _ = tx.exit_status(exit_status).await;
+                }
+                Some(ChannelMsg::ExitSignal {
+                    signal_name,
+                    core_dumped,
+                    error_message,
+                    lang_tag,
+                }) => {
+                    let _ = conn
+                        .handle
+                        .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
+                        .await;
+                }
+                Some(ChannelMsg::Success) => confirmed = true,
+                Some(ChannelMsg::Failure) if !confirmed => {
+                    confirmed = true;
+                    let msg = Bytes::from_static(b"jitgate: the target refused the request\n");
+                    let _ = tx.extended_data_bytes(1, msg).await;
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = tx.eof().await;
+                }
+                Some(ChannelMsg::Close) | None => {
+                    let _ = tx.close().await;
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+    };
+    let force = conn.forced();
+    tokio::pin!(up, down, force);
+    tokio::select! {
+        // The target closed: nothing more can reach it, so stop reading the user.
+        _ = &mut down => {}
+        _ = &mut up => {
+            // The user closed: give the target a moment to close its side.
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut down).await;
+        }
+        _ = &mut force => {
+            let _ = tx.close().await;
+        }
+    }
+}

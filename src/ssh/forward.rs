@@ -1,0 +1,139 @@
+//! `direct-tcpip` (ssh -L): class `port_forward`, statement `direct-tcpip HOST:PORT`.
+//!
+//! Invariants: the user's channel is confirmed only after the Gate allowed it and the target
+//! opened the matching `direct-tcpip` channel; a refusal is a channel-open failure carrying
+//! the refusal's message (ssh prints it). The relay moves data and EOF both ways, each write
+//! waiting for the receiver's window, and closes both channels when either closes.
+
+use std::sync::Arc;
+
+use russh::server::{ChannelOpenHandle, Msg};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf};
+
+use super::Conn;
+use super::inbox::Inbox;
+use super::trail::{self, Pending};
+use crate::policy::{Class, Classification};
+
+/// SSH_OPEN_ADMINISTRATIVELY_PROHIBITED.
+const PROHIBITED: u32 = 1;
+
+pub(super) struct Request {
+    pub host: String,
+    pub port: u32,
+    pub originator_address: String,
+    pub originator_port: u32,
+}
+
+pub(super) async fn run(
+    conn: Arc<Conn>,
+    inbox: Arc<Inbox>,
+    tx: ChannelWriteHalf<Msg>,
+    reply: ChannelOpenHandle,
+    req: Request,
+) {
+    let statement = format!("direct-tcpip {}:{}", req.host, req.port);
+    let c = Classification::bare(Class::PortForward, "port forwarding");
+    let outcome = match trail::decide(&conn.gate, &conn.ctx, &statement, &c) {
+        Pending::Ready(o) => o,
+        Pending::Later { request, wait } => {
+            if let Some(id) = &request {
+                tracing::info!(request = %id, %statement, "port forward held for approval");
+            }
+            tokio::select! {
+                o = wait => o,
+                _ = conn.forced() => return,
+            }
+        }
+    };
+    if let Err(r) = outcome {
+        tracing::info!(%statement, "refused: {}", r.message);
+        let reason = ChannelOpenFailure::Other {
+            code: PROHIBITED,
+            reason: r.message,
+        };
+        reply.reject(reason).await;
+        return;
+    }
+    let up = match conn.upstream().await {
+        Ok(u) => u,
+        Err(e) => {
+            reply
+                .reject(ChannelOpenFailure::Other {
+                    code: PROHIBITED,
+                    reason: e.user_message(),
+                })
+                .await;
+            return;
+        }
+    };
+    let target = match up
+        .handle
+        .channel_open_direct_tcpip(
+            req.host.clone(),
+            req.port,
+            req.originator_address,
+            req.originator_port,
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::info!(%statement, "target refused the forward: {e}");
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return;
+        }
+    };
+    reply.accept().await;
+    pump(&conn, inbox, tx, target).await;
+}
+
+async fn pump(
+    conn: &Conn,
+    urx: Arc<Inbox>,
+    utx: ChannelWriteHalf<Msg>,
+    target: Channel<russh::client::Msg>,
+) {
+    let (mut trx, ttx) = target.split();
+    let up = async {
+        loop {
+            match urx.recv().await {
+                Some(ChannelMsg::Data { data }) => {
+                    conn.count_in(data.len());
+                    if ttx.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = ttx.eof().await;
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            }
+        }
+    };
+    let down = async {
+        loop {
+            match trx.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    conn.count_out(data.len());
+                    if utx.data_bytes(data).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = utx.eof().await;
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = conn.forced() => {}
+    }
+    let _ = ttx.close().await;
+    let _ = utx.close().await;
+}

@@ -1,0 +1,335 @@
+//! The SSH front end: a russh server facing users, a russh client per session facing the
+//! target, and the channel relays between them.
+//!
+//! `ssh -p 2222 web-1@proxy CMD` authenticates alice by her public key ([`auth`]); the SSH
+//! user name names the target. Every session channel ([`channel`]) and every `direct-tcpip`
+//! forward ([`forward`]) is decided by the Gate before anything of it reaches the target; the
+//! target connection ([`upstream`]) is opened on the first channel that is allowed and checks
+//! the target's pinned host key.
+//!
+//! Invariants:
+//! - Nothing reaches a target without a [`crate::gate::Permit`]: the only code that opens a
+//!   target channel runs after [`trail::decide`] resolved to one.
+//! - Bounded memory: writes wait for the peer's SSH window; what users send waits in an
+//!   [`inbox`] held down by their window, what targets send in russh's bounded channel queue
+//!   (`channel_buffer_size` packets), and a relay task never reads ahead of its writer, so a
+//!   slow reader slows its writer.
+//!   Input that arrives while a command is held is kept up to [`channel::HELD_INPUT_CAP`].
+//!   Recordings are capped per session ([`record`]).
+//! - No panics on network input: everything from a peer is handled as a `Result`.
+//! - Shutdown: DRAINING stops accepting; FORCE disconnects every session.
+
+mod auth;
+mod channel;
+mod forward;
+mod handler;
+mod hostkey;
+mod inbox;
+mod record;
+mod trail;
+mod upstream;
+
+pub use hostkey::{HostKeyError, load_or_create_host_key};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use russh::keys::PrivateKey;
+use russh::server::{Config as ServerConfig, Handle};
+use russh::{MethodKind, MethodSet, SshId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OnceCell, Semaphore, watch};
+use tracing::{Instrument, debug, info, warn};
+
+use crate::gate::{Gate, SessionCtx};
+use crate::pg::relay::{DRAINING, FORCE};
+
+/// Messages russh queues per channel before it stops reading the connection.
+const CHANNEL_BUFFER: usize = 32;
+
+pub struct SshServer {
+    gate: Arc<Gate>,
+    config: Arc<ServerConfig>,
+    upstream: upstream::Connector,
+    sessions: Arc<Semaphore>,
+    max: usize,
+    shutdown: watch::Receiver<u8>,
+}
+
+impl SshServer {
+    pub fn new(gate: Arc<Gate>, host_key: PrivateKey, shutdown: watch::Receiver<u8>) -> Arc<Self> {
+        let max = gate.config().server.max_connections;
+        let config = ServerConfig {
+            server_id: SshId::Standard(
+                format!("SSH-2.0-jitgate_{}", env!("CARGO_PKG_VERSION")).into(),
+            ),
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            // A rejected key costs the client this long; the initial "none" probe of every
+            // OpenSSH client reveals nothing, so it is answered at once.
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![host_key],
+            channel_buffer_size: CHANNEL_BUFFER,
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(60)),
+            keepalive_max: 3,
+            max_auth_attempts: 6,
+            nodelay: true,
+            ..ServerConfig::default()
+        };
+        Arc::new(SshServer {
+            gate,
+            config: Arc::new(config),
+            upstream: upstream::Connector::new(CHANNEL_BUFFER),
+            sessions: Arc::new(Semaphore::new(max)),
+            max,
+            shutdown,
+        })
+    }
+
+    /// Accept until shutdown begins.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((tcp, peer)) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { me.connection(tcp, peer).await });
+                    }
+                    Err(e) => {
+                        warn!("ssh accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = reached(&mut shutdown, DRAINING) => break,
+            }
+        }
+    }
+
+    /// Connections accepted and not yet closed.
+    pub fn active_sessions(&self) -> usize {
+        self.max.saturating_sub(self.sessions.available_permits())
+    }
+
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let permit = self.sessions.clone().try_acquire_owned().ok();
+        let result = if permit.is_some() {
+            "accepted"
+        } else {
+            "refused"
+        };
+        self.gate
+            .metrics
+            .connections
+            .with_label_values(&["ssh", result])
+            .inc();
+        if permit.is_none() {
+            return;
+        }
+        let _ = tcp.set_nodelay(true);
+        let startup = self.gate.config().server.startup_timeout;
+        let slot: Arc<OnceLock<Arc<Conn>>> = Arc::new(OnceLock::new());
+        let handler = handler::ConnHandler::new(self.clone(), peer, slot.clone());
+        let running = match tokio::time::timeout(
+            startup,
+            russh::server::run_stream(self.config.clone(), tcp, handler),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                debug!(%peer, "ssh handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "ssh handshake timed out");
+                return;
+            }
+        };
+        let handle = running.handle();
+        let force = reached_owned(self.shutdown.clone(), FORCE);
+        tokio::pin!(running, force);
+        let auth_deadline = tokio::time::sleep(startup);
+        tokio::pin!(auth_deadline);
+        let mut deadline_armed = true;
+        let mut forced = false;
+        loop {
+            tokio::select! {
+                r = &mut running => {
+                    if let Err(e) = r {
+                        debug!(%peer, "ssh session ended with an error: {e}");
+                    }
+                    break;
+                }
+                _ = &mut auth_deadline, if deadline_armed => {
+                    deadline_armed = false;
+                    if slot.get().is_none() {
+                        info!(%peer, "ssh authentication timed out");
+                        disconnect(&handle, "authentication timed out").await;
+                    }
+                }
+                _ = &mut force, if !forced => {
+                    forced = true;
+                    if let Some(c) = slot.get() {
+                        c.set_end_reason("jitgate is shutting down");
+                    }
+                    disconnect(&handle, "jitgate is shutting down").await;
+                }
+            }
+        }
+        if let Some(conn) = slot.get() {
+            conn.finish().await;
+        }
+        drop(permit);
+    }
+}
+
+/// Resolves once the shutdown phase is at least `phase` (or the sender is gone).
+async fn reached(rx: &mut watch::Receiver<u8>, phase: u8) {
+    let _ = rx.wait_for(|p| *p >= phase).await;
+}
+
+async fn reached_owned(mut rx: watch::Receiver<u8>, phase: u8) {
+    reached(&mut rx, phase).await
+}
+
+async fn disconnect(handle: &Handle, why: &str) {
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, why.into(), "en".into())
+        .await;
+}
+
+/// One authenticated user session: who, the target connection (opened on first use), the
+/// recording budget and the byte counters.
+pub(crate) struct Conn {
+    gate: Arc<Gate>,
+    ctx: SessionCtx,
+    handle: Handle,
+    server: Arc<SshServer>,
+    upstream: OnceCell<Result<Arc<upstream::Upstream>, Arc<upstream::UpstreamError>>>,
+    recorder: Arc<record::Recorder>,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    end_reason: Mutex<Option<String>>,
+    active: prometheus::IntGauge,
+}
+
+impl Conn {
+    fn new(
+        server: Arc<SshServer>,
+        ctx: SessionCtx,
+        handle: Handle,
+        peer: SocketAddr,
+        application: &str,
+    ) -> Arc<Conn> {
+        let gate = server.gate.clone();
+        trail::session_start(&gate, &ctx, &peer.to_string(), Some(application));
+        let active = gate.metrics.active_sessions.with_label_values(&["ssh"]);
+        active.inc();
+        let recorder = Arc::new(record::Recorder::new(gate.clone(), &ctx.id, Instant::now()));
+        info!(
+            session = %ctx.id,
+            user = %ctx.user.name,
+            target = %ctx.target.name,
+            client = %peer,
+            "ssh session started"
+        );
+        Arc::new(Conn {
+            gate,
+            ctx,
+            handle,
+            server,
+            upstream: OnceCell::new(),
+            recorder,
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            end_reason: Mutex::new(None),
+            active,
+        })
+    }
+
+    /// Resolves when sessions must close (FORCE).
+    fn forced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        reached_owned(self.server.shutdown.clone(), FORCE)
+    }
+
+    fn draining(&self) -> bool {
+        *self.server.shutdown.borrow() >= DRAINING
+    }
+
+    /// The target connection, opened by the first caller; every later caller gets the same
+    /// connection or the same error.
+    async fn upstream(&self) -> Result<Arc<upstream::Upstream>, Arc<upstream::UpstreamError>> {
+        let target = self.ctx.target.clone();
+        let timeout = self.gate.config().server.startup_timeout;
+        let span = tracing::info_span!("upstream", target = %target.name);
+        self.upstream
+            .get_or_init(|| {
+                async {
+                    let r = self
+                        .server
+                        .upstream
+                        .connect(&target, timeout)
+                        .await
+                        .map(Arc::new)
+                        .map_err(Arc::new);
+                    if let Err(e) = &r {
+                        warn!("target connection failed: {e}");
+                        self.gate
+                            .metrics
+                            .upstream_connect_failures
+                            .with_label_values(&["ssh", &target.name])
+                            .inc();
+                    }
+                    r
+                }
+                .instrument(span)
+            })
+            .await
+            .clone()
+    }
+
+    fn set_end_reason(&self, why: &str) {
+        let mut r = self.end_reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(why.to_string());
+        }
+    }
+
+    /// End the whole session (after a fatal target error was shown to the user): `why` goes
+    /// to the audit trail, `told` to the client.
+    async fn kill(&self, why: &str, told: &str) {
+        self.set_end_reason(why);
+        disconnect(&self.handle, told).await;
+    }
+
+    fn count_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn count_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    async fn finish(&self) {
+        if let Some(Ok(up)) = self.upstream.get() {
+            up.close().await;
+        }
+        let reason = self
+            .end_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "client closed".into());
+        let (bi, bo) = (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        );
+        trail::session_end(&self.gate, &self.ctx, &reason, bi, bo);
+        self.active.dec();
+        info!(session = %self.ctx.id, bytes_in = bi, bytes_out = bo, %reason, "ssh session ended");
+    }
+}

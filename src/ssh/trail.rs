@@ -1,0 +1,149 @@
+//! Everything the SSH front end asks of the Gate and tells the audit trail, in one place.
+//!
+//! [`decide`] is the only call of `Gate::check` in `ssh/`: it turns a verdict into either an
+//! outcome now or a future to await (after showing the held line, when there is one). The
+//! audit helpers record through the Gate's audit trail when one is attached and do nothing
+//! otherwise; recording never blocks and never fails a session.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::audit::{EventKind, Text};
+use crate::gate::{Action, Gate, Permit, Refusal, SessionCtx, Verdict};
+use crate::policy::{Class, Classification};
+
+pub(super) type Outcome = Result<Permit, Refusal>;
+
+/// What the Gate said about one action.
+pub(super) enum Pending {
+    /// Decided now.
+    Ready(Outcome),
+    /// Decided later. `request` is the id to show the user (`None`: wait without a word).
+    Later {
+        request: Option<String>,
+        wait: Pin<Box<dyn Future<Output = Outcome> + Send>>,
+    },
+}
+
+pub(super) fn decide(
+    gate: &Gate,
+    ctx: &SessionCtx,
+    statement: &str,
+    classification: &Classification,
+) -> Pending {
+    // The Gate records the Command event itself.
+    match gate.check(
+        ctx,
+        Action {
+            statement,
+            classification,
+            class: classification.class,
+            runs_prepared: false,
+            deferrable: false,
+        },
+    ) {
+        Verdict::Allow(p) => Pending::Ready(Ok(p)),
+        Verdict::Deny(r) => Pending::Ready(Err(r)),
+        Verdict::Hold(h) => Pending::Later {
+            request: Some(h.request.clone()),
+            wait: Box::pin(h),
+        },
+        Verdict::Commit(c) => Pending::Later {
+            request: None,
+            wait: Box::pin(c),
+        },
+    }
+}
+
+/// The held line, as the contract words it.
+pub(super) fn held_line(request: &str) -> String {
+    format!("jitgate: held for approval, request {request}")
+}
+
+/// A session channel's statement and classification for its start request.
+pub(super) fn shell_classification() -> Classification {
+    Classification::bare(Class::Shell, "interactive shell")
+}
+
+pub(super) fn subsystem_classification(name: &str) -> Classification {
+    if name == "sftp" {
+        Classification::bare(Class::FileTransfer, "sftp subsystem")
+    } else {
+        Classification::bare(Class::Unknown, format!("subsystem {name}"))
+    }
+}
+
+fn record(gate: &Gate, ctx: &SessionCtx, ev: EventKind) {
+    if let Err(e) = gate.audit().record(ctx.id.as_str(), ev) {
+        tracing::debug!("audit record failed: {e}");
+    }
+}
+
+pub(super) fn session_start(
+    gate: &Gate,
+    ctx: &SessionCtx,
+    client: &str,
+    application: Option<&str>,
+) {
+    record(
+        gate,
+        ctx,
+        EventKind::SessionStart {
+            protocol: Text::from_static("ssh"),
+            user: Text::from(&ctx.user.name),
+            target: Text::from(&ctx.target.name),
+            client: Text::from(client),
+            application: application.map(Text::from),
+        },
+    );
+}
+
+pub(super) fn session_end(
+    gate: &Gate,
+    ctx: &SessionCtx,
+    reason: &str,
+    bytes_in: u64,
+    bytes_out: u64,
+) {
+    record(
+        gate,
+        ctx,
+        EventKind::SessionEnd {
+            reason: Text::from(reason),
+            bytes_in,
+            bytes_out,
+        },
+    );
+}
+
+pub(super) fn exit_status(gate: &Gate, ctx: &SessionCtx, status: u32) {
+    record(
+        gate,
+        ctx,
+        EventKind::ExitStatus {
+            status: status as i32,
+        },
+    );
+}
+
+pub(super) fn recording(
+    gate: &Gate,
+    session: &Arc<str>,
+    channel: u32,
+    t: f64,
+    stream: char,
+    data: Text,
+) {
+    if let Err(e) = gate.audit().record(
+        session.clone(),
+        EventKind::Recording {
+            channel,
+            t,
+            stream,
+            data,
+        },
+    ) {
+        tracing::debug!("audit record failed: {e}");
+    }
+}
