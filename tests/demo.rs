@@ -79,6 +79,7 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
     let dir = TempDir::new("demo");
     let clone = clean_checkout(dir.path());
     let (pg, jg_pg, api) = (free_port(), free_port(), free_port());
+    let (sshd, jg_ssh) = (free_port(), free_port());
     // Builds go to a directory kept between runs, so only the first one is slow.
     let target_dir = repo_root().join("target").join("demo-checkout");
     let mut child = Command::new("bash")
@@ -86,6 +87,8 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         .env("PG_PORT", pg.to_string())
         .env("JITGATE_PG", jg_pg.to_string())
         .env("JITGATE_API", api.to_string())
+        .env("SSHD_PORT", sshd.to_string())
+        .env("JITGATE_SSH", jg_ssh.to_string())
         .env("CARGO_TARGET_DIR", &target_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -114,6 +117,14 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         .nth(1)
         .unwrap_or_else(|| panic!("no conninfo in {psql_line:?}"))
         .to_string();
+    let ssh_line = demo.wait_line("SSH=\"ssh ", STEP);
+    let ssh: Vec<String> = ssh_line
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let export = demo.wait_line("export JITGATE_URL=", STEP);
     let mut env = Vec::new();
     for kv in export
@@ -135,6 +146,20 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         }
         run_timeout(&mut c, None, STEP)
     };
+
+    // Over SSH, a read runs at once on the target.
+    let up = run_timeout(
+        Command::new(&ssh[0])
+            .args(&ssh[1..])
+            .args(["-o", "BatchMode=yes", "web-1@127.0.0.1", "uptime"]),
+        None,
+        STEP,
+    );
+    assert!(
+        up.status.success() && String::from_utf8_lossy(&up.stdout).contains("load average"),
+        "{}",
+        output_text(&up)
+    );
 
     // Terminal 1: alice reads, then her DELETE is held.
     let read = run_timeout(
