@@ -66,6 +66,8 @@ ssh-keygen -q -t ed25519 -N '' -C jitgate-to-web-1 -f "$DIR/web-1.key"   # only 
 ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$DIR/alice.key"       # alice's own key
 ssh-keygen -q -t ed25519 -N '' -f "$DIR/sshd_host_key"
 cp "$DIR/web-1.key.pub" "$DIR/authorized_keys"
+# sshd reads authorized_keys as jgdemo: let it through the directory (not list it).
+chmod 711 "$DIR"; chmod 644 "$DIR/authorized_keys"
 cat > "$DIR/sshd_config" <<CONF
 ListenAddress 127.0.0.1
 Port $SSHD_PORT
