@@ -149,9 +149,12 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
 
     // Over SSH, a read runs at once on the target.
     let up = run_timeout(
-        Command::new(&ssh[0])
-            .args(&ssh[1..])
-            .args(["-o", "BatchMode=yes", "web-1@127.0.0.1", "uptime"]),
+        Command::new(&ssh[0]).args(&ssh[1..]).args([
+            "-o",
+            "BatchMode=yes",
+            "web-1@127.0.0.1",
+            "uptime",
+        ]),
         None,
         STEP,
     );
