@@ -349,6 +349,13 @@ impl Gate {
                 if sensitive && !a.deferrable {
                     // Anything that may change something is on disk before it runs.
                     self.durable(s, ev, permit)
+                } else if sensitive {
+                    // Deferred to the transaction's commit point, but never dropped: a full
+                    // queue makes it wait for the disk instead.
+                    match self.audit.record(Text::from(&s.id), ev.clone()) {
+                        Err(crate::audit::AuditError::QueueFull) => self.durable(s, ev, permit),
+                        _ => Verdict::Allow(permit),
+                    }
                 } else {
                     self.record(s, ev);
                     Verdict::Allow(permit)
@@ -473,18 +480,20 @@ impl Gate {
     ) -> Verdict {
         let statement = a.statement;
         let id = crate::approval::new_id("r");
-        self.record(
+        let held = Self::event(
             s,
-            Self::event(
-                s,
-                a,
-                c,
-                AuditDecision::Held,
-                Some(&rule.name),
-                Some(&id),
-                None,
-            ),
+            a,
+            c,
+            AuditDecision::Held,
+            Some(&rule.name),
+            Some(&id),
+            None,
         );
+        // Dropped from a full queue: written durably once approved, instead of a plain flush.
+        let dropped = match self.audit.record(Text::from(&s.id), held.clone()) {
+            Err(crate::audit::AuditError::QueueFull) => Some((Text::from(&s.id), held)),
+            _ => None,
+        };
         let (view, rx) = self.approvals.create(NewRequest {
             id: Some(id),
             user: s.user.name.clone(),
@@ -519,6 +528,7 @@ impl Gate {
         self.metrics.requests.with_label_values(&["pending"]).inc();
         let fut = wait(
             (approvals.clone(), self.audit.clone(), self.metrics.clone()),
+            dropped,
             id.clone(),
             rule_name.clone(),
             class,
@@ -553,6 +563,7 @@ fn audit_refusal(
 
 async fn wait(
     (approvals, audit, metrics): (Arc<Approvals>, Audit, Arc<Metrics>),
+    dropped: Option<(Text, EventKind)>,
     id: String,
     rule: String,
     class: Class,
@@ -591,7 +602,11 @@ async fn wait(
         Some(Outcome::Approved { grant, .. }) => {
             // The approval was queued for the audit before this session was woken; this
             // flush puts it on disk before the statement may go upstream.
-            if let Err(e) = audit.flush().await {
+            let written = match dropped {
+                Some((session, ev)) => audit.record_durable(session, ev).await,
+                None => audit.flush().await,
+            };
+            if let Err(e) = written {
                 return Err(audit_refusal(&e, Some(rule), Some(id)));
             }
             Ok(Permit {

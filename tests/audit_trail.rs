@@ -190,6 +190,14 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     assert_eq!(v["events"].as_array().unwrap().len(), events.len());
     assert_eq!(v["session"]["id"], id);
 
+    // A query string axum cannot parse still gets the API's JSON error body.
+    let (code, body) = fx.bob.get("/v1/sessions?limit=many");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+
     let list = cli(&url, BOB_TOKEN, &["sessions", "--user", ALICE]);
     assert!(String::from_utf8_lossy(&list.stdout).contains(id));
 

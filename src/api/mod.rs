@@ -91,7 +91,35 @@ pub fn router(api: Api) -> Router {
     let (router, _document) = routes().split_for_parts();
     router
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(api)
+}
+
+/// Errors made by axum itself (a query string or path it cannot parse: 400, a wrong method:
+/// 405) come as plain text; give them the API's `{"error":"…"}` body too.
+async fn json_errors(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if resp.status().as_u16() < 400 || is_json {
+        return resp;
+    }
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let msg = String::from_utf8_lossy(&body).trim().to_string();
+    let msg = if msg.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    } else {
+        msg
+    };
+    err(status, msg).into_response()
 }
 
 /// The OpenAPI 3 document of this API.

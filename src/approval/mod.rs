@@ -275,7 +275,13 @@ impl Approvals {
 
     fn emit(&self, e: Event) {
         if let (Some(a), Event::Created(r) | Event::Decided(r)) = (self.audit.get(), &e) {
-            a.put_request(r);
+            // The current view, under the lock: concurrent changes are stored in the order
+            // they happened, so a stored request never goes back to `pending`.
+            let inner = self.lock();
+            match inner.requests.get(&r.id) {
+                Some(cur) => a.put_request(&cur.view),
+                None => a.put_request(r),
+            }
         }
         let _ = self.events.send(e);
     }

@@ -322,7 +322,16 @@ fn write_json(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std
 /// Play an asciicast back with its timing: pauses divided by `speed`, none longer than
 /// `idle_cap` seconds.
 fn play(mut out: Box<dyn Write>, cast: &str, speed: f64, idle_cap: f64) -> std::io::Result<()> {
-    let speed = if speed > 0.0 { speed } else { 1.0 };
+    let speed = if speed.is_finite() && speed >= 0.01 {
+        speed
+    } else {
+        1.0
+    };
+    let idle_cap = if idle_cap.is_finite() {
+        idle_cap.clamp(0.0, 3600.0)
+    } else {
+        3600.0
+    };
     let mut last = 0.0f64;
     for line in cast.lines().skip(1) {
         let Ok(Value::Array(f)) = serde_json::from_str::<Value>(line) else {
@@ -332,11 +341,11 @@ fn play(mut out: Box<dyn Write>, cast: &str, speed: f64, idle_cap: f64) -> std::
         if f.get(1).and_then(Value::as_str) != Some("o") {
             continue;
         }
-        let pause = ((t - last).max(0.0) / speed).min(idle_cap.max(0.0));
+        let pause = ((t - last).max(0.0) / speed).min(idle_cap);
         last = t;
         if pause > 0.0 {
             out.flush()?;
-            std::thread::sleep(Duration::from_secs_f64(pause));
+            std::thread::sleep(Duration::try_from_secs_f64(pause).unwrap_or_default());
         }
         out.write_all(f.get(2).and_then(Value::as_str).unwrap_or("").as_bytes())?;
     }

@@ -82,14 +82,15 @@ impl Relay {
                 // Everything up to the first Query, FunctionCall or Sync has been answered;
                 // Executes still queued before it were skipped after an error.
                 while let Some(f) = self.inflight.pop_front() {
-                    if !matches!(f, Inflight::Execute(_)) {
+                    if !matches!(f, Inflight::Execute(_) | Inflight::CopyEnd) {
                         break;
                     }
                 }
                 let status = frame.get(5).copied().unwrap_or(b'I');
                 self.status = status;
-                if self.inflight.is_empty() {
-                    // Nothing sent after this point: the status is current.
+                if self.inflight.is_empty() && self.held.is_none() {
+                    // Nothing sent or waiting to be sent after this point: the status is
+                    // current.
                     self.may_commit = false;
                 }
                 self.tracker.ready(status);
@@ -126,7 +127,23 @@ impl Relay {
             b'1' => self.tracker.parse_complete(),
             b'2' => self.tracker.bind_complete(),
             b'3' => self.tracker.close_complete(),
-            b'G' => self.tracker.copy_in_started(),
+            b'G' => {
+                self.tracker.copy_in_started();
+                // The same for the in-flight queue: those Syncs get no ReadyForQuery.
+                let mut i = 0;
+                while i < self.inflight.len() {
+                    match self.inflight[i] {
+                        Inflight::Sync => {
+                            self.inflight.remove(i);
+                        }
+                        Inflight::CopyEnd => {
+                            self.inflight.remove(i);
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
             _ => {}
         }
         self.cout.extend_from_slice(&frame);

@@ -87,6 +87,9 @@ impl Relay {
                 // COPY data streams through; outside COPY the server ignores it.
                 b'd' | b'c' | b'f' => {
                     if tag != b'd' && !self.discard_until_sync {
+                        if !self.tracker.copy_in() {
+                            self.inflight.push_back(Inflight::CopyEnd);
+                        }
                         self.tracker.copy_end();
                     }
                     self.c_pass = total;
@@ -137,8 +140,11 @@ impl Relay {
             b'F' => self.on_function_call(frame),
             b'S' => {
                 self.discard_until_sync = false;
+                if !self.tracker.copy_in() {
+                    // The server ignores a Sync in copy-in mode: no ReadyForQuery answers it.
+                    self.inflight.push_back(Inflight::Sync);
+                }
                 self.tracker.sync();
-                self.inflight.push_back(Inflight::Sync);
                 self.sout.extend_from_slice(&frame);
                 Ok(())
             }
@@ -202,6 +208,7 @@ impl Relay {
     fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
+        let deferrable = utf8 && self.deferrable(&text);
         let analysis = self.gate.cache.analyze(&text);
         let class = if utf8 {
             sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
@@ -215,14 +222,13 @@ impl Relay {
                 classification: &analysis.classification,
                 class,
                 runs_prepared: analysis.has_execute(),
-                deferrable: self.deferrable(&text),
+                deferrable,
             },
         );
         // Only a hold needs its own copy of the text.
         let preview =
             matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
         self.observe(started);
-        let deferrable = utf8 && self.deferrable(&text);
         self.decide(
             frame,
             HeldKind::Query(analysis),
@@ -461,8 +467,8 @@ impl Relay {
 }
 
 /// One statement that cannot end the transaction it runs in: no `;` but a trailing one, no
-/// leading comment, and not `COMMIT`, `END` or `PREPARE [TRANSACTION]`. Anything else (or
-/// anything unclear) is `false`.
+/// leading comment, and not `COMMIT`, `END`, `PREPARE [TRANSACTION]`, `ROLLBACK` (but
+/// `ROLLBACK TO`) or `ABORT`. Anything else (or anything unclear) is `false`.
 fn stays_in_transaction(text: &str) -> bool {
     let t = text.trim_start();
     let body = t.trim_end().trim_end_matches(';');
@@ -474,7 +480,19 @@ fn stays_in_transaction(text: &str) -> bool {
         .take_while(|c| c.is_ascii_alphabetic())
         .collect::<String>()
         .to_ascii_uppercase();
-    !word.is_empty() && !matches!(word.as_str(), "COMMIT" | "END" | "PREPARE")
+    let rollback_to = || {
+        let mut w = body.split_whitespace().skip(1);
+        let next = w.next().map(str::to_ascii_uppercase);
+        next.as_deref() == Some("TO")
+            || (matches!(next.as_deref(), Some("WORK" | "TRANSACTION"))
+                && w.next().map(str::to_ascii_uppercase).as_deref() == Some("TO"))
+    };
+    match word.as_str() {
+        "" | "COMMIT" | "END" | "PREPARE" | "ABORT" => false,
+        // ROLLBACK ends the block (what follows may autocommit); ROLLBACK TO does not.
+        "ROLLBACK" => rollback_to(),
+        _ => true,
+    }
 }
 
 #[cfg(test)]
@@ -486,10 +504,15 @@ mod tests {
         assert!(stays("UPDATE t SET v = 1 WHERE id = 2;"));
         assert!(stays("  insert into t values (1)"));
         assert!(stays("SELECT 1"));
-        assert!(stays("ROLLBACK"));
+        assert!(stays("ROLLBACK TO SAVEPOINT a"));
+        assert!(stays("rollback to a;"));
+        assert!(stays("ROLLBACK WORK TO a"));
         for s in [
             "COMMIT",
             "commit;",
+            "ROLLBACK",
+            "rollback work",
+            "ABORT",
             "END",
             "end transaction",
             "PREPARE TRANSACTION 'x'",

@@ -122,6 +122,9 @@ pub(super) enum Inflight {
     Call,
     /// A Sync, or a refused simple Query: ends at the next ReadyForQuery, records nothing.
     Sync,
+    /// CopyDone/CopyFail sent before the server said copy-in started (see
+    /// `Tracker::copy_in_started`).
+    CopyEnd,
 }
 
 pub struct Relay {
@@ -249,7 +252,16 @@ impl Relay {
                 msg::error(&mut self.cout, f);
                 break End::ProtocolError("client protocol violation".into());
             }
-            key.holding.store(self.held.is_some(), Ordering::Release);
+            // Only an approval wait is "holding" for cancels: during an audit wait a cancel
+            // goes upstream to whatever runs there.
+            let approval = matches!(
+                self.held,
+                Some(Held {
+                    hold: Waiting::Approval(_),
+                    ..
+                })
+            );
+            key.holding.store(approval, Ordering::Release);
             if self.terminated && self.sout.is_empty() {
                 break End::ClientTerminated;
             }
@@ -267,11 +279,11 @@ impl Relay {
                 };
             let s_room = self.sin.len() < READ_CHUNK.max(self.s_want) && self.cout.len() < OUT_CAP;
             let holding = self.held.is_some();
-            if holding && !was_holding {
+            if approval && !was_holding {
                 // A cancel that raced the end of an earlier hold must not withdraw this one.
                 cancelled.borrow_and_update();
             }
-            was_holding = holding;
+            was_holding = approval;
             for buf in [&mut self.cin, &mut self.sin, &mut self.cout, &mut self.sout] {
                 if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
                     *buf = BytesMut::new();
@@ -296,7 +308,7 @@ impl Relay {
                 r = async { match self.held.as_mut() { Some(h) => (&mut h.hold).await, None => std::future::pending().await } }, if holding => {
                     self.resolve(r);
                 }
-                _ = cancelled.changed(), if holding => {
+                _ = cancelled.changed(), if approval => {
                     if let Some(h) = &self.held {
                         h.hold.cancel("cancelled by the client");
                     }

@@ -169,6 +169,11 @@ impl Tracker {
         self.copy_in = true;
     }
 
+    /// In copy-in mode (the server ignores Sync until CopyDone/CopyFail).
+    pub fn copy_in(&self) -> bool {
+        self.copy_in
+    }
+
     /// Is anything still waiting for a ReadyForQuery?
     pub fn busy(&self) -> bool {
         !self.pending.is_empty()

@@ -215,7 +215,9 @@ pub(super) async fn run(
                 UNREACHABLE_STATUS,
             )
             .await;
-            conn.kill(&e.audit_reason(), "session refused").await;
+            // The channel carries the message and exit status; the client then ends the
+            // connection itself. Disconnecting here could overtake the message in flight.
+            conn.refused(&e.audit_reason());
             return;
         }
     };

@@ -301,9 +301,16 @@ impl Conn {
 
     /// End the whole session (after a fatal target error was shown to the user): `why` goes
     /// to the audit trail, `told` to the client.
-    async fn kill(&self, why: &str, told: &str) {
+    /// The target cannot be used (unreachable, wrong host key): remember why for the audit
+    /// trail, and disconnect a client that keeps the connection open anyway after a grace
+    /// period (the refused channel has told it).
+    fn refused(&self, why: &str) {
         self.set_end_reason(why);
-        disconnect(&self.handle, told).await;
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            disconnect(&handle, "session refused").await;
+        });
     }
 
     fn count_in(&self, n: usize) {
