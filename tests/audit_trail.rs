@@ -563,3 +563,51 @@ async fn a_full_disk_refuses_sensitive_statements_with_a_clear_error() {
     // The proxy is still up and says why.
     assert!(fx.env.jg.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_held_requests_audits_them_and_tells_the_client() {
+    let fx = Fixture::new("120s", 5);
+    let s = fx.alice_session().await;
+    let held = s.spawn_simple("UPDATE t SET v = 3 WHERE id = 3");
+    let r = wait_for_pending(&fx.bob, ALICE);
+    let id = r["id"].as_str().unwrap().to_string();
+    let mut jg = fx.env.jg;
+    jg.kill("TERM");
+    let err = finish(held).await.expect_err("a held statement cannot run at shutdown");
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "57014");
+    let detail = db.detail().unwrap_or("");
+    assert!(
+        detail.contains(&id) && detail.contains("shutting down"),
+        "{db:?}"
+    );
+    assert!(jg.wait_exit(Duration::from_secs(60)).is_some());
+    assert_eq!(
+        fx.env
+            .cluster
+            .superuser_psql_db(&fx.env.db, "SELECT v FROM t WHERE id = 3;"),
+        "0"
+    );
+    let e = run_timeout(
+        jitgate_cmd()
+            .args(["audit", "export", "--data-dir"])
+            .arg(jg.dir().join("data")),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(e.status.success(), "{}", output_text(&e));
+    let decided: Vec<Value> = String::from_utf8_lossy(&e.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "request_decided" && v["request"] == id.as_str())
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["state"], "cancelled");
+    assert!(
+        decided[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{decided:?}"
+    );
+}

@@ -101,7 +101,7 @@ impl Default for AuditOptions {
             redact_parameters: false,
             on_failure: OnAuditFailure::RefuseSensitive,
             retention_days: None,
-            commit_interval: Duration::from_millis(5),
+            commit_interval: Duration::from_millis(20),
             queue_capacity: 65_536,
         }
     }
