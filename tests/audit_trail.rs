@@ -573,7 +573,9 @@ async fn shutdown_cancels_held_requests_audits_them_and_tells_the_client() {
     let id = r["id"].as_str().unwrap().to_string();
     let mut jg = fx.env.jg;
     jg.kill("TERM");
-    let err = finish(held).await.expect_err("a held statement cannot run at shutdown");
+    let err = finish(held)
+        .await
+        .expect_err("a held statement cannot run at shutdown");
     let db = err.as_db_error().expect("a server error");
     assert_eq!(db.code().code(), "57014");
     let detail = db.detail().unwrap_or("");
