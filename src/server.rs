@@ -66,6 +66,8 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     };
 
     let audit = open_audit(&config)?;
+    // What the clean-up of a crash recorded is on disk before anything is served.
+    audit.flush().await?;
     let approvals = Arc::new(Approvals::new());
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let gate = Arc::new(Gate::new(

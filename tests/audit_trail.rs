@@ -388,7 +388,12 @@ async fn sigkill_during_pgbench_keeps_the_chain_and_every_write_that_ran() {
     let script = dir.path().join("insert.sql");
     std::fs::write(
         &script,
-        "\\set n random(1, 2000000000)\nINSERT INTO log VALUES (:n);\nSELECT v FROM t WHERE id = 1;\n",
+        // Writes inside a transaction block: recorded at once, flushed only by the barrier
+        // before the COMMIT goes upstream (autocommit writes are durable one by one, and
+        // would flush these too).
+        "\\set a random(1, 2000000000)\n\\set b random(1, 2000000000)\n\
+         SELECT v FROM t WHERE id = 1;\n\
+         BEGIN;\nINSERT INTO log VALUES (:a);\nINSERT INTO log VALUES (:b);\nCOMMIT;\n",
     )
     .unwrap();
     // A statement held for approval when the proxy dies.

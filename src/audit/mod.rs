@@ -17,7 +17,8 @@
 //!   and the chain continues from the last committed event on reopen.
 //! - **No record, no action.** [`Audit::record_durable`] resolves only after the commit holding
 //!   its event has been flushed to disk; a durable event cuts the gathering window short.
-//! - **Failure is sticky.** After any sled error (or the test hook [`Audit::inject_failure`])
+//! - **Failure is sticky.** After any sled error, a durable write that has not reached the disk
+//!   within 30 s (a hung disk), or the test hook [`Audit::inject_failure`],
 //!   the store is failed until restart: `record`/`record_durable` return
 //!   [`AuditError::Failed`], [`Audit::healthy`] is false, the error is logged once. The
 //!   caller applies `on_failure`.
@@ -150,6 +151,9 @@ struct Inner {
     pending: Mutex<Option<Writer>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// How long a durable write may take before the store counts as failed.
+const DURABLE_DEADLINE: Duration = Duration::from_secs(30);
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -319,11 +323,23 @@ impl Audit {
             }
         }
         self.inner.shared.wake_writer();
-        rx.await.unwrap_or_else(|_| {
-            Err(AuditError::Failed(Arc::from(
-                "the audit writer has stopped",
-            )))
-        })
+        match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
+            Ok(r) => r.unwrap_or_else(|_| {
+                Err(AuditError::Failed(Arc::from(
+                    "the audit writer has stopped",
+                )))
+            }),
+            Err(_) => {
+                // A disk that hangs must not hang every session that writes: the store
+                // counts as failed, and `on_failure` decides from now on.
+                let why = format!(
+                    "no commit reached the disk within {} s",
+                    DURABLE_DEADLINE.as_secs()
+                );
+                self.inner.shared.fail(why);
+                Err(self.inner.shared.error())
+            }
+        }
     }
 
     pub fn healthy(&self) -> bool {
