@@ -305,10 +305,6 @@ impl Gate {
         if eval.action != RuleAction::Deny
             && let Some(e) = self.audit.refusal(sensitive)
         {
-            let message = format!(
-                "jitgate: refused because the audit trail cannot record it ({e}); \
-                 ask an operator to check jitgate's data_dir"
-            );
             self.record(
                 s,
                 Self::event(
@@ -321,12 +317,7 @@ impl Gate {
                     None,
                 ),
             );
-            return Verdict::Deny(Refusal {
-                kind: RefusalKind::Denied,
-                message,
-                rule: rule_name,
-                request: None,
-            });
+            return Verdict::Deny(audit_refusal(&e, rule_name, None));
         }
         match eval.action {
             RuleAction::Allow => {
@@ -447,28 +438,17 @@ impl Gate {
     /// what earlier deferred statements of its transaction changed.
     pub fn after_flush(&self, permit: Permit) -> Verdict {
         let audit = self.audit.clone();
-        Verdict::Commit(Commit {
-            fut: Box::pin(async move {
-                match audit.flush().await {
-                    Ok(_) => Ok(permit),
-                    Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
-                }
-            }),
-        })
+        once_written(async move { audit.flush().await }, permit)
     }
 
     /// A verdict that hands out `permit` once `ev` is on disk.
     fn durable(&self, s: &SessionCtx, ev: EventKind, permit: Permit) -> Verdict {
         let audit = self.audit.clone();
         let session = Text::from(&s.id);
-        Verdict::Commit(Commit {
-            fut: Box::pin(async move {
-                match audit.record_durable(session, ev).await {
-                    Ok(_) => Ok(permit),
-                    Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
-                }
-            }),
-        })
+        once_written(
+            async move { audit.record_durable(session, ev).await },
+            permit,
+        )
     }
 
     fn hold(
@@ -543,6 +523,21 @@ impl Gate {
             done: false,
         })
     }
+}
+
+/// `permit` once `write` has reached the disk; refused if it fails.
+fn once_written(
+    write: impl Future<Output = Result<u64, crate::audit::AuditError>> + Send + 'static,
+    permit: Permit,
+) -> Verdict {
+    Verdict::Commit(Commit {
+        fut: Box::pin(async move {
+            match write.await {
+                Ok(_) => Ok(permit),
+                Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
+            }
+        }),
+    })
 }
 
 fn audit_refusal(

@@ -61,6 +61,27 @@ fn cli(jg_api: &str, token: &str, args: &[&str]) -> std::process::Output {
     )
 }
 
+/// `jitgate ARGS --data-dir DATA` on a stopped jitgate's store; its stdout, once it succeeded.
+fn offline(args: &[&str], data: &std::path::Path, timeout: Duration) -> String {
+    let o = run_timeout(
+        jitgate_cmd().args(args).arg("--data-dir").arg(data),
+        None,
+        timeout,
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The events `jitgate audit export ARGS` prints for a stopped store, one JSON object a line.
+fn exported(args: &[&str], data: &std::path::Path, timeout: Duration) -> Vec<Value> {
+    let mut all = vec!["audit", "export"];
+    all.extend_from_slice(args);
+    offline(&all, data, timeout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
 #[test]
 fn a_psql_session_comes_back_complete_and_in_order() {
     let fx = Fixture::new("60s", 5);
@@ -206,53 +227,19 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     jg.kill("TERM");
     assert!(jg.wait_exit(Duration::from_secs(30)).is_some());
     let data = jg.dir().join("data");
-    let v = run_timeout(
-        jitgate_cmd()
-            .args(["audit", "verify", "--data-dir"])
-            .arg(&data),
-        None,
-        Duration::from_secs(60),
-    );
-    let out = String::from_utf8_lossy(&v.stdout);
-    assert!(
-        v.status.success() && out.starts_with("ok "),
-        "{}",
-        output_text(&v)
-    );
+    let out = offline(&["audit", "verify"], &data, Duration::from_secs(60));
+    assert!(out.starts_with("ok "), "{out}");
     let n: usize = out.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(n >= events.len(), "{out}");
-    let e = run_timeout(
-        jitgate_cmd()
-            .args([
-                "audit",
-                "export",
-                "--since",
-                "1h",
-                "--format",
-                "jsonl",
-                "--data-dir",
-            ])
-            .arg(&data),
-        None,
+    let lines = exported(
+        &["--since", "1h", "--format", "jsonl"],
+        &data,
         Duration::from_secs(60),
     );
-    assert!(e.status.success(), "{}", output_text(&e));
-    let lines: Vec<Value> = String::from_utf8_lossy(&e.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
     assert_eq!(lines.len(), n);
     assert!(lines.iter().any(|l| l["reason"] == "not during the freeze"));
-    let r = run_timeout(
-        jitgate_cmd().args(["replay", id, "--data-dir"]).arg(&data),
-        None,
-        Duration::from_secs(60),
-    );
-    assert!(
-        String::from_utf8_lossy(&r.stdout).contains("-> UPDATE 1"),
-        "{}",
-        output_text(&r)
-    );
+    let r = offline(&["replay", id], &data, Duration::from_secs(60));
+    assert!(r.contains("-> UPDATE 1"), "{r}");
 }
 
 async fn extended_session_events(redact: bool) -> Vec<Value> {
@@ -434,36 +421,18 @@ async fn sigkill_during_pgbench_keeps_the_chain_and_every_write_that_ran() {
     );
 
     let data = jg.dir().join("data");
-    let v = run_timeout(
-        jitgate_cmd()
-            .args(["audit", "verify", "--data-dir"])
-            .arg(&data),
-        None,
-        Duration::from_secs(60),
-    );
-    assert!(
-        v.status.success() && String::from_utf8_lossy(&v.stdout).starts_with("ok "),
-        "{}",
-        output_text(&v)
-    );
-    let e = run_timeout(
-        jitgate_cmd()
-            .args(["audit", "export", "--data-dir"])
-            .arg(&data),
-        None,
-        Duration::from_secs(120),
-    );
-    assert!(e.status.success(), "{}", output_text(&e));
-    let recorded: std::collections::HashSet<String> = String::from_utf8_lossy(&e.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "statement")
-        .filter_map(|v| {
-            let t = v["text"].as_str()?;
-            let rest = t.strip_prefix("INSERT INTO log VALUES (")?;
-            Some(rest.split(')').next()?.to_string())
-        })
-        .collect();
+    let out = offline(&["audit", "verify"], &data, Duration::from_secs(60));
+    assert!(out.starts_with("ok "), "{out}");
+    let recorded: std::collections::HashSet<String> =
+        exported(&[], &data, Duration::from_secs(120))
+            .into_iter()
+            .filter(|v| v["kind"] == "statement")
+            .filter_map(|v| {
+                let t = v["text"].as_str()?;
+                let rest = t.strip_prefix("INSERT INTO log VALUES (")?;
+                Some(rest.split(')').next()?.to_string())
+            })
+            .collect();
     let rows = fx
         .env
         .cluster
@@ -595,17 +564,8 @@ async fn shutdown_cancels_held_requests_audits_them_and_tells_the_client() {
             .superuser_psql_db(&fx.env.db, "SELECT v FROM t WHERE id = 3;"),
         "0"
     );
-    let e = run_timeout(
-        jitgate_cmd()
-            .args(["audit", "export", "--data-dir"])
-            .arg(jg.dir().join("data")),
-        None,
-        Duration::from_secs(60),
-    );
-    assert!(e.status.success(), "{}", output_text(&e));
-    let decided: Vec<Value> = String::from_utf8_lossy(&e.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let decided: Vec<Value> = exported(&[], &jg.dir().join("data"), Duration::from_secs(60))
+        .into_iter()
         .filter(|v| v["kind"] == "request_decided" && v["request"] == id.as_str())
         .collect();
     assert_eq!(decided.len(), 1, "{decided:?}");

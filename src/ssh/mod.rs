@@ -226,7 +226,7 @@ impl Conn {
         application: &str,
     ) -> Arc<Conn> {
         let gate = server.gate.clone();
-        trail::session_start(&gate, &ctx, &peer.to_string(), Some(application));
+        gate.session_start(&ctx, &peer.to_string(), Some(application));
         let active = gate.metrics.active_sessions.with_label_values(&["ssh"]);
         active.inc();
         let recorder = Arc::new(record::Recorder::new(gate.clone(), &ctx.id, Instant::now()));
@@ -335,7 +335,7 @@ impl Conn {
             self.bytes_in.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed),
         );
-        trail::session_end(&self.gate, &self.ctx, &reason, bi, bo);
+        self.gate.session_end(&self.ctx, &reason, bi, bo);
         self.active.dec();
         info!(session = %self.ctx.id, bytes_in = bi, bytes_out = bo, %reason, "ssh session ended");
     }

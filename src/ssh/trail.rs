@@ -2,8 +2,8 @@
 //!
 //! [`decide`] is the only call of `Gate::check` in `ssh/`: it turns a verdict into either an
 //! outcome now or a future to await (after showing the held line, when there is one). The
-//! audit helpers record through the Gate's audit trail when one is attached and do nothing
-//! otherwise; recording never blocks and never fails a session.
+//! Gate records the command event itself, and session start and end; the helpers here add
+//! exit statuses and recordings. Recording never blocks and never fails a session.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -74,52 +74,8 @@ pub(super) fn subsystem_classification(name: &str) -> Classification {
     }
 }
 
-fn record(gate: &Gate, ctx: &SessionCtx, ev: EventKind) {
-    if let Err(e) = gate.audit().record(ctx.id.as_str(), ev) {
-        tracing::debug!("audit record failed: {e}");
-    }
-}
-
-pub(super) fn session_start(
-    gate: &Gate,
-    ctx: &SessionCtx,
-    client: &str,
-    application: Option<&str>,
-) {
-    record(
-        gate,
-        ctx,
-        EventKind::SessionStart {
-            protocol: Text::from_static("ssh"),
-            user: Text::from(&ctx.user.name),
-            target: Text::from(&ctx.target.name),
-            client: Text::from(client),
-            application: application.map(Text::from),
-        },
-    );
-}
-
-pub(super) fn session_end(
-    gate: &Gate,
-    ctx: &SessionCtx,
-    reason: &str,
-    bytes_in: u64,
-    bytes_out: u64,
-) {
-    record(
-        gate,
-        ctx,
-        EventKind::SessionEnd {
-            reason: Text::from(reason),
-            bytes_in,
-            bytes_out,
-        },
-    );
-}
-
 pub(super) fn exit_status(gate: &Gate, ctx: &SessionCtx, status: u32) {
-    record(
-        gate,
+    gate.record(
         ctx,
         EventKind::ExitStatus {
             status: status as i32,
