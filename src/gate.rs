@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use crate::approval::{Approvals, Candidate, NewRequest, Outcome, State};
 use crate::audit::{Audit, Decision as AuditDecision, EventKind, Text};
 use crate::config::{Config, Target, User};
+use crate::lifecycle::Protocol;
 use crate::metrics::{Decision, Metrics};
 use crate::policy::cache::ClassifierCache;
 use crate::policy::rules::{self, Action as RuleAction, Subject};
@@ -38,7 +39,7 @@ pub struct SessionCtx {
     pub user: Arc<User>,
     pub target: Arc<Target>,
     pub source: IpAddr,
-    pub protocol: &'static str,
+    pub protocol: Protocol,
 }
 
 /// One statement or command to decide.
@@ -191,7 +192,7 @@ impl Gate {
         let _ = self.audit.record(
             Text::from(&s.id),
             EventKind::SessionStart {
-                protocol: Text::from_static(s.protocol),
+                protocol: Text::from_static(s.protocol.as_str()),
                 user: Text::from(&s.user.name),
                 target: Text::from(&s.target.name),
                 client: Text::from(client),
@@ -227,7 +228,7 @@ impl Gate {
         request: Option<&str>,
         grant: Option<&str>,
     ) -> EventKind {
-        if s.protocol == "ssh" {
+        if s.protocol == Protocol::Ssh {
             EventKind::Command {
                 command: Text::from(a.statement),
                 class: a.class,
@@ -478,7 +479,7 @@ impl Gate {
             id: Some(id),
             user: s.user.name.clone(),
             target: s.target.name.clone(),
-            protocol: s.protocol,
+            protocol: s.protocol.as_str(),
             class: c.class,
             statement: statement.to_string(),
             tables: c.tables.clone(),

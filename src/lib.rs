@@ -10,6 +10,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod gate;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod pg;

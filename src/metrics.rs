@@ -10,10 +10,10 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::lifecycle::Protocol;
 use crate::policy::Class;
 
 const DECISIONS: [&str; 3] = ["allow", "review", "deny"];
-const PROTOCOLS: [&str; 2] = ["postgres", "ssh"];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -92,7 +92,7 @@ impl Metrics {
             .unwrap_or_else(|_| unreachable!()),
         );
         let mut statements = Vec::new();
-        for p in PROTOCOLS {
+        for p in Protocol::ALL.map(Protocol::as_str) {
             for c in Class::ALL {
                 for d in DECISIONS {
                     statements.push(statements_vec.with_label_values(&[p, c.as_str(), d]));
@@ -269,8 +269,8 @@ impl Metrics {
     }
 
     /// Count one decided statement.
-    pub fn statement(&self, protocol: &str, class: Class, d: Decision) {
-        let p = usize::from(protocol == "ssh");
+    pub fn statement(&self, protocol: Protocol, class: Class, d: Decision) {
+        let p = usize::from(protocol == Protocol::Ssh);
         let c = Class::ALL.iter().position(|x| *x == class).unwrap_or(6);
         if let Some(counter) = self
             .statements

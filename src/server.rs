@@ -10,16 +10,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::approval::Approvals;
 use crate::config::Config;
 use crate::gate::Gate;
-use crate::pg::relay::{DRAINING, FORCE};
+use crate::lifecycle::{FrontEnd, Listener, Phase, Protocol, Shutdown, ShutdownSignal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -78,41 +77,52 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     ));
     spawn_retention(audit.clone());
     crate::webhook::spawn(gate.clone());
-    let (shutdown_tx, shutdown_rx) = watch::channel(0u8);
+    let shutdown = ShutdownSignal::new();
+    let max_connections = gate.config().server.max_connections;
     let ready = Arc::new(AtomicBool::new(false));
 
     let api_listener = bind(api_listen).await?;
-    let pg = match pg_listen {
-        Some(addr) => {
-            let l = bind(addr).await?;
-            let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
-            let server = crate::pg::PgServer::new(gate.clone(), acceptor, shutdown_rx.clone());
-            info!("postgres listening on {addr}");
-            Some((server.clone(), tokio::spawn(server.serve(l))))
-        }
-        None => None,
-    };
-
-    let ssh = match (ssh_listen, ssh_host_key) {
-        (Some(addr), Some(key)) => {
-            let l = bind(addr).await?;
-            let server = crate::ssh::SshServer::new(gate.clone(), key, shutdown_rx.clone());
-            info!("ssh listening on {addr}");
-            Some((server.clone(), tokio::spawn(server.serve(l))))
-        }
-        _ => None,
-    };
+    let mut listeners = Vec::new();
+    if let Some(addr) = pg_listen {
+        let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        let server = crate::pg::PgServer::new(gate.clone(), acceptor, shutdown.subscribe());
+        listeners.push(
+            listen(
+                addr,
+                Protocol::Postgres,
+                server,
+                &gate,
+                max_connections,
+                &shutdown,
+            )
+            .await?,
+        );
+    }
+    if let (Some(addr), Some(key)) = (ssh_listen, ssh_host_key) {
+        let server = crate::ssh::SshServer::new(gate.clone(), key, shutdown.subscribe());
+        listeners.push(
+            listen(
+                addr,
+                Protocol::Ssh,
+                server,
+                &gate,
+                max_connections,
+                &shutdown,
+            )
+            .await?,
+        );
+    }
 
     let api = crate::api::Api {
         gate: gate.clone(),
         ready: ready.clone(),
     };
-    let mut api_shutdown = shutdown_rx.clone();
+    let mut api_shutdown = shutdown.subscribe();
     let api_task = tokio::spawn(async move {
         let app = crate::api::router(api);
         let r = axum::serve(api_listener, app)
             .with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|p| *p >= FORCE).await;
+                api_shutdown.reached(Phase::Force).await;
             })
             .await;
         if let Err(e) = r {
@@ -134,30 +144,23 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     wait_for_signal().await;
     crate::notify::notify_stopping();
     info!("shutting down: no new connections; draining sessions for up to {drain_timeout:?}");
-    let _ = shutdown_tx.send(DRAINING);
+    shutdown.advance(Phase::Draining);
     let cancelled = approvals.cancel_all("jitgate is shutting down");
     if cancelled > 0 {
         info!("cancelled {cancelled} pending requests");
     }
-    let deadline = Instant::now() + drain_timeout;
-    let active = |pg: &Option<(Arc<crate::pg::PgServer>, _)>,
-                  ssh: &Option<(Arc<crate::ssh::SshServer>, _)>| {
-        pg.as_ref().map_or(0, |(s, _)| s.active_sessions())
-            + ssh.as_ref().map_or(0, |(s, _)| s.active_sessions())
-    };
-    while active(&pg, &ssh) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let drained = || futures_util::future::join_all(listeners.iter().map(|(l, _)| l.drained()));
+    if tokio::time::timeout(drain_timeout, drained())
+        .await
+        .is_err()
+    {
+        let busy: usize = listeners.iter().map(|(l, _)| l.active()).sum();
+        info!("drain_timeout reached with {busy} sessions open: closing them");
     }
-    let _ = shutdown_tx.send(FORCE);
-    let stop = Instant::now() + Duration::from_secs(3);
-    while active(&pg, &ssh) > 0 && Instant::now() < stop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if let Some((_, task)) = pg {
-        task.abort();
-    }
-    if let Some((_, task)) = ssh {
-        task.abort();
+    shutdown.advance(Phase::Force);
+    let _ = tokio::time::timeout(Duration::from_secs(3), drained()).await;
+    for (_, accepting) in &listeners {
+        accepting.abort();
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;
     match tokio::time::timeout(Duration::from_secs(10), audit.flush()).await {
@@ -167,6 +170,29 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     }
     info!("stopped");
     Ok(())
+}
+
+/// Bind `addr` and accept connections for `server` on a task of their own.
+async fn listen<F: FrontEnd>(
+    addr: std::net::SocketAddr,
+    protocol: Protocol,
+    server: Arc<F>,
+    gate: &Gate,
+    max_connections: usize,
+    shutdown: &ShutdownSignal,
+) -> Result<(Arc<Listener>, tokio::task::JoinHandle<()>), ServeError> {
+    let socket = bind(addr).await?;
+    let listener = Arc::new(Listener::new(
+        protocol,
+        max_connections,
+        gate.metrics.clone(),
+    ));
+    let accepting = {
+        let (listener, shutdown): (_, Shutdown) = (listener.clone(), shutdown.subscribe());
+        tokio::spawn(async move { listener.serve(socket, server, shutdown).await })
+    };
+    info!("{protocol} listening on {addr}");
+    Ok((listener, accepting))
 }
 
 /// Open the store, close what a crash left open (pending requests become `cancelled`,

@@ -21,13 +21,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tracing::{Instrument, info, warn};
 
 use crate::gate::{Gate, SessionCtx};
+use crate::lifecycle::{FrontEnd, Protocol, Shutdown, Slot};
 use msg::Fields;
 use startup::{Authenticated, Hello};
 use upstream::UpstreamError;
@@ -41,64 +42,24 @@ pub struct PgServer {
     registry: cancel::Registry,
     upstream_tls: Mutex<HashMap<String, Option<Arc<rustls::ClientConfig>>>>,
     process_secret: [u8; 32],
-    sessions: Arc<Semaphore>,
     excess: Arc<Semaphore>,
-    shutdown: watch::Receiver<u8>,
+    shutdown: Shutdown,
 }
 
 impl PgServer {
-    pub fn new(
-        gate: Arc<Gate>,
-        tls: Option<TlsAcceptor>,
-        shutdown: watch::Receiver<u8>,
-    ) -> Arc<PgServer> {
-        let max = gate.config().server.max_connections;
+    pub fn new(gate: Arc<Gate>, tls: Option<TlsAcceptor>, shutdown: Shutdown) -> Arc<PgServer> {
         Arc::new(PgServer {
             gate,
             tls,
             registry: cancel::Registry::default(),
             upstream_tls: Mutex::new(HashMap::new()),
             process_secret: rand::random(),
-            sessions: Arc::new(Semaphore::new(max)),
             excess: Arc::new(Semaphore::new(EXCESS_HANDSHAKES)),
             shutdown,
         })
     }
 
-    /// Accept until shutdown begins.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((tcp, peer)) => {
-                        let me = self.clone();
-                        tokio::spawn(async move { me.connection(tcp, peer).await });
-                    }
-                    Err(e) => {
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() >= relay::DRAINING {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let _ = tcp.set_nodelay(true);
-        let permit = self.sessions.clone().try_acquire_owned().ok();
-        let m = &self.gate.metrics;
-        let result = if permit.is_some() {
-            "accepted"
-        } else {
-            "refused"
-        };
-        m.connections.with_label_values(&["postgres", result]).inc();
+    async fn accepted(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, permit: Option<Slot>) {
         let _excess = match permit {
             Some(_) => None,
             None => match self.excess.clone().try_acquire_owned() {
@@ -137,7 +98,7 @@ impl PgServer {
                     user: auth.user.clone(),
                     target: auth.target.clone(),
                     source: peer.ip(),
-                    protocol: "postgres",
+                    protocol: Protocol::Postgres,
                 };
                 let span = tracing::info_span!(
                     "session",
@@ -288,10 +249,14 @@ fn leak_free_code(code: Option<&str>) -> &'static str {
     }
 }
 
-impl PgServer {
-    /// Sessions past start-up and not yet ended.
-    pub fn active_sessions(&self) -> usize {
-        let max = self.gate.config().server.max_connections;
-        max.saturating_sub(self.sessions.available_permits())
+impl FrontEnd for PgServer {
+    /// A connection over `max_connections` still completes start-up to be told 53300.
+    fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        slot: Option<Slot>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.accepted(tcp, peer, slot)
     }
 }

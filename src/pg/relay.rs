@@ -20,12 +20,12 @@ use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
-use tokio::sync::watch;
 
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
 use super::tracker::Tracker;
 use crate::gate::{Commit, Gate, Hold, Permit, Refusal, SessionCtx};
+use crate::lifecycle::{Phase, Shutdown};
 
 /// Read in chunks of this size; whole messages may need more.
 const READ_CHUNK: usize = 64 * 1024;
@@ -61,11 +61,6 @@ impl From<std::io::Error> for End {
         End::Io(e)
     }
 }
-
-/// Shutdown phases broadcast to sessions.
-pub const RUNNING: u8 = 0;
-pub const DRAINING: u8 = 1;
-pub const FORCE: u8 = 2;
 
 /// What a held frame was, so it can be forwarded or refused correctly later.
 pub(super) enum HeldKind {
@@ -238,7 +233,7 @@ impl Relay {
         client: ClientStream,
         upstream: UpstreamStream,
         key: &super::cancel::Key<'_>,
-        mut shutdown: watch::Receiver<u8>,
+        mut shutdown: Shutdown,
     ) -> Ended {
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ur, mut uw) = tokio::io::split(upstream);
@@ -335,18 +330,14 @@ impl Relay {
                         }
                     }
                 }
-                r = shutdown.changed() => {
-                    if r.is_err() {
-                        break End::Shutdown;
-                    }
-                    let phase = *shutdown.borrow_and_update();
-                    if phase >= DRAINING {
+                phase = shutdown.next() => {
+                    if phase >= Phase::Draining {
                         self.draining = true;
                         if let Some(h) = &self.held {
                             h.hold.cancel("jitgate is shutting down");
                         }
                     }
-                    if phase >= FORCE {
+                    if phase >= Phase::Force {
                         break End::Shutdown;
                     }
                 }

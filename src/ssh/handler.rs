@@ -120,7 +120,7 @@ impl russh::server::Handler for ConnHandler {
             user,
             target,
             source: self.peer.ip(),
-            protocol: "ssh",
+            protocol: crate::lifecycle::Protocol::Ssh,
         };
         let version = String::from_utf8_lossy(session.remote_sshid()).into_owned();
         let conn = Conn::new(

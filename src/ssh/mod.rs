@@ -17,7 +17,8 @@
 //!   Input that arrives while a command is held is kept up to [`channel::HELD_INPUT_CAP`].
 //!   Recordings are capped per session ([`record`]).
 //! - No panics on network input: everything from a peer is handled as a `Result`.
-//! - Shutdown: DRAINING stops accepting; FORCE disconnects every session.
+//! - Shutdown ([`crate::lifecycle`]): `Draining` stops accepting; `Force` disconnects every
+//!   session.
 
 mod auth;
 mod channel;
@@ -39,12 +40,12 @@ use std::time::{Duration, Instant};
 use russh::keys::PrivateKey;
 use russh::server::{Config as ServerConfig, Handle};
 use russh::{MethodKind, MethodSet, SshId};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OnceCell, Semaphore, watch};
+use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::gate::{Gate, SessionCtx};
-use crate::pg::relay::{DRAINING, FORCE};
+use crate::lifecycle::{FrontEnd, Phase, Shutdown, Slot};
 
 /// Messages russh queues per channel before it stops reading the connection.
 const CHANNEL_BUFFER: usize = 32;
@@ -53,14 +54,11 @@ pub struct SshServer {
     gate: Arc<Gate>,
     config: Arc<ServerConfig>,
     upstream: upstream::Connector,
-    sessions: Arc<Semaphore>,
-    max: usize,
-    shutdown: watch::Receiver<u8>,
+    shutdown: Shutdown,
 }
 
 impl SshServer {
-    pub fn new(gate: Arc<Gate>, host_key: PrivateKey, shutdown: watch::Receiver<u8>) -> Arc<Self> {
-        let max = gate.config().server.max_connections;
+    pub fn new(gate: Arc<Gate>, host_key: PrivateKey, shutdown: Shutdown) -> Arc<Self> {
         let config = ServerConfig {
             server_id: SshId::Standard(
                 format!("SSH-2.0-jitgate_{}", env!("CARGO_PKG_VERSION")).into(),
@@ -83,56 +81,14 @@ impl SshServer {
             gate,
             config: Arc::new(config),
             upstream: upstream::Connector::new(CHANNEL_BUFFER),
-            sessions: Arc::new(Semaphore::new(max)),
-            max,
             shutdown,
         })
     }
 
-    /// Accept until shutdown begins.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let mut shutdown = self.shutdown.clone();
-        loop {
-            tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((tcp, peer)) => {
-                        let me = self.clone();
-                        tokio::spawn(async move { me.connection(tcp, peer).await });
-                    }
-                    Err(e) => {
-                        warn!("ssh accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = reached(&mut shutdown, DRAINING) => break,
-            }
-        }
-    }
-
-    /// Connections accepted and not yet closed.
-    pub fn active_sessions(&self) -> usize {
-        self.max.saturating_sub(self.sessions.available_permits())
-    }
-
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
-        let permit = self.sessions.clone().try_acquire_owned().ok();
-        let result = if permit.is_some() {
-            "accepted"
-        } else {
-            "refused"
-        };
-        self.gate
-            .metrics
-            .connections
-            .with_label_values(&["ssh", result])
-            .inc();
-        if permit.is_none() {
-            return;
-        }
-        let _ = tcp.set_nodelay(true);
+    async fn session(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
         let startup = self.gate.config().server.startup_timeout;
-        let slot: Arc<OnceLock<Arc<Conn>>> = Arc::new(OnceLock::new());
-        let handler = handler::ConnHandler::new(self.clone(), peer, slot.clone());
+        let connection: Arc<OnceLock<Arc<Conn>>> = Arc::new(OnceLock::new());
+        let handler = handler::ConnHandler::new(self.clone(), peer, connection.clone());
         let running = match tokio::time::timeout(
             startup,
             russh::server::run_stream(self.config.clone(), tcp, handler),
@@ -150,7 +106,7 @@ impl SshServer {
             }
         };
         let handle = running.handle();
-        let force = reached_owned(self.shutdown.clone(), FORCE);
+        let force = self.shutdown.clone().reached_owned(Phase::Force);
         tokio::pin!(running, force);
         let auth_deadline = tokio::time::sleep(startup);
         tokio::pin!(auth_deadline);
@@ -166,34 +122,41 @@ impl SshServer {
                 }
                 _ = &mut auth_deadline, if deadline_armed => {
                     deadline_armed = false;
-                    if slot.get().is_none() {
+                    if connection.get().is_none() {
                         info!(%peer, "ssh authentication timed out");
                         disconnect(&handle, "authentication timed out").await;
                     }
                 }
                 _ = &mut force, if !forced => {
                     forced = true;
-                    if let Some(c) = slot.get() {
+                    if let Some(c) = connection.get() {
                         c.set_end_reason("jitgate is shutting down");
                     }
                     disconnect(&handle, "jitgate is shutting down").await;
                 }
             }
         }
-        if let Some(conn) = slot.get() {
+        if let Some(conn) = connection.get() {
             conn.finish().await;
         }
-        drop(permit);
+        drop(slot);
     }
 }
 
-/// Resolves once the shutdown phase is at least `phase` (or the sender is gone).
-async fn reached(rx: &mut watch::Receiver<u8>, phase: u8) {
-    let _ = rx.wait_for(|p| *p >= phase).await;
-}
-
-async fn reached_owned(mut rx: watch::Receiver<u8>, phase: u8) {
-    reached(&mut rx, phase).await
+impl FrontEnd for SshServer {
+    /// A connection over `max_connections` is closed at once.
+    fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        slot: Option<Slot>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        async move {
+            if let Some(slot) = slot {
+                self.session(tcp, peer, slot).await;
+            }
+        }
+    }
 }
 
 async fn disconnect(handle: &Handle, why: &str) {
@@ -251,13 +214,13 @@ impl Conn {
         })
     }
 
-    /// Resolves when sessions must close (FORCE).
+    /// Resolves when sessions must close (`Force`).
     fn forced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        reached_owned(self.server.shutdown.clone(), FORCE)
+        self.server.shutdown.clone().reached_owned(Phase::Force)
     }
 
     fn draining(&self) -> bool {
-        *self.server.shutdown.borrow() >= DRAINING
+        self.server.shutdown.phase() >= Phase::Draining
     }
 
     /// The target connection, opened by the first caller; every later caller gets the same
