@@ -116,8 +116,8 @@ impl Shutdown {
     }
 
     /// [`Self::reached`] as a future that owns its receiver.
-    pub fn reached_owned(mut self, phase: Phase) -> impl Future<Output = ()> + Send + 'static {
-        async move { self.reached(phase).await }
+    pub async fn reached_owned(mut self, phase: Phase) {
+        self.reached(phase).await
     }
 
     /// Waits for the next change and returns the new phase.

@@ -145,16 +145,9 @@ impl SshServer {
 
 impl FrontEnd for SshServer {
     /// A connection over `max_connections` is closed at once.
-    fn connection(
-        self: Arc<Self>,
-        tcp: TcpStream,
-        peer: SocketAddr,
-        slot: Option<Slot>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        async move {
-            if let Some(slot) = slot {
-                self.session(tcp, peer, slot).await;
-            }
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Option<Slot>) {
+        if let Some(slot) = slot {
+            self.session(tcp, peer, slot).await;
         }
     }
 }
