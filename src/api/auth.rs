@@ -1,0 +1,51 @@
+//! Who is calling: the [`AuthUser`] extractor turns a request's bearer token into the user
+//! it belongs to, or answers 401. Every handler that needs a token takes one, so none can
+//! forget the check.
+//!
+//! A token is checked by hashing it (SHA-256) and comparing with every user's
+//! `api_token_sha256` in constant time, without stopping at the first match.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Api, ApiError, err};
+use crate::config::User;
+
+/// The user whose bearer token came with the request.
+pub struct AuthUser(pub Arc<User>);
+
+impl FromRequestParts<Api> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        authenticate(api, &parts.headers).map(AuthUser)
+    }
+}
+
+/// The user a bearer token belongs to.
+fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let config = api.gate.config();
+    let mut found = None;
+    // Compare against every user, without stopping early, so timing says nothing.
+    for u in config.users.values() {
+        if let Some(h) = &u.api_token_sha256
+            && bool::from(h.ct_eq(&digest))
+        {
+            found = Some(u.clone());
+        }
+    }
+    found.ok_or_else(|| err(StatusCode::UNAUTHORIZED, "invalid token"))
+}

@@ -1,0 +1,279 @@
+//! Requests and grants: list, stream, approve, deny, revoke.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::AuthUser;
+use super::{Api, ApiError, err, openapi, read};
+use crate::approval::{Event, Grant, RequestView, State as ReqState};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// Only requests in this state: pending, approved, denied, expired or cancelled.
+    #[param(value_type = Option<ReqState>)]
+    state: Option<String>,
+}
+
+/// Requests, oldest first (at most the 1000 most recent).
+#[utoipa::path(
+    get,
+    path = "/v1/requests",
+    tag = "requests",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Requests", body = [RequestView]),
+        (status = 400, description = "Unknown state", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn list_requests(
+    State(api): State<Api>,
+    Query(q): Query<ListQuery>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            ReqState::parse(s)
+                .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("unknown state {s:?}")))?,
+        ),
+    };
+    if state == Some(ReqState::Pending) {
+        return Ok(Json(api.gate.approvals.list(state)).into_response());
+    }
+    // Decided requests outlive the process in the audit store; live ones are fresher in
+    // memory (impact previews are not persisted).
+    let live = api.gate.approvals.list(None);
+    let audit = api.gate.audit().clone();
+    let stored = read(move || audit.requests()).await?;
+    let mut by_id: std::collections::BTreeMap<String, serde_json::Value> = stored
+        .into_iter()
+        .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
+        .collect();
+    for r in live {
+        if let Ok(v) = serde_json::to_value(&r) {
+            by_id.insert(r.id.clone(), v);
+        }
+    }
+    let want = state.map(|s| s.as_str());
+    let mut list: Vec<serde_json::Value> = by_id
+        .into_values()
+        .filter(|r| want.is_none_or(|w| r.get("state").and_then(|v| v.as_str()) == Some(w)))
+        .collect();
+    list.sort_by_key(|r| r.get("created_at").and_then(|v| v.as_u64()).unwrap_or(0));
+    let excess = list.len().saturating_sub(MAX_LISTED);
+    list.drain(..excess);
+    Ok(Json(list).into_response())
+}
+
+/// At most this many requests in one list (the most recent).
+const MAX_LISTED: usize = 1000;
+
+/// One request.
+#[utoipa::path(
+    get,
+    path = "/v1/requests/{id}",
+    tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The request", body = RequestView),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such request", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn get_request(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    if let Some(r) = api.gate.approvals.get(&id) {
+        return Ok(Json(r).into_response());
+    }
+    let audit = api.gate.audit().clone();
+    let r = read(move || audit.request(&id))
+        .await?
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such request"))?;
+    Ok(Json(r).into_response())
+}
+
+/// An approval or a denial. An empty body approves with no reason and no grant.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Decision {
+    /// Why; required (non-blank) for a denial.
+    #[serde(default)]
+    reason: String,
+    /// Approve only: also grant similar statements for this many seconds (at most the rule's
+    /// `max_grant`); absent = this statement once.
+    #[schema(minimum = 1)]
+    grant_secs: Option<u64>,
+}
+
+fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Decision::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
+
+/// Approve a pending request (with `grant_secs`: also grant similar statements for a while).
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{id}/approve",
+    tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body(content = Option<Decision>, content_type = "application/json", description = "Optional: an empty body approves this statement once, with no reason"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The request after this approval (still pending while more approvals are needed)", body = RequestView),
+        (status = 400, description = "Bad body, or grant_secs zero or over the rule's max_grant", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
+        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 409, description = "The request is no longer pending, or the caller already approved it", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn approve(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    AuthUser(user): AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let d = decision_body(&body)?;
+    let r = api
+        .gate
+        .approvals
+        .approve(&id, &user, &d.reason, d.grant_secs)?;
+    Ok(Json(r).into_response())
+}
+
+/// Deny a pending request; the held statement fails with the reason.
+#[utoipa::path(
+    post,
+    path = "/v1/requests/{id}/deny",
+    tag = "requests",
+    params(("id" = String, Path, description = "Request id")),
+    request_body(content = Decision, content_type = "application/json", description = "`reason` is required; `grant_secs` is refused"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The denied request", body = RequestView),
+        (status = 400, description = "Bad body, no reason, or grant_secs given", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
+        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 409, description = "The request is no longer pending", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn deny(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    AuthUser(user): AuthUser,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let d = decision_body(&body)?;
+    if d.grant_secs.is_some() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "grant_secs makes no sense on a denial",
+        ));
+    }
+    if d.reason.trim().is_empty() {
+        return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
+    }
+    let r = api.gate.approvals.deny(&id, &user, &d.reason)?;
+    Ok(Json(r).into_response())
+}
+
+/// Live grants.
+#[utoipa::path(
+    get,
+    path = "/v1/grants",
+    tag = "grants",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Grants in force, oldest first", body = [Grant]),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn list_grants(
+    State(api): State<Api>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    Ok(Json(api.gate.approvals.grants()).into_response())
+}
+
+/// Revoke a live grant at once.
+#[utoipa::path(
+    delete,
+    path = "/v1/grants/{id}",
+    tag = "grants",
+    params(("id" = String, Path, description = "Grant id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The revoked grant", body = Grant),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such live grant", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn revoke_grant(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let g = api
+        .gate
+        .approvals
+        .revoke(&id)
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such live grant"))?;
+    Ok(Json(g).into_response())
+}
+
+/// Server-Sent Events: one `request` event per change, so approvers need not poll.
+#[utoipa::path(
+    get,
+    path = "/v1/requests/stream",
+    tag = "requests",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An event stream: `event: request` with the request as JSON data on every creation or decision; `event: lagged` with the number of missed changes",
+         content_type = "text/event-stream", body = RequestView),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn stream_requests(
+    State(api): State<Api>,
+    _user: AuthUser,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let rx = api.gate.approvals.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(Event::Created(r)) | Ok(Event::Decided(r)) => {
+                    let ev = SseEvent::default()
+                        .event("request")
+                        .json_data(&r)
+                        .unwrap_or_else(|_| SseEvent::default().comment("encode error"));
+                    return Some((Ok(ev), rx));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let ev = SseEvent::default().event("lagged").data(n.to_string());
+                    return Some((Ok(ev), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,230 @@
+//! The audit trail: sessions, their events and recordings, export and verify.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::IntoParams;
+
+use super::auth::AuthUser;
+use super::{Api, ApiError, err, openapi, parse_since, read};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct SessionQuery {
+    /// Only this user's sessions.
+    user: Option<String>,
+    /// Only sessions to this target.
+    target: Option<String>,
+    /// Sessions running at or started after: unix seconds, an RFC 3339 time, or a duration
+    /// ago (`2h`).
+    since: Option<String>,
+    /// At most this many, the most recent (default 1000, at most 10000).
+    limit: Option<usize>,
+}
+
+/// Sessions in the audit trail.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions",
+    tag = "audit",
+    params(SessionQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Sessions", body = [openapi::SessionRecord]),
+        (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn list_sessions(
+    State(api): State<Api>,
+    Query(q): Query<SessionQuery>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let since = match q.since.as_deref() {
+        Some(s) if !s.is_empty() => {
+            Some(parse_since(s).map_err(|e| err(StatusCode::BAD_REQUEST, e))?)
+        }
+        _ => None,
+    };
+    let f = crate::audit::SessionFilter {
+        user: q.user.filter(|u| !u.is_empty()),
+        target: q.target.filter(|t| !t.is_empty()),
+        since,
+        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+    };
+    let audit = api.gate.audit().clone();
+    let list = read(move || audit.sessions(&f)).await?;
+    Ok(Json(list).into_response())
+}
+
+/// One session.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The session", body = openapi::SessionRecord),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn get_session(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let audit = api.gate.audit().clone();
+    let s = read(move || audit.session(&id))
+        .await?
+        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such session"))?;
+    Ok(Json(s).into_response())
+}
+
+/// A session's audit events, in order.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/events",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Events in order", body = [openapi::Event]),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn session_events(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let audit = api.gate.audit().clone();
+    let (session, events) = read(move || (audit.session(&id), audit.events(&id))).await?;
+    if session.is_none() && events.is_empty() {
+        return Err(err(StatusCode::NOT_FOUND, "no such session"));
+    }
+    Ok(Json(events).into_response())
+}
+
+/// The terminal recording of an SSH session.
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/recording",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, or it has no recording", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn session_recording(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let audit = api.gate.audit().clone();
+    let cast = read(move || audit.recording(&id)).await?.ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "no recording for this session (only SSH shell and exec channels are recorded)",
+        )
+    })?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-asciicast")],
+        cast,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ExportQuery {
+    /// Events at or after: unix seconds, an RFC 3339 time, or a duration ago (`2h`).
+    since: Option<String>,
+}
+
+/// Every event since a time, one JSON object per line (for a SIEM).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/export",
+    tag = "audit",
+    params(ExportQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "JSON Lines, one event per line, in order", content_type = "application/x-ndjson", body = openapi::Event),
+        (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn export_events(
+    State(api): State<Api>,
+    Query(q): Query<ExportQuery>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let since = match q.since.as_deref() {
+        Some(s) if !s.is_empty() => parse_since(s).map_err(|e| err(StatusCode::BAD_REQUEST, e))?,
+        _ => 0,
+    };
+    let audit = api.gate.audit().clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, Infallible>>(16);
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        for ev in audit.export(since) {
+            if serde_json::to_writer(&mut chunk, &ev).is_ok() {
+                chunk.push(b'\n');
+            }
+            if chunk.len() >= 60 * 1024 && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+            {
+                return;
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Walk the chain of the running store.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every link holds", body = openapi::Verified),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 409, description = "A broken link (`ok` false, `error` names it)", body = openapi::Verified),
+    )
+)]
+pub(super) async fn verify_chain(
+    State(api): State<Api>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let audit = api.gate.audit().clone();
+    let r = read(move || audit.verify()).await?;
+    Ok(match r {
+        Ok(n) => Json(json!({"ok": true, "events": n})).into_response(),
+        Err(e) => (
+            StatusCode::CONFLICT,
+            Json(json!({"ok": false, "error": e.to_string()})),
+        )
+            .into_response(),
+    })
+}
