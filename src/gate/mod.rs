@@ -13,17 +13,28 @@
 //! itself, so no front end can forget it. No record, no action: a statement allowed by an
 //! approval or a grant, and any allowed statement that is not a `read`, is forwarded only
 //! once the events that authorise it are on disk (the [`Hold`] and [`Commit`] futures end
-//! with a durable write). Reads are queued for the group commit and never wait. While the store is failed, `[audit] on_failure` decides
-//! what is refused.
+//! with a durable write). Reads are queued for the group commit and never wait. While the
+//! store is failed, `[audit] on_failure` decides what is refused.
+//!
+//! - `verdict`: [`Verdict`], [`Permit`] (sealed), [`Refusal`], [`Commit`].
+//! - `hold`: [`Hold`] and the wait for a request's outcome.
+//! - `record`: the audit event of a decision.
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::approval::{Approvals, Candidate, NewRequest, Outcome, State};
+mod hold;
+mod record;
+mod verdict;
+
+pub use hold::Hold;
+use hold::wait;
+use record::Decided;
+pub use verdict::{Commit, Permit, Refusal, RefusalKind, Verdict};
+use verdict::{Seal, audit_refusal, once_written};
+
+use crate::approval::{Approvals, Candidate, NewRequest};
 use crate::audit::{Audit, Decision as AuditDecision, EventKind, Text};
 use crate::config::{Config, Target, User};
 use crate::lifecycle::Protocol;
@@ -59,63 +70,6 @@ pub struct Action<'a> {
     pub deferrable: bool,
 }
 
-/// Proof that the Gate allowed one action. Only this module can make one.
-#[derive(Debug)]
-pub struct Permit {
-    pub class: Class,
-    pub rule: Option<String>,
-    pub request: Option<String>,
-    pub grant: Option<String>,
-    _seal: Seal,
-}
-
-#[derive(Debug)]
-struct Seal;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalKind {
-    /// Policy or an approver said no.
-    Denied,
-    /// Nobody decided within the rule's hold_timeout.
-    TimedOut,
-    /// The client withdrew it (cancel, disconnect) or the proxy is shutting down.
-    Cancelled,
-}
-
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub kind: RefusalKind,
-    pub message: String,
-    pub rule: Option<String>,
-    pub request: Option<String>,
-}
-
-pub enum Verdict {
-    /// Go at once.
-    Allow(Permit),
-    /// Refused; `message` is what the user is told.
-    Deny(Refusal),
-    /// Held for approval: tell the user, then await it.
-    Hold(Hold),
-    /// Allowed by a live grant once its audit record is on disk: await it, tell nobody.
-    Commit(Commit),
-}
-
-type Waiting = Pin<Box<dyn Future<Output = Result<Permit, Refusal>> + Send>>;
-
-/// An action allowed by a grant, waiting for its audit event to reach disk.
-pub struct Commit {
-    fut: Waiting,
-}
-
-impl Future for Commit {
-    type Output = Result<Permit, Refusal>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.fut.as_mut().poll(cx)
-    }
-}
-
 /// Shared state behind the Gate.
 pub struct Gate {
     config: RwLock<Arc<Config>>,
@@ -123,45 +77,6 @@ pub struct Gate {
     pub approvals: Arc<Approvals>,
     pub metrics: Arc<Metrics>,
     audit: Audit,
-}
-
-/// A held action waiting for its request's outcome.
-pub struct Hold {
-    pub request: String,
-    pub rule: String,
-    approvals: Arc<Approvals>,
-    fut: Waiting,
-    done: bool,
-}
-
-impl Hold {
-    /// Withdraw the request (client cancel). The next poll resolves to a `Cancelled` refusal
-    /// unless a decision won the race.
-    pub fn cancel(&self, reason: &str) {
-        self.approvals
-            .close(&self.request, State::Cancelled, reason);
-    }
-}
-
-impl Future for Hold {
-    type Output = Result<Permit, Refusal>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let r = self.fut.as_mut().poll(cx);
-        if r.is_ready() {
-            self.done = true;
-        }
-        r
-    }
-}
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        if !self.done {
-            self.approvals
-                .close(&self.request, State::Cancelled, "the client went away");
-        }
-    }
 }
 
 impl Gate {
@@ -216,38 +131,6 @@ impl Gate {
     /// Record one event in a session.
     pub fn record(&self, s: &SessionCtx, ev: EventKind) {
         let _ = self.audit.record(Text::from(&s.id), ev);
-    }
-
-    /// The audit event for a decision on `a`.
-    fn event(
-        s: &SessionCtx,
-        a: &Action<'_>,
-        c: &Classification,
-        decision: AuditDecision,
-        rule: Option<&str>,
-        request: Option<&str>,
-        grant: Option<&str>,
-    ) -> EventKind {
-        if s.protocol == Protocol::Ssh {
-            EventKind::Command {
-                command: Text::from(a.statement),
-                class: a.class,
-                decision,
-                rule: rule.map(Text::from),
-                request: request.map(Text::from),
-                grant: grant.map(Text::from),
-            }
-        } else {
-            EventKind::Statement {
-                text: Text::from(a.statement),
-                class: a.class,
-                tables: Arc::from(c.tables.as_slice()),
-                decision,
-                rule: rule.map(Text::from),
-                request: request.map(Text::from),
-                grant: grant.map(Text::from),
-            }
-        }
     }
 
     /// Refresh the metrics that are read rather than counted; called at scrape time.
@@ -308,28 +191,20 @@ impl Gate {
         {
             self.record(
                 s,
-                Self::event(
+                Decided::new(AuditDecision::Deny, rule_name.as_deref()).event(
                     s,
                     &a,
                     classification,
-                    AuditDecision::Deny,
-                    rule_name.as_deref(),
-                    None,
-                    None,
                 ),
             );
             return Verdict::Deny(audit_refusal(&e, rule_name, None));
         }
         match eval.action {
             RuleAction::Allow => {
-                let ev = Self::event(
+                let ev = Decided::new(AuditDecision::Allow, rule_name.as_deref()).event(
                     s,
                     &a,
                     classification,
-                    AuditDecision::Allow,
-                    rule_name.as_deref(),
-                    None,
-                    None,
                 );
                 let permit = Permit {
                     class: a.class,
@@ -356,14 +231,10 @@ impl Gate {
             RuleAction::Deny => {
                 self.record(
                     s,
-                    Self::event(
+                    Decided::new(AuditDecision::Deny, rule_name.as_deref()).event(
                         s,
                         &a,
                         classification,
-                        AuditDecision::Deny,
-                        rule_name.as_deref(),
-                        None,
-                        None,
                     ),
                 );
                 Verdict::Deny(Refusal {
@@ -416,15 +287,10 @@ impl Gate {
                 request: Text::from(&g.request),
             },
         );
-        let ev = Self::event(
-            s,
-            a,
-            c,
-            AuditDecision::Allow,
-            Some(&rule.name),
-            Some(&g.request),
-            Some(&g.id),
-        );
+        let ev = Decided::new(AuditDecision::Allow, Some(&rule.name))
+            .request(&g.request)
+            .grant(&g.id)
+            .event(s, a, c);
         let permit = Permit {
             class: a.class,
             rule: Some(rule.name.clone()),
@@ -461,15 +327,9 @@ impl Gate {
     ) -> Verdict {
         let statement = a.statement;
         let id = crate::approval::new_id("r");
-        let held = Self::event(
-            s,
-            a,
-            c,
-            AuditDecision::Held,
-            Some(&rule.name),
-            Some(&id),
-            None,
-        );
+        let held = Decided::new(AuditDecision::Held, Some(&rule.name))
+            .request(&id)
+            .event(s, a, c);
         // Dropped from a full queue: written durably once approved, instead of a plain flush.
         let dropped = match self.audit.record(Text::from(&s.id), held.clone()) {
             Err(crate::audit::AuditError::QueueFull) => Some((Text::from(&s.id), held)),
@@ -523,111 +383,5 @@ impl Gate {
             fut: Box::pin(fut),
             done: false,
         })
-    }
-}
-
-/// `permit` once `write` has reached the disk; refused if it fails.
-fn once_written(
-    write: impl Future<Output = Result<u64, crate::audit::AuditError>> + Send + 'static,
-    permit: Permit,
-) -> Verdict {
-    Verdict::Commit(Commit {
-        fut: Box::pin(async move {
-            match write.await {
-                Ok(_) => Ok(permit),
-                Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
-            }
-        }),
-    })
-}
-
-fn audit_refusal(
-    e: &crate::audit::AuditError,
-    rule: Option<String>,
-    request: Option<String>,
-) -> Refusal {
-    Refusal {
-        kind: RefusalKind::Denied,
-        message: format!(
-            "jitgate: refused because the audit trail cannot record it ({e}); \
-             ask an operator to check jitgate's data_dir"
-        ),
-        rule,
-        request,
-    }
-}
-
-async fn wait(
-    (approvals, audit, metrics): (Arc<Approvals>, Audit, Arc<Metrics>),
-    dropped: Option<(Text, EventKind)>,
-    id: String,
-    rule: String,
-    class: Class,
-    timeout: Duration,
-    mut rx: tokio::sync::oneshot::Receiver<Outcome>,
-) -> Result<Permit, Refusal> {
-    let started = std::time::Instant::now();
-    let outcome = tokio::select! {
-        o = &mut rx => o.ok(),
-        _ = tokio::time::sleep(timeout) => {
-            approvals.close(&id, State::Expired, "hold_timeout reached");
-            // Whoever won the race (expiry or a decision a moment earlier) sent the outcome.
-            rx.await.ok()
-        }
-    };
-    metrics
-        .approval_wait
-        .observe(started.elapsed().as_secs_f64());
-    let state = match &outcome {
-        Some(Outcome::Approved { .. }) => "approved",
-        Some(Outcome::Denied { .. }) => "denied",
-        Some(Outcome::Expired) => "expired",
-        _ => "cancelled",
-    };
-    metrics.requests.with_label_values(&[state]).inc();
-    tracing::info!(request = %id, outcome = state, "hold resolved");
-    let refuse = |kind, message: String| {
-        Err(Refusal {
-            kind,
-            message,
-            rule: Some(rule.clone()),
-            request: Some(id.clone()),
-        })
-    };
-    match outcome {
-        Some(Outcome::Approved { grant, .. }) => {
-            // The approval was queued for the audit before this session was woken; this
-            // flush puts it on disk before the statement may go upstream.
-            let written = match dropped {
-                Some((session, ev)) => audit.record_durable(session, ev).await,
-                None => audit.flush().await,
-            };
-            if let Err(e) = written {
-                return Err(audit_refusal(&e, Some(rule), Some(id)));
-            }
-            Ok(Permit {
-                class,
-                rule: Some(rule.clone()),
-                request: Some(id.clone()),
-                grant,
-                _seal: Seal,
-            })
-        }
-        Some(Outcome::Denied { by, reason }) => refuse(
-            RefusalKind::Denied,
-            format!("jitgate: request {id} denied by {by}: {reason}"),
-        ),
-        Some(Outcome::Expired) => refuse(
-            RefusalKind::TimedOut,
-            format!("jitgate: request {id} timed out waiting for approval"),
-        ),
-        Some(Outcome::Cancelled { reason }) => refuse(
-            RefusalKind::Cancelled,
-            format!("jitgate: request {id} cancelled: {reason}"),
-        ),
-        None => refuse(
-            RefusalKind::Cancelled,
-            format!("jitgate: request {id} cancelled"),
-        ),
     }
 }

@@ -1,0 +1,131 @@
+//! A statement held for approval: the [`Hold`] a front end awaits, and the wait behind it.
+//!
+//! Invariants: dropping a `Hold` before it resolves cancels its request, so a client that
+//! disconnects withdraws what it asked for; an approval yields a [`Permit`] only once the
+//! decision is on disk; every outcome is counted in the metrics.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::verdict::{Permit, Refusal, RefusalKind, Seal, Waiting, audit_refusal};
+use crate::approval::{Approvals, Outcome, State};
+use crate::audit::{Audit, EventKind, Text};
+use crate::metrics::Metrics;
+use crate::policy::Class;
+
+/// A held action waiting for its request's outcome.
+pub struct Hold {
+    pub request: String,
+    pub rule: String,
+    pub(super) approvals: Arc<Approvals>,
+    pub(super) fut: Waiting,
+    pub(super) done: bool,
+}
+
+impl Hold {
+    /// Withdraw the request (client cancel). The next poll resolves to a `Cancelled` refusal
+    /// unless a decision won the race.
+    pub fn cancel(&self, reason: &str) {
+        self.approvals
+            .close(&self.request, State::Cancelled, reason);
+    }
+}
+
+impl Future for Hold {
+    type Output = Result<Permit, Refusal>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let r = self.fut.as_mut().poll(cx);
+        if r.is_ready() {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if !self.done {
+            self.approvals
+                .close(&self.request, State::Cancelled, "the client went away");
+        }
+    }
+}
+
+pub(super) async fn wait(
+    (approvals, audit, metrics): (Arc<Approvals>, Audit, Arc<Metrics>),
+    dropped: Option<(Text, EventKind)>,
+    id: String,
+    rule: String,
+    class: Class,
+    timeout: Duration,
+    mut rx: tokio::sync::oneshot::Receiver<Outcome>,
+) -> Result<Permit, Refusal> {
+    let started = std::time::Instant::now();
+    let outcome = tokio::select! {
+        o = &mut rx => o.ok(),
+        _ = tokio::time::sleep(timeout) => {
+            approvals.close(&id, State::Expired, "hold_timeout reached");
+            // Whoever won the race (expiry or a decision a moment earlier) sent the outcome.
+            rx.await.ok()
+        }
+    };
+    metrics
+        .approval_wait
+        .observe(started.elapsed().as_secs_f64());
+    let state = match &outcome {
+        Some(Outcome::Approved { .. }) => "approved",
+        Some(Outcome::Denied { .. }) => "denied",
+        Some(Outcome::Expired) => "expired",
+        _ => "cancelled",
+    };
+    metrics.requests.with_label_values(&[state]).inc();
+    tracing::info!(request = %id, outcome = state, "hold resolved");
+    let refuse = |kind, message: String| {
+        Err(Refusal {
+            kind,
+            message,
+            rule: Some(rule.clone()),
+            request: Some(id.clone()),
+        })
+    };
+    match outcome {
+        Some(Outcome::Approved { grant, .. }) => {
+            // The approval was queued for the audit before this session was woken; this
+            // flush puts it on disk before the statement may go upstream.
+            let written = match dropped {
+                Some((session, ev)) => audit.record_durable(session, ev).await,
+                None => audit.flush().await,
+            };
+            if let Err(e) = written {
+                return Err(audit_refusal(&e, Some(rule), Some(id)));
+            }
+            Ok(Permit {
+                class,
+                rule: Some(rule.clone()),
+                request: Some(id.clone()),
+                grant,
+                _seal: Seal,
+            })
+        }
+        Some(Outcome::Denied { by, reason }) => refuse(
+            RefusalKind::Denied,
+            format!("jitgate: request {id} denied by {by}: {reason}"),
+        ),
+        Some(Outcome::Expired) => refuse(
+            RefusalKind::TimedOut,
+            format!("jitgate: request {id} timed out waiting for approval"),
+        ),
+        Some(Outcome::Cancelled { reason }) => refuse(
+            RefusalKind::Cancelled,
+            format!("jitgate: request {id} cancelled: {reason}"),
+        ),
+        None => refuse(
+            RefusalKind::Cancelled,
+            format!("jitgate: request {id} cancelled"),
+        ),
+    }
+}

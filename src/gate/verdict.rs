@@ -1,0 +1,102 @@
+//! What the Gate answers: a [`Verdict`], and the [`Permit`] that a front end must hand over
+//! to forward anything.
+//!
+//! Invariant: a `Permit` is built only inside the `gate` module (its [`Seal`] is private to
+//! it), so "nothing reaches upstream undecided" is a property of the types.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::hold::Hold;
+use crate::policy::Class;
+
+/// Proof that the Gate allowed one action. Only the `gate` module can make one: its seal
+/// is not visible outside it.
+#[derive(Debug)]
+pub struct Permit {
+    pub class: Class,
+    pub rule: Option<String>,
+    pub request: Option<String>,
+    pub grant: Option<String>,
+    pub(super) _seal: Seal,
+}
+
+/// What makes a [`Permit`] impossible to build outside the `gate` module.
+#[derive(Debug)]
+pub(super) struct Seal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Policy or an approver said no.
+    Denied,
+    /// Nobody decided within the rule's hold_timeout.
+    TimedOut,
+    /// The client withdrew it (cancel, disconnect) or the proxy is shutting down.
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+    pub rule: Option<String>,
+    pub request: Option<String>,
+}
+
+pub enum Verdict {
+    /// Go at once.
+    Allow(Permit),
+    /// Refused; `message` is what the user is told.
+    Deny(Refusal),
+    /// Held for approval: tell the user, then await it.
+    Hold(Hold),
+    /// Allowed by a live grant once its audit record is on disk: await it, tell nobody.
+    Commit(Commit),
+}
+
+pub(super) type Waiting = Pin<Box<dyn Future<Output = Result<Permit, Refusal>> + Send>>;
+
+/// An action allowed by a grant, waiting for its audit event to reach disk.
+pub struct Commit {
+    pub(super) fut: Waiting,
+}
+
+impl Future for Commit {
+    type Output = Result<Permit, Refusal>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+/// `permit` once `write` has reached the disk; refused if it fails.
+pub(super) fn once_written(
+    write: impl Future<Output = Result<u64, crate::audit::AuditError>> + Send + 'static,
+    permit: Permit,
+) -> Verdict {
+    Verdict::Commit(Commit {
+        fut: Box::pin(async move {
+            match write.await {
+                Ok(_) => Ok(permit),
+                Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
+            }
+        }),
+    })
+}
+
+pub(super) fn audit_refusal(
+    e: &crate::audit::AuditError,
+    rule: Option<String>,
+    request: Option<String>,
+) -> Refusal {
+    Refusal {
+        kind: RefusalKind::Denied,
+        message: format!(
+            "jitgate: refused because the audit trail cannot record it ({e}); \
+             ask an operator to check jitgate's data_dir"
+        ),
+        rule,
+        request,
+    }
+}
