@@ -110,6 +110,25 @@ pub struct Config {
     pub audit: Audit,
 }
 
+/// The config in force, swapped whole on reload: readers take a snapshot (`Arc<Config>`)
+/// and keep it for as long as they need one consistent version.
+#[derive(Debug)]
+pub struct LiveConfig(std::sync::RwLock<Arc<Config>>);
+
+impl LiveConfig {
+    pub fn new(config: Arc<Config>) -> LiveConfig {
+        LiveConfig(std::sync::RwLock::new(config))
+    }
+
+    pub fn get(&self) -> Arc<Config> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, config: Arc<Config>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+}
+
 #[derive(Debug)]
 pub struct Server {
     pub postgres_listen: Option<SocketAddr>,

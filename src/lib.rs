@@ -5,6 +5,7 @@
 //! audit trail never depend on a protocol module.
 
 pub mod api;
+pub mod app;
 pub mod approval;
 pub mod audit;
 pub mod cli;

@@ -20,13 +20,13 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use crate::app::AppState;
 use crate::config::Config;
-use crate::gate::Gate;
 use crate::tls::CertStore;
 
 /// What a reload needs besides the Gate.
 pub struct Reloader {
-    pub gate: Arc<Gate>,
+    pub app: Arc<AppState>,
     /// The file given to `serve --config`.
     pub path: PathBuf,
     /// The listeners' certificate, when TLS is on.
@@ -74,7 +74,7 @@ impl Reloader {
                         kept.join(", ")
                     );
                 }
-                let c = self.gate.config();
+                let c = self.app.config();
                 info!(
                     config = %path,
                     users = c.users.len(),
@@ -90,7 +90,7 @@ impl Reloader {
                 "error"
             }
         };
-        self.gate
+        self.app
             .metrics
             .config_reloads
             .with_label_values(&[label])
@@ -101,7 +101,7 @@ impl Reloader {
     /// Read, validate, carry over what cannot change, swap. Returns the settings kept.
     fn try_reload(&self) -> Result<Vec<String>, ReloadError> {
         let mut new = Config::load(&self.path)?;
-        let kept = keep_static(&self.gate.config(), &mut new);
+        let kept = keep_static(&self.app.config(), &mut new);
         // Load the certificate before anything is swapped, so a bad one rejects the reload.
         let cert = match (&self.certs, &new.server.tls) {
             (Some(store), Some(files)) => Some((store, CertStore::load(&files.cert, &files.key)?)),
@@ -110,7 +110,7 @@ impl Reloader {
         if let Some((store, cert)) = cert {
             store.install(cert);
         }
-        self.gate.set_config(Arc::new(new));
+        self.app.set_config(Arc::new(new));
         Ok(kept)
     }
 }

@@ -15,9 +15,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::approval::Approvals;
+use crate::app::AppState;
 use crate::config::Config;
-use crate::gate::Gate;
 use crate::lifecycle::{FrontEnd, Listener, Phase, Protocol, Shutdown, ShutdownSignal};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,31 +66,24 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     let audit = open_audit(&config)?;
     // What the clean-up of a crash recorded is on disk before anything is served.
     audit.flush().await?;
-    let approvals = Arc::new(Approvals::new());
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let gate = Arc::new(Gate::new(
-        Arc::new(config),
-        approvals.clone(),
-        metrics,
-        audit.clone(),
-    ));
+    let max_connections = config.server.max_connections;
+    let app = AppState::new(Arc::new(config), audit.clone());
     spawn_retention(audit.clone());
-    crate::webhook::spawn(gate.clone());
+    crate::webhook::spawn(app.clone());
     let shutdown = ShutdownSignal::new();
-    let max_connections = gate.config().server.max_connections;
     let ready = Arc::new(AtomicBool::new(false));
 
     let api_listener = bind(api_listen).await?;
     let mut listeners = Vec::new();
     if let Some(addr) = pg_listen {
         let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
-        let server = crate::pg::PgServer::new(gate.clone(), acceptor, shutdown.subscribe());
+        let server = crate::pg::PgServer::new(app.clone(), acceptor, shutdown.subscribe());
         listeners.push(
             listen(
                 addr,
                 Protocol::Postgres,
                 server,
-                &gate,
+                &app,
                 max_connections,
                 &shutdown,
             )
@@ -99,13 +91,13 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
         );
     }
     if let (Some(addr), Some(key)) = (ssh_listen, ssh_host_key) {
-        let server = crate::ssh::SshServer::new(gate.clone(), key, shutdown.subscribe());
+        let server = crate::ssh::SshServer::new(app.clone(), key, shutdown.subscribe());
         listeners.push(
             listen(
                 addr,
                 Protocol::Ssh,
                 server,
-                &gate,
+                &app,
                 max_connections,
                 &shutdown,
             )
@@ -114,13 +106,12 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     }
 
     let api = crate::api::Api {
-        gate: gate.clone(),
+        app: app.clone(),
         ready: ready.clone(),
     };
     let mut api_shutdown = shutdown.subscribe();
     let api_task = tokio::spawn(async move {
-        let app = crate::api::router(api);
-        let r = axum::serve(api_listener, app)
+        let r = axum::serve(api_listener, crate::api::router(api))
             .with_graceful_shutdown(async move {
                 api_shutdown.reached(Phase::Force).await;
             })
@@ -134,7 +125,7 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
 
     // --- operations: keep these last, after every listener is bound ---------------------
     crate::reload::spawn(crate::reload::Reloader {
-        gate: gate.clone(),
+        app: app.clone(),
         path: config_path,
         certs,
     })?;
@@ -145,7 +136,7 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     crate::notify::notify_stopping();
     info!("shutting down: no new connections; draining sessions for up to {drain_timeout:?}");
     shutdown.advance(Phase::Draining);
-    let cancelled = approvals.cancel_all("jitgate is shutting down");
+    let cancelled = app.approvals.cancel_all("jitgate is shutting down");
     if cancelled > 0 {
         info!("cancelled {cancelled} pending requests");
     }
@@ -177,7 +168,7 @@ async fn listen<F: FrontEnd>(
     addr: std::net::SocketAddr,
     protocol: Protocol,
     server: Arc<F>,
-    gate: &Gate,
+    app: &AppState,
     max_connections: usize,
     shutdown: &ShutdownSignal,
 ) -> Result<(Arc<Listener>, tokio::task::JoinHandle<()>), ServeError> {
@@ -185,7 +176,7 @@ async fn listen<F: FrontEnd>(
     let listener = Arc::new(Listener::new(
         protocol,
         max_connections,
-        gate.metrics.clone(),
+        app.metrics.clone(),
     ));
     let accepting = {
         let (listener, shutdown): (_, Shutdown) = (listener.clone(), shutdown.subscribe());

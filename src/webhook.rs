@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::warn;
 
+use crate::app::AppState;
 use crate::approval::{Event, RequestView, State};
-use crate::gate::Gate;
 
 const MAX_IN_FLIGHT: usize = 32;
 const TRIES: u32 = 3;
@@ -72,8 +72,8 @@ pub fn text(event: &Event) -> Option<String> {
     })
 }
 
-pub fn spawn(gate: Arc<Gate>) {
-    let mut rx = gate.approvals.subscribe();
+pub fn spawn(app: Arc<AppState>) {
+    let mut rx = app.approvals.subscribe();
     tokio::spawn(async move {
         let client = match reqwest::Client::builder().build() {
             Ok(c) => c,
@@ -96,7 +96,7 @@ pub fn spawn(gate: Arc<Gate>) {
                 continue;
             };
             let body = json!({ "event": event.name(), "request": r, "text": line });
-            for hook in gate.config().webhooks.iter().cloned() {
+            for hook in app.config().webhooks.iter().cloned() {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     return;
                 };

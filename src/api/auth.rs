@@ -37,7 +37,7 @@ fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let config = api.gate.config();
+    let config = api.app.config();
     let mut found = None;
     // Compare against every user, without stopping early, so timing says nothing.
     for u in config.users.values() {

@@ -30,12 +30,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::app::AppState;
 use crate::approval::DecideError;
-use crate::gate::Gate;
 
 #[derive(Clone)]
 pub struct Api {
-    pub gate: Arc<Gate>,
+    pub app: Arc<AppState>,
     /// Set once every listener is bound.
     pub ready: Arc<AtomicBool>,
 }
@@ -153,7 +153,7 @@ async fn openapi_json() -> Response {
 )]
 async fn healthz(State(api): State<Api>) -> Response {
     if api.ready.load(Ordering::Acquire) {
-        let audit = if api.gate.audit().healthy() {
+        let audit = if api.app.audit.healthy() {
             "ok"
         } else {
             "failed"
@@ -177,13 +177,13 @@ async fn healthz(State(api): State<Api>) -> Response {
                content_type = "text/plain; version=0.0.4; charset=utf-8", body = String))
 )]
 async fn metrics(State(api): State<Api>) -> Response {
-    api.gate.refresh_metrics();
+    api.app.refresh_metrics();
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        api.gate.metrics.render(),
+        api.app.metrics.render(),
     )
         .into_response()
 }

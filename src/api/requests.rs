@@ -48,12 +48,12 @@ pub(super) async fn list_requests(
         ),
     };
     if state == Some(ReqState::Pending) {
-        return Ok(Json(api.gate.approvals.list(state)).into_response());
+        return Ok(Json(api.app.approvals.list(state)).into_response());
     }
     // Decided requests outlive the process in the audit store; live ones are fresher in
     // memory (impact previews are not persisted).
-    let live = api.gate.approvals.list(None);
-    let audit = api.gate.audit().clone();
+    let live = api.app.approvals.list(None);
+    let audit = api.app.audit.clone();
     let stored = read(move || audit.requests()).await?;
     let mut by_id: std::collections::BTreeMap<String, serde_json::Value> = stored
         .into_iter()
@@ -96,10 +96,10 @@ pub(super) async fn get_request(
     Path(id): Path<String>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    if let Some(r) = api.gate.approvals.get(&id) {
+    if let Some(r) = api.app.approvals.get(&id) {
         return Ok(Json(r).into_response());
     }
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let r = read(move || audit.request(&id))
         .await?
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such request"))?;
@@ -152,7 +152,7 @@ pub(super) async fn approve(
 ) -> Result<Response, ApiError> {
     let d = decision_body(&body)?;
     let r = api
-        .gate
+        .app
         .approvals
         .approve(&id, &user, &d.reason, d.grant_secs)?;
     Ok(Json(r).into_response())
@@ -191,7 +191,7 @@ pub(super) async fn deny(
     if d.reason.trim().is_empty() {
         return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
     }
-    let r = api.gate.approvals.deny(&id, &user, &d.reason)?;
+    let r = api.app.approvals.deny(&id, &user, &d.reason)?;
     Ok(Json(r).into_response())
 }
 
@@ -210,7 +210,7 @@ pub(super) async fn list_grants(
     State(api): State<Api>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    Ok(Json(api.gate.approvals.grants()).into_response())
+    Ok(Json(api.app.approvals.grants()).into_response())
 }
 
 /// Revoke a live grant at once.
@@ -232,7 +232,7 @@ pub(super) async fn revoke_grant(
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
     let g = api
-        .gate
+        .app
         .approvals
         .revoke(&id)
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such live grant"))?;
@@ -255,7 +255,7 @@ pub(super) async fn stream_requests(
     State(api): State<Api>,
     _user: AuthUser,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let rx = api.gate.approvals.subscribe();
+    let rx = api.app.approvals.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         loop {
             match rx.recv().await {

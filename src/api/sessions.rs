@@ -57,7 +57,7 @@ pub(super) async fn list_sessions(
         since,
         limit: Some(q.limit.unwrap_or(1000).min(10_000)),
     };
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let list = read(move || audit.sessions(&f)).await?;
     Ok(Json(list).into_response())
 }
@@ -80,7 +80,7 @@ pub(super) async fn get_session(
     Path(id): Path<String>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let s = read(move || audit.session(&id))
         .await?
         .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such session"))?;
@@ -105,7 +105,7 @@ pub(super) async fn session_events(
     Path(id): Path<String>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let (session, events) = read(move || (audit.session(&id), audit.events(&id))).await?;
     if session.is_none() && events.is_empty() {
         return Err(err(StatusCode::NOT_FOUND, "no such session"));
@@ -131,7 +131,7 @@ pub(super) async fn session_recording(
     Path(id): Path<String>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let cast = read(move || audit.recording(&id)).await?.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
@@ -174,7 +174,7 @@ pub(super) async fn export_events(
         Some(s) if !s.is_empty() => parse_since(s).map_err(|e| err(StatusCode::BAD_REQUEST, e))?,
         _ => 0,
     };
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, Infallible>>(16);
     tokio::task::spawn_blocking(move || {
         let mut chunk = Vec::with_capacity(64 * 1024);
@@ -217,7 +217,7 @@ pub(super) async fn verify_chain(
     State(api): State<Api>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    let audit = api.gate.audit().clone();
+    let audit = api.app.audit.clone();
     let r = read(move || audit.verify()).await?;
     Ok(match r {
         Ok(n) => Json(json!({"ok": true, "events": n})).into_response(),

@@ -21,7 +21,7 @@
 //! - `record`: the audit event of a decision.
 
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 mod hold;
@@ -36,10 +36,9 @@ use verdict::{Seal, audit_refusal, once_written};
 
 use crate::approval::{Approvals, Candidate, NewRequest};
 use crate::audit::{Audit, Decision as AuditDecision, EventKind, Text};
-use crate::config::{Config, Target, User};
+use crate::config::{LiveConfig, Target, User};
 use crate::lifecycle::Protocol;
 use crate::metrics::{Decision, Metrics};
-use crate::policy::cache::ClassifierCache;
 use crate::policy::rules::{self, Action as RuleAction, Subject};
 use crate::policy::{Class, Classification};
 
@@ -70,96 +69,37 @@ pub struct Action<'a> {
     pub deferrable: bool,
 }
 
-/// Shared state behind the Gate.
+/// What deciding needs: the rules in force, live grants and requests, the audit trail and
+/// the decision counters. The rest of the wiring is [`crate::app::AppState`]'s.
 pub struct Gate {
-    config: RwLock<Arc<Config>>,
-    pub cache: ClassifierCache,
-    pub approvals: Arc<Approvals>,
-    pub metrics: Arc<Metrics>,
+    config: Arc<LiveConfig>,
+    approvals: Arc<Approvals>,
+    metrics: Arc<Metrics>,
     audit: Audit,
 }
 
 impl Gate {
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<LiveConfig>,
         approvals: Arc<Approvals>,
         metrics: Arc<Metrics>,
         audit: Audit,
     ) -> Gate {
-        let cache = ClassifierCache::new(10_000, config.trusted_functions.clone());
-        approvals.set_audit(audit.clone());
-        audit.observe_commits(metrics.audit_commit.clone());
         Gate {
-            config: RwLock::new(config),
-            cache,
+            config,
             approvals,
             metrics,
             audit,
         }
     }
 
-    pub fn audit(&self) -> &Audit {
-        &self.audit
-    }
-
-    /// Record a session's start (`client` is `ip:port`).
-    pub fn session_start(&self, s: &SessionCtx, client: &str, application: Option<&str>) {
-        let _ = self.audit.record(
-            Text::from(&s.id),
-            EventKind::SessionStart {
-                protocol: Text::from_static(s.protocol.as_str()),
-                user: Text::from(&s.user.name),
-                target: Text::from(&s.target.name),
-                client: Text::from(client),
-                application: application.map(Text::from),
-            },
-        );
-    }
-
-    /// Record a session's end; bytes are counted from the client's point of view.
-    pub fn session_end(&self, s: &SessionCtx, reason: &str, bytes_in: u64, bytes_out: u64) {
-        let _ = self.audit.record(
-            Text::from(&s.id),
-            EventKind::SessionEnd {
-                reason: Text::from(reason),
-                bytes_in,
-                bytes_out,
-            },
-        );
-    }
-
     /// Record one event in a session.
-    pub fn record(&self, s: &SessionCtx, ev: EventKind) {
-        let _ = self.audit.record(Text::from(&s.id), ev);
-    }
-
-    /// Refresh the metrics that are read rather than counted; called at scrape time.
-    pub fn refresh_metrics(&self) {
-        self.metrics
-            .sync_cache(self.cache.hits(), self.cache.misses());
-        self.metrics
-            .live_grants
-            .set(self.approvals.grants().len() as i64);
-        self.metrics
-            .pending_requests
-            .set(self.approvals.pending_count() as i64);
-        self.metrics
-            .sync_audit(&self.audit.stats(), self.audit.healthy());
-    }
-
-    pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    pub fn set_config(&self, c: Arc<Config>) {
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = c;
+    fn record(&self, s: &SessionCtx, event: EventKind) {
+        let _ = self.audit.record(Text::from(&s.id), event);
     }
 
     pub fn check(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
-        let config = self.config();
+        let config = self.config.get();
         let resolved;
         let classification = if a.class == a.classification.class {
             a.classification

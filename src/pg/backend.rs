@@ -168,7 +168,7 @@ impl Relay {
             message,
             duration_us: started.map_or(0, |t| t.elapsed().as_micros() as u64),
         };
-        self.gate.audit().record(Text::from(&self.sid), ev).ok();
+        self.app.audit.record(Text::from(&self.sid), ev).ok();
     }
 
     /// If this error is the failure of an injected refusal, the message to send instead.

@@ -181,7 +181,7 @@ impl Relay {
             self.may_commit = true;
         }
         let verdict = match verdict {
-            Verdict::Allow(p) if self.dirty && !deferrable => self.gate.after_flush(p),
+            Verdict::Allow(p) if self.dirty && !deferrable => self.app.gate.after_flush(p),
             Verdict::Allow(p) => {
                 if p.class != Class::Read {
                     // Recorded, not yet on disk: flushed before anything that may commit.
@@ -209,13 +209,13 @@ impl Relay {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
         let deferrable = utf8 && self.deferrable(&text);
-        let analysis = self.gate.cache.analyze(&text);
+        let analysis = self.app.cache.analyze(&text);
         let class = if utf8 {
             sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
         } else {
             Class::Unknown
         };
-        let verdict = self.gate.check(
+        let verdict = self.app.gate.check(
             &self.ctx,
             Action {
                 statement: &text,
@@ -246,7 +246,7 @@ impl Relay {
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let (name, _, rest) = text_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
-        let analysis = self.gate.cache.analyze(&text);
+        let analysis = self.app.cache.analyze(&text);
         let class = if utf8 {
             sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
         } else {
@@ -255,8 +255,8 @@ impl Relay {
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
-            self.gate
-                .audit()
+            self.app
+                .audit
                 .record(
                     Text::from(&self.sid),
                     EventKind::Parse {
@@ -287,7 +287,7 @@ impl Relay {
             statement_name,
             params: msg::bind_params(frame.freeze()),
         };
-        self.gate.audit().record(Text::from(&self.sid), ev).ok();
+        self.app.audit.record(Text::from(&self.sid), ev).ok();
         Ok(())
     }
 
@@ -323,7 +323,7 @@ impl Relay {
                 ("<unknown portal>", &fallback, Class::Unknown, false)
             }
         };
-        let verdict = self.gate.check(
+        let verdict = self.app.gate.check(
             &self.ctx,
             Action {
                 statement,
@@ -345,7 +345,7 @@ impl Relay {
         let statement = format!("<fast-path function call, oid {oid}>");
         let mut c = unknown("fast-path FunctionCall: any function by OID");
         c.functions.push(format!("oid:{oid}"));
-        let verdict = self.gate.check(
+        let verdict = self.app.gate.check(
             &self.ctx,
             Action {
                 statement: &statement,
@@ -404,7 +404,7 @@ impl Relay {
         preview: Option<(Class, Arc<str>)>,
     ) {
         if let Some((Class::Write, statement)) = preview {
-            let approvals = self.gate.approvals.clone();
+            let approvals = self.app.approvals.clone();
             let target = self.ctx.target.clone();
             let tls = self.upstream_tls.clone();
             let id = hold.request.clone();

@@ -27,7 +27,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tracing::{Instrument, info, warn};
 
-use crate::gate::{Gate, SessionCtx};
+use crate::app::AppState;
+use crate::gate::SessionCtx;
 use crate::lifecycle::{FrontEnd, Protocol, Shutdown, Slot};
 use msg::Fields;
 use startup::{Authenticated, Hello};
@@ -37,7 +38,7 @@ use upstream::UpstreamError;
 const EXCESS_HANDSHAKES: usize = 64;
 
 pub struct PgServer {
-    gate: Arc<Gate>,
+    app: Arc<AppState>,
     tls: Option<TlsAcceptor>,
     registry: cancel::Registry,
     upstream_tls: Mutex<HashMap<String, Option<Arc<rustls::ClientConfig>>>>,
@@ -47,9 +48,9 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    pub fn new(gate: Arc<Gate>, tls: Option<TlsAcceptor>, shutdown: Shutdown) -> Arc<PgServer> {
+    pub fn new(app: Arc<AppState>, tls: Option<TlsAcceptor>, shutdown: Shutdown) -> Arc<PgServer> {
         Arc::new(PgServer {
-            gate,
+            app,
             tls,
             registry: cancel::Registry::default(),
             upstream_tls: Mutex::new(HashMap::new()),
@@ -67,7 +68,7 @@ impl PgServer {
                 Err(_) => return, // flood: just close
             },
         };
-        let config = self.gate.config();
+        let config = self.app.config();
         let hello = tokio::time::timeout(
             config.server.startup_timeout,
             startup::handshake(
@@ -108,7 +109,7 @@ impl PgServer {
                     client = %peer
                 );
                 let active = self
-                    .gate
+                    .app
                     .metrics
                     .active_sessions
                     .with_label_values(&["postgres"]);
@@ -135,14 +136,14 @@ impl PgServer {
 
     async fn session(&self, auth: Authenticated, ctx: SessionCtx, peer: std::net::SocketAddr) {
         let app = (!auth.application_name.is_empty()).then(|| auth.application_name.clone());
-        self.gate
+        self.app
             .session_start(&ctx, &peer.to_string(), app.as_deref());
         let audit_ctx = ctx.clone();
         let (reason, bytes_in, bytes_out) = match self.relay_session(auth, ctx).await {
             Some(e) => (end_reason(&e.end), e.bytes_in, e.bytes_out),
             None => ("the target could not be reached".to_string(), 0, 0),
         };
-        self.gate
+        self.app
             .session_end(&audit_ctx, &reason, bytes_in, bytes_out);
     }
 
@@ -152,7 +153,7 @@ impl PgServer {
         mut auth: Authenticated,
         ctx: SessionCtx,
     ) -> Option<relay::Ended> {
-        let config = self.gate.config();
+        let config = self.app.config();
         let target = auth.target.clone();
         let tls = self.upstream_tls(&target);
         let tls_for_relay = tls.as_ref().ok().cloned().flatten();
@@ -174,7 +175,7 @@ impl PgServer {
             Ok(up) => up,
             Err(e) => {
                 warn!("upstream connection failed: {e}");
-                self.gate
+                self.app
                     .metrics
                     .upstream_connect_failures
                     .with_label_values(&["postgres", &target.name])
@@ -211,7 +212,7 @@ impl PgServer {
             return None;
         }
         let relay = relay::Relay::new(
-            self.gate.clone(),
+            self.app.clone(),
             ctx,
             config.server.max_message_bytes,
             up.status,

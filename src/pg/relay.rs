@@ -24,7 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
 use super::tracker::Tracker;
-use crate::gate::{Commit, Gate, Hold, Permit, Refusal, SessionCtx};
+use crate::app::AppState;
+use crate::gate::{Commit, Hold, Permit, Refusal, SessionCtx};
 use crate::lifecycle::{Phase, Shutdown};
 
 /// Read in chunks of this size; whole messages may need more.
@@ -123,7 +124,7 @@ pub(super) enum Inflight {
 }
 
 pub struct Relay {
-    pub(super) gate: Arc<Gate>,
+    pub(super) app: Arc<AppState>,
     pub(super) ctx: SessionCtx,
     pub(super) max_message: usize,
     pub(super) tracker: Tracker,
@@ -175,7 +176,7 @@ pub(super) struct Fatal(pub Fields);
 
 impl Relay {
     pub fn new(
-        gate: Arc<Gate>,
+        app: Arc<AppState>,
         ctx: SessionCtx,
         max_message: usize,
         status: u8,
@@ -184,14 +185,14 @@ impl Relay {
         upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Relay {
         Relay {
-            latency: gate.metrics.proxy_latency.with_label_values(&["postgres"]),
+            latency: app.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
             inflight: std::collections::VecDeque::new(),
             bytes_in: 0,
             bytes_out: 0,
             dirty: false,
             may_commit: false,
-            gate,
+            app,
             ctx,
             max_message,
             tracker: Tracker::default(),

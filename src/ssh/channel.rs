@@ -165,7 +165,7 @@ pub(super) async fn run(
     let pty = setup.pty.is_some();
     let eol = if pty { "\r\n" } else { "\n" };
 
-    let outcome = match trail::decide(&conn.gate, &conn.ctx, &statement, &classification) {
+    let outcome = match trail::decide(&conn.app, &conn.ctx, &statement, &classification) {
         Pending::Ready(o) => o,
         Pending::Later { request, wait } => {
             if let Some(id) = request {
@@ -361,7 +361,7 @@ async fn relay(
                     }
                 }
                 Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    trail::exit_status(&conn.gate, &conn.ctx, exit_status);
+                    trail::exit_status(&conn.app, &conn.ctx, exit_status);
                     let _ = tx.exit_status(exit_status).await;
                 }
                 Some(ChannelMsg::ExitSignal {

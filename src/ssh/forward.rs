@@ -34,7 +34,7 @@ pub(super) async fn run(
 ) {
     let statement = format!("direct-tcpip {}:{}", req.host, req.port);
     let c = Classification::bare(Class::PortForward, "port forwarding");
-    let outcome = match trail::decide(&conn.gate, &conn.ctx, &statement, &c) {
+    let outcome = match trail::decide(&conn.app, &conn.ctx, &statement, &c) {
         Pending::Ready(o) => o,
         Pending::Later { request, wait } => {
             if let Some(id) = &request {

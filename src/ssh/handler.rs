@@ -86,7 +86,7 @@ impl russh::server::Handler for ConnHandler {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        let config = self.server.gate.config();
+        let config = self.server.app.config();
         Ok(match auth::identify(&config, user, offer.public_key) {
             Some(_) => Auth::Accept,
             None => Auth::reject(),
@@ -98,7 +98,7 @@ impl russh::server::Handler for ConnHandler {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let config = self.server.gate.config();
+        let config = self.server.app.config();
         match auth::identify(&config, user, key.public_key) {
             Some(who) => {
                 self.who = Some(who);

@@ -44,21 +44,22 @@ use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::gate::{Gate, SessionCtx};
+use crate::app::AppState;
+use crate::gate::SessionCtx;
 use crate::lifecycle::{FrontEnd, Phase, Shutdown, Slot};
 
 /// Messages russh queues per channel before it stops reading the connection.
 const CHANNEL_BUFFER: usize = 32;
 
 pub struct SshServer {
-    gate: Arc<Gate>,
+    app: Arc<AppState>,
     config: Arc<ServerConfig>,
     upstream: upstream::Connector,
     shutdown: Shutdown,
 }
 
 impl SshServer {
-    pub fn new(gate: Arc<Gate>, host_key: PrivateKey, shutdown: Shutdown) -> Arc<Self> {
+    pub fn new(app: Arc<AppState>, host_key: PrivateKey, shutdown: Shutdown) -> Arc<Self> {
         let config = ServerConfig {
             server_id: SshId::Standard(
                 format!("SSH-2.0-jitgate_{}", env!("CARGO_PKG_VERSION")).into(),
@@ -78,7 +79,7 @@ impl SshServer {
             ..ServerConfig::default()
         };
         Arc::new(SshServer {
-            gate,
+            app,
             config: Arc::new(config),
             upstream: upstream::Connector::new(CHANNEL_BUFFER),
             shutdown,
@@ -86,7 +87,7 @@ impl SshServer {
     }
 
     async fn session(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
-        let startup = self.gate.config().server.startup_timeout;
+        let startup = self.app.config().server.startup_timeout;
         let connection: Arc<OnceLock<Arc<Conn>>> = Arc::new(OnceLock::new());
         let handler = handler::ConnHandler::new(self.clone(), peer, connection.clone());
         let running = match tokio::time::timeout(
@@ -161,7 +162,7 @@ async fn disconnect(handle: &Handle, why: &str) {
 /// One authenticated user session: who, the target connection (opened on first use), the
 /// recording budget and the byte counters.
 pub(crate) struct Conn {
-    gate: Arc<Gate>,
+    app: Arc<AppState>,
     ctx: SessionCtx,
     handle: Handle,
     server: Arc<SshServer>,
@@ -181,11 +182,11 @@ impl Conn {
         peer: SocketAddr,
         application: &str,
     ) -> Arc<Conn> {
-        let gate = server.gate.clone();
-        gate.session_start(&ctx, &peer.to_string(), Some(application));
-        let active = gate.metrics.active_sessions.with_label_values(&["ssh"]);
+        let app = server.app.clone();
+        app.session_start(&ctx, &peer.to_string(), Some(application));
+        let active = app.metrics.active_sessions.with_label_values(&["ssh"]);
         active.inc();
-        let recorder = Arc::new(record::Recorder::new(gate.clone(), &ctx.id, Instant::now()));
+        let recorder = Arc::new(record::Recorder::new(app.clone(), &ctx.id, Instant::now()));
         info!(
             session = %ctx.id,
             user = %ctx.user.name,
@@ -194,7 +195,7 @@ impl Conn {
             "ssh session started"
         );
         Arc::new(Conn {
-            gate,
+            app,
             ctx,
             handle,
             server,
@@ -220,7 +221,7 @@ impl Conn {
     /// connection or the same error.
     async fn upstream(&self) -> Result<Arc<upstream::Upstream>, Arc<upstream::UpstreamError>> {
         let target = self.ctx.target.clone();
-        let timeout = self.gate.config().server.startup_timeout;
+        let timeout = self.app.config().server.startup_timeout;
         let span = tracing::info_span!("upstream", target = %target.name);
         self.upstream
             .get_or_init(|| {
@@ -234,7 +235,7 @@ impl Conn {
                         .map_err(Arc::new);
                     if let Err(e) = &r {
                         warn!("target connection failed: {e}");
-                        self.gate
+                        self.app
                             .metrics
                             .upstream_connect_failures
                             .with_label_values(&["ssh", &target.name])
@@ -291,7 +292,7 @@ impl Conn {
             self.bytes_in.load(Ordering::Relaxed),
             self.bytes_out.load(Ordering::Relaxed),
         );
-        self.gate.session_end(&self.ctx, &reason, bi, bo);
+        self.app.session_end(&self.ctx, &reason, bi, bo);
         self.active.dec();
         info!(session = %self.ctx.id, bytes_in = bi, bytes_out = bo, %reason, "ssh session ended");
     }

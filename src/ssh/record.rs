@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::trail;
+use crate::app::AppState;
 use crate::audit::Text;
-use crate::gate::Gate;
 
 pub const COALESCE_BYTES: usize = 16 * 1024;
 pub const COALESCE_TIME: Duration = Duration::from_millis(20);
@@ -27,7 +27,7 @@ const TRUNCATED: &str = "\r\n[jitgate: recording truncated]\r\n";
 
 /// The session's recording budget.
 pub(crate) struct Recorder {
-    gate: Arc<Gate>,
+    app: Arc<AppState>,
     session: Arc<str>,
     start: Instant,
     budget: AtomicUsize,
@@ -35,9 +35,9 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(gate: Arc<Gate>, session: &str, start: Instant) -> Recorder {
+    pub fn new(app: Arc<AppState>, session: &str, start: Instant) -> Recorder {
         Recorder {
-            gate,
+            app,
             session: Arc::from(session),
             start,
             budget: AtomicUsize::new(SESSION_CAP),
@@ -58,7 +58,7 @@ impl Recorder {
     }
 
     fn emit(&self, channel: u32, t: f64, stream: char, data: Text) {
-        trail::recording(&self.gate, &self.session, channel, t, stream, data);
+        trail::recording(&self.app, &self.session, channel, t, stream, data);
     }
 
     pub fn channel(self: &Arc<Self>, channel: u32) -> ChannelRecorder {

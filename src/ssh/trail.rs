@@ -9,8 +9,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::app::AppState;
 use crate::audit::{EventKind, Text};
-use crate::gate::{Action, Gate, Permit, Refusal, SessionCtx, Verdict};
+use crate::gate::{Action, Permit, Refusal, SessionCtx, Verdict};
 use crate::policy::{Class, Classification};
 
 pub(super) type Outcome = Result<Permit, Refusal>;
@@ -27,13 +28,13 @@ pub(super) enum Pending {
 }
 
 pub(super) fn decide(
-    gate: &Gate,
+    app: &AppState,
     ctx: &SessionCtx,
     statement: &str,
     classification: &Classification,
 ) -> Pending {
     // The Gate records the Command event itself.
-    match gate.check(
+    match app.gate.check(
         ctx,
         Action {
             statement,
@@ -74,8 +75,8 @@ pub(super) fn subsystem_classification(name: &str) -> Classification {
     }
 }
 
-pub(super) fn exit_status(gate: &Gate, ctx: &SessionCtx, status: u32) {
-    gate.record(
+pub(super) fn exit_status(app: &AppState, ctx: &SessionCtx, status: u32) {
+    app.record(
         ctx,
         EventKind::ExitStatus {
             status: status as i32,
@@ -84,14 +85,14 @@ pub(super) fn exit_status(gate: &Gate, ctx: &SessionCtx, status: u32) {
 }
 
 pub(super) fn recording(
-    gate: &Gate,
+    app: &AppState,
     session: &Arc<str>,
     channel: u32,
     t: f64,
     stream: char,
     data: Text,
 ) {
-    if let Err(e) = gate.audit().record(
+    if let Err(e) = app.audit.record(
         session.clone(),
         EventKind::Recording {
             channel,

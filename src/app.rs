@@ -1,0 +1,109 @@
+//! The wiring of one running jitgate: the config in force, the [`Gate`], the classifier
+//! cache, approvals, the audit trail and metrics, made once at start by [`AppState::new`].
+//!
+//! Front ends and the API hold an `Arc<AppState>` and take what they need from it; the Gate
+//! holds only what deciding needs (the config, approvals, the audit trail and its counters).
+//! Invariant: there is one of each piece per process, and the config is swapped whole on
+//! reload, so every reader sees one consistent version.
+
+use std::sync::Arc;
+
+use crate::approval::Approvals;
+use crate::audit::{Audit, EventKind, Text};
+use crate::config::{Config, LiveConfig};
+use crate::gate::{Gate, SessionCtx};
+use crate::metrics::Metrics;
+use crate::policy::cache::ClassifierCache;
+
+/// Entries of the classifier cache.
+const CACHE_ENTRIES: usize = 10_000;
+
+pub struct AppState {
+    config: Arc<LiveConfig>,
+    pub gate: Gate,
+    pub cache: ClassifierCache,
+    pub approvals: Arc<Approvals>,
+    pub audit: Audit,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Wire the pieces around an opened (and started) audit trail.
+    pub fn new(config: Arc<Config>, audit: Audit) -> Arc<AppState> {
+        let metrics = Arc::new(Metrics::new());
+        let approvals = Arc::new(Approvals::new());
+        approvals.set_audit(audit.clone());
+        audit.observe_commits(metrics.audit_commit.clone());
+        let cache = ClassifierCache::new(CACHE_ENTRIES, config.trusted_functions.clone());
+        let config = Arc::new(LiveConfig::new(config));
+        let gate = Gate::new(
+            config.clone(),
+            approvals.clone(),
+            metrics.clone(),
+            audit.clone(),
+        );
+        Arc::new(AppState {
+            config,
+            gate,
+            cache,
+            approvals,
+            audit,
+            metrics,
+        })
+    }
+
+    /// The config in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
+    /// Put a reloaded config in force.
+    pub fn set_config(&self, config: Arc<Config>) {
+        self.config.set(config);
+    }
+
+    /// Record a session's start (`client` is `ip:port`).
+    pub fn session_start(&self, s: &SessionCtx, client: &str, application: Option<&str>) {
+        self.record(
+            s,
+            EventKind::SessionStart {
+                protocol: Text::from_static(s.protocol.as_str()),
+                user: Text::from(&s.user.name),
+                target: Text::from(&s.target.name),
+                client: Text::from(client),
+                application: application.map(Text::from),
+            },
+        );
+    }
+
+    /// Record a session's end; bytes are counted from the client's point of view.
+    pub fn session_end(&self, s: &SessionCtx, reason: &str, bytes_in: u64, bytes_out: u64) {
+        self.record(
+            s,
+            EventKind::SessionEnd {
+                reason: Text::from(reason),
+                bytes_in,
+                bytes_out,
+            },
+        );
+    }
+
+    /// Record one event in a session.
+    pub fn record(&self, s: &SessionCtx, event: EventKind) {
+        let _ = self.audit.record(Text::from(&s.id), event);
+    }
+
+    /// Refresh the metrics that are read rather than counted; called at scrape time.
+    pub fn refresh_metrics(&self) {
+        self.metrics
+            .sync_cache(self.cache.hits(), self.cache.misses());
+        self.metrics
+            .live_grants
+            .set(self.approvals.grants().len() as i64);
+        self.metrics
+            .pending_requests
+            .set(self.approvals.pending_count() as i64);
+        self.metrics
+            .sync_audit(&self.audit.stats(), self.audit.healthy());
+    }
+}
