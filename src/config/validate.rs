@@ -1,244 +1,9 @@
-//! The TOML configuration: parsed once, validated once, then shared read-only.
-//!
-//! Two layers: [`ConfigFile`] mirrors the file exactly (`deny_unknown_fields` everywhere), and
-//! [`Config`] is the validated form the rest of the program uses (addresses parsed, durations
-//! parsed, secrets loaded and wrapped in [`Secret`], rules compiled). Validation collects every
-//! problem it finds instead of stopping at the first, so `check-config` can list them all.
+//! From the file to the validated [`Config`]: addresses and durations parsed, secrets loaded
+//! and wrapped, rules compiled. Every problem found is collected, never only the first.
 
-use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use super::*;
 
-use serde::Deserialize;
-
-use crate::policy::rules::{self, Known, PolicySpec, Rule, RuleSpec};
-use crate::scram::Verifier;
-use crate::secret::Secret;
-
-/// The file as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub server: ServerSection,
-    #[serde(default)]
-    pub users: Vec<UserSection>,
-    #[serde(default)]
-    pub targets: Vec<TargetSection>,
-    #[serde(default)]
-    pub rules: Vec<RuleSpec>,
-    #[serde(default)]
-    pub webhooks: Vec<WebhookSection>,
-    #[serde(default)]
-    pub policy: PolicySpec,
-    #[serde(default)]
-    pub audit: AuditSection,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSection {
-    pub postgres_listen: Option<String>,
-    pub ssh_listen: Option<String>,
-    pub api_listen: String,
-    pub data_dir: PathBuf,
-    pub ssh_host_key: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub max_connections: Option<usize>,
-    pub max_message_bytes: Option<usize>,
-    pub startup_timeout: Option<String>,
-    pub drain_timeout: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserSection {
-    pub name: String,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    pub password: Option<String>,
-    #[serde(default)]
-    pub ssh_keys: Vec<String>,
-    pub api_token_sha256: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetSection {
-    pub name: String,
-    pub kind: String,
-    pub address: String,
-    pub database: Option<String>,
-    pub user: String,
-    pub password_file: Option<PathBuf>,
-    pub password_env: Option<String>,
-    pub tls: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub host_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookSection {
-    pub url: String,
-    pub timeout: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditSection {
-    /// `false` records nothing (benchmarks only; a warning is logged at start).
-    pub enabled: Option<bool>,
-    #[serde(default)]
-    pub redact_parameters: bool,
-    pub on_failure: Option<String>,
-    pub retention_days: Option<u32>,
-}
-
-/// The validated configuration.
-#[derive(Debug)]
-pub struct Config {
-    pub server: Server,
-    pub users: BTreeMap<String, Arc<User>>,
-    pub targets: BTreeMap<String, Arc<Target>>,
-    pub rules: Vec<Rule>,
-    pub trusted_functions: HashSet<String>,
-    pub webhooks: Vec<Webhook>,
-    pub audit: Audit,
-}
-
-/// The config in force, swapped whole on reload: readers take a snapshot (`Arc<Config>`)
-/// and keep it for as long as they need one consistent version.
-#[derive(Debug)]
-pub struct LiveConfig(std::sync::RwLock<Arc<Config>>);
-
-impl LiveConfig {
-    pub fn new(config: Arc<Config>) -> LiveConfig {
-        LiveConfig(std::sync::RwLock::new(config))
-    }
-
-    pub fn get(&self) -> Arc<Config> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    pub fn set(&self, config: Arc<Config>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
-    }
-}
-
-#[derive(Debug)]
-pub struct Server {
-    pub postgres_listen: Option<SocketAddr>,
-    pub ssh_listen: Option<SocketAddr>,
-    pub api_listen: SocketAddr,
-    pub data_dir: PathBuf,
-    pub ssh_host_key: PathBuf,
-    pub tls: Option<TlsFiles>,
-    pub max_connections: usize,
-    pub max_message_bytes: usize,
-    pub startup_timeout: Duration,
-    pub drain_timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-#[derive(Debug)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-    pub password: Option<Verifier>,
-    pub ssh_keys: Vec<String>,
-    pub api_token_sha256: Option<[u8; 32]>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
-    Postgres,
-    Ssh,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpstreamTls {
-    Disable,
-    Prefer,
-    Require,
-}
-
-#[derive(Debug)]
-pub struct Target {
-    pub name: String,
-    pub kind: TargetKind,
-    /// `host:port`, resolved at connect time.
-    pub address: String,
-    pub database: String,
-    pub user: String,
-    pub password: Option<Secret<String>>,
-    pub tls: UpstreamTls,
-    pub ca_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub host_key: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    pub url: String,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnAuditFailure {
-    RefuseAll,
-    RefuseSensitive,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Audit {
-    pub enabled: bool,
-    pub redact_parameters: bool,
-    pub on_failure: OnAuditFailure,
-    pub retention_days: Option<u32>,
-}
-
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
-
-/// Every problem found, one human line each.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl Config {
-    /// Read, parse and validate `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
-        Config::parse(&text, path.parent().unwrap_or(Path::new(".")))
-    }
-
-    /// Parse and validate TOML text; relative paths are taken from `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
-        let file: ConfigFile =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![one_line(&e.to_string())]))?;
-        validate(file, base)
-    }
-
-    pub fn target(&self, name: &str) -> Option<&Arc<Target>> {
-        self.targets.get(name)
-    }
-
-    pub fn user(&self, name: &str) -> Option<&Arc<User>> {
-        self.users.get(name)
-    }
-}
-
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -247,7 +12,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
 
-fn resolve(base: &Path, p: &Path) -> PathBuf {
+pub(super) fn resolve(base: &Path, p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -255,7 +20,11 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn listen_addr(errs: &mut Vec<String>, key: &str, v: &Option<String>) -> Option<SocketAddr> {
+pub(super) fn listen_addr(
+    errs: &mut Vec<String>,
+    key: &str,
+    v: &Option<String>,
+) -> Option<SocketAddr> {
     let v = v.as_ref()?;
     match v.parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -268,7 +37,12 @@ fn listen_addr(errs: &mut Vec<String>, key: &str, v: &Option<String>) -> Option<
     }
 }
 
-fn duration_or(errs: &mut Vec<String>, key: &str, v: &Option<String>, d: Duration) -> Duration {
+pub(super) fn duration_or(
+    errs: &mut Vec<String>,
+    key: &str,
+    v: &Option<String>,
+    d: Duration,
+) -> Duration {
     match v {
         None => d,
         Some(s) => parse_duration(s).unwrap_or_else(|e| {
@@ -278,7 +52,7 @@ fn duration_or(errs: &mut Vec<String>, key: &str, v: &Option<String>, d: Duratio
     }
 }
 
-fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigErrors> {
+pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigErrors> {
     let mut errs = Vec::new();
     let server = validate_server(&file.server, base, &mut errs);
 
@@ -376,7 +150,11 @@ fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigErrors> {
     })
 }
 
-fn validate_server(s: &ServerSection, base: &Path, errs: &mut Vec<String>) -> Option<Server> {
+pub(super) fn validate_server(
+    s: &ServerSection,
+    base: &Path,
+    errs: &mut Vec<String>,
+) -> Option<Server> {
     let postgres_listen = listen_addr(errs, "postgres_listen", &s.postgres_listen);
     let ssh_listen = listen_addr(errs, "ssh_listen", &s.ssh_listen);
     let api_listen = listen_addr(errs, "api_listen", &Some(s.api_listen.clone()));
@@ -436,7 +214,7 @@ fn validate_server(s: &ServerSection, base: &Path, errs: &mut Vec<String>) -> Op
     })
 }
 
-fn validate_user(i: usize, u: &UserSection, errs: &mut Vec<String>) -> Option<User> {
+pub(super) fn validate_user(i: usize, u: &UserSection, errs: &mut Vec<String>) -> Option<User> {
     let at = format!("users[{i}] {:?}", u.name);
     if u.name.is_empty() {
         errs.push(format!("users[{i}]: name is empty"));
@@ -493,7 +271,7 @@ pub fn decode_hex32(h: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn validate_target(
+pub(super) fn validate_target(
     i: usize,
     t: &TargetSection,
     base: &Path,
@@ -615,7 +393,7 @@ fn validate_target(
     })
 }
 
-fn valid_host_port(s: &str) -> bool {
+pub(super) fn valid_host_port(s: &str) -> bool {
     if s.parse::<SocketAddr>().is_ok() {
         return true;
     }
@@ -628,82 +406,5 @@ fn valid_host_port(s: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
         }
         None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert!(valid_host_port("127.0.0.1:5432"));
-        assert!(valid_host_port("[::1]:5432"));
-        assert!(valid_host_port("db.internal:5432"));
-        assert!(!valid_host_port("db.internal"));
-        assert!(!valid_host_port("db:0"));
-        assert!(!valid_host_port("db:99999"));
-        assert!(!valid_host_port("bad host:1"));
-    }
-
-    #[test]
-    fn reports_every_problem_at_once() {
-        let text = r#"
-[server]
-api_listen = "nope"
-postgres_listen = "also nope"
-data_dir = "/tmp/x"
-startup_timeout = "soon"
-
-[[targets]]
-name = "db"
-kind = "postgres"
-address = "127.0.0.1:5432"
-database = "app"
-user = "app"
-password_file = "/nonexistent/pw"
-"#;
-        let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
-        assert!(errs.iter().any(|e| e.contains("api_listen")), "{errs:?}");
-        assert!(
-            errs.iter().any(|e| e.contains("postgres_listen")),
-            "{errs:?}"
-        );
-        assert!(
-            errs.iter().any(|e| e.contains("startup_timeout")),
-            "{errs:?}"
-        );
-        assert!(errs.iter().any(|e| e.contains("password_file")), "{errs:?}");
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        let text = "[server]\napi_listen = \"127.0.0.1:1\"\ndata_dir = \"/tmp\"\nbogus = 1\n";
-        let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
-        assert!(errs[0].contains("bogus"), "{errs:?}");
-    }
-
-    #[test]
-    fn target_password_is_not_in_debug_output() {
-        let text = r#"
-[server]
-api_listen = "127.0.0.1:1"
-data_dir = "/tmp"
-[[targets]]
-name = "db"
-kind = "postgres"
-address = "127.0.0.1:5432"
-database = "app"
-user = "app"
-password_file = "PW"
-"#;
-        let dir = std::env::temp_dir().join(format!("jitgate-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("PW"), "s3cr3t-value\n").unwrap();
-        let cfg = Config::parse(text, &dir).unwrap();
-        let t = cfg.target("db").unwrap();
-        assert_eq!(t.password.as_ref().unwrap().expose(), "s3cr3t-value");
-        assert!(!format!("{cfg:?}").contains("s3cr3t"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

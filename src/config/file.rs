@@ -1,0 +1,89 @@
+//! The configuration file exactly as written: every section is `deny_unknown_fields`, so a
+//! misspelt key is an error, never silently ignored.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::policy::rules::{PolicySpec, RuleSpec};
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub server: ServerSection,
+    #[serde(default)]
+    pub users: Vec<UserSection>,
+    #[serde(default)]
+    pub targets: Vec<TargetSection>,
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSection>,
+    #[serde(default)]
+    pub policy: PolicySpec,
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub postgres_listen: Option<String>,
+    pub ssh_listen: Option<String>,
+    pub api_listen: String,
+    pub data_dir: PathBuf,
+    pub ssh_host_key: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+    pub startup_timeout: Option<String>,
+    pub drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserSection {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+    pub api_token_sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSection {
+    pub name: String,
+    pub kind: String,
+    pub address: String,
+    pub database: Option<String>,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub tls: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub host_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: String,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// `false` records nothing (benchmarks only; a warning is logged at start).
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub redact_parameters: bool,
+    pub on_failure: Option<String>,
+    pub retention_days: Option<u32>,
+}

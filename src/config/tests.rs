@@ -1,0 +1,74 @@
+use super::validate::valid_host_port;
+use super::*;
+
+#[test]
+fn host_port_forms() {
+    assert!(valid_host_port("127.0.0.1:5432"));
+    assert!(valid_host_port("[::1]:5432"));
+    assert!(valid_host_port("db.internal:5432"));
+    assert!(!valid_host_port("db.internal"));
+    assert!(!valid_host_port("db:0"));
+    assert!(!valid_host_port("db:99999"));
+    assert!(!valid_host_port("bad host:1"));
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let text = r#"
+[server]
+api_listen = "nope"
+postgres_listen = "also nope"
+data_dir = "/tmp/x"
+startup_timeout = "soon"
+
+[[targets]]
+name = "db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "app"
+user = "app"
+password_file = "/nonexistent/pw"
+"#;
+    let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
+    assert!(errs.iter().any(|e| e.contains("api_listen")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("postgres_listen")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("startup_timeout")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.contains("password_file")), "{errs:?}");
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let text = "[server]\napi_listen = \"127.0.0.1:1\"\ndata_dir = \"/tmp\"\nbogus = 1\n";
+    let errs = Config::parse(text, Path::new("/")).unwrap_err().0;
+    assert!(errs[0].contains("bogus"), "{errs:?}");
+}
+
+#[test]
+fn target_password_is_not_in_debug_output() {
+    let text = r#"
+[server]
+api_listen = "127.0.0.1:1"
+data_dir = "/tmp"
+[[targets]]
+name = "db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "app"
+user = "app"
+password_file = "PW"
+"#;
+    let dir = std::env::temp_dir().join(format!("jitgate-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("PW"), "s3cr3t-value\n").unwrap();
+    let cfg = Config::parse(text, &dir).unwrap();
+    let t = cfg.target("db").unwrap();
+    assert_eq!(t.password.as_ref().unwrap().expose(), "s3cr3t-value");
+    assert!(!format!("{cfg:?}").contains("s3cr3t"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
