@@ -120,7 +120,7 @@ enum Command {
     Replay {
         session_id: String,
         #[arg(long, value_enum, default_value = "text")]
-        format: cli::audit::ReplayFormat,
+        format: cli::replay::ReplayFormat,
         /// Playback speed for SSH recordings (2 = twice as fast).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
@@ -278,9 +278,9 @@ fn main() -> ExitCode {
             output,
             store,
             api,
-        } => cli::audit::replay(
+        } => cli::replay::replay(
             store.with(api),
-            cli::audit::ReplayArgs {
+            cli::replay::ReplayArgs {
                 id: session_id,
                 format,
                 speed,

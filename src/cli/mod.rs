@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod replay;
 
 use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;

@@ -1,0 +1,308 @@
+//! `jitgate replay`: a session's timeline as text or JSON, or its SSH recording played back
+//! (or written as asciicast). Everything a user typed is shown on one line, quoted, so it
+//! cannot forge lines of the timeline.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use std::path::PathBuf;
+
+use super::audit::{Source, Where, api_failed, fmt_time, urlencode};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayFormat {
+    Text,
+    Json,
+    Cast,
+}
+
+pub struct ReplayArgs {
+    pub id: String,
+    pub format: ReplayFormat,
+    pub speed: f64,
+    pub idle_cap: f64,
+    pub output: Option<PathBuf>,
+}
+
+pub fn replay(w: Where, a: ReplayArgs) -> ExitCode {
+    let fetched = match w.source() {
+        Err(code) => return code,
+        Ok(Source::Api(api)) => {
+            let session = match api.get(&format!("/v1/sessions/{}", urlencode(&a.id))) {
+                Ok(v) => v,
+                Err(e) => return api_failed(e),
+            };
+            let events = match api.get(&format!("/v1/sessions/{}/events", urlencode(&a.id))) {
+                Ok(Value::Array(v)) => v,
+                Ok(_) => Vec::new(),
+                Err(e) => return api_failed(e),
+            };
+            let cast = if session["protocol"] == "ssh" {
+                api.get_text(&format!("/v1/sessions/{}/recording", urlencode(&a.id)))
+                    .ok()
+            } else {
+                None
+            };
+            (session, events, cast)
+        }
+        Ok(Source::Store(audit)) => {
+            let Some(s) = audit.session(&a.id) else {
+                eprintln!("jitgate: no session {} in the audit trail", a.id);
+                return ExitCode::from(1);
+            };
+            let events = audit
+                .events(&a.id)
+                .into_iter()
+                .filter_map(|e| serde_json::to_value(e).ok())
+                .collect();
+            let cast = audit.recording(&a.id);
+            (serde_json::to_value(s).unwrap_or_default(), events, cast)
+        }
+    };
+    let (session, events, cast) = fetched;
+    let out: Box<dyn Write> = match &a.output {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("jitgate: cannot write {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let r = match a.format {
+        ReplayFormat::Json => write_json(out, &session, &events),
+        ReplayFormat::Cast => match &cast {
+            Some(c) => write_all(out, c),
+            None => {
+                eprintln!(
+                    "jitgate: session {} has no terminal recording (only SSH sessions do); use --format text or json",
+                    a.id
+                );
+                return ExitCode::from(1);
+            }
+        },
+        ReplayFormat::Text => match &cast {
+            Some(c) if session["protocol"] == "ssh" && a.output.is_none() => {
+                play(out, c, a.speed, a.idle_cap)
+            }
+            _ => timeline(out, &session, &events),
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jitgate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn write_all(mut out: Box<dyn Write>, s: &str) -> std::io::Result<()> {
+    out.write_all(s.as_bytes())?;
+    out.flush()
+}
+
+fn write_json(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::io::Result<()> {
+    let v = json!({ "session": session, "events": events });
+    serde_json::to_writer_pretty(&mut out, &v)?;
+    writeln!(out)?;
+    out.flush()
+}
+
+/// Play an asciicast back with its timing: pauses divided by `speed`, none longer than
+/// `idle_cap` seconds.
+fn play(mut out: Box<dyn Write>, cast: &str, speed: f64, idle_cap: f64) -> std::io::Result<()> {
+    let speed = if speed.is_finite() && speed >= 0.01 {
+        speed
+    } else {
+        1.0
+    };
+    let idle_cap = if idle_cap.is_finite() {
+        idle_cap.clamp(0.0, 3600.0)
+    } else {
+        3600.0
+    };
+    let mut last = 0.0f64;
+    for line in cast.lines().skip(1) {
+        let Ok(Value::Array(f)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let t = f.first().and_then(Value::as_f64).unwrap_or(last);
+        if f.get(1).and_then(Value::as_str) != Some("o") {
+            continue;
+        }
+        let pause = ((t - last).max(0.0) / speed).min(idle_cap);
+        last = t;
+        if pause > 0.0 {
+            out.flush()?;
+            std::thread::sleep(Duration::try_from_secs_f64(pause).unwrap_or_default());
+        }
+        out.write_all(f.get(2).and_then(Value::as_str).unwrap_or("").as_bytes())?;
+    }
+    out.flush()
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max - 1).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+fn decision_text(e: &Value) -> String {
+    let mut d = e["decision"].as_str().unwrap_or("?").to_string();
+    if let Some(r) = e["request"].as_str() {
+        d.push_str(&format!(" {r}"));
+    }
+    if let Some(g) = e["grant"].as_str() {
+        d.push_str(&format!(" grant {g}"));
+    }
+    if let Some(r) = e["rule"].as_str() {
+        d.push_str(&format!(" (rule \"{r}\")"));
+    }
+    d
+}
+
+/// A Postgres (or SSH command) session as a timeline: offset, statement, decision,
+/// approver, result and duration.
+fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::io::Result<()> {
+    let start = session["started_at"]
+        .as_f64()
+        .or_else(|| events.first().and_then(|e| e["at"].as_f64()))
+        .unwrap_or(0.0);
+    writeln!(
+        out,
+        "session {}  {}  {} -> {}  from {}{}  started {}",
+        session["id"].as_str().unwrap_or("?"),
+        session["protocol"].as_str().unwrap_or("?"),
+        session["user"].as_str().unwrap_or("?"),
+        session["target"].as_str().unwrap_or("?"),
+        session["client"].as_str().unwrap_or("?"),
+        session["application"]
+            .as_str()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default(),
+        fmt_time(start),
+    )?;
+    for e in events {
+        let off = e["at"].as_f64().unwrap_or(start) - start;
+        let what = match e["kind"].as_str().unwrap_or("") {
+            "session_start" => "session start".to_string(),
+            "statement" => format!(
+                "{}  [{} {}]",
+                one_line(e["text"].as_str().unwrap_or(""), 100),
+                e["class"].as_str().unwrap_or("?"),
+                decision_text(e)
+            ),
+            "command" => format!(
+                "$ {}  [{} {}]",
+                one_line(e["command"].as_str().unwrap_or(""), 100),
+                e["class"].as_str().unwrap_or("?"),
+                decision_text(e)
+            ),
+            "parse" => format!(
+                "  parse {}: {}",
+                quote_name(e["statement_name"].as_str().unwrap_or("")),
+                one_line(e["text"].as_str().unwrap_or(""), 90)
+            ),
+            "bind" => format!("  bind {}", params_text(&e["params"])),
+            "result" => {
+                let ms = e["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+                match (e["command_tag"].as_str(), e["sqlstate"].as_str()) {
+                    (Some(tag), _) => format!("  -> {tag}  ({ms:.1} ms)"),
+                    (None, state) => format!(
+                        "  -> ERROR {}: {}  ({ms:.1} ms)",
+                        state.unwrap_or("?"),
+                        one_line(e["message"].as_str().unwrap_or(""), 90)
+                    ),
+                }
+            }
+            "exit_status" => format!("  -> exit status {}", e["status"]),
+            "request_created" => format!(
+                "  request {} opened (rule \"{}\")",
+                e["request"].as_str().unwrap_or("?"),
+                e["rule"].as_str().unwrap_or("?")
+            ),
+            "request_decided" => format!(
+                "  request {} {}{}{}",
+                e["request"].as_str().unwrap_or("?"),
+                e["state"].as_str().unwrap_or("?"),
+                e["by"]
+                    .as_str()
+                    .map(|b| format!(" by {b}"))
+                    .unwrap_or_default(),
+                e["reason"]
+                    .as_str()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!(": \"{r}\""))
+                    .unwrap_or_default(),
+            ),
+            "grant_created" => format!(
+                "  grant {} given, until {}",
+                e["grant"].as_str().unwrap_or("?"),
+                fmt_time(e["expires_at"].as_f64().unwrap_or(0.0))
+            ),
+            "grant_used" => format!("  grant {} used", e["grant"].as_str().unwrap_or("?")),
+            "grant_revoked" => format!("  grant {} revoked", e["grant"].as_str().unwrap_or("?")),
+            "recording" => continue,
+            "session_end" => format!(
+                "session end: {} ({} bytes in, {} bytes out)",
+                e["reason"].as_str().unwrap_or("?"),
+                e["bytes_in"],
+                e["bytes_out"]
+            ),
+            other => format!("{other} {}", Value::Object(fields_without_meta(e))),
+        };
+        writeln!(out, "{:>+10.3}s  {what}", off)?;
+    }
+    out.flush()
+}
+
+fn quote_name(n: &str) -> String {
+    if n.is_empty() {
+        "(unnamed)".into()
+    } else {
+        format!("\"{n}\"")
+    }
+}
+
+/// Bind parameters as stored: `null`, or `{"len", "text" | "base64"}` (only `len` when
+/// redacted or over the budget).
+fn params_text(p: &Value) -> String {
+    let Value::Array(v) = p else {
+        return p.to_string();
+    };
+    let items: Vec<String> = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let n = i + 1;
+            if x.is_null() {
+                return format!("${n}=NULL");
+            }
+            let len = x["len"].as_u64().unwrap_or(0);
+            match (x["text"].as_str(), x["base64"].as_str()) {
+                (Some(t), _) => format!("${n}='{}'", one_line(t, 40)),
+                (None, Some(_)) => format!("${n}=<{len} bytes, binary>"),
+                (None, None) => format!("${n}=<{len} bytes>"),
+            }
+        })
+        .collect();
+    items.join(" ")
+}
+
+fn fields_without_meta(e: &Value) -> serde_json::Map<String, Value> {
+    let mut m = e.as_object().cloned().unwrap_or_default();
+    for k in ["seq", "at", "session", "kind", "hash"] {
+        m.remove(k);
+    }
+    m
+}
