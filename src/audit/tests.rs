@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::encode::hex;
 use super::*;
-use crate::approval::{Impact, RequestView, State};
 use crate::policy::Class;
+use crate::request::{Impact, RequestView, State};
 
 /// A directory removed when the test ends.
 pub(super) struct TempDir(pub PathBuf);

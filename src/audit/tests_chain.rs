@@ -6,7 +6,7 @@ use super::tests::{
     TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry,
 };
 use super::*;
-use crate::approval::State;
+use crate::request::State;
 
 #[tokio::test]
 async fn an_intact_store_verifies_offline_with_the_right_count() {

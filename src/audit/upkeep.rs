@@ -8,7 +8,7 @@ use super::{Audit, EventKind, SessionFilter, SessionRecord, Text};
 
 impl Audit {
     /// Upsert a request (call on every change). Written at once, flushed with the next commit.
-    pub fn put_request(&self, r: &crate::approval::RequestView) {
+    pub fn put_request(&self, r: &crate::request::RequestView) {
         if !self.inner.opts.enabled {
             return;
         }
@@ -78,7 +78,7 @@ impl Audit {
                 session,
                 EventKind::RequestDecided {
                     request: id.into(),
-                    state: crate::approval::State::Cancelled,
+                    state: crate::request::State::Cancelled,
                     by: Some(Text::from_static("jitgate")),
                     reason: Some(Text::from_static("jitgate restarted")),
                 },
