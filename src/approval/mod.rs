@@ -8,6 +8,15 @@
 //! Invariants: the requester never counts as an approver; only the rule's approvers count;
 //! `approvals_required` distinct approvers are needed; one denial ends the request; a grant
 //! never outlives its `expires_at` nor the rule's `max_grant`.
+//!
+//! Audit (once [`Approvals::set_audit`] has been called): nothing here writes to disk; every
+//! record goes through the audit writer's bounded queue. Chain events (`request_created`,
+//! `request_decided`, `grant_created`, `grant_revoked`) are queued with [`Audit::record`];
+//! a decision's events are queued under the lock BEFORE the held session is woken, and the
+//! session (`gate::wait`) waits for the disk (`Audit::flush`, or the durable write of its held
+//! event) before its statement may go upstream, so an approved statement never runs ahead of
+//! its approval on disk. Each change's current view goes to [`Audit::put_request`], which
+//! costs a copy: encoding and sled happen on the writer's thread.
 
 mod grants;
 
@@ -194,8 +203,10 @@ impl Approvals {
 
     fn emit(&self, e: Event) {
         if let (Some(a), Event::Created(r) | Event::Decided(r)) = (self.audit.get(), &e) {
-            // The current view, under the lock: concurrent changes are stored in the order
-            // they happened, so a stored request never goes back to `pending`.
+            // The current view, handed over under the lock: concurrent changes reach the
+            // writer in the order they happened, so a stored request never goes back to
+            // `pending`. `put_request` copies the view into the writer's slot and at most
+            // sends one wake-up; encoding and sled happen on the writer's thread.
             let inner = self.lock();
             match inner.requests.get(&r.id) {
                 Some(cur) => a.put_request(&cur.view),

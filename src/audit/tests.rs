@@ -451,6 +451,44 @@ async fn pending_requests_are_cancelled_at_restart_with_an_event() {
 }
 
 #[tokio::test]
+async fn request_upserts_are_written_by_the_writer_never_dropped_latest_first() {
+    let d = TempDir::new("requests-queue");
+    let a = open(
+        &d.0,
+        AuditOptions {
+            queue_capacity: 2,
+            ..Default::default()
+        },
+    );
+    a.record("s1", stmt("SELECT 1")).unwrap();
+    a.record("s1", stmt("SELECT 2")).unwrap();
+    // The queue is full: the upserts wait in the writer's slot all the same.
+    a.put_request(&request_view("r1", State::Pending));
+    a.put_request(&request_view("r1", State::Approved));
+    a.put_request(&request_view("r2", State::Pending));
+    assert_eq!(a.stats().dropped, 0);
+    assert!(a.requests().is_empty(), "nothing is written before start");
+    a.start();
+    a.flush().await.unwrap();
+    let reqs = a.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs.iter().find(|r| r["id"] == "r1").unwrap()["state"],
+        "approved"
+    );
+    assert_eq!(a.events("s1").len(), 2);
+
+    // On an idle store an upsert wakes the writer by itself.
+    a.put_request(&request_view("r3", State::Denied));
+    let until = Instant::now() + Duration::from_secs(10);
+    while a.request("r3").is_none() {
+        assert!(Instant::now() < until, "the upsert was never written");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(a.request("r3").unwrap()["state"], "denied");
+}
+
+#[tokio::test]
 async fn sessions_open_at_a_crash_are_closed_at_restart() {
     let d = TempDir::new("stale-sessions");
     let a = started(&d.0);
