@@ -47,10 +47,6 @@ mod writer;
 mod bench;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_chain;
-#[cfg(test)]
-mod tests_durability;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

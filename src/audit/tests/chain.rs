@@ -1,11 +1,9 @@
 //! The hash chain against tampering, and pruning that keeps it verifiable.
 
-use super::chain::{self, Link};
-use super::store::keys;
-use super::tests::{
-    TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry,
-};
-use super::*;
+use super::{TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry};
+use crate::audit::chain::{self, Link};
+use crate::audit::store::keys;
+use crate::audit::*;
 use crate::request::State;
 
 #[tokio::test]
