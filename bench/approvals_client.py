@@ -21,10 +21,7 @@ for the allow-path cost per statement.
         --port JG_PORT --api-port API_PORT --direct-port PG_PORT [--n 1000] [--batch 100]
 """
 import argparse
-import base64
 import concurrent.futures
-import hashlib
-import hmac
 import http.client
 import json
 import math
@@ -36,29 +33,14 @@ import struct
 import sys
 import time
 
-_salted = {}  # (password, salt, iterations) -> SaltedPassword: a verifier has one salt
+from pgwire_client import Fail, Startup, error_text, fields_of, message, message_length
+
 NOTICE_ID = re.compile(r"held for approval, request (\S+) \(rule")
 
 
-class Fail(Exception):
-    pass
-
-
-def message(kind: bytes, body: bytes) -> bytes:
-    return kind + struct.pack("!i", len(body) + 4) + body
-
-
-def fields_of(body: bytes) -> dict:
-    return {f[:1]: f[1:].decode(errors="replace") for f in body.split(b"\0") if f}
-
-
-def error_text(body: bytes) -> str:
-    f = fields_of(body)
-    return f"{f.get(b'S', 'ERROR')} {f.get(b'C', '?')}: {f.get(b'M', '')}"
-
-
 class Session:
-    """One Postgres v3 session over a blocking socket (startup, SCRAM-SHA-256 as idle_client.py)."""
+    """One Postgres v3 session over a blocking socket (start-up and SCRAM-SHA-256 from
+    pgwire_client.py, shared with idle_client.py)."""
 
     def __init__(self, host, port, user, db, password, app="approvals-bench", timeout=120.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -80,11 +62,11 @@ class Session:
         """A complete message already in the buffer, or None."""
         if len(self.buf) < 5:
             return None
-        (length,) = struct.unpack_from("!i", self.buf, 1)
-        if len(self.buf) < 1 + length:
+        end = 5 + message_length(self.buf)
+        if len(self.buf) < end:
             return None
-        kind, body = bytes(self.buf[:1]), bytes(self.buf[5:1 + length])
-        del self.buf[:1 + length]
+        kind, body = bytes(self.buf[:1]), bytes(self.buf[5:end])
+        del self.buf[:end]
         return kind, body
 
     def read_message(self):
@@ -96,50 +78,13 @@ class Session:
 
     # --- startup and auth ----------------------------------------------------------------
     def _startup(self, user, db, password, app):
-        params = b"".join(k + b"\0" + v + b"\0" for k, v in
-                          ((b"user", user), (b"database", db), (b"application_name", app))) + b"\0"
-        self.send(struct.pack("!ii", len(params) + 8, 196608) + params)
-        first_bare = b"n=,r=" + base64.b64encode(os.urandom(18))
-        expected_signature = None
-        while True:
+        startup = Startup(user, db, password, app)
+        self.send(startup.first())
+        while not startup.done:
             kind, body = self.read_message()
-            if kind == b"R":
-                (code,) = struct.unpack("!i", body[:4])
-                if code == 0:  # AuthenticationOk
-                    continue
-                if code == 10:  # AuthenticationSASL
-                    if b"SCRAM-SHA-256\0" not in body[4:]:
-                        raise Fail(f"server offers no SCRAM-SHA-256: {body[4:]!r}")
-                    first = b"n,," + first_bare
-                    self.send(message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first))
-                elif code == 11:  # AuthenticationSASLContinue
-                    server_first = body[4:]
-                    attrs = dict(kv.split(b"=", 1) for kv in server_first.split(b","))
-                    key = (password, attrs[b"s"], int(attrs[b"i"]))
-                    if key not in _salted:
-                        _salted[key] = hashlib.pbkdf2_hmac("sha256", password, base64.b64decode(key[1]), key[2])
-                    salted = _salted[key]
-                    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-                    stored_key = hashlib.sha256(client_key).digest()
-                    without_proof = b"c=biws,r=" + attrs[b"r"]
-                    auth_message = first_bare + b"," + server_first + b"," + without_proof
-                    signature = hmac.new(stored_key, auth_message, "sha256").digest()
-                    proof = bytes(a ^ b for a, b in zip(client_key, signature))
-                    self.send(message(b"p", without_proof + b",p=" + base64.b64encode(proof)))
-                    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-                    expected_signature = b"v=" + base64.b64encode(
-                        hmac.new(server_key, auth_message, "sha256").digest())
-                elif code == 12:  # AuthenticationSASLFinal
-                    if body[4:] != expected_signature:
-                        raise Fail("SCRAM: wrong server signature")
-                elif code == 3:  # cleartext
-                    self.send(message(b"p", password + b"\0"))
-                else:
-                    raise Fail(f"unsupported authentication request {code}")
-            elif kind == b"E":
-                raise Fail(error_text(body))
-            elif kind == b"Z":
-                return
+            reply = startup.feed(kind, body)
+            if reply:
+                self.send(reply)
 
     # --- queries -------------------------------------------------------------------------
     def query(self, sql: str):

@@ -8,104 +8,36 @@
 //! Invariants: the requester never counts as an approver; only the rule's approvers count;
 //! `approvals_required` distinct approvers are needed; one denial ends the request; a grant
 //! never outlives its `expires_at` nor the rule's `max_grant`.
+//!
+//! Audit (once [`Approvals::set_audit`] has been called): nothing here writes to disk; every
+//! record goes through the audit writer's bounded queue. Chain events (`request_created`,
+//! `request_decided`, `grant_created`, `grant_revoked`) are queued with [`Audit::record`];
+//! a decision's events are queued under the lock BEFORE the held session is woken, and the
+//! session (`gate::wait`) waits for the disk (`Audit::flush`, or the durable write of its held
+//! event) before its statement may go upstream, so an approved statement never runs ahead of
+//! its approval on disk. Each change's current view goes to [`Audit::put_request`], which
+//! costs a copy: encoding and sled happen on the writer's thread.
+//!
+//! Layout: this file opens, reads and lists requests and holds the shared state; `decide`
+//! moves a request out of `pending` (approve, deny, expire, cancel); `grants` keeps the live
+//! grants. The request types themselves are in [`crate::request`], re-exported here.
 
+mod decide;
 mod grants;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
 pub use grants::{Candidate, Grant, GrantScope};
+// The shared request types live in a leaf module the audit trail imports too.
+pub use crate::request::{ApprovalRecord, Impact, RequestView, State};
 
 use crate::audit::{Audit, EventKind, Text};
-use crate::config::User;
 use crate::policy::Class;
 use crate::policy::rules::Approver;
-
-/// Where a request is: `pending` until it is approved, denied, expired or cancelled, once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-    Cancelled,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Approved => "approved",
-            State::Denied => "denied",
-            State::Expired => "expired",
-            State::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        [
-            State::Pending,
-            State::Approved,
-            State::Denied,
-            State::Expired,
-            State::Cancelled,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
-    }
-}
-
-/// One approver's approval of a request.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct ApprovalRecord {
-    pub by: String,
-    pub at: u64,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant_secs: Option<u64>,
-}
-
-/// What a held statement would touch; for a Postgres write, the planner's row estimate
-/// (from EXPLAIN, which runs nothing).
-#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Impact {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub estimated_rows: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// A request as the API shows it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct RequestView {
-    pub id: String,
-    pub state: State,
-    pub user: String,
-    pub target: String,
-    pub protocol: String,
-    pub class: Class,
-    pub statement: String,
-    pub tables: Vec<String>,
-    pub rule: String,
-    pub source: String,
-    pub session: String,
-    pub created_at: u64,
-    pub expires_at: u64,
-    pub approvals: Vec<ApprovalRecord>,
-    pub approvals_required: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decided_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub grant: Option<String>,
-    pub impact: Impact,
-}
 
 /// What a held session learns.
 #[derive(Clone, Debug, PartialEq)]
@@ -275,8 +207,10 @@ impl Approvals {
 
     fn emit(&self, e: Event) {
         if let (Some(a), Event::Created(r) | Event::Decided(r)) = (self.audit.get(), &e) {
-            // The current view, under the lock: concurrent changes are stored in the order
-            // they happened, so a stored request never goes back to `pending`.
+            // The current view, handed over under the lock: concurrent changes reach the
+            // writer in the order they happened, so a stored request never goes back to
+            // `pending`. `put_request` copies the view into the writer's slot and at most
+            // sends one wake-up; encoding and sled happen on the writer's thread.
             let inner = self.lock();
             match inner.requests.get(&r.id) {
                 Some(cur) => a.put_request(&cur.view),
@@ -356,181 +290,6 @@ impl Approvals {
         v
     }
 
-    /// Move a pending request to a final state and wake its waiter.
-    fn finish(
-        &self,
-        inner: &mut Inner,
-        id: &str,
-        state: State,
-        outcome: Outcome,
-        grant: Option<&Grant>,
-    ) -> RequestView {
-        let mut view = None;
-        if let Some(e) = inner.requests.get_mut(id) {
-            e.view.state = state;
-            // Audit first: the session flushes the trail before it acts on the outcome.
-            self.audit_event(
-                &e.view.session,
-                EventKind::RequestDecided {
-                    request: Text::from(id),
-                    state,
-                    by: e.view.decided_by.as_deref().map(Text::from),
-                    reason: e.view.reason.as_deref().map(Text::from),
-                },
-            );
-            if let Some(g) = grant {
-                self.audit_event(
-                    &e.view.session,
-                    EventKind::GrantCreated {
-                        grant: Text::from(&g.id),
-                        request: Text::from(id),
-                        expires_at: g.expires_at,
-                    },
-                );
-            }
-            if let Some(w) = e.waiter.take() {
-                let _ = w.send(outcome);
-            }
-            view = Some(e.view.clone());
-        }
-        inner.decided.push_back(id.to_string());
-        while inner.decided.len() > KEEP_DECIDED {
-            if let Some(old) = inner.decided.pop_front() {
-                inner.requests.remove(&old);
-            }
-        }
-        view.unwrap_or_else(|| unreachable_view(id))
-    }
-
-    pub fn approve(
-        &self,
-        id: &str,
-        approver: &User,
-        reason: &str,
-        grant_secs: Option<u64>,
-    ) -> Result<RequestView, DecideError> {
-        let mut inner = self.lock();
-        let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
-        check_decider(e, approver)?;
-        if let Some(secs) = grant_secs {
-            if secs == 0 {
-                return Err(DecideError::GrantZero);
-            }
-            if secs > e.max_grant.as_secs() {
-                return Err(DecideError::GrantTooLong(secs, e.max_grant.as_secs()));
-            }
-        }
-        if e.view.approvals.iter().any(|a| a.by == approver.name) {
-            return Err(DecideError::AlreadyApproved);
-        }
-        e.view.approvals.push(ApprovalRecord {
-            by: approver.name.clone(),
-            at: unix_secs(SystemTime::now()),
-            reason: reason.to_string(),
-            grant_secs,
-        });
-        if (e.view.approvals.len() as u32) < e.view.approvals_required {
-            let view = e.view.clone();
-            drop(inner);
-            self.emit(Event::Decided(view.clone()));
-            return Ok(view);
-        }
-        // Every approver must agree to a grant; the shortest one wins.
-        let grant_secs = e
-            .view
-            .approvals
-            .iter()
-            .map(|a| a.grant_secs)
-            .collect::<Option<Vec<u64>>>()
-            .and_then(|v| v.into_iter().min());
-        let by: Vec<String> = e.view.approvals.iter().map(|a| a.by.clone()).collect();
-        e.view.decided_by = Some(by.join(","));
-        e.view.reason = Some(reason.to_string());
-        let scope = GrantScope::for_request(
-            &e.view.user,
-            &e.view.target,
-            e.view.class,
-            &e.view.tables,
-            &e.view.statement,
-            e.runs_prepared,
-        );
-        let grant = grant_secs.map(|secs| {
-            let g = inner
-                .grants
-                .add(scope, Duration::from_secs(secs), id, by.join(","));
-            g.clone()
-        });
-        if let (Some(g), Some(e)) = (&grant, inner.requests.get_mut(id)) {
-            e.view.grant = Some(g.id.clone());
-        }
-        let outcome = Outcome::Approved {
-            by,
-            grant: grant.as_ref().map(|g| g.id.clone()),
-        };
-        let view = self.finish(&mut inner, id, State::Approved, outcome, grant.as_ref());
-        drop(inner);
-        if let Some(g) = grant {
-            self.emit(Event::GrantCreated(g));
-        }
-        self.emit(Event::Decided(view.clone()));
-        Ok(view)
-    }
-
-    pub fn deny(
-        &self,
-        id: &str,
-        approver: &User,
-        reason: &str,
-    ) -> Result<RequestView, DecideError> {
-        let mut inner = self.lock();
-        let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
-        check_decider(e, approver)?;
-        e.view.decided_by = Some(approver.name.clone());
-        e.view.reason = Some(reason.to_string());
-        let outcome = Outcome::Denied {
-            by: approver.name.clone(),
-            reason: reason.to_string(),
-        };
-        let view = self.finish(&mut inner, id, State::Denied, outcome, None);
-        drop(inner);
-        self.emit(Event::Decided(view.clone()));
-        Ok(view)
-    }
-
-    /// End a pending request without a decision. Returns false if it was no longer pending.
-    pub fn close(&self, id: &str, state: State, reason: &str) -> bool {
-        let mut inner = self.lock();
-        let Some(e) = inner.requests.get_mut(id) else {
-            return false;
-        };
-        if e.view.state != State::Pending {
-            return false;
-        }
-        e.view.reason = Some(reason.to_string());
-        let outcome = match state {
-            State::Expired => Outcome::Expired,
-            _ => Outcome::Cancelled {
-                reason: reason.to_string(),
-            },
-        };
-        let view = self.finish(&mut inner, id, state, outcome, None);
-        drop(inner);
-        self.emit(Event::Decided(view));
-        true
-    }
-
-    /// Cancel every pending request (shutdown).
-    pub fn cancel_all(&self, reason: &str) -> usize {
-        let ids: Vec<String> = self
-            .list(Some(State::Pending))
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        ids.iter()
-            .filter(|id| self.close(id, State::Cancelled, reason))
-            .count()
-    }
-
     /// A live grant covering this statement, if any.
     pub fn find_grant(&self, c: &Candidate<'_>) -> Option<Grant> {
         self.lock().grants.find(c, SystemTime::now())
@@ -568,49 +327,6 @@ impl Approvals {
             .filter(|e| e.view.state == State::Pending)
             .count()
     }
-}
-
-fn unreachable_view(id: &str) -> RequestView {
-    // finish() is only called with ids looked up under the same lock.
-    tracing::error!(request = id, "request vanished while being decided");
-    RequestView {
-        id: id.to_string(),
-        state: State::Cancelled,
-        user: String::new(),
-        target: String::new(),
-        protocol: String::new(),
-        class: Class::Unknown,
-        statement: String::new(),
-        tables: Vec::new(),
-        rule: String::new(),
-        source: String::new(),
-        session: String::new(),
-        created_at: 0,
-        expires_at: 0,
-        approvals: Vec::new(),
-        approvals_required: 1,
-        decided_by: None,
-        reason: None,
-        grant: None,
-        impact: Impact::default(),
-    }
-}
-
-fn check_decider(e: &Entry, who: &User) -> Result<(), DecideError> {
-    if e.view.state != State::Pending {
-        return Err(DecideError::NotPending(e.view.state.as_str()));
-    }
-    if e.view.user == who.name {
-        return Err(DecideError::OwnRequest);
-    }
-    let allowed = e.approvers.iter().any(|a| match a {
-        Approver::User(u) => *u == who.name,
-        Approver::Group(g) => who.groups.iter().any(|wg| wg == g),
-    });
-    if !allowed {
-        return Err(DecideError::NotApprover);
-    }
-    Ok(())
 }
 
 /// Shared handle.

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::approval::State;
 use crate::policy::Class;
+use crate::request::State;
 
 /// Longest statement text kept in an event, in bytes.
 pub const TEXT_CAP: usize = 16 * 1024;

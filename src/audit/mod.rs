@@ -10,6 +10,8 @@
 //! - **Cheap for the caller.** [`Audit::record`] stamps the time, boxes the event and does one
 //!   non-blocking send on a bounded queue: no encoding, hashing, locking or I/O on the relay's
 //!   thread. A full queue is counted ([`AuditStats::dropped`]) and reported, never waited on.
+//!   [`Audit::put_request`] is as cheap: it leaves the request's view for the writer's next
+//!   commit (the latest view per request; never dropped) and at most sends one wake-up.
 //! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
 //!   and hashes them into blocks (one LZ4-compressed sled value per ~64 KiB of events), and
 //!   commits blocks, session index entries, session records and the chain head in one atomic
@@ -45,10 +47,6 @@ mod writer;
 mod bench;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_chain;
-#[cfg(test)]
-mod tests_durability;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

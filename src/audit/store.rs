@@ -1,5 +1,6 @@
-//! The sled keyspace and every read of it. Only the writer thread appends blocks; reads go
-//! straight to sled and see what has been committed (flushed or not).
+//! The sled keyspace and every read of it. Only the writer thread appends blocks and writes
+//! requests (but for the start-up clean-up, before it starts); reads go straight to sled and
+//! see what has been committed (flushed or not).
 //!
 //! Keys (one tree, so a commit is one atomic `apply_batch`):
 //! - `b` ‖ seq (u64 BE) → a block of events whose first event is `seq` ([`super::chain`])

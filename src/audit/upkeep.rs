@@ -4,26 +4,37 @@
 //! Requests live outside the chain (they are mutable state, upserted on every change); their
 //! history is in the chain as RequestCreated / RequestDecided / Grant* events.
 
-use super::{Audit, EventKind, SessionFilter, SessionRecord, Text};
+use super::writer::Msg;
+use super::{Audit, EventKind, SessionFilter, SessionRecord, Text, lock};
+use crate::request::RequestView;
 
 impl Audit {
-    /// Upsert a request (call on every change). Written at once, flushed with the next commit.
-    pub fn put_request(&self, r: &crate::approval::RequestView) {
+    /// Upsert a request (call on every change, in the order of the changes). As cheap as
+    /// [`Audit::record`]: a copy of the view into the writer's slot for it and, if the slot was
+    /// empty, one non-blocking send that wakes the writer; no encoding, no I/O. The next commit
+    /// encodes and writes it, with that commit's events, and flushes it. Never dropped: a
+    /// newer view of the same request replaces one not yet written, and a full queue needs
+    /// no wake-up (the writer has work, and each commit takes every request waiting).
+    pub fn put_request(&self, r: &RequestView) {
         if !self.inner.opts.enabled {
             return;
         }
-        let res = serde_json::to_vec(r)
-            .map_err(|e| e.to_string())
-            .and_then(|v| {
-                self.inner
-                    .store
-                    .put_request(&r.id, v)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = res {
-            self.inner
-                .shared
-                .fail(format!("cannot store request {}: {e}", r.id));
+        let wake = {
+            let mut waiting = lock(&self.inner.shared.requests);
+            let wake = waiting.is_empty();
+            waiting.insert(r.id.clone(), r.clone());
+            wake
+        };
+        if wake {
+            // A barrier nobody waits for: it only makes the writer commit (within
+            // `commit_interval`, like a routine event). A failure to send is the writer's
+            // failure, reported by `send`, or a full queue, which needs no wake-up.
+            let _ = self.send(Box::new(Msg {
+                at_us: super::now_us(),
+                session: Text::from_static(""),
+                ev: None,
+                done: None,
+            }));
         }
     }
 
@@ -78,7 +89,7 @@ impl Audit {
                 session,
                 EventKind::RequestDecided {
                     request: id.into(),
-                    state: crate::approval::State::Cancelled,
+                    state: crate::request::State::Cancelled,
                     by: Some(Text::from_static("jitgate")),
                     reason: Some(Text::from_static("jitgate restarted")),
                 },

@@ -7,13 +7,17 @@
 //! durable callers answered. While it gathers, callers' sends do not wake it (it parks on a
 //! timer, not on the channel), so a busy proxy pays for one wake-up per commit, not per event.
 //!
+//! Request upserts ([`super::Audit::put_request`]) wait in [`Shared::requests`], the latest
+//! view per request, and every commit takes them all: they are encoded here and written in the
+//! same atomic batch as the commit's events.
+//!
 //! After any sled error the store is failed for good: the batch's waiters get the error, the
 //! in-memory head does not advance, and every later event is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -23,6 +27,7 @@ use super::chain::{BlockWriter, Link};
 use super::encode::Canonical;
 use super::event::{EventKind, SessionRecord, Text};
 use super::store::{Store, keys};
+use crate::request::RequestView;
 
 /// Most messages committed at once.
 pub const MAX_BATCH: usize = 8192;
@@ -55,6 +60,11 @@ pub struct Shared {
     pub queued: AtomicU64,
     /// Commit (encode, write, flush) durations, for `/metrics`.
     pub commit_seconds: OnceLock<prometheus::Histogram>,
+    /// Request upserts for the next commit: the latest view of each request, by id. A newer
+    /// view replaces one not yet written, so nothing is dropped and a stored request never
+    /// goes back to an older state; at most one entry per request changed since the last
+    /// commit. Locked for a map operation only, never across I/O or encoding.
+    pub requests: Mutex<HashMap<String, RequestView>>,
 }
 
 impl Shared {
@@ -139,6 +149,36 @@ impl Writer {
         }
     }
 
+    /// Every request upsert waiting, encoded (outside the lock). A view that cannot be
+    /// encoded fails the store, as writing it would have.
+    fn take_requests(&self) -> Vec<(String, Vec<u8>)> {
+        let views = std::mem::take(&mut *super::lock(&self.shared.requests));
+        views
+            .into_iter()
+            .filter_map(|(id, r)| match serde_json::to_vec(&r) {
+                Ok(v) => Some((id, v)),
+                Err(e) => {
+                    self.shared.fail(format!("cannot store request {id}: {e}"));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Requests are mutable state beside the chain and were always written whatever the
+    /// store's health: when a commit cannot happen they still go to sled, unflushed, best
+    /// effort (the store has already failed; a further error changes nothing).
+    fn put_requests_anyway(&self, requests: &[(String, Vec<u8>)]) {
+        if requests.is_empty() {
+            return;
+        }
+        let mut sb = sled::Batch::default();
+        for (id, v) in requests {
+            sb.insert(keys::request(id.as_bytes()), &v[..]);
+        }
+        let _ = self.store.db.apply_batch(sb);
+    }
+
     // The queue carries boxes to keep its slots small; unboxing here would only copy.
     #[allow(clippy::vec_box)]
     fn commit(&mut self, batch: &mut Vec<Box<Msg>>) {
@@ -146,7 +186,9 @@ impl Writer {
         self.shared
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        let requests = self.take_requests();
         if self.shared.failed() {
+            self.put_requests_anyway(&requests);
             let e = self.shared.error();
             for m in batch.drain(..) {
                 if let Some(done) = m.done {
@@ -223,6 +265,9 @@ impl Writer {
                 sb.insert(keys::session(id.as_bytes()), v);
             }
         }
+        for (id, v) in &requests {
+            sb.insert(keys::request(id.as_bytes()), &v[..]);
+        }
 
         let outcome = if self.shared.fault.load(Ordering::Relaxed) {
             Err("injected failure (test hook): I/O error".to_string())
@@ -259,6 +304,7 @@ impl Writer {
             }
             Err(why) => {
                 self.shared.fail(why);
+                self.put_requests_anyway(&requests);
                 let e = self.shared.error();
                 for m in batch.drain(..) {
                     if let Some(done) = m.done {

@@ -1,143 +1,14 @@
-//! Tests against the real sled store in a temporary directory: recording and reading back.
-//! The chain's tests are in `tests_chain.rs`, failure and crashes in `tests_durability.rs`;
-//! the helpers here serve all three.
-
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! Recording and reading back: events in order with their fields, caps and redaction,
+//! durable writes, the queue, recordings and export.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::encode::hex;
-use super::*;
-use crate::approval::{Impact, RequestView, State};
-use crate::policy::Class;
+use super::{TempDir, end_ev, open, result, start_ev, started, stmt};
+use crate::audit::encode::hex;
+use crate::audit::*;
+use crate::request::State;
 
-/// A directory removed when the test ends.
-pub(super) struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "jitgate-audit-{name}-{}-{}",
-            std::process::id(),
-            super::now_us()
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// sled may hold its lock for a moment after the last handle drops: retry.
-pub(super) fn open(dir: &Path, opts: AuditOptions) -> Audit {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Audit::open(dir, opts.clone()) {
-            Ok(a) => return a,
-            Err(AuditError::Locked(_)) if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) => panic!("open: {e}"),
-        }
-    }
-}
-
-pub(super) fn started(dir: &Path) -> Audit {
-    let a = open(dir, AuditOptions::default());
-    a.start();
-    a
-}
-
-pub(super) fn verify_retry(dir: &Path) -> Result<u64, VerifyError> {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        match verify(dir) {
-            Err(VerifyError::Store(AuditError::Locked(_))) if Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            r => return r,
-        }
-    }
-}
-
-pub(super) fn stmt(text: &str) -> EventKind {
-    EventKind::Statement {
-        text: Text::from(text.to_string()),
-        class: Class::Read,
-        tables: Arc::from(vec!["public.t".to_string()]),
-        decision: Decision::Allow,
-        rule: Some(Text::from_static("reads pass")),
-        request: None,
-        grant: None,
-    }
-}
-
-pub(super) fn result(tag: &'static str, rows: u64) -> EventKind {
-    EventKind::Result {
-        command_tag: Some(Text::from_static(tag)),
-        rows: Some(rows),
-        sqlstate: None,
-        message: None,
-        duration_us: 42,
-    }
-}
-
-pub(super) fn start_ev(user: &'static str, target: &'static str) -> EventKind {
-    EventKind::SessionStart {
-        protocol: "postgres".into(),
-        user: user.into(),
-        target: target.into(),
-        client: "127.0.0.1:5555".into(),
-        application: Some("psql".into()),
-    }
-}
-
-pub(super) fn end_ev() -> EventKind {
-    EventKind::SessionEnd {
-        reason: "client closed".into(),
-        bytes_in: 100,
-        bytes_out: 2000,
-    }
-}
-
-/// `n` statements in session "s1", one commit (so one block).
-pub(super) async fn fill(a: &Audit, n: usize) {
-    for i in 0..n {
-        a.record("s1", stmt(&format!("SELECT {i}"))).unwrap();
-    }
-    a.flush().await.unwrap();
-}
-
-pub(super) fn request_view(id: &str, state: State) -> RequestView {
-    RequestView {
-        id: id.into(),
-        state,
-        user: "alice".into(),
-        target: "app-db".into(),
-        protocol: "postgres".into(),
-        class: Class::Write,
-        statement: "UPDATE t SET x = 1".into(),
-        tables: vec!["public.t".into()],
-        rule: "writes need one SRE".into(),
-        source: "127.0.0.1".into(),
-        session: "s9".into(),
-        created_at: 1_700_000_000,
-        expires_at: 1_700_000_300,
-        approvals: vec![],
-        approvals_required: 1,
-        decided_by: None,
-        reason: None,
-        grant: None,
-        impact: Impact::default(),
-    }
-}
 #[tokio::test]
 async fn session_events_come_back_in_order_with_their_fields() {
     let d = TempDir::new("roundtrip");
@@ -414,60 +285,6 @@ fn verify_of_a_missing_store_says_so_and_a_second_handle_is_refused_clearly() {
         )
     );
     drop(a);
-}
-// ---- requests, sessions at restart, retention, recordings, export ----
-
-#[tokio::test]
-async fn pending_requests_are_cancelled_at_restart_with_an_event() {
-    let d = TempDir::new("requests");
-    let a = started(&d.0);
-    a.put_request(&request_view("r1", State::Pending));
-    a.put_request(&request_view("r2", State::Approved));
-    let mut r1 = request_view("r1", State::Pending);
-    r1.approvals_required = 2; // an upsert replaces
-    a.put_request(&r1);
-    a.flush().await.unwrap();
-    drop(a);
-
-    let a = started(&d.0);
-    assert_eq!(a.requests().len(), 2);
-    assert_eq!(a.close_stale_requests(), 1);
-    a.flush().await.unwrap();
-    let reqs = a.requests();
-    let r1 = reqs.iter().find(|r| r["id"] == "r1").unwrap();
-    assert_eq!(r1["state"], "cancelled");
-    assert_eq!(r1["reason"], "jitgate restarted");
-    assert_eq!(r1["approvals_required"], 2);
-    assert_eq!(
-        reqs.iter().find(|r| r["id"] == "r2").unwrap()["state"],
-        "approved"
-    );
-    let ev = a.events("s9");
-    assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0].kind(), "request_decided");
-    assert_eq!(ev[0].str("state"), Some("cancelled"));
-    assert_eq!(ev[0].str("request"), Some("r1"));
-    assert_eq!(a.close_stale_requests(), 0);
-}
-
-#[tokio::test]
-async fn sessions_open_at_a_crash_are_closed_at_restart() {
-    let d = TempDir::new("stale-sessions");
-    let a = started(&d.0);
-    a.record("s1", start_ev("alice", "app-db")).unwrap();
-    a.record("s2", start_ev("bob", "app-db")).unwrap();
-    a.record("s2", end_ev()).unwrap();
-    a.flush().await.unwrap();
-    assert_eq!(a.close_stale_sessions(), 1);
-    a.flush().await.unwrap();
-    assert_eq!(
-        a.session("s1").unwrap().end_reason.as_deref(),
-        Some("jitgate restarted")
-    );
-    assert_eq!(
-        a.session("s2").unwrap().end_reason.as_deref(),
-        Some("client closed")
-    );
 }
 #[tokio::test]
 async fn an_ssh_session_plays_back_as_asciicast_v2() {

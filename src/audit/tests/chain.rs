@@ -1,12 +1,10 @@
 //! The hash chain against tampering, and pruning that keeps it verifiable.
 
-use super::chain::{self, Link};
-use super::store::keys;
-use super::tests::{
-    TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry,
-};
-use super::*;
-use crate::approval::State;
+use super::{TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry};
+use crate::audit::chain::{self, Link};
+use crate::audit::store::keys;
+use crate::audit::*;
+use crate::request::State;
 
 #[tokio::test]
 async fn an_intact_store_verifies_offline_with_the_right_count() {

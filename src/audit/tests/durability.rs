@@ -4,8 +4,8 @@ use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use super::tests::{TempDir, end_ev, fill, open, start_ev, started, stmt, verify_retry};
-use super::*;
+use super::{TempDir, end_ev, fill, open, start_ev, started, stmt, verify_retry};
+use crate::audit::*;
 
 #[tokio::test]
 async fn a_failed_store_refuses_events_and_says_so() {
@@ -135,7 +135,7 @@ fn a_crash_keeps_every_acknowledged_event() {
     let d = TempDir::new("crash");
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "audit::tests_durability::crash_child",
+            "audit::tests::durability::crash_child",
             "--exact",
             "--ignored",
             "--nocapture",

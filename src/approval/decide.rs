@@ -1,0 +1,245 @@
+//! Deciding requests: approvals, denials, expiry and cancellation.
+//!
+//! Every decision goes through `Approvals::finish`, under the approvals lock, in this order:
+//! the request's state changes; its `request_decided` event (and `grant_created`, for an
+//! approval with a grant) is queued for the audit writer (`Approvals::audit_event`, that is
+//! [`crate::audit::Audit::record`]: a non-blocking send on its bounded queue); only then is the
+//! held session woken. The session waits for the disk before it forwards anything (see
+//! [`super`]), so the records that authorise a statement are ahead of it. Then, with the lock
+//! released, `Approvals::emit` broadcasts the change and hands the request's current view to
+//! the audit store.
+//!
+//! A request is decided once: `check_decider` refuses anything but a pending request, and
+//! [`Approvals::close`] does nothing to one that is no longer pending.
+
+use std::time::{Duration, SystemTime};
+
+use super::{
+    Approvals, DecideError, Entry, Event, Grant, GrantScope, Impact, Inner, KEEP_DECIDED, Outcome,
+    RequestView, State, unix_secs,
+};
+use crate::audit::{EventKind, Text};
+use crate::config::User;
+use crate::policy::Class;
+use crate::policy::rules::Approver;
+use crate::request::ApprovalRecord;
+
+impl Approvals {
+    /// Move a pending request to a final state and wake its waiter.
+    fn finish(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+        state: State,
+        outcome: Outcome,
+        grant: Option<&Grant>,
+    ) -> RequestView {
+        let mut view = None;
+        if let Some(e) = inner.requests.get_mut(id) {
+            e.view.state = state;
+            // Audit first: the session flushes the trail before it acts on the outcome.
+            self.audit_event(
+                &e.view.session,
+                EventKind::RequestDecided {
+                    request: Text::from(id),
+                    state,
+                    by: e.view.decided_by.as_deref().map(Text::from),
+                    reason: e.view.reason.as_deref().map(Text::from),
+                },
+            );
+            if let Some(g) = grant {
+                self.audit_event(
+                    &e.view.session,
+                    EventKind::GrantCreated {
+                        grant: Text::from(&g.id),
+                        request: Text::from(id),
+                        expires_at: g.expires_at,
+                    },
+                );
+            }
+            if let Some(w) = e.waiter.take() {
+                let _ = w.send(outcome);
+            }
+            view = Some(e.view.clone());
+        }
+        inner.decided.push_back(id.to_string());
+        while inner.decided.len() > KEEP_DECIDED {
+            if let Some(old) = inner.decided.pop_front() {
+                inner.requests.remove(&old);
+            }
+        }
+        view.unwrap_or_else(|| unreachable_view(id))
+    }
+
+    pub fn approve(
+        &self,
+        id: &str,
+        approver: &User,
+        reason: &str,
+        grant_secs: Option<u64>,
+    ) -> Result<RequestView, DecideError> {
+        let mut inner = self.lock();
+        let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
+        check_decider(e, approver)?;
+        if let Some(secs) = grant_secs {
+            if secs == 0 {
+                return Err(DecideError::GrantZero);
+            }
+            if secs > e.max_grant.as_secs() {
+                return Err(DecideError::GrantTooLong(secs, e.max_grant.as_secs()));
+            }
+        }
+        if e.view.approvals.iter().any(|a| a.by == approver.name) {
+            return Err(DecideError::AlreadyApproved);
+        }
+        e.view.approvals.push(ApprovalRecord {
+            by: approver.name.clone(),
+            at: unix_secs(SystemTime::now()),
+            reason: reason.to_string(),
+            grant_secs,
+        });
+        if (e.view.approvals.len() as u32) < e.view.approvals_required {
+            let view = e.view.clone();
+            drop(inner);
+            self.emit(Event::Decided(view.clone()));
+            return Ok(view);
+        }
+        // Every approver must agree to a grant; the shortest one wins.
+        let grant_secs = e
+            .view
+            .approvals
+            .iter()
+            .map(|a| a.grant_secs)
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|v| v.into_iter().min());
+        let by: Vec<String> = e.view.approvals.iter().map(|a| a.by.clone()).collect();
+        e.view.decided_by = Some(by.join(","));
+        e.view.reason = Some(reason.to_string());
+        let scope = GrantScope::for_request(
+            &e.view.user,
+            &e.view.target,
+            e.view.class,
+            &e.view.tables,
+            &e.view.statement,
+            e.runs_prepared,
+        );
+        let grant = grant_secs.map(|secs| {
+            let g = inner
+                .grants
+                .add(scope, Duration::from_secs(secs), id, by.join(","));
+            g.clone()
+        });
+        if let (Some(g), Some(e)) = (&grant, inner.requests.get_mut(id)) {
+            e.view.grant = Some(g.id.clone());
+        }
+        let outcome = Outcome::Approved {
+            by,
+            grant: grant.as_ref().map(|g| g.id.clone()),
+        };
+        let view = self.finish(&mut inner, id, State::Approved, outcome, grant.as_ref());
+        drop(inner);
+        if let Some(g) = grant {
+            self.emit(Event::GrantCreated(g));
+        }
+        self.emit(Event::Decided(view.clone()));
+        Ok(view)
+    }
+
+    pub fn deny(
+        &self,
+        id: &str,
+        approver: &User,
+        reason: &str,
+    ) -> Result<RequestView, DecideError> {
+        let mut inner = self.lock();
+        let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
+        check_decider(e, approver)?;
+        e.view.decided_by = Some(approver.name.clone());
+        e.view.reason = Some(reason.to_string());
+        let outcome = Outcome::Denied {
+            by: approver.name.clone(),
+            reason: reason.to_string(),
+        };
+        let view = self.finish(&mut inner, id, State::Denied, outcome, None);
+        drop(inner);
+        self.emit(Event::Decided(view.clone()));
+        Ok(view)
+    }
+
+    /// End a pending request without a decision. Returns false if it was no longer pending.
+    pub fn close(&self, id: &str, state: State, reason: &str) -> bool {
+        let mut inner = self.lock();
+        let Some(e) = inner.requests.get_mut(id) else {
+            return false;
+        };
+        if e.view.state != State::Pending {
+            return false;
+        }
+        e.view.reason = Some(reason.to_string());
+        let outcome = match state {
+            State::Expired => Outcome::Expired,
+            _ => Outcome::Cancelled {
+                reason: reason.to_string(),
+            },
+        };
+        let view = self.finish(&mut inner, id, state, outcome, None);
+        drop(inner);
+        self.emit(Event::Decided(view));
+        true
+    }
+
+    /// Cancel every pending request (shutdown).
+    pub fn cancel_all(&self, reason: &str) -> usize {
+        let ids: Vec<String> = self
+            .list(Some(State::Pending))
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        ids.iter()
+            .filter(|id| self.close(id, State::Cancelled, reason))
+            .count()
+    }
+}
+
+fn unreachable_view(id: &str) -> RequestView {
+    // finish() is only called with ids looked up under the same lock.
+    tracing::error!(request = id, "request vanished while being decided");
+    RequestView {
+        id: id.to_string(),
+        state: State::Cancelled,
+        user: String::new(),
+        target: String::new(),
+        protocol: String::new(),
+        class: Class::Unknown,
+        statement: String::new(),
+        tables: Vec::new(),
+        rule: String::new(),
+        source: String::new(),
+        session: String::new(),
+        created_at: 0,
+        expires_at: 0,
+        approvals: Vec::new(),
+        approvals_required: 1,
+        decided_by: None,
+        reason: None,
+        grant: None,
+        impact: Impact::default(),
+    }
+}
+
+fn check_decider(e: &Entry, who: &User) -> Result<(), DecideError> {
+    if e.view.state != State::Pending {
+        return Err(DecideError::NotPending(e.view.state.as_str()));
+    }
+    if e.view.user == who.name {
+        return Err(DecideError::OwnRequest);
+    }
+    let allowed = e.approvers.iter().any(|a| match a {
+        Approver::User(u) => *u == who.name,
+        Approver::Group(g) => who.groups.iter().any(|wg| wg == g),
+    });
+    if !allowed {
+        return Err(DecideError::NotApprover);
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Tests against the real sled store in a temporary directory, by idea: [`record`]
+//! (recording and reading back), [`upkeep`] (requests, restarts), [`chain`] (verification
+//! and tampering) and [`durability`] (failure and crashes). The helpers here serve them all
+//! (and `super::bench`).
+
+mod chain;
+mod durability;
+mod record;
+mod upkeep;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::policy::Class;
+use crate::request::{Impact, RequestView, State};
+
+/// A directory removed when the test ends.
+pub(super) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "jitgate-audit-{name}-{}-{}",
+            std::process::id(),
+            super::now_us()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// sled may hold its lock for a moment after the last handle drops: retry.
+pub(super) fn open(dir: &Path, opts: AuditOptions) -> Audit {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Audit::open(dir, opts.clone()) {
+            Ok(a) => return a,
+            Err(AuditError::Locked(_)) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+}
+
+pub(super) fn started(dir: &Path) -> Audit {
+    let a = open(dir, AuditOptions::default());
+    a.start();
+    a
+}
+
+pub(super) fn verify_retry(dir: &Path) -> Result<u64, VerifyError> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match verify(dir) {
+            Err(VerifyError::Store(AuditError::Locked(_))) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            r => return r,
+        }
+    }
+}
+
+pub(super) fn stmt(text: &str) -> EventKind {
+    EventKind::Statement {
+        text: Text::from(text.to_string()),
+        class: Class::Read,
+        tables: Arc::from(vec!["public.t".to_string()]),
+        decision: Decision::Allow,
+        rule: Some(Text::from_static("reads pass")),
+        request: None,
+        grant: None,
+    }
+}
+
+pub(super) fn result(tag: &'static str, rows: u64) -> EventKind {
+    EventKind::Result {
+        command_tag: Some(Text::from_static(tag)),
+        rows: Some(rows),
+        sqlstate: None,
+        message: None,
+        duration_us: 42,
+    }
+}
+
+pub(super) fn start_ev(user: &'static str, target: &'static str) -> EventKind {
+    EventKind::SessionStart {
+        protocol: "postgres".into(),
+        user: user.into(),
+        target: target.into(),
+        client: "127.0.0.1:5555".into(),
+        application: Some("psql".into()),
+    }
+}
+
+pub(super) fn end_ev() -> EventKind {
+    EventKind::SessionEnd {
+        reason: "client closed".into(),
+        bytes_in: 100,
+        bytes_out: 2000,
+    }
+}
+
+/// `n` statements in session "s1", one commit (so one block).
+pub(super) async fn fill(a: &Audit, n: usize) {
+    for i in 0..n {
+        a.record("s1", stmt(&format!("SELECT {i}"))).unwrap();
+    }
+    a.flush().await.unwrap();
+}
+
+pub(super) fn request_view(id: &str, state: State) -> RequestView {
+    RequestView {
+        id: id.into(),
+        state,
+        user: "alice".into(),
+        target: "app-db".into(),
+        protocol: "postgres".into(),
+        class: Class::Write,
+        statement: "UPDATE t SET x = 1".into(),
+        tables: vec!["public.t".into()],
+        rule: "writes need one SRE".into(),
+        source: "127.0.0.1".into(),
+        session: "s9".into(),
+        created_at: 1_700_000_000,
+        expires_at: 1_700_000_300,
+        approvals: vec![],
+        approvals_required: 1,
+        decided_by: None,
+        reason: None,
+        grant: None,
+        impact: Impact::default(),
+    }
+}
