@@ -86,17 +86,9 @@ impl std::fmt::Display for Class {
 pub mod cache;
 pub mod catalog;
 pub mod rules;
-mod rules_hours;
 pub mod shape;
 pub mod shell;
-mod shell_guard;
-mod shell_programs;
-mod shell_sed;
-mod shell_words;
-mod shell_wrappers;
 pub mod sql;
-mod sql_stmt;
-mod sql_walk;
 
 /// What the classifier found out about one SQL string or one shell command.
 ///

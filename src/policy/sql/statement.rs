@@ -1,5 +1,5 @@
 //! The class of one statement by its kind (its own class only: nested statements,
-//! functions and relations are the walk's business, see [`super::sql_walk`]).
+//! functions and relations are the walk's business, see [`super::walk`]).
 //!
 //! Invariant: only statement kinds listed here get a class below `unknown`; every other
 //! kind sqlparser knows (many are other dialects') is `unknown`.
@@ -11,9 +11,9 @@ use sqlparser::ast::{
     ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption, Value,
 };
 
-use super::Class;
-use super::catalog::harmless_setting;
-use super::sql::ident;
+use super::ident;
+use crate::policy::Class;
+use crate::policy::catalog::harmless_setting;
 
 type Why = Cow<'static, str>;
 

@@ -1,7 +1,7 @@
 //! SQL classification with sqlparser's `PostgreSqlDialect` and its `Visitor`.
 //!
 //! [`analyze_sql`] is context-free: the same text always gives the same [`SqlAnalysis`], so
-//! it is cached by text ([`super::cache`]). What depends on the session (which names it has
+//! it is cached by text ([`crate::policy::cache`]). What depends on the session (which names it has
 //! prepared) is resolved afterwards by [`resolve_class`].
 //!
 //! Invariants:
@@ -30,8 +30,11 @@ use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::sql_walk::Walk;
-use super::{Class, Classification};
+use crate::policy::{Class, Classification, clip};
+use walk::Walk;
+
+mod statement;
+mod walk;
 
 /// Upper bound on the tokens of all still-open expression segments at any point (a segment
 /// is what lies between commas at one parenthesis level; set operators are never reset by
@@ -135,7 +138,7 @@ fn classify_statements(statements: &[Statement], opts: &SqlOptions) -> SqlAnalys
 
 fn failed(reason: String) -> SqlAnalysis {
     SqlAnalysis {
-        classification: Classification::bare(Class::Unknown, super::clip(reason, 200)),
+        classification: Classification::bare(Class::Unknown, clip(reason, 200)),
         base_class: Class::Unknown,
         effects: Vec::new(),
     }
@@ -254,11 +257,4 @@ pub(crate) fn ident(i: &sqlparser::ast::Ident) -> String {
 pub(crate) type NameSet = BTreeSet<String>;
 
 #[cfg(test)]
-#[path = "sql_tests.rs"]
 mod tests;
-#[cfg(test)]
-#[path = "sql_tests_evasion.rs"]
-mod tests_evasion;
-#[cfg(test)]
-#[path = "sql_tests_psql.rs"]
-mod tests_psql;

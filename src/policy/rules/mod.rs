@@ -8,7 +8,7 @@
 //!   (when both are given, either suffices; when one is given, it must hold).
 //! - `source`: CIDRs (a bare address is a /32 or /128); an IPv4-mapped IPv6 source also
 //!   matches as IPv4.
-//! - `hours`: UTC windows, see [`super::rules_hours`]; a string of comma-separated windows
+//! - `hours`: UTC windows, see [`hours`]; a string of comma-separated windows
 //!   or a list of such strings.
 //! - `classes`: class names (`read`, `write`, …, `shell`, `file_transfer`, `port_forward`).
 //! - `tables`: case-insensitive globs on `schema.table`; `commands`: globs on program names.
@@ -33,8 +33,12 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::rules_hours::{self, Window};
-use super::{Class, Classification};
+use crate::policy::{Class, Classification};
+use hours::Window;
+
+mod compile;
+mod hours;
+pub use compile::compile;
 
 /// The longest grant a rule may allow.
 pub const MAX_GRANT_CEILING: Duration = Duration::from_secs(24 * 3600);
@@ -206,7 +210,7 @@ impl Rule {
             && self
                 .hours
                 .as_ref()
-                .is_none_or(|w| rules_hours::any_contains(w, s.now))
+                .is_none_or(|w| hours::any_contains(w, s.now))
             && self.classes.as_ref().is_none_or(|cl| cl.contains(&c.class))
             && self.names_match(self.tables.as_ref(), &c.tables)
             && self.names_match(self.commands.as_ref(), &c.commands)
@@ -231,12 +235,7 @@ fn source_in(nets: &[IpNet], ip: IpAddr) -> bool {
 }
 
 #[cfg(test)]
-#[path = "rules_tests.rs"]
 mod tests;
-
-#[path = "rules_compile.rs"]
-mod compile_impl;
-pub use compile_impl::compile;
 
 fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
     GlobBuilder::new(pattern)

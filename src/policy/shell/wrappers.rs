@@ -4,9 +4,9 @@
 //! value; any option not known here makes the command `unknown`, because misreading an
 //! option's value as the wrapped program (or the verb) could hide what really runs.
 
-use super::Class;
-use super::shell_programs::Verdict;
-use super::shell_words::Arg;
+use super::programs::Verdict;
+use super::words::Arg;
+use crate::policy::Class;
 
 fn unknown(why: impl Into<String>) -> Verdict {
     Verdict::Class(Class::Unknown, why.into())

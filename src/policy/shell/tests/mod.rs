@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod hostile;
+
 const R: Class = Class::Read;
 const W: Class = Class::Write;
 const A: Class = Class::Admin;

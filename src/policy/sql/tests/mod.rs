@@ -1,10 +1,13 @@
-//! Table-driven tests for SQL classification. Companion tables: `sql_tests_psql.rs` (the
+//! Table-driven tests for SQL classification. Companion tables: `psql.rs` (the
 //! queries psql and pgbench really send) and the `tables` tests below.
 
 use std::collections::HashSet;
 
 use super::*;
 use crate::policy::Class;
+
+mod evasion;
+mod psql;
 
 const R: Class = Class::Read;
 const W: Class = Class::Write;
@@ -262,9 +265,6 @@ fn basic_classes() {
 
 #[test]
 fn enough_cases() {
-    let total = BASIC.len()
-        + super::tests_evasion::EVASION.len()
-        + super::tests_evasion::SESSION.len()
-        + super::tests_psql::cases().len();
+    let total = BASIC.len() + evasion::EVASION.len() + evasion::SESSION.len() + psql::cases().len();
     assert!(total >= 300, "only {total} SQL cases");
 }

@@ -3,7 +3,7 @@
 //! pgbench's scripts get the classes their statements have (its init uses `COPY … WITH
 //! (FREEZE ON)` and `VACUUM ANALYZE t`, which sqlparser 0.64 cannot parse: those fail closed).
 
-use super::tests::classify;
+use super::classify;
 use crate::policy::Class;
 
 const PSQL: &str = include_str!("testdata/psql15_queries.sql");

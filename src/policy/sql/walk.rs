@@ -1,4 +1,4 @@
-//! The tree walk behind [`super::sql::analyze_sql`]: one `Visitor` pass that classifies every
+//! The tree walk behind [`super::analyze_sql`]: one `Visitor` pass that classifies every
 //! statement (nested ones included), every function call, operator and `FROM` item, and
 //! collects relations.
 //!
@@ -17,10 +17,10 @@ use sqlparser::ast::{
     TableFactor, Visitor,
 };
 
-use super::catalog::{FunctionKind, catalog_relation, function_kind};
-use super::sql::{NameSet, SqlEffect, SqlOptions, ident};
-use super::sql_stmt::{explain_runs, statement_class, statement_tables};
-use super::{Class, Worst};
+use super::statement::{explain_runs, statement_class, statement_tables};
+use super::{NameSet, SqlEffect, SqlOptions, ident};
+use crate::policy::catalog::{FunctionKind, catalog_relation, function_kind};
+use crate::policy::{Class, Worst};
 
 /// CTE names one query puts in scope.
 struct Scope {

@@ -4,9 +4,9 @@
 //! [`program`] can be `read`; a checker says `read` only when every argument is known to
 //! keep the program read-only. Programs on no list are `unknown`.
 
-use super::Class;
-use super::shell_sed::sed_script_class;
-use super::shell_words::Arg;
+use super::sed::sed_script_class;
+use super::words::Arg;
+use crate::policy::Class;
 
 /// Read-only whatever their arguments (none can write, run commands or change state).
 #[rustfmt::skip]
@@ -113,7 +113,7 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
         }
         return unknown(format!("{name} is an interpreter"));
     }
-    if let Some(v) = super::shell_wrappers::wrapper(name, args) {
+    if let Some(v) = super::wrappers::wrapper(name, args) {
         return v;
     }
     if WRITE.contains(&name) {
@@ -127,7 +127,7 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
         "sed" => Some(sed(args)),
         "sort" => Some(sort(args)),
         "uniq" => Some(uniq(args)),
-        "systemctl" => Some(super::shell_wrappers::systemctl(args)),
+        "systemctl" => Some(super::wrappers::systemctl(args)),
         "journalctl" => Some(journalctl(args)),
         "date" => Some(date(args)),
         "hostname" => Some(hostname(args)),
@@ -154,7 +154,7 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
             Class::Unknown,
             "printf -v",
         )),
-        "ip" => Some(super::shell_wrappers::ip(args)),
+        "ip" => Some(super::wrappers::ip(args)),
         _ => None,
     };
     if let Some(c) = checked {

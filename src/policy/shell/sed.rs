@@ -4,7 +4,7 @@
 //! Invariant: `read` only when every command of the script was recognised and none of them
 //! writes or executes; anything the scanner does not understand is `unknown`.
 
-use super::Class;
+use crate::policy::Class;
 
 /// The class of running `sed` with this script (without `-i`).
 pub fn sed_script_class(script: &str) -> Class {

@@ -1,7 +1,6 @@
 //! Evasion attempts, look-alikes that must stay `read`, session statements (SET, BEGIN,
 //! cursors, PREPARE/EXECUTE, EXPLAIN, COPY), table lists and hostile inputs.
 
-use super::tests::{check, classify};
 use super::*;
 use crate::policy::Class;
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 use globset::Glob;
 use ipnet::IpNet;
 
+use super::hours;
 use super::{
     Action, Approver, DEFAULT_GRANT, DEFAULT_HOLD, Hours, Known, MAX_GRANT_CEILING, Rule, RuleSpec,
     glob, globset,
 };
 use crate::policy::Class;
-use crate::policy::rules_hours;
 
 /// Compiles and validates every rule; returns every problem, not just the first.
 pub fn compile(specs: &[RuleSpec], known: &Known) -> Result<Vec<Rule>, Vec<String>> {
@@ -131,7 +131,7 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
         }
         let mut out = Vec::new();
         for s in specs {
-            match rules_hours::parse(s) {
+            match hours::parse(s) {
                 Ok(mut w) => out.append(&mut w),
                 Err(err) => e.push(format!("hours: {err}")),
             }

@@ -12,7 +12,7 @@
 //!   and error recovery that accepts broken input, which is the wrong default here.
 //!
 //! ## Rules (fail closed)
-//! - `read` only for programs on the reviewed read-only list ([`super::shell_programs`])
+//! - `read` only for programs on the reviewed read-only list ([`programs`])
 //!   whose arguments keep them read-only (`find` without `-delete`/`-exec`…, `sed` without
 //!   `-i` and without `w`/`e` in its script, `sort` without `-o`, `systemctl` with a read
 //!   verb, `journalctl` without `--vacuum*`/`--rotate`/`--flush`, …). A program on no list is
@@ -51,12 +51,18 @@ use brush_parser::ast::{
     ExtendedTestExpr, IoFileRedirectKind, IoFileRedirectTarget, IoRedirect, SimpleCommand,
 };
 
-pub use super::shell_guard::{MAX_BRACED, MAX_DEPTH, MAX_LEN, MAX_OPENERS, MAX_PARENS};
-use super::shell_guard::{here_document, precheck};
-use super::shell_programs::{INTERPRETERS, Verdict, program};
-use super::shell_words::{Arg, Word, analyse, heredoc_substitutions, options};
-use super::shell_wrappers::env_assignment_ok;
-use super::{Class, Classification, Worst};
+use crate::policy::{Class, Classification, Worst, clip};
+pub use guard::{MAX_BRACED, MAX_DEPTH, MAX_LEN, MAX_OPENERS, MAX_PARENS};
+use guard::{here_document, precheck};
+use programs::{INTERPRETERS, Verdict, program};
+use words::{Arg, Word, analyse, heredoc_substitutions, options};
+use wrappers::env_assignment_ok;
+
+mod guard;
+mod programs;
+mod sed;
+mod words;
+mod wrappers;
 
 const MAX_TEST_DEPTH: u32 = 64;
 
@@ -126,9 +132,7 @@ impl Walk {
                 }
             }
             Err(e) => {
-                self.raise(Class::Unknown, || {
-                    super::clip(format!("cannot parse: {e}"), 200)
-                });
+                self.raise(Class::Unknown, || clip(format!("cannot parse: {e}"), 200));
             }
         }
     }
@@ -440,8 +444,4 @@ fn program_name(name: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
-#[path = "shell_tests.rs"]
 mod tests;
-#[cfg(test)]
-#[path = "shell_tests_hostile.rs"]
-mod tests_hostile;
