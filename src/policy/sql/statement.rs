@@ -11,7 +11,7 @@ use sqlparser::ast::{
     ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption, Value,
 };
 
-use super::ident;
+use super::names::ident;
 use crate::policy::Class;
 use crate::policy::catalog::harmless_setting;
 
