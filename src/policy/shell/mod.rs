@@ -12,7 +12,7 @@
 //!   and error recovery that accepts broken input, which is the wrong default here.
 //!
 //! ## Rules (fail closed)
-//! - `read` only for programs on the reviewed read-only list ([`programs`])
+//! - `read` only for programs on the reviewed read-only list (`programs.rs`)
 //!   whose arguments keep them read-only (`find` without `-delete`/`-exec`…, `sed` without
 //!   `-i` and without `w`/`e` in its script, `sort` without `-o`, `systemctl` with a read
 //!   verb, `journalctl` without `--vacuum*`/`--rotate`/`--flush`, …). A program on no list is
@@ -42,6 +42,17 @@
 //! Known limits: pagers (`systemctl status` through `less` on a pty) can spawn a shell;
 //! the SSH front end should run exec channels with `SYSTEMD_PAGER=cat`/`PAGER=cat` or
 //! without a pty. PATH on the target is trusted.
+//!
+//! Files, each using only the ones listed before it (no cycles):
+//! - `guard.rs`: the bounds checked before any text reaches brush-parser.
+//! - `words.rs`: what one shell word can expand to (`Arg`), and the command
+//!   substitutions inside it.
+//! - `sed.rs`: the scanner for `sed` scripts.
+//! - `verdict.rs`: the decision for one program with its arguments.
+//! - `wrappers.rs`: programs that run another program (env, sudo, timeout, xargs, …) and
+//!   the verb checks of `systemctl` and `ip`.
+//! - `programs.rs`: the reviewed program lists and the argument checks.
+//! - this file: [`classify_shell`], the walk over brush-parser's AST.
 
 use std::collections::BTreeSet;
 
@@ -54,13 +65,15 @@ use brush_parser::ast::{
 use crate::policy::{Class, Classification, Worst, clip};
 pub use guard::{MAX_BRACED, MAX_DEPTH, MAX_LEN, MAX_OPENERS, MAX_PARENS};
 use guard::{here_document, precheck};
-use programs::{INTERPRETERS, Verdict, program};
+use programs::{INTERPRETERS, program};
+use verdict::Verdict;
 use words::{Arg, Word, analyse, heredoc_substitutions, options};
 use wrappers::env_assignment_ok;
 
 mod guard;
 mod programs;
 mod sed;
+mod verdict;
 mod words;
 mod wrappers;
 
