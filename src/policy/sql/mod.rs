@@ -23,6 +23,7 @@
 //! session's `search_path` is, so rules about other schemas should use `*.table` globs.
 //!
 //! Files, each using only the ones listed before it (no cycles):
+//! - [`catalog`]: the reviewed function / setting / relation lists.
 //! - `analysis.rs`: what goes in and comes out: [`SqlOptions`], [`SqlAnalysis`],
 //!   [`SqlEffect`].
 //! - `names.rs`: identifier and relation-name normalisation (`schema.table`).
@@ -31,6 +32,8 @@
 //! - `walk.rs`: the one `Visitor` pass over the whole tree (statements, functions,
 //!   operators, `FROM` items, CTE scopes).
 //! - this file: [`analyze_sql`] (tokenize, bound, parse, walk) and [`resolve_class`].
+//! - [`shape`]: a statement's token stream with literals blanked, the cache's second key
+//!   (it uses none of the above).
 
 use sqlparser::ast::{Statement, Visit};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -40,6 +43,9 @@ use sqlparser::tokenizer::Tokenizer;
 use crate::policy::{Class, Classification, clip};
 use depth::check_depth;
 use walk::Walk;
+
+pub mod catalog;
+pub mod shape;
 
 mod analysis;
 mod depth;

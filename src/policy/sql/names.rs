@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
 
-use crate::policy::catalog::catalog_relation;
+use super::catalog::catalog_relation;
 
 /// Sorted, deduplicated strings.
 pub(super) type NameSet = BTreeSet<String>;

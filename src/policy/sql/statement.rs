@@ -11,9 +11,9 @@ use sqlparser::ast::{
     ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption, Value,
 };
 
+use super::catalog::harmless_setting;
 use super::names::ident;
 use crate::policy::Class;
-use crate::policy::catalog::harmless_setting;
 
 type Why = Cow<'static, str>;
 

@@ -18,9 +18,9 @@ use sqlparser::ast::{
 };
 
 use super::analysis::{SqlEffect, SqlOptions};
+use super::catalog::{FunctionKind, function_kind};
 use super::names::{NameSet, ident, parts, relation};
 use super::statement::{explain_runs, statement_class, statement_tables};
-use crate::policy::catalog::{FunctionKind, function_kind};
 use crate::policy::{Class, Worst};
 
 /// CTE names one query puts in scope.

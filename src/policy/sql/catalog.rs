@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use super::Class;
+use crate::policy::Class;
 
 /// Dangerous built-ins by exact name, with the class they raise a statement to.
 #[rustfmt::skip]
