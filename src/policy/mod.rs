@@ -101,6 +101,9 @@ pub mod rules;
 pub mod shell;
 pub mod sql;
 
+#[cfg(test)]
+mod test_support;
+
 /// What the classifier found out about one SQL string or one shell command.
 ///
 /// Invariants: `tables`, `functions` and `commands` are sorted and free of duplicates;
