@@ -4,13 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use globset::Glob;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
 use super::hours;
 use super::{
     Action, Approver, DEFAULT_GRANT, DEFAULT_HOLD, Hours, Known, MAX_GRANT_CEILING, Rule, RuleSpec,
-    glob, globset,
 };
 use crate::policy::Class;
 
@@ -259,4 +258,20 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
         hold_timeout,
         max_grant,
     })
+}
+
+fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
+    GlobBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
+}
+
+fn globset(globs: Vec<Glob>) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g);
+    }
+    b.build().map_err(|e| e.to_string())
 }

@@ -8,7 +8,7 @@
 //!   (when both are given, either suffices; when one is given, it must hold).
 //! - `source`: CIDRs (a bare address is a /32 or /128); an IPv4-mapped IPv6 source also
 //!   matches as IPv4.
-//! - `hours`: UTC windows, see [`hours`]; a string of comma-separated windows
+//! - `hours`: UTC windows (grammar in `hours.rs`); a string of comma-separated windows
 //!   or a list of such strings.
 //! - `classes`: class names (`read`, `write`, …, `shell`, `file_transfer`, `port_forward`).
 //! - `tables`: case-insensitive globs on `schema.table`; `commands`: globs on program names.
@@ -24,12 +24,16 @@
 //! `rules[i] "name": `: unknown users, groups, targets (a target glob matching no target),
 //! approvers, bad CIDRs, hour windows, durations, class names and globs, empty lists, a
 //! table glob without a schema, a review rule without an approver who exists or with
-//! `approvals_required = 0`, `max_grant` over the ceiling, duplicate rule names.
+//! `approvals_required = 0`, `max_grant` over the ceiling, duplicate rule names. A config
+//! with any problem compiles to no rules at all.
+//!
+//! Files: `hours.rs` (hour windows: grammar, UTC arithmetic), `compile.rs` (validation,
+//! [`RuleSpec`] → [`Rule`]), and this file: the config types, [`evaluate`] and matching.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -236,19 +240,3 @@ fn source_in(nets: &[IpNet], ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
-
-fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
-        .case_insensitive(case_insensitive)
-        .literal_separator(false)
-        .build()
-        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
-}
-
-fn globset(globs: Vec<Glob>) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        b.add(g);
-    }
-    b.build().map_err(|e| e.to_string())
-}
