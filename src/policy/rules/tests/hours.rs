@@ -16,40 +16,62 @@ fn weekday_arithmetic() {
     );
 }
 
+/// Asserts, for each `(day, hour, minute, inside)` (days after Monday 2024-01-01), whether
+/// the windows of `spec` contain that time.
+fn assert_windows(spec: &str, cases: &[(u64, u64, u64, bool)]) {
+    let w = parse(spec).unwrap_or_default();
+    for &(day, h, m, inside) in cases {
+        assert_eq!(
+            any_contains(&w, at(day, h, m)),
+            inside,
+            "{spec:?} on day {day} at {h:02}:{m:02}"
+        );
+    }
+}
+
 #[test]
 fn office_hours() {
-    let w = parse("Mon-Fri 08:00-18:00").unwrap_or_default();
-    assert!(any_contains(&w, at(0, 8, 0)));
-    assert!(any_contains(&w, at(4, 17, 59)));
-    assert!(!any_contains(&w, at(4, 18, 0)));
-    assert!(!any_contains(&w, at(5, 12, 0)));
-    assert!(!any_contains(&w, at(0, 7, 59)));
+    assert_windows(
+        "Mon-Fri 08:00-18:00",
+        &[
+            (0, 8, 0, true),
+            (4, 17, 59, true),
+            (4, 18, 0, false),
+            (5, 12, 0, false),
+            (0, 7, 59, false),
+        ],
+    );
 }
 
 #[test]
 fn wrapping_windows() {
-    let w = parse("Fri 22:00-02:00").unwrap_or_default();
-    assert!(any_contains(&w, at(4, 23, 0)));
-    assert!(any_contains(&w, at(5, 1, 59)));
-    assert!(!any_contains(&w, at(5, 2, 0)));
-    assert!(!any_contains(&w, at(3, 23, 0)));
-    assert!(!any_contains(&w, at(4, 1, 0)));
-    let w = parse("Sat-Mon 00:00-24:00").unwrap_or_default();
-    assert!(any_contains(&w, at(6, 12, 0)) && any_contains(&w, at(0, 23, 59)));
-    assert!(!any_contains(&w, at(1, 0, 0)));
-    let w = parse("Sun 23:00-01:00").unwrap_or_default();
-    assert!(any_contains(&w, at(0, 0, 30)), "Sunday night into Monday");
+    assert_windows(
+        "Fri 22:00-02:00",
+        &[
+            (4, 23, 0, true),
+            (5, 1, 59, true),
+            (5, 2, 0, false),
+            (3, 23, 0, false),
+            (4, 1, 0, false),
+        ],
+    );
+    assert_windows(
+        "Sat-Mon 00:00-24:00",
+        &[(6, 12, 0, true), (0, 23, 59, true), (1, 0, 0, false)],
+    );
+    // Sunday night into Monday.
+    assert_windows("Sun 23:00-01:00", &[(0, 0, 30, true)]);
 }
 
 #[test]
 fn several_windows_and_every_day() {
-    let w = parse("Mon 09:00-10:00, Wed 14:00-15:30, 03:00-04:00").unwrap_or_default();
-    assert_eq!(w.len(), 3);
-    assert!(any_contains(&w, at(2, 15, 29)));
-    assert!(!any_contains(&w, at(1, 9, 30)));
-    assert!(any_contains(&w, at(5, 3, 30)));
-    let w = parse("monday 09:00-10:00").unwrap_or_default();
-    assert!(any_contains(&w, at(0, 9, 0)));
+    let spec = "Mon 09:00-10:00, Wed 14:00-15:30, 03:00-04:00";
+    assert_eq!(parse(spec).unwrap_or_default().len(), 3);
+    assert_windows(
+        spec,
+        &[(2, 15, 29, true), (1, 9, 30, false), (5, 3, 30, true)],
+    );
+    assert_windows("monday 09:00-10:00", &[(0, 9, 0, true)]);
 }
 
 #[test]

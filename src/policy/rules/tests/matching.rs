@@ -40,57 +40,68 @@ fn first_match_wins_and_no_match_denies() {
     assert_eq!(e.reason, "no rule matched");
 }
 
+/// Asserts the action the rules of `toml_text` take on `c` for each `(user, groups,
+/// target)` request.
+fn assert_actions(toml_text: &str, c: &Classification, cases: &[(&str, &[&str], &str, Action)]) {
+    let r = rules(toml_text);
+    for &(user, groups, target, want) in cases {
+        assert_eq!(
+            decide(&r, &ask(user, groups, target), c).0,
+            want,
+            "{user} in {groups:?} on {target}"
+        );
+    }
+}
+
 #[test]
 fn targets_are_globs() {
-    let r = rules("[[rules]]\nname = \"dbs\"\ntargets = [\"app-db*\"]\naction = \"allow\"\n");
     let c = sql(Class::Read, &["public.t"]);
-    assert_eq!(
-        decide(&r, &ask("alice", &[], "app-db"), &c).0,
-        Action::Allow
+    assert_actions(
+        "[[rules]]\nname = \"dbs\"\ntargets = [\"app-db*\"]\naction = \"allow\"\n",
+        &c,
+        &[
+            ("alice", &[], "app-db", Action::Allow),
+            ("alice", &[], "app-db-replica", Action::Allow),
+            ("alice", &[], "web-1", Action::Deny),
+        ],
     );
-    assert_eq!(
-        decide(&r, &ask("alice", &[], "app-db-replica"), &c).0,
-        Action::Allow
-    );
-    assert_eq!(decide(&r, &ask("alice", &[], "web-1"), &c).0, Action::Deny);
-    let r =
-        rules("[[rules]]\nname = \"web\"\ntargets = [\"web-?\", \"app-db\"]\naction = \"allow\"\n");
-    assert_eq!(decide(&r, &ask("alice", &[], "web-2"), &c).0, Action::Allow);
-    assert_eq!(
-        decide(&r, &ask("alice", &[], "app-db-replica"), &c).0,
-        Action::Deny
+    assert_actions(
+        "[[rules]]\nname = \"web\"\ntargets = [\"web-?\", \"app-db\"]\naction = \"allow\"\n",
+        &c,
+        &[
+            ("alice", &[], "web-2", Action::Allow),
+            ("alice", &[], "app-db-replica", Action::Deny),
+        ],
     );
 }
 
 #[test]
 fn users_and_groups() {
-    let r = rules("[[rules]]\nname = \"u\"\nusers = [\"alice\"]\naction = \"allow\"\n");
     let c = sql(Class::Read, &[]);
-    assert_eq!(decide(&r, &ask("alice", &[], "web-1"), &c).0, Action::Allow);
-    assert_eq!(
-        decide(&r, &ask("bob", &["alice"], "web-1"), &c).0,
-        Action::Deny
+    assert_actions(
+        "[[rules]]\nname = \"u\"\nusers = [\"alice\"]\naction = \"allow\"\n",
+        &c,
+        &[
+            ("alice", &[], "web-1", Action::Allow),
+            ("bob", &["alice"], "web-1", Action::Deny),
+        ],
     );
-    let r = rules("[[rules]]\nname = \"g\"\ngroups = [\"dba\", \"sre\"]\naction = \"allow\"\n");
-    assert_eq!(
-        decide(&r, &ask("bob", &["sre"], "web-1"), &c).0,
-        Action::Allow
+    assert_actions(
+        "[[rules]]\nname = \"g\"\ngroups = [\"dba\", \"sre\"]\naction = \"allow\"\n",
+        &c,
+        &[
+            ("bob", &["sre"], "web-1", Action::Allow),
+            ("bob", &["dev"], "web-1", Action::Deny),
+        ],
     );
-    assert_eq!(
-        decide(&r, &ask("bob", &["dev"], "web-1"), &c).0,
-        Action::Deny
-    );
-    let r = rules(
+    assert_actions(
         "[[rules]]\nname = \"either\"\nusers = [\"carol\"]\ngroups = [\"dba\"]\naction = \"allow\"\n",
-    );
-    assert_eq!(decide(&r, &ask("carol", &[], "web-1"), &c).0, Action::Allow);
-    assert_eq!(
-        decide(&r, &ask("bob", &["dba"], "web-1"), &c).0,
-        Action::Allow
-    );
-    assert_eq!(
-        decide(&r, &ask("bob", &["dev"], "web-1"), &c).0,
-        Action::Deny
+        &c,
+        &[
+            ("carol", &[], "web-1", Action::Allow),
+            ("bob", &["dba"], "web-1", Action::Allow),
+            ("bob", &["dev"], "web-1", Action::Deny),
+        ],
     );
 }
 
@@ -121,26 +132,34 @@ fn hours_windows() {
         "[[rules]]\nname = \"office\"\nhours = \"Mon-Fri 08:00-18:00\"\naction = \"allow\"\n",
     );
     let c = sql(Class::Read, &[]);
-    let mut a = ask("alice", &[], "web-1");
-    a.now = at(0, 9, 0);
-    assert_eq!(decide(&r, &a, &c).0, Action::Allow);
-    a.now = at(0, 19, 0);
-    assert_eq!(decide(&r, &a, &c).0, Action::Deny);
-    a.now = at(5, 9, 0);
-    assert_eq!(decide(&r, &a, &c).0, Action::Deny, "Saturday");
+    let check = |r: &[Rule], cases: &[(SystemTime, Action, &str)]| {
+        for &(now, want, when) in cases {
+            let a = Ask {
+                now,
+                ..ask("alice", &[], "web-1")
+            };
+            assert_eq!(decide(r, &a, &c).0, want, "{when}");
+        }
+    };
+    check(
+        &r,
+        &[
+            (at(0, 9, 0), Action::Allow, "Monday 09:00"),
+            (at(0, 19, 0), Action::Deny, "Monday 19:00"),
+            (at(5, 9, 0), Action::Deny, "Saturday"),
+        ],
+    );
     let r = rules(
         "[[rules]]\nname = \"night\"\nhours = [\"Sun 22:00-02:00\", \"Wed 12:00-13:00\"]\naction = \"allow\"\n",
     );
-    a.now = at(0, 1, 0);
-    assert_eq!(
-        decide(&r, &a, &c).0,
-        Action::Allow,
-        "Sunday night into Monday"
+    check(
+        &r,
+        &[
+            (at(0, 1, 0), Action::Allow, "Sunday night into Monday"),
+            (at(2, 12, 30), Action::Allow, "Wednesday 12:30"),
+            (at(0, 3, 0), Action::Deny, "Monday 03:00"),
+        ],
     );
-    a.now = at(2, 12, 30);
-    assert_eq!(decide(&r, &a, &c).0, Action::Allow);
-    a.now = at(0, 3, 0);
-    assert_eq!(decide(&r, &a, &c).0, Action::Deny);
 }
 
 #[test]
