@@ -24,6 +24,7 @@
 //!   counters.
 //! - this file: [`Class`], [`Classification`], and the running maximum (`Worst`) and
 //!   message clipping the classifiers share.
+//! - `test_support.rs` (tests only): the case-table helpers the SQL and shell tests share.
 
 use serde::{Deserialize, Serialize};
 

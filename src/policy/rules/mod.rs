@@ -28,7 +28,8 @@
 //! with any problem compiles to no rules at all.
 //!
 //! Files: `hours.rs` (hour windows: grammar, UTC arithmetic), `compile.rs` (validation,
-//! [`RuleSpec`] → [`Rule`]), and this file: the config types, [`evaluate`] and matching.
+//! [`RuleSpec`] → [`Rule`]), this file (the config types, [`evaluate`] and matching), and
+//! `tests/` (the unit tests).
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};

@@ -53,6 +53,8 @@
 //!   the verb checks of `systemctl` and `ip`.
 //! - `programs.rs`: the reviewed program lists and the argument checks.
 //! - this file: [`classify_shell`], the walk over brush-parser's AST.
+//! - `tests/`: the unit tests (the case table, hostile inputs and fuzzer findings, words,
+//!   `sed` scripts).
 
 use std::collections::BTreeSet;
 

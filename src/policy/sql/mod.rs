@@ -34,6 +34,7 @@
 //! - this file: [`analyze_sql`] (tokenize, bound, parse, walk) and [`resolve_class`].
 //! - [`shape`]: a statement's token stream with literals blanked, the cache's second key
 //!   (it uses none of the above).
+//! - `tests/`: the unit tests; `tests/testdata/` holds the texts psql and pgbench send.
 
 use sqlparser::ast::{Statement, Visit};
 use sqlparser::dialect::PostgreSqlDialect;
