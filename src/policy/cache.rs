@@ -10,7 +10,7 @@
 //!   exactly one hit or one miss.
 //! - The analysis is context-free (see [`super::sql`]); the trusted-function list is fixed
 //!   for the cache's lifetime, so a config reload that changes it needs a new cache.
-//! - A second level is keyed by the statement's [`shape`](super::shape) (literals blanked),
+//! - A second level is keyed by the statement's [`shape`](super::sql::shape) (literals blanked),
 //!   in maps of its own so a shape can never collide with an exact text. A shape hit is not
 //!   copied into the exact level: statements that differ only in literals would otherwise
 //!   churn it.
@@ -75,7 +75,7 @@ impl ClassifierCache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
-        let shape = super::shape::shape(text);
+        let shape = super::sql::shape::shape(text);
         let shape_shard = shape
             .as_ref()
             .map(|k| &self.shapes[self.hasher.hash_one(k) as usize % SHARDS]);

@@ -1,16 +1,30 @@
 //! Policy: the pure, I/O-free heart of every decision.
 //!
 //! Text → [`Class`] (plus tables, functions and programs) → rule → allow | review | deny.
-//! Invariant: classification fails closed. Whatever cannot be proven harmless is never
-//! [`Class::Read`]. Nothing here does I/O, and no input can make it panic or overflow the
-//! stack (inputs are bounded before parsing; see [`sql`] and [`shell`]).
 //!
+//! Invariants:
+//! - Classification fails closed: whatever cannot be proven harmless is never
+//!   [`Class::Read`]; doubt is `unknown`.
+//! - Pure: a classification depends only on the text and the config (the cache only
+//!   memoises it); rule evaluation only on the rules, the request and the clock value it is
+//!   given.
+//! - No I/O, and no input can make it panic or overflow the stack (inputs are bounded
+//!   before parsing; see [`sql`] and [`shell`]).
+//!
+//! Sub-modules (`sql`, `shell` and `rules` do not use each other; all use this file's
+//! types):
 //! - [`sql`]: SQL text → [`sql::SqlAnalysis`] (sqlparser, `PostgreSqlDialect`, Visitor);
-//!   [`sql::resolve_class`] adds what the session prepared.
-//! - [`catalog`]: the reviewed function / setting / relation lists SQL relies on.
+//!   [`sql::resolve_class`] adds what the session prepared. Also holds the reviewed
+//!   function / setting / relation lists SQL relies on ([`sql::catalog`]) and statement
+//!   shapes ([`sql::shape`]).
 //! - [`shell`]: an SSH exec string → [`Classification`] (brush-parser).
-//! - [`rules`]: config rules, validation, and first-match evaluation.
-//! - [`cache`]: a bounded LRU of SQL analyses keyed by text, with hit/miss counters.
+//! - [`rules`]: config rules, their validation ([`rules::compile`]), hour windows, and
+//!   first-match evaluation.
+//! - [`cache`]: a bounded LRU of SQL analyses keyed by text and by shape, with hit/miss
+//!   counters.
+//! - this file: [`Class`], [`Classification`], and the running maximum (`Worst`) and
+//!   message clipping the classifiers share.
+//! - `test_support.rs` (tests only): the case-table helpers the SQL and shell tests share.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,19 +98,12 @@ impl std::fmt::Display for Class {
 }
 
 pub mod cache;
-pub mod catalog;
 pub mod rules;
-mod rules_hours;
-pub mod shape;
 pub mod shell;
-mod shell_guard;
-mod shell_programs;
-mod shell_sed;
-mod shell_words;
-mod shell_wrappers;
 pub mod sql;
-mod sql_stmt;
-mod sql_walk;
+
+#[cfg(test)]
+mod test_support;
 
 /// What the classifier found out about one SQL string or one shell command.
 ///

@@ -4,13 +4,9 @@
 //! value; any option not known here makes the command `unknown`, because misreading an
 //! option's value as the wrapped program (or the verb) could hide what really runs.
 
-use super::Class;
-use super::shell_programs::Verdict;
-use super::shell_words::Arg;
-
-fn unknown(why: impl Into<String>) -> Verdict {
-    Verdict::Class(Class::Unknown, why.into())
-}
+use super::verdict::Verdict;
+use super::words::Arg;
+use crate::policy::Class;
 
 fn wrap(at: usize, floor: Class, extra: bool, name: &str) -> Verdict {
     Verdict::Wrap {
@@ -61,7 +57,9 @@ impl Opts<'_> {
                 return if a.not_option() {
                     Ok(i)
                 } else {
-                    Err(unknown(format!("the options of {name} cannot be checked")))
+                    Err(Verdict::unknown(format!(
+                        "the options of {name} cannot be checked"
+                    )))
                 };
             };
             if s == "--" {
@@ -74,7 +72,7 @@ impl Opts<'_> {
                 } else if self.long_flags.contains(&key) {
                     i += 1;
                 } else {
-                    return Err(unknown(format!("{name} {s}")));
+                    return Err(Verdict::unknown(format!("{name} {s}")));
                 }
                 continue;
             }
@@ -88,7 +86,7 @@ impl Opts<'_> {
                             }
                             break;
                         } else if !self.short_flags.contains(c) {
-                            return Err(unknown(format!("{name} {s}")));
+                            return Err(Verdict::unknown(format!("{name} {s}")));
                         }
                     }
                 }
@@ -108,7 +106,7 @@ pub fn wrapper(name: &str, args: &[Arg]) -> Option<Verdict> {
             let lits: Vec<_> = args.iter().map_while(Arg::literal).collect();
             let at = lits.iter().take_while(|s| **s == "-p").count();
             if lits.iter().take(at + 1).any(|s| matches!(*s, "-v" | "-V")) {
-                Verdict::Class(Class::Read, "command -v only looks a name up".into())
+                Verdict::class(Class::Read, "command -v only looks a name up")
             } else {
                 wrap(at, Class::Read, false, name)
             }
@@ -245,7 +243,7 @@ pub fn wrapper(name: &str, args: &[Arg]) -> Option<Verdict> {
         })
         .operand(name, args)
         {
-            Ok(i) if i >= args.len() => Verdict::Class(Class::Admin, "sudo is admin".into()),
+            Ok(i) if i >= args.len() => Verdict::class(Class::Admin, "sudo is admin"),
             Ok(i) => wrap(i, Class::Admin, false, name),
             Err(v) => v,
         },
@@ -257,7 +255,9 @@ pub fn wrapper(name: &str, args: &[Arg]) -> Option<Verdict> {
         })
         .operand(name, args)
         {
-            Ok(i) if i >= args.len() => unknown(format!("{name} without a command starts a shell")),
+            Ok(i) if i >= args.len() => {
+                Verdict::unknown(format!("{name} without a command starts a shell"))
+            }
             Ok(i) => wrap(i, Class::Admin, false, name),
             Err(v) => v,
         },
@@ -285,7 +285,9 @@ fn env(args: &[Arg]) -> Verdict {
         match a.literal().and_then(|s| s.split_once('=')) {
             Some((name, value)) if !name.is_empty() && !name.contains('/') => {
                 if !env_assignment_ok(name, Some(value)) {
-                    return unknown(format!("env setting {name} can change what programs run"));
+                    return Verdict::unknown(format!(
+                        "env setting {name} can change what programs run"
+                    ));
                 }
                 i += 1;
             }
@@ -293,7 +295,7 @@ fn env(args: &[Arg]) -> Verdict {
         }
     }
     if i >= args.len() {
-        return Verdict::Class(Class::Read, "env prints the environment".into());
+        return Verdict::class(Class::Read, "env prints the environment");
     }
     wrap(i, Class::Read, false, "env")
 }
@@ -305,7 +307,7 @@ fn su(name: &str, args: &[Arg]) -> Verdict {
     while let Some(a) = args.get(i) {
         i += 1;
         let Some(s) = a.literal() else {
-            return unknown(format!("the arguments of {name} cannot be checked"));
+            return Verdict::unknown(format!("the arguments of {name} cannot be checked"));
         };
         match s {
             "-" | "-l" | "--login" | "-m" | "-p" | "--preserve-environment" | "-P" | "--pty" => {}
@@ -320,7 +322,7 @@ fn su(name: &str, args: &[Arg]) -> Verdict {
             }
             _ if s.starts_with("--command=") => script = Some(s["--command=".len()..].to_string()),
             "-g" | "--group" | "-G" | "--supp-group" | "-u" | "--user" => i += 1,
-            _ if s.starts_with('-') => return unknown(format!("{name} {s}")),
+            _ if s.starts_with('-') => return Verdict::unknown(format!("{name} {s}")),
             _ => operands += 1,
         }
     }
@@ -329,7 +331,7 @@ fn su(name: &str, args: &[Arg]) -> Verdict {
             script: s,
             floor: Class::Admin,
         },
-        _ => unknown(format!("{name} without -c COMMAND starts a shell")),
+        _ => Verdict::unknown(format!("{name} without -c COMMAND starts a shell")),
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use super::Class;
+use crate::policy::Class;
 
 /// Dangerous built-ins by exact name, with the class they raise a statement to.
 #[rustfmt::skip]
@@ -348,69 +348,4 @@ pub fn harmless_setting(name: &str) -> bool {
 /// Whether an unqualified relation name is a well-known `pg_catalog` relation.
 pub fn catalog_relation(name: &str) -> bool {
     RELATIONS.contains(name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    fn check_list(name: &str, list: &[&str]) {
-        let mut seen = HashSet::new();
-        for f in list {
-            assert_eq!(*f, f.to_ascii_lowercase(), "{name}: {f} is not lower-case");
-            assert!(!f.is_empty() && !f.contains(' '), "{name}: bad entry {f:?}");
-            assert!(seen.insert(*f), "{name}: {f} appears twice");
-        }
-    }
-
-    #[test]
-    fn catalogues_are_lower_case_and_unique() {
-        check_list("PURE_FUNCTIONS", PURE_FUNCTIONS);
-        check_list("HARMLESS_SETTINGS", HARMLESS_SETTINGS);
-        check_list("CATALOG_RELATIONS", CATALOG_RELATIONS);
-        let dangerous: Vec<&str> = DANGEROUS_FUNCTIONS.iter().map(|(f, _)| *f).collect();
-        check_list("DANGEROUS_FUNCTIONS", &dangerous);
-        let prefixes: Vec<&str> = DANGEROUS_PREFIXES.iter().map(|(f, _)| *f).collect();
-        check_list("DANGEROUS_PREFIXES", &prefixes);
-    }
-
-    #[test]
-    fn pure_and_dangerous_are_disjoint() {
-        for f in PURE_FUNCTIONS {
-            assert_eq!(
-                function_kind(f),
-                FunctionKind::Pure,
-                "{f} is shadowed by a dangerous entry"
-            );
-        }
-        for (f, c) in DANGEROUS_FUNCTIONS {
-            assert_eq!(function_kind(f), FunctionKind::Dangerous(*c));
-        }
-        for (f, _) in DANGEROUS_FUNCTIONS {
-            assert!(!PURE_FUNCTIONS.contains(f));
-        }
-    }
-
-    #[test]
-    fn lookups() {
-        assert_eq!(
-            function_kind("lo_import"),
-            FunctionKind::Dangerous(Class::Admin)
-        );
-        assert_eq!(
-            function_kind("dblink_exec"),
-            FunctionKind::Dangerous(Class::Code)
-        );
-        assert_eq!(
-            function_kind("pg_try_advisory_lock"),
-            FunctionKind::Dangerous(Class::Write)
-        );
-        assert_eq!(function_kind("lower"), FunctionKind::Pure);
-        assert_eq!(function_kind("my_func"), FunctionKind::Unlisted);
-        assert!(harmless_setting("search_path"));
-        assert!(!harmless_setting("session_replication_role"));
-        assert!(catalog_relation("pg_class"));
-        assert!(!catalog_relation("accounts"));
-    }
 }

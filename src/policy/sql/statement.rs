@@ -1,5 +1,5 @@
 //! The class of one statement by its kind (its own class only: nested statements,
-//! functions and relations are the walk's business, see [`super::sql_walk`]).
+//! functions and relations are the walk's business, see [`super::walk`]).
 //!
 //! Invariant: only statement kinds listed here get a class below `unknown`; every other
 //! kind sqlparser knows (many are other dialects') is `unknown`.
@@ -11,9 +11,9 @@ use sqlparser::ast::{
     ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption, Value,
 };
 
-use super::Class;
 use super::catalog::harmless_setting;
-use super::sql::ident;
+use super::names::ident;
+use crate::policy::Class;
 
 type Why = Cow<'static, str>;
 
@@ -171,16 +171,10 @@ fn set_class(set: &Set) -> (Class, Why) {
             hivevar: false,
             ..
         } => setting_class("SET", variable),
-        Set::ParenthesizedAssignments { variables, .. } => variables
-            .iter()
-            .map(|v| setting_class("SET", v))
-            .max_by_key(|(c, _)| *c)
-            .unwrap_or_else(|| is(Class::Read, "SET is read")),
-        Set::MultipleAssignments { assignments } => assignments
-            .iter()
-            .map(|a| setting_class("SET", &a.name))
-            .max_by_key(|(c, _)| *c)
-            .unwrap_or_else(|| is(Class::Read, "SET is read")),
+        Set::ParenthesizedAssignments { variables, .. } => settings_class(variables.iter()),
+        Set::MultipleAssignments { assignments } => {
+            settings_class(assignments.iter().map(|a| &a.name))
+        }
         Set::SetRole { .. } => is(Class::Privilege, "SET ROLE is privilege"),
         Set::SetSessionAuthorization(_) => {
             is(Class::Privilege, "SET SESSION AUTHORIZATION is privilege")
@@ -190,6 +184,14 @@ fn set_class(set: &Set) -> (Class, Why) {
         Set::SetTransaction { .. } => is(Class::Read, "SET TRANSACTION is read"),
         _ => is(Class::Unknown, "this SET form is not recognised"),
     }
+}
+
+/// `SET` of several parameters at once: the most sensitive of them (`read` when none).
+fn settings_class<'a>(names: impl Iterator<Item = &'a ObjectName>) -> (Class, Why) {
+    names
+        .map(|n| setting_class("SET", n))
+        .max_by_key(|(c, _)| *c)
+        .unwrap_or_else(|| is(Class::Read, "SET is read"))
 }
 
 fn setting_class(verb: &'static str, name: &ObjectName) -> (Class, Why) {

@@ -1,10 +1,7 @@
 //! Hostile shell inputs: deep nesting, huge inputs, and everything the fuzzer found.
 
-use super::*;
-
-const R: Class = Class::Read;
-const W: Class = Class::Write;
-const U: Class = Class::Unknown;
+use crate::policy::shell::classify_shell;
+use crate::policy::test_support::{R, U, W};
 
 #[test]
 fn hostile_inputs_fail_closed_without_overflowing() {

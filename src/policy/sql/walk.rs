@@ -1,4 +1,4 @@
-//! The tree walk behind [`super::sql::analyze_sql`]: one `Visitor` pass that classifies every
+//! The tree walk behind [`super::analyze_sql`]: one `Visitor` pass that classifies every
 //! statement (nested ones included), every function call, operator and `FROM` item, and
 //! collects relations.
 //!
@@ -17,10 +17,11 @@ use sqlparser::ast::{
     TableFactor, Visitor,
 };
 
-use super::catalog::{FunctionKind, catalog_relation, function_kind};
-use super::sql::{NameSet, SqlEffect, SqlOptions, ident};
-use super::sql_stmt::{explain_runs, statement_class, statement_tables};
-use super::{Class, Worst};
+use super::analysis::{SqlEffect, SqlOptions};
+use super::catalog::{FunctionKind, function_kind};
+use super::names::{NameSet, ident, parts, relation};
+use super::statement::{explain_runs, statement_class, statement_tables};
+use crate::policy::{Class, Worst};
 
 /// CTE names one query puts in scope.
 struct Scope {
@@ -54,29 +55,6 @@ pub(super) struct WalkOut {
 
 fn addr<T>(t: &T) -> usize {
     std::ptr::from_ref(t) as usize
-}
-
-/// Normalised parts of a name, or `None` when a part is not a plain identifier.
-fn parts(name: &ObjectName) -> Option<Vec<String>> {
-    name.0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => Some(ident(i)),
-            ObjectNamePart::Function(_) => None,
-        })
-        .collect()
-}
-
-/// `schema.table` for a relation name: `public.` (or `pg_catalog.` for a well-known system
-/// relation) when unqualified; a database prefix is dropped.
-pub(super) fn relation(name: &ObjectName) -> Option<String> {
-    let p = parts(name)?;
-    match p.as_slice() {
-        [t] if catalog_relation(t) => Some(format!("pg_catalog.{t}")),
-        [t] => Some(format!("public.{t}")),
-        [.., s, t] => Some(format!("{s}.{t}")),
-        [] => None,
-    }
 }
 
 impl<'o> Walk<'o> {

@@ -4,9 +4,10 @@
 //! [`program`] can be `read`; a checker says `read` only when every argument is known to
 //! keep the program read-only. Programs on no list are `unknown`.
 
-use super::Class;
-use super::shell_sed::sed_script_class;
-use super::shell_words::Arg;
+use super::sed::sed_script_class;
+use super::verdict::Verdict;
+use super::words::Arg;
+use crate::policy::Class;
 
 /// Read-only whatever their arguments (none can write, run commands or change state).
 #[rustfmt::skip]
@@ -58,39 +59,10 @@ pub const INTERPRETERS: &[&str] = &[
 /// Builtins that run text as code.
 const EVALUATORS: &[&str] = &["eval", "exec", "source", ".", "trap", "alias", "coproc"];
 
-/// The decision for one program with its arguments.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Class(Class, String),
-    /// A wrapper: classify `args[at..]` as a command, at least `floor`. `extra`: the wrapped
-    /// program receives more arguments we cannot see (xargs).
-    Wrap {
-        at: usize,
-        floor: Class,
-        extra: bool,
-        why: String,
-    },
-    /// `sh -c SCRIPT`: classify the script (at least `floor`).
-    Script {
-        script: String,
-        floor: Class,
-    },
-    /// scp -t/-f, sftp-server, rsync --server: a file transfer.
-    FileTransfer,
-}
-
-fn class(c: Class, why: impl Into<String>) -> Verdict {
-    Verdict::Class(c, why.into())
-}
-
-fn unknown(why: impl Into<String>) -> Verdict {
-    class(Class::Unknown, why)
-}
-
 /// Classifies program `name` (a base name) run with `args`.
 pub fn program(name: &str, args: &[Arg]) -> Verdict {
     if EVALUATORS.contains(&name) {
-        return unknown(format!("{name} runs text as code"));
+        return Verdict::unknown(format!("{name} runs text as code"));
     }
     if matches!(name, "scp")
         && args
@@ -111,23 +83,23 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
         ) {
             return shell_c(name, args);
         }
-        return unknown(format!("{name} is an interpreter"));
+        return Verdict::unknown(format!("{name} is an interpreter"));
     }
-    if let Some(v) = super::shell_wrappers::wrapper(name, args) {
+    if let Some(v) = super::wrappers::wrapper(name, args) {
         return v;
     }
     if WRITE.contains(&name) {
-        return class(Class::Write, format!("{name} changes files: write"));
+        return Verdict::class(Class::Write, format!("{name} changes files: write"));
     }
     if ADMIN.contains(&name) {
-        return class(Class::Admin, format!("{name} is admin"));
+        return Verdict::class(Class::Admin, format!("{name} is admin"));
     }
     let checked = match name {
         "find" => Some(find(args)),
         "sed" => Some(sed(args)),
         "sort" => Some(sort(args)),
         "uniq" => Some(uniq(args)),
-        "systemctl" => Some(super::shell_wrappers::systemctl(args)),
+        "systemctl" => Some(super::wrappers::systemctl(args)),
         "journalctl" => Some(journalctl(args)),
         "date" => Some(date(args)),
         "hostname" => Some(hostname(args)),
@@ -154,7 +126,7 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
             Class::Unknown,
             "printf -v",
         )),
-        "ip" => Some(super::shell_wrappers::ip(args)),
+        "ip" => Some(super::wrappers::ip(args)),
         _ => None,
     };
     if let Some(c) = checked {
@@ -162,17 +134,19 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
             .iter()
             .any(|a| !a.not_option() && a.literal().is_none())
         {
-            return unknown(format!("the arguments of {name} cannot be checked"));
+            return Verdict::unknown(format!("the arguments of {name} cannot be checked"));
         }
         return match c {
-            Class::Read => class(Class::Read, format!("{name} with these arguments is read")),
-            c => class(c, format!("{name} with these arguments is {c}")),
+            Class::Read => {
+                Verdict::class(Class::Read, format!("{name} with these arguments is read"))
+            }
+            c => Verdict::class(c, format!("{name} with these arguments is {c}")),
         };
     }
     if READ_ANY_ARGS.contains(&name) {
-        return class(Class::Read, format!("{name} is read"));
+        return Verdict::class(Class::Read, format!("{name} is read"));
     }
-    unknown(format!("program {name} is not on a reviewed list"))
+    Verdict::unknown(format!("program {name} is not on a reviewed list"))
 }
 
 /// `sh -c SCRIPT [ARG0 ARGS…]`; any other use of a shell is unknown.
@@ -181,7 +155,7 @@ fn shell_c(name: &str, args: &[Arg]) -> Verdict {
     let mut i = 0;
     while let Some(a) = args.get(i) {
         let Some(s) = a.literal() else {
-            return unknown(format!("the options of {name} cannot be checked"));
+            return Verdict::unknown(format!("the options of {name} cannot be checked"));
         };
         if s == "--" {
             i += 1;
@@ -192,7 +166,7 @@ fn shell_c(name: &str, args: &[Arg]) -> Verdict {
                 s,
                 "--norc" | "--noprofile" | "--login" | "--posix" | "--noediting"
             ) {
-                return unknown(format!("{name} {s}"));
+                return Verdict::unknown(format!("{name} {s}"));
             }
         } else if let Some(flags) = s.strip_prefix(['-', '+']) {
             if flags.is_empty() {
@@ -208,14 +182,14 @@ fn shell_c(name: &str, args: &[Arg]) -> Verdict {
         i += 1;
     }
     if !has_c {
-        return unknown(format!("{name} without -c runs code we cannot see"));
+        return Verdict::unknown(format!("{name} without -c runs code we cannot see"));
     }
     match args.get(i).map(Arg::literal) {
         Some(Some(script)) => Verdict::Script {
             script: script.to_string(),
             floor: Class::Read,
         },
-        _ => unknown(format!(
+        _ => Verdict::unknown(format!(
             "{name} -c with a script that is not a literal string"
         )),
     }

@@ -1,12 +1,14 @@
-//! Table-driven tests for shell classification.
+//! Tests for shell classification: the table of commands here; hostile inputs and the
+//! fuzzer's findings in `hostile.rs`; the word and `sed` script analyses' own tests in
+//! `words.rs` and `sed.rs`.
 
-use super::*;
+use super::classify_shell;
+use crate::policy::Class;
+use crate::policy::test_support::{A, F, R, U, W, assert_classes};
 
-const R: Class = Class::Read;
-const W: Class = Class::Write;
-const A: Class = Class::Admin;
-const U: Class = Class::Unknown;
-const F: Class = Class::FileTransfer;
+mod hostile;
+mod sed;
+mod words;
 
 #[rustfmt::skip]
 const CASES: &[(&str, Class)] = &[
@@ -309,22 +311,7 @@ const CASES: &[(&str, Class)] = &[
 #[test]
 fn shell_classes() {
     assert!(CASES.len() >= 150, "only {} shell cases", CASES.len());
-    let mut failures = Vec::new();
-    for (cmd, want) in CASES {
-        let got = classify_shell(cmd);
-        if got.class != *want {
-            failures.push(format!(
-                "{cmd:?}: want {want}, got {} ({})",
-                got.class, got.reason
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_classes(CASES.iter().copied(), classify_shell);
 }
 
 #[test]

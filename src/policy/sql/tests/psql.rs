@@ -3,8 +3,9 @@
 //! pgbench's scripts get the classes their statements have (its init uses `COPY … WITH
 //! (FREEZE ON)` and `VACUUM ANALYZE t`, which sqlparser 0.64 cannot parse: those fail closed).
 
-use super::tests::classify;
+use super::classify;
 use crate::policy::Class;
+use crate::policy::test_support::assert_classes;
 
 const PSQL: &str = include_str!("testdata/psql15_queries.sql");
 const PGBENCH: &str = include_str!("testdata/pgbench_queries.tsv");
@@ -30,21 +31,9 @@ pub(super) fn cases() -> Vec<(String, Class)> {
 fn psql_and_pgbench_texts() {
     let cases = cases();
     assert!(cases.len() >= 130, "{} cases", cases.len());
-    let mut failures = Vec::new();
-    for (text, want) in &cases {
-        let got = classify(text).classification;
-        if got.class != *want {
-            failures.push(format!(
-                "want {want}, got {} ({}):\n{text}\n",
-                got.class, got.reason
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
+    assert_classes(
+        cases.iter().map(|(text, want)| (text.as_str(), *want)),
+        |text| classify(text).classification,
     );
 }
 

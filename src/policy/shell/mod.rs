@@ -12,7 +12,7 @@
 //!   and error recovery that accepts broken input, which is the wrong default here.
 //!
 //! ## Rules (fail closed)
-//! - `read` only for programs on the reviewed read-only list ([`super::shell_programs`])
+//! - `read` only for programs on the reviewed read-only list (`programs.rs`)
 //!   whose arguments keep them read-only (`find` without `-delete`/`-exec`…, `sed` without
 //!   `-i` and without `w`/`e` in its script, `sort` without `-o`, `systemctl` with a read
 //!   verb, `journalctl` without `--vacuum*`/`--rotate`/`--flush`, …). A program on no list is
@@ -42,6 +42,19 @@
 //! Known limits: pagers (`systemctl status` through `less` on a pty) can spawn a shell;
 //! the SSH front end should run exec channels with `SYSTEMD_PAGER=cat`/`PAGER=cat` or
 //! without a pty. PATH on the target is trusted.
+//!
+//! Files, each using only the ones listed before it (no cycles):
+//! - `guard.rs`: the bounds checked before any text reaches brush-parser.
+//! - `words.rs`: what one shell word can expand to (`Arg`), and the command
+//!   substitutions inside it.
+//! - `sed.rs`: the scanner for `sed` scripts.
+//! - `verdict.rs`: the decision for one program with its arguments.
+//! - `wrappers.rs`: programs that run another program (env, sudo, timeout, xargs, …) and
+//!   the verb checks of `systemctl` and `ip`.
+//! - `programs.rs`: the reviewed program lists and the argument checks.
+//! - this file: [`classify_shell`], the walk over brush-parser's AST.
+//! - `tests/`: the unit tests (the case table, hostile inputs and fuzzer findings, words,
+//!   `sed` scripts).
 
 use std::collections::BTreeSet;
 
@@ -51,12 +64,20 @@ use brush_parser::ast::{
     ExtendedTestExpr, IoFileRedirectKind, IoFileRedirectTarget, IoRedirect, SimpleCommand,
 };
 
-pub use super::shell_guard::{MAX_BRACED, MAX_DEPTH, MAX_LEN, MAX_OPENERS, MAX_PARENS};
-use super::shell_guard::{here_document, precheck};
-use super::shell_programs::{INTERPRETERS, Verdict, program};
-use super::shell_words::{Arg, Word, analyse, heredoc_substitutions, options};
-use super::shell_wrappers::env_assignment_ok;
-use super::{Class, Classification, Worst};
+use crate::policy::{Class, Classification, Worst, clip};
+pub use guard::{MAX_BRACED, MAX_DEPTH, MAX_LEN, MAX_OPENERS, MAX_PARENS};
+use guard::{here_document, precheck};
+use programs::{INTERPRETERS, program};
+use verdict::Verdict;
+use words::{Arg, Word, analyse, heredoc_substitutions, options};
+use wrappers::env_assignment_ok;
+
+mod guard;
+mod programs;
+mod sed;
+mod verdict;
+mod words;
+mod wrappers;
 
 const MAX_TEST_DEPTH: u32 = 64;
 
@@ -126,9 +147,7 @@ impl Walk {
                 }
             }
             Err(e) => {
-                self.raise(Class::Unknown, || {
-                    super::clip(format!("cannot parse: {e}"), 200)
-                });
+                self.raise(Class::Unknown, || clip(format!("cannot parse: {e}"), 200));
             }
         }
     }
@@ -440,8 +459,4 @@ fn program_name(name: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
-#[path = "shell_tests.rs"]
 mod tests;
-#[cfg(test)]
-#[path = "shell_tests_hostile.rs"]
-mod tests_hostile;

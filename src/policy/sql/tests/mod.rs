@@ -1,20 +1,21 @@
-//! Table-driven tests for SQL classification. Companion tables: `sql_tests_psql.rs` (the
-//! queries psql and pgbench really send) and the `tables` tests below.
+//! Tests for SQL classification: the basic table of statement kinds here; evasion attempts,
+//! look-alikes, session statements, table lists and hostile inputs in `evasion.rs`; the
+//! queries psql and pgbench really send in `psql.rs`; the catalogues' and shapes' own
+//! tests in `catalog.rs` and `shape.rs`.
 
 use std::collections::HashSet;
 
-use super::*;
+use super::{SqlAnalysis, SqlOptions, analyze_sql};
 use crate::policy::Class;
+use crate::policy::test_support::{A, C, D, P, R, U, W, assert_classes};
 
-const R: Class = Class::Read;
-const W: Class = Class::Write;
-const D: Class = Class::Ddl;
-const P: Class = Class::Privilege;
-const A: Class = Class::Admin;
-const C: Class = Class::Code;
-const U: Class = Class::Unknown;
+mod catalog;
+mod evasion;
+mod psql;
+mod shape;
 
-pub(super) fn classify(text: &str) -> SqlAnalysis {
+/// The analysis with `my_trusted_fn` and `app.safe_fn` trusted.
+fn classify(text: &str) -> SqlAnalysis {
     let trusted: HashSet<String> = ["my_trusted_fn".to_string(), "app.safe_fn".to_string()].into();
     analyze_sql(
         text,
@@ -24,23 +25,9 @@ pub(super) fn classify(text: &str) -> SqlAnalysis {
     )
 }
 
-pub(super) fn check(cases: &[(&str, Class)]) {
-    let mut failures = Vec::new();
-    for (text, want) in cases {
-        let got = classify(text);
-        if got.classification.class != *want {
-            failures.push(format!(
-                "{text:?}: want {want}, got {} ({})",
-                got.classification.class, got.classification.reason
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+/// Fails listing every case whose class is not the one wanted.
+fn check(cases: &[(&str, Class)]) {
+    assert_classes(cases.iter().copied(), |text| classify(text).classification);
 }
 
 #[rustfmt::skip]
@@ -262,9 +249,6 @@ fn basic_classes() {
 
 #[test]
 fn enough_cases() {
-    let total = BASIC.len()
-        + super::tests_evasion::EVASION.len()
-        + super::tests_evasion::SESSION.len()
-        + super::tests_psql::cases().len();
+    let total = BASIC.len() + evasion::EVASION.len() + evasion::SESSION.len() + psql::cases().len();
     assert!(total >= 300, "only {total} SQL cases");
 }

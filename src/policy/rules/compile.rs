@@ -4,15 +4,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use globset::Glob;
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 
+use super::hours;
 use super::{
     Action, Approver, DEFAULT_GRANT, DEFAULT_HOLD, Hours, Known, MAX_GRANT_CEILING, Rule, RuleSpec,
-    glob, globset,
 };
 use crate::policy::Class;
-use crate::policy::rules_hours;
 
 /// Compiles and validates every rule; returns every problem, not just the first.
 pub fn compile(specs: &[RuleSpec], known: &Known) -> Result<Vec<Rule>, Vec<String>> {
@@ -131,7 +130,7 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
         }
         let mut out = Vec::new();
         for s in specs {
-            match rules_hours::parse(s) {
+            match hours::parse(s) {
                 Ok(mut w) => out.append(&mut w),
                 Err(err) => e.push(format!("hours: {err}")),
             }
@@ -259,4 +258,20 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
         hold_timeout,
         max_grant,
     })
+}
+
+fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
+    GlobBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .literal_separator(false)
+        .build()
+        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
+}
+
+fn globset(globs: Vec<Glob>) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(g);
+    }
+    b.build().map_err(|e| e.to_string())
 }

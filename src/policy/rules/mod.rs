@@ -8,7 +8,7 @@
 //!   (when both are given, either suffices; when one is given, it must hold).
 //! - `source`: CIDRs (a bare address is a /32 or /128); an IPv4-mapped IPv6 source also
 //!   matches as IPv4.
-//! - `hours`: UTC windows, see [`super::rules_hours`]; a string of comma-separated windows
+//! - `hours`: UTC windows (grammar in `hours.rs`); a string of comma-separated windows
 //!   or a list of such strings.
 //! - `classes`: class names (`read`, `write`, …, `shell`, `file_transfer`, `port_forward`).
 //! - `tables`: case-insensitive globs on `schema.table`; `commands`: globs on program names.
@@ -24,17 +24,26 @@
 //! `rules[i] "name": `: unknown users, groups, targets (a target glob matching no target),
 //! approvers, bad CIDRs, hour windows, durations, class names and globs, empty lists, a
 //! table glob without a schema, a review rule without an approver who exists or with
-//! `approvals_required = 0`, `max_grant` over the ceiling, duplicate rule names.
+//! `approvals_required = 0`, `max_grant` over the ceiling, duplicate rule names. A config
+//! with any problem compiles to no rules at all.
+//!
+//! Files: `hours.rs` (hour windows: grammar, UTC arithmetic), `compile.rs` (validation,
+//! [`RuleSpec`] → [`Rule`]), this file (the config types, [`evaluate`] and matching), and
+//! `tests/` (the unit tests).
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::rules_hours::{self, Window};
-use super::{Class, Classification};
+use crate::policy::{Class, Classification};
+use hours::Window;
+
+mod compile;
+mod hours;
+pub use compile::compile;
 
 /// The longest grant a rule may allow.
 pub const MAX_GRANT_CEILING: Duration = Duration::from_secs(24 * 3600);
@@ -206,7 +215,7 @@ impl Rule {
             && self
                 .hours
                 .as_ref()
-                .is_none_or(|w| rules_hours::any_contains(w, s.now))
+                .is_none_or(|w| hours::any_contains(w, s.now))
             && self.classes.as_ref().is_none_or(|cl| cl.contains(&c.class))
             && self.names_match(self.tables.as_ref(), &c.tables)
             && self.names_match(self.commands.as_ref(), &c.commands)
@@ -231,25 +240,4 @@ fn source_in(nets: &[IpNet], ip: IpAddr) -> bool {
 }
 
 #[cfg(test)]
-#[path = "rules_tests.rs"]
 mod tests;
-
-#[path = "rules_compile.rs"]
-mod compile_impl;
-pub use compile_impl::compile;
-
-fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
-        .case_insensitive(case_insensitive)
-        .literal_separator(false)
-        .build()
-        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
-}
-
-fn globset(globs: Vec<Glob>) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for g in globs {
-        b.add(g);
-    }
-    b.build().map_err(|e| e.to_string())
-}

@@ -1,8 +1,8 @@
 //! SQL classification with sqlparser's `PostgreSqlDialect` and its `Visitor`.
 //!
 //! [`analyze_sql`] is context-free: the same text always gives the same [`SqlAnalysis`], so
-//! it is cached by text ([`super::cache`]). What depends on the session (which names it has
-//! prepared) is resolved afterwards by [`resolve_class`].
+//! it is cached by text ([`crate::policy::cache`]). What depends on the session (which
+//! names it has prepared) is resolved afterwards by [`resolve_class`].
 //!
 //! Invariants:
 //! - Fail closed: a parse failure, an unrecognised statement kind, an unrecognised
@@ -21,64 +21,41 @@
 //! Known limits (syntax cannot see them): a view, rule or trigger can run functions the
 //! statement does not name; unqualified names are reported as `public.` whatever the
 //! session's `search_path` is, so rules about other schemas should use `*.table` globs.
-
-use std::collections::{BTreeSet, HashSet};
+//!
+//! Files, each using only the ones listed before it (no cycles):
+//! - [`catalog`]: the reviewed function / setting / relation lists.
+//! - `analysis.rs`: what goes in and comes out: [`SqlOptions`], [`SqlAnalysis`],
+//!   [`SqlEffect`].
+//! - `names.rs`: identifier and relation-name normalisation (`schema.table`).
+//! - `depth.rs`: the bound on the tokens checked before parsing ([`MAX_OPEN_TOKENS`]).
+//! - `statement.rs`: a statement's own class by its kind, and the relations it names.
+//! - `walk.rs`: the one `Visitor` pass over the whole tree (statements, functions,
+//!   operators, `FROM` items, CTE scopes).
+//! - this file: [`analyze_sql`] (tokenize, bound, parse, walk) and [`resolve_class`].
+//! - [`shape`]: a statement's token stream with literals blanked, the cache's second key
+//!   (it uses none of the above).
+//! - `tests/`: the unit tests; `tests/testdata/` holds the texts psql and pgbench send.
 
 use sqlparser::ast::{Statement, Visit};
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use sqlparser::tokenizer::Tokenizer;
 
-use super::sql_walk::Walk;
-use super::{Class, Classification};
+use crate::policy::{Class, Classification, clip};
+use depth::check_depth;
+use walk::Walk;
 
-/// Upper bound on the tokens of all still-open expression segments at any point (a segment
-/// is what lies between commas at one parenthesis level; set operators are never reset by
-/// commas). It bounds the depth of the AST, whose drop and traversal recurse.
-pub const MAX_OPEN_TOKENS: usize = 4096;
+pub mod catalog;
+pub mod shape;
 
-/// Options that come from the config.
-pub struct SqlOptions<'a> {
-    /// Function names (lower-case; `name` or `schema.name`) the operator declared pure.
-    pub trusted_functions: &'a HashSet<String>,
-}
+mod analysis;
+mod depth;
+mod names;
+mod statement;
+mod walk;
 
-/// Context-free analysis of one query string (possibly several statements).
-#[derive(Clone, Debug)]
-pub struct SqlAnalysis {
-    pub classification: Classification,
-    /// The class of everything except what `EXECUTE` runs. Equal to
-    /// `classification.class` when the text has no `EXECUTE`.
-    pub base_class: Class,
-    /// `PREPARE` / `DEALLOCATE` / `EXECUTE` references, in text order.
-    pub effects: Vec<SqlEffect>,
-}
-
-/// What a statement does to the session's prepared statements.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SqlEffect {
-    Prepare {
-        name: String,
-        class: Class,
-    },
-    /// `None` = `DEALLOCATE ALL` (also `DISCARD ALL`).
-    Deallocate {
-        name: Option<String>,
-    },
-    Execute {
-        name: String,
-    },
-}
-
-impl SqlAnalysis {
-    /// Whether the text runs a prepared statement by name.
-    pub fn has_execute(&self) -> bool {
-        self.effects
-            .iter()
-            .any(|e| matches!(e, SqlEffect::Execute { .. }))
-    }
-}
+pub use analysis::{SqlAnalysis, SqlEffect, SqlOptions};
+pub use depth::MAX_OPEN_TOKENS;
 
 /// Analyses one query string as a Postgres simple-query message would carry it.
 pub fn analyze_sql(text: &str, opts: &SqlOptions) -> SqlAnalysis {
@@ -135,7 +112,7 @@ fn classify_statements(statements: &[Statement], opts: &SqlOptions) -> SqlAnalys
 
 fn failed(reason: String) -> SqlAnalysis {
     SqlAnalysis {
-        classification: Classification::bare(Class::Unknown, super::clip(reason, 200)),
+        classification: Classification::bare(Class::Unknown, clip(reason, 200)),
         base_class: Class::Unknown,
         effects: Vec::new(),
     }
@@ -178,87 +155,5 @@ pub fn resolve_class(analysis: &SqlAnalysis, prepared: &dyn Fn(&str) -> Option<C
     class
 }
 
-/// Rejects token streams whose expression chains could make the AST deeper than the stack
-/// can drop. Linear in the number of tokens.
-fn check_depth(tokens: &[TokenWithSpan]) -> Result<(), String> {
-    // Per open parenthesis level: tokens since the last comma, and set operators seen.
-    let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
-    let mut open = 0usize; // sum over `levels` of both counters, plus the depth
-    for t in tokens {
-        match &t.token {
-            Token::Whitespace(_) => continue,
-            Token::LParen | Token::LBracket | Token::LBrace => {
-                bump(&mut levels, &mut open, false);
-                levels.push((0, 0));
-                open += 1;
-            }
-            Token::RParen | Token::RBracket | Token::RBrace => {
-                if levels.len() > 1
-                    && let Some((seg, ops)) = levels.pop()
-                {
-                    open = open.saturating_sub(seg + ops + 1);
-                }
-                bump(&mut levels, &mut open, false);
-            }
-            Token::Comma => {
-                if let Some(top) = levels.last_mut() {
-                    open = open.saturating_sub(top.0);
-                    top.0 = 0;
-                }
-            }
-            Token::SemiColon if levels.len() == 1 => {
-                levels = vec![(0, 0)];
-                open = 0;
-            }
-            Token::Word(w)
-                if matches!(
-                    w.keyword,
-                    Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT
-                ) =>
-            {
-                bump(&mut levels, &mut open, true);
-            }
-            _ => bump(&mut levels, &mut open, false),
-        }
-        if open > MAX_OPEN_TOKENS {
-            return Err(format!(
-                "statement too deeply nested or too long an expression chain to analyse \
-                 (more than {MAX_OPEN_TOKENS} open tokens)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn bump(levels: &mut [(usize, usize)], open: &mut usize, set_op: bool) {
-    if let Some(top) = levels.last_mut() {
-        if set_op {
-            top.1 += 1;
-        } else {
-            top.0 += 1;
-        }
-        *open += 1;
-    }
-}
-
-/// Normalises identifier parts the way Postgres does: lower-case unless quoted.
-pub(crate) fn ident(i: &sqlparser::ast::Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_ascii_lowercase()
-    }
-}
-
-/// Sorted, deduplicated strings.
-pub(crate) type NameSet = BTreeSet<String>;
-
 #[cfg(test)]
-#[path = "sql_tests.rs"]
 mod tests;
-#[cfg(test)]
-#[path = "sql_tests_evasion.rs"]
-mod tests_evasion;
-#[cfg(test)]
-#[path = "sql_tests_psql.rs"]
-mod tests_psql;

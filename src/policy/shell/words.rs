@@ -44,6 +44,18 @@ pub struct Word {
     pub opaque_reason: Option<&'static str>,
 }
 
+impl Word {
+    /// A word whose value is not known now and may start with `-`, with no substitution
+    /// found in it.
+    fn opaque(reason: Option<&'static str>) -> Word {
+        Word {
+            arg: Arg::Opaque { dash_safe: false },
+            substitutions: Vec::new(),
+            opaque_reason: reason,
+        }
+    }
+}
+
 pub fn options() -> ParserOptions {
     ParserOptions {
         enable_extended_globbing: false,
@@ -68,40 +80,43 @@ fn braced_expansion(raw: &str) -> Option<Word> {
         return None;
     }
     let substitution = ["$(", "`", "<(", ">("].iter().any(|s| raw.contains(s));
-    Some(Word {
-        arg: Arg::Opaque { dash_safe: false },
-        substitutions: Vec::new(),
-        opaque_reason: substitution.then_some("a command substitution beside a ${…} expansion"),
-    })
+    Some(Word::opaque(
+        substitution.then_some("a command substitution beside a ${…} expansion"),
+    ))
 }
 
 /// Analyses a word as written in the command (quotes included).
 pub fn analyse(raw: &str) -> Word {
-    if let Some(w) = braced_expansion(raw) {
-        return w;
-    }
-    match brush_parser::word::parse(raw, &options()) {
-        Ok(pieces) => from_pieces(raw, &pieces),
-        Err(_) => Word {
-            arg: Arg::Opaque { dash_safe: false },
-            substitutions: Vec::new(),
-            opaque_reason: Some("a word that cannot be parsed"),
-        },
-    }
+    analyse_with(
+        raw,
+        brush_parser::word::parse,
+        "a word that cannot be parsed",
+    )
 }
 
 /// Analyses the body of a here document that undergoes expansion.
 pub fn heredoc_substitutions(body: &str) -> Word {
-    if let Some(w) = braced_expansion(body) {
+    analyse_with(
+        body,
+        brush_parser::word::parse_heredoc,
+        "a here document that cannot be parsed",
+    )
+}
+
+/// Parses `text` into word pieces with `parse` (never when it holds `${`, see
+/// [`braced_expansion`]) and analyses them; text that does not parse is opaque, for
+/// `unparsable`.
+fn analyse_with<E>(
+    text: &str,
+    parse: fn(&str, &ParserOptions) -> Result<Vec<WordPieceWithSource>, E>,
+    unparsable: &'static str,
+) -> Word {
+    if let Some(w) = braced_expansion(text) {
         return w;
     }
-    match brush_parser::word::parse_heredoc(body, &options()) {
-        Ok(pieces) => from_pieces(body, &pieces),
-        Err(_) => Word {
-            arg: Arg::Opaque { dash_safe: false },
-            substitutions: Vec::new(),
-            opaque_reason: Some("a here document that cannot be parsed"),
-        },
+    match parse(text, &options()) {
+        Ok(pieces) => from_pieces(text, &pieces),
+        Err(_) => Word::opaque(Some(unparsable)),
     }
 }
 
@@ -210,55 +225,5 @@ fn walk(raw: &str, pieces: &[WordPieceWithSource], quoted: bool, st: &mut State)
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals() {
-        assert_eq!(analyse("ls").arg, Arg::Literal("ls".into()));
-        assert_eq!(analyse("'r''m'").arg, Arg::Literal("rm".into()));
-        assert_eq!(analyse("\"-i\"").arg, Arg::Literal("-i".into()));
-        assert_eq!(analyse("\\-i").arg, Arg::Literal("-i".into()));
-        assert_eq!(analyse("\"a b\"").arg, Arg::Literal("a b".into()));
-        assert_eq!(analyse("'*.log'").arg, Arg::Literal("*.log".into()));
-    }
-
-    #[test]
-    fn opaque_words() {
-        assert_eq!(analyse("*.log").arg, Arg::Opaque { dash_safe: false });
-        assert_eq!(analyse("./*.log").arg, Arg::Opaque { dash_safe: true });
-        assert_eq!(analyse("/var/log/*").arg, Arg::Opaque { dash_safe: true });
-        assert_eq!(analyse("{-i,x}").arg, Arg::Opaque { dash_safe: false });
-        assert_eq!(analyse("$X").arg, Arg::Opaque { dash_safe: false });
-        assert_eq!(
-            analyse("./$X").arg,
-            Arg::Opaque { dash_safe: false },
-            "word splitting"
-        );
-        assert_eq!(analyse("\"./$X\"").arg, Arg::Opaque { dash_safe: true });
-        assert_eq!(analyse("~/x").arg, Arg::Opaque { dash_safe: true });
-        assert_eq!(analyse("$'\\x2d'i").arg, Arg::Opaque { dash_safe: false });
-    }
-
-    #[test]
-    fn substitutions_are_found() {
-        assert_eq!(
-            analyse("$(rm -rf /)").substitutions,
-            vec!["rm -rf /".to_string()]
-        );
-        assert_eq!(analyse("\"a$(id)b\"").substitutions, vec!["id".to_string()]);
-        assert_eq!(analyse("`ls`").substitutions, vec!["ls".to_string()]);
-        assert!(analyse("${x:-$(rm)}").opaque_reason.is_some());
-        assert!(analyse("\"${HOME}$(id)\"").opaque_reason.is_some());
-        assert_eq!(analyse("${HOME}/x").arg, Arg::Opaque { dash_safe: false });
-        assert!(analyse("${HOME}/x").opaque_reason.is_none());
-        assert!(analyse("$((a[$(id)]))").opaque_reason.is_some());
-        assert!(analyse("$((1+2))").opaque_reason.is_none());
-        let h = heredoc_substitutions("line $(rm -rf /)\n");
-        assert_eq!(h.substitutions, vec!["rm -rf /".to_string()]);
     }
 }
