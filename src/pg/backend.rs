@@ -5,7 +5,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::msg::{self, Fields};
-use super::relay::{Inflight, REFUSAL_MARKER, Relay};
+use super::relay::{REFUSAL_MARKER, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::RefusalKind;
 
@@ -79,13 +79,7 @@ impl Relay {
     fn server_frame(&mut self, tag: u8, frame: BytesMut) {
         match tag {
             b'Z' => {
-                // Everything up to the first Query, FunctionCall or Sync has been answered;
-                // Executes still queued before it were skipped after an error.
-                while let Some(f) = self.inflight.pop_front() {
-                    if !matches!(f, Inflight::Execute(_) | Inflight::CopyEnd) {
-                        break;
-                    }
-                }
+                self.inflight.ready();
                 let status = frame.get(5).copied().unwrap_or(b'I');
                 self.status = status;
                 if self.inflight.is_empty() && self.held.is_none() {
@@ -119,30 +113,14 @@ impl Relay {
                 let tag = String::from_utf8_lossy(&frame[5..5 + end]);
                 self.result(Some(Text::from(tag.as_ref())), None, None);
             }
-            b'I' | b's' => {
-                if matches!(self.inflight.front(), Some(Inflight::Execute(_))) {
-                    self.inflight.pop_front();
-                }
-            }
+            b'I' | b's' => self.inflight.portal_done(),
             b'1' => self.tracker.parse_complete(),
             b'2' => self.tracker.bind_complete(),
             b'3' => self.tracker.close_complete(),
             b'G' => {
                 self.tracker.copy_in_started();
                 // The same for the in-flight queue: those Syncs get no ReadyForQuery.
-                let mut i = 0;
-                while i < self.inflight.len() {
-                    match self.inflight[i] {
-                        Inflight::Sync => {
-                            self.inflight.remove(i);
-                        }
-                        Inflight::CopyEnd => {
-                            self.inflight.remove(i);
-                            break;
-                        }
-                        _ => i += 1,
-                    }
-                }
+                self.inflight.copy_in_started();
             }
             _ => {}
         }
@@ -151,15 +129,7 @@ impl Relay {
 
     /// Record the result of the statement at the head of the in-flight queue.
     fn result(&mut self, tag: Option<Text>, sqlstate: Option<Text>, message: Option<Text>) {
-        let started = match self.inflight.front() {
-            Some(Inflight::Simple(t)) => Some(*t),
-            Some(Inflight::Execute(t)) => {
-                let t = *t;
-                self.inflight.pop_front();
-                Some(t)
-            }
-            _ => None,
-        };
+        let started = self.inflight.result();
         let rows = tag.as_ref().and_then(|t| tag_rows(&t.as_str()));
         let ev = EventKind::Result {
             command_tag: tag,

@@ -88,7 +88,7 @@ impl Relay {
                 b'd' | b'c' | b'f' => {
                     if tag != b'd' && !self.discard_until_sync {
                         if !self.tracker.copy_in() {
-                            self.inflight.push_back(Inflight::CopyEnd);
+                            self.inflight.push(Inflight::CopyEnd);
                         }
                         self.tracker.copy_end();
                     }
@@ -142,7 +142,7 @@ impl Relay {
                 self.discard_until_sync = false;
                 if !self.tracker.copy_in() {
                     // The server ignores a Sync in copy-in mode: no ReadyForQuery answers it.
-                    self.inflight.push_back(Inflight::Sync);
+                    self.inflight.push(Inflight::Sync);
                 }
                 self.tracker.sync();
                 self.sout.extend_from_slice(&frame);
@@ -365,13 +365,13 @@ impl Relay {
         match kind {
             HeldKind::Query(a) => {
                 self.track_query(a);
-                self.inflight.push_back(Inflight::Simple(now));
+                self.inflight.push(Inflight::Simple(now));
             }
             HeldKind::FunctionCall => {
                 self.tracker.query(Vec::new(), &[]);
-                self.inflight.push_back(Inflight::Call);
+                self.inflight.push(Inflight::Call);
             }
-            HeldKind::Execute => self.inflight.push_back(Inflight::Execute(now)),
+            HeldKind::Execute => self.inflight.push(Inflight::Execute(now)),
         }
         self.sout.extend_from_slice(&frame);
     }
@@ -459,7 +459,7 @@ impl Relay {
             body.put_slice(marker.as_bytes());
             body.put_u8(0);
             self.tracker.query(Vec::new(), &[]);
-            self.inflight.push_back(Inflight::Sync);
+            self.inflight.push(Inflight::Sync);
             msg::frame(&mut self.sout, b'Q', &body);
         }
         self.refusals.push((seq, refusal));

@@ -127,6 +127,67 @@ pub(super) enum Inflight {
     CopyEnd,
 }
 
+/// The statements sent upstream whose results are still to come, in server order.
+#[derive(Default)]
+pub(super) struct InflightQueue(std::collections::VecDeque<Inflight>);
+
+impl InflightQueue {
+    pub fn push(&mut self, f: Inflight) {
+        self.0.push_back(f);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// ReadyForQuery: everything up to the first Query, FunctionCall or Sync has been
+    /// answered; Executes still queued before it were skipped after an error.
+    pub fn ready(&mut self) {
+        while let Some(f) = self.0.pop_front() {
+            if !matches!(f, Inflight::Execute(_) | Inflight::CopyEnd) {
+                break;
+            }
+        }
+    }
+
+    /// EmptyQueryResponse or PortalSuspended: the end of an Execute.
+    pub fn portal_done(&mut self) {
+        if matches!(self.0.front(), Some(Inflight::Execute(_))) {
+            self.0.pop_front();
+        }
+    }
+
+    /// CopyInResponse: the Syncs up to the CopyEnd get no ReadyForQuery.
+    pub fn copy_in_started(&mut self) {
+        let mut i = 0;
+        while i < self.0.len() {
+            match self.0[i] {
+                Inflight::Sync => {
+                    self.0.remove(i);
+                }
+                Inflight::CopyEnd => {
+                    self.0.remove(i);
+                    break;
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// A CommandComplete or ErrorResponse: when the statement it is the result of started.
+    pub fn result(&mut self) -> Option<std::time::Instant> {
+        match self.0.front() {
+            Some(Inflight::Simple(t)) => Some(*t),
+            Some(Inflight::Execute(t)) => {
+                let t = *t;
+                self.0.pop_front();
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+}
+
 pub struct Relay {
     pub(super) gate: Arc<Gate>,
     pub(super) ctx: SessionCtx,
@@ -156,7 +217,7 @@ pub struct Relay {
     /// For the impact preview's own upstream connection.
     pub(super) upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Statements awaiting their results, for the audit trail.
-    pub(super) inflight: std::collections::VecDeque<Inflight>,
+    pub(super) inflight: InflightQueue,
     pub(super) sid: Arc<str>,
     /// Bytes read from the client and from the server.
     pub(super) bytes_in: u64,
@@ -191,7 +252,7 @@ impl Relay {
         Relay {
             latency: gate.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
-            inflight: std::collections::VecDeque::new(),
+            inflight: InflightQueue::default(),
             bytes_in: 0,
             bytes_out: 0,
             dirty: false,
@@ -443,3 +504,6 @@ impl Relay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
