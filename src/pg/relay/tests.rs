@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
 
-use super::super::tracker::{Stmt, Tracker};
+use super::tracker::{Stmt, Tracker};
 use super::{Inflight, InflightQueue};
 
 fn stmt(name: &str, class: Class) -> Arc<Stmt> {

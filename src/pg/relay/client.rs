@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::msg::{self, Fields};
-use super::relay::{Fatal, Held, HeldKind, Inflight, REFUSAL_MARKER, Relay, Waiting};
 use super::tracker::Stmt;
+use super::{Fatal, Held, HeldKind, Inflight, REFUSAL_MARKER, Relay, Waiting};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
+use crate::pg::msg::{self, Fields};
 use crate::policy::sql::{self, SqlAnalysis, SqlEffect};
 use crate::policy::{Class, Classification};
 
@@ -409,7 +409,7 @@ impl Relay {
             let tls = self.upstream_tls.clone();
             let id = hold.request.clone();
             tokio::spawn(async move {
-                let impact = super::impact::preview(&target, tls.as_ref(), &statement).await;
+                let impact = crate::pg::impact::preview(&target, tls.as_ref(), &statement).await;
                 approvals.set_impact(&id, impact);
             });
         }

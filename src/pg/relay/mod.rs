@@ -24,8 +24,8 @@ use tokio::sync::watch;
 
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
-use super::tracker::Tracker;
 use crate::gate::{Commit, Gate, Hold, Permit, Refusal, SessionCtx};
+use tracker::Tracker;
 
 /// Read in chunks of this size; whole messages may need more.
 const READ_CHUNK: usize = 64 * 1024;
@@ -37,6 +37,10 @@ const KEEP_CAPACITY: usize = 32 * 1024;
 const OUT_CAP: usize = 256 * 1024;
 /// While a statement is held, keep reading the client (to notice a disconnect) up to this.
 const HELD_READ_CAP: usize = 1 << 20;
+mod client;
+mod server;
+mod tracker;
+
 pub(super) const REFUSAL_MARKER: &str = "jitgate_refused_";
 
 fn spare(buf: &mut BytesMut) {

@@ -4,10 +4,10 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::msg::{self, Fields};
-use super::relay::{REFUSAL_MARKER, Relay};
+use super::{REFUSAL_MARKER, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::RefusalKind;
+use crate::pg::msg::{self, Fields};
 
 /// Rows from a CommandComplete tag (`INSERT 0 5`, `UPDATE 3`, `SELECT 7`), when it has them.
 fn tag_rows(tag: &str) -> Option<u64> {
