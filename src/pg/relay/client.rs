@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::{Buf, BufMut, BytesMut};
 
 use super::tracker::Stmt;
-use super::{Fatal, Held, HeldKind, Inflight, REFUSAL_MARKER, Relay, Waiting};
+use super::{Fatal, Held, HeldKind, REFUSAL_MARKER, Relay, Waiting};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
 use crate::pg::msg::{self, Fields};
@@ -87,9 +87,6 @@ impl Relay {
                 // COPY data streams through; outside COPY the server ignores it.
                 b'd' | b'c' | b'f' => {
                     if tag != b'd' && !self.discard_until_sync {
-                        if !self.tracker.copy_in() {
-                            self.inflight.push(Inflight::CopyEnd);
-                        }
                         self.tracker.copy_end();
                     }
                     self.c_pass = total;
@@ -140,10 +137,7 @@ impl Relay {
             b'F' => self.on_function_call(frame),
             b'S' => {
                 self.discard_until_sync = false;
-                if !self.tracker.copy_in() {
-                    // The server ignores a Sync in copy-in mode: no ReadyForQuery answers it.
-                    self.inflight.push(Inflight::Sync);
-                }
+                // The server ignores a Sync in copy-in mode: no ReadyForQuery answers it.
                 self.tracker.sync();
                 self.sout.extend_from_slice(&frame);
                 Ok(())
@@ -363,20 +357,14 @@ impl Relay {
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
         let now = std::time::Instant::now();
         match kind {
-            HeldKind::Query(a) => {
-                self.track_query(a);
-                self.inflight.push(Inflight::Simple(now));
-            }
-            HeldKind::FunctionCall => {
-                self.tracker.query(Vec::new(), &[]);
-                self.inflight.push(Inflight::Call);
-            }
-            HeldKind::Execute => self.inflight.push(Inflight::Execute(now)),
+            HeldKind::Query(a) => self.track_query(a, now),
+            HeldKind::FunctionCall => self.tracker.function_call(),
+            HeldKind::Execute => self.tracker.execute(now),
         }
         self.sout.extend_from_slice(&frame);
     }
 
-    fn track_query(&mut self, a: &Arc<SqlAnalysis>) {
+    fn track_query(&mut self, a: &Arc<SqlAnalysis>, started: std::time::Instant) {
         let mut prepares = Vec::new();
         let mut deallocates = Vec::new();
         for e in &a.effects {
@@ -393,7 +381,7 @@ impl Relay {
                 SqlEffect::Execute { .. } => {}
             }
         }
-        self.tracker.query(prepares, &deallocates);
+        self.tracker.query(prepares, &deallocates, started);
     }
 
     fn start_hold(
@@ -458,8 +446,7 @@ impl Relay {
         } else {
             body.put_slice(marker.as_bytes());
             body.put_u8(0);
-            self.tracker.query(Vec::new(), &[]);
-            self.inflight.push(Inflight::Sync);
+            self.tracker.refused();
             msg::frame(&mut self.sout, b'Q', &body);
         }
         self.refusals.push((seq, refusal));

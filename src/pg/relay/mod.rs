@@ -114,84 +114,6 @@ pub(super) struct Held {
     pub kind: HeldKind,
 }
 
-/// A statement sent upstream whose result is still to come, in server order.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Inflight {
-    /// A simple Query: every CommandComplete/ErrorResponse until its ReadyForQuery is a
-    /// result of it.
-    Simple(std::time::Instant),
-    /// An Execute: its one CommandComplete, ErrorResponse, EmptyQuery or PortalSuspended.
-    Execute(std::time::Instant),
-    /// A FunctionCall: answered by its ReadyForQuery.
-    Call,
-    /// A Sync, or a refused simple Query: ends at the next ReadyForQuery, records nothing.
-    Sync,
-    /// CopyDone/CopyFail sent before the server said copy-in started (see
-    /// `Tracker::copy_in_started`).
-    CopyEnd,
-}
-
-/// The statements sent upstream whose results are still to come, in server order.
-#[derive(Default)]
-pub(super) struct InflightQueue(std::collections::VecDeque<Inflight>);
-
-impl InflightQueue {
-    pub fn push(&mut self, f: Inflight) {
-        self.0.push_back(f);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// ReadyForQuery: everything up to the first Query, FunctionCall or Sync has been
-    /// answered; Executes still queued before it were skipped after an error.
-    pub fn ready(&mut self) {
-        while let Some(f) = self.0.pop_front() {
-            if !matches!(f, Inflight::Execute(_) | Inflight::CopyEnd) {
-                break;
-            }
-        }
-    }
-
-    /// EmptyQueryResponse or PortalSuspended: the end of an Execute.
-    pub fn portal_done(&mut self) {
-        if matches!(self.0.front(), Some(Inflight::Execute(_))) {
-            self.0.pop_front();
-        }
-    }
-
-    /// CopyInResponse: the Syncs up to the CopyEnd get no ReadyForQuery.
-    pub fn copy_in_started(&mut self) {
-        let mut i = 0;
-        while i < self.0.len() {
-            match self.0[i] {
-                Inflight::Sync => {
-                    self.0.remove(i);
-                }
-                Inflight::CopyEnd => {
-                    self.0.remove(i);
-                    break;
-                }
-                _ => i += 1,
-            }
-        }
-    }
-
-    /// A CommandComplete or ErrorResponse: when the statement it is the result of started.
-    pub fn result(&mut self) -> Option<std::time::Instant> {
-        match self.0.front() {
-            Some(Inflight::Simple(t)) => Some(*t),
-            Some(Inflight::Execute(t)) => {
-                let t = *t;
-                self.0.pop_front();
-                Some(t)
-            }
-            _ => None,
-        }
-    }
-}
-
 pub struct Relay {
     pub(super) gate: Arc<Gate>,
     pub(super) ctx: SessionCtx,
@@ -220,8 +142,6 @@ pub struct Relay {
     pub(super) latency: prometheus::Histogram,
     /// For the impact preview's own upstream connection.
     pub(super) upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    /// Statements awaiting their results, for the audit trail.
-    pub(super) inflight: InflightQueue,
     pub(super) sid: Arc<str>,
     /// Bytes read from the client and from the server.
     pub(super) bytes_in: u64,
@@ -256,7 +176,6 @@ impl Relay {
         Relay {
             latency: gate.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
-            inflight: InflightQueue::default(),
             bytes_in: 0,
             bytes_out: 0,
             dirty: false,

@@ -79,57 +79,54 @@ impl Relay {
     fn server_frame(&mut self, tag: u8, frame: BytesMut) {
         match tag {
             b'Z' => {
-                self.inflight.ready();
                 let status = frame.get(5).copied().unwrap_or(b'I');
                 self.status = status;
-                if self.inflight.is_empty() && self.held.is_none() {
+                self.tracker.ready(status);
+                if !self.tracker.in_flight() && self.held.is_none() {
                     // Nothing sent or waiting to be sent after this point: the status is
                     // current.
                     self.may_commit = false;
                 }
-                self.tracker.ready(status);
                 if !self.tracker.busy() {
                     self.refusals.clear();
                 }
             }
             b'E' => {
-                self.tracker.error();
                 let fields = msg::fields(&frame[5..]).unwrap_or_default();
                 if matches!(msg::field(&fields, b'S'), Some("FATAL" | "PANIC")) {
                     self.upstream_fatal = true;
                 }
                 if let Some(out) = self.rewrite_refusal(&fields) {
+                    self.tracker.error();
                     self.cout.extend_from_slice(&out);
                     return;
                 }
+                // The result first: the error then drops what the server skips.
                 self.result(
                     None,
                     msg::field(&fields, b'C').map(Text::from),
                     msg::field(&fields, b'M').map(Text::from),
                 );
+                self.tracker.error();
             }
             b'C' => {
                 let end = frame[5..].iter().position(|&c| c == 0).unwrap_or(0);
                 let tag = String::from_utf8_lossy(&frame[5..5 + end]);
                 self.result(Some(Text::from(tag.as_ref())), None, None);
             }
-            b'I' | b's' => self.inflight.portal_done(),
+            b'I' | b's' => self.tracker.portal_done(),
             b'1' => self.tracker.parse_complete(),
             b'2' => self.tracker.bind_complete(),
             b'3' => self.tracker.close_complete(),
-            b'G' => {
-                self.tracker.copy_in_started();
-                // The same for the in-flight queue: those Syncs get no ReadyForQuery.
-                self.inflight.copy_in_started();
-            }
+            b'G' => self.tracker.copy_in_started(),
             _ => {}
         }
         self.cout.extend_from_slice(&frame);
     }
 
-    /// Record the result of the statement at the head of the in-flight queue.
+    /// Record the result of the oldest statement awaiting the server.
     fn result(&mut self, tag: Option<Text>, sqlstate: Option<Text>, message: Option<Text>) {
-        let started = self.inflight.result();
+        let started = self.tracker.result();
         let rows = tag.as_ref().and_then(|t| tag_rows(&t.as_str()));
         let ev = EventKind::Result {
             command_tag: tag,

@@ -7,7 +7,6 @@ use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
 
 use super::tracker::{Stmt, Tracker};
-use super::{Inflight, InflightQueue};
 
 fn stmt(name: &str, class: Class) -> Arc<Stmt> {
     Arc::new(Stmt {
@@ -24,14 +23,12 @@ fn stmt(name: &str, class: Class) -> Arc<Stmt> {
 /// The queue of what awaits the server, driven the way the relay drives it.
 struct Sim {
     tracker: Tracker,
-    inflight: InflightQueue,
 }
 
 impl Sim {
     fn new() -> Sim {
         Sim {
             tracker: Tracker::default(),
-            inflight: InflightQueue::default(),
         }
     }
 
@@ -48,7 +45,7 @@ impl Sim {
     }
 
     fn execute(&mut self, started: Instant) {
-        self.inflight.push(Inflight::Execute(started));
+        self.tracker.execute(started);
     }
 
     fn query(
@@ -63,31 +60,22 @@ impl Sim {
             .collect();
         let deallocates: Vec<Option<String>> =
             deallocates.iter().map(|d| d.map(str::to_string)).collect();
-        self.tracker.query(prepares, &deallocates);
-        self.inflight.push(Inflight::Simple(started));
+        self.tracker.query(prepares, &deallocates, started);
     }
 
     fn function_call(&mut self) {
-        self.tracker.query(Vec::new(), &[]);
-        self.inflight.push(Inflight::Call);
+        self.tracker.function_call();
     }
 
     fn refused_query(&mut self) {
-        self.tracker.query(Vec::new(), &[]);
-        self.inflight.push(Inflight::Sync);
+        self.tracker.refused();
     }
 
     fn sync(&mut self) {
-        if !self.tracker.copy_in() {
-            self.inflight.push(Inflight::Sync);
-        }
         self.tracker.sync();
     }
 
     fn copy_end(&mut self) {
-        if !self.tracker.copy_in() {
-            self.inflight.push(Inflight::CopyEnd);
-        }
         self.tracker.copy_end();
     }
 
@@ -104,12 +92,13 @@ impl Sim {
     }
 
     fn command_complete(&mut self) -> Option<Instant> {
-        self.inflight.result()
+        self.tracker.result()
     }
 
     fn error(&mut self) -> Option<Instant> {
+        let started = self.tracker.result();
         self.tracker.error();
-        self.inflight.result()
+        started
     }
 
     fn refusal_error(&mut self) {
@@ -117,16 +106,14 @@ impl Sim {
     }
 
     fn portal_done(&mut self) {
-        self.inflight.portal_done();
+        self.tracker.portal_done();
     }
 
     fn copy_in_response(&mut self) {
         self.tracker.copy_in_started();
-        self.inflight.copy_in_started();
     }
 
     fn ready(&mut self, status: u8) {
-        self.inflight.ready();
         self.tracker.ready(status);
     }
 
@@ -143,7 +130,7 @@ impl Sim {
     }
 
     fn in_flight(&self) -> bool {
-        !self.inflight.is_empty()
+        self.tracker.in_flight()
     }
 
     fn copy_in(&self) -> bool {

@@ -1,5 +1,6 @@
 //! What each prepared statement and portal of a session would run, so an Execute can be
-//! classified without re-reading its text.
+//! classified without re-reading its text; and the one queue of what the session sent
+//! upstream and still awaits an answer for, in wire order.
 //!
 //! The proxy cannot know whether upstream accepted a Parse, Bind or Close until the matching
 //! completion arrives, and after an error PostgreSQL silently discards everything up to Sync.
@@ -9,14 +10,30 @@
 //!   (ParseComplete, BindComplete, CloseComplete, or a Query's ReadyForQuery without error);
 //! - an error drops the queued effects up to the next Sync, exactly as the server does;
 //! - a look-up takes the most sensitive of the confirmed entry and every queued one, and a
-//!   name with no entry at all is `unknown`.
+//!   name with no entry at all is `unknown`;
+//! - when the server's answers no longer match the queue, every name is forgotten
+//!   (`unknown`, fail closed) until it is prepared again.
 //!
 //! Prepared statements created by SQL `PREPARE` share the protocol's namespace, as in
 //! PostgreSQL. Portals die at the end of a transaction; a simple Query destroys the unnamed
 //! statement and portal.
+//!
+//! The same queue says which statement a CommandComplete or ErrorResponse is the result of
+//! (for the audit trail, with its duration): the oldest simple Query, Execute,
+//! FunctionCall, Sync or CopyEnd still queued. How each answer pops the queue:
+//!
+//! | from the server | pops |
+//! | --- | --- |
+//! | ParseComplete, BindComplete, CloseComplete | the oldest entry but Executes, if it is that Parse, Bind or Close; anything else is a lost track |
+//! | CommandComplete, ErrorResponse | the result of the oldest Query/Execute/FunctionCall/Sync/CopyEnd; an Execute is popped by it |
+//! | EmptyQueryResponse, PortalSuspended | that oldest entry, if it is an Execute |
+//! | ErrorResponse (also) | the Parse/Bind/Close/CopyEnd entries up to the next Query, FunctionCall or Sync |
+//! | ReadyForQuery | everything up to and including the first Query, FunctionCall or Sync |
+//! | CopyInResponse | the Syncs up to the first CopyEnd, and that CopyEnd (the server ignores Sync until the copy ends) |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::policy::Class;
 use crate::policy::sql::SqlAnalysis;
@@ -29,24 +46,51 @@ pub struct Stmt {
     pub class: Class,
 }
 
-enum Pending {
+/// One message sent upstream whose answer is still to come.
+enum Awaiting {
+    /// Answered by ParseComplete.
     Parse(String, Arc<Stmt>),
-    /// `None`: bound to a statement the proxy does not know.
+    /// Answered by BindComplete. `None`: bound to a statement the proxy does not know.
     Bind(String, Option<Arc<Stmt>>),
+    /// Answered by CloseComplete; `b'S'` a statement, `b'P'` a portal.
     Close(u8, String),
-    /// A simple Query or FunctionCall: ends with ReadyForQuery.
+    /// A simple Query: every CommandComplete/ErrorResponse until its ReadyForQuery is a
+    /// result of it; its PREPAREs take effect at that ReadyForQuery unless it failed.
     Query {
         prepares: Vec<(String, Arc<Stmt>)>,
         errored: bool,
+        started: Instant,
     },
+    /// A refused simple Query or FunctionCall, replaced upstream by a Query that fails:
+    /// ends at ReadyForQuery and is the result of nothing.
+    Refused,
+    /// An Execute: ends with its CommandComplete, ErrorResponse, EmptyQueryResponse or
+    /// PortalSuspended.
+    Execute(Instant),
+    /// A FunctionCall: ends at ReadyForQuery.
+    FunctionCall,
+    /// A Sync: ends at ReadyForQuery.
     Sync,
-    /// The client ended a COPY FROM STDIN (CopyDone or CopyFail).
+    /// CopyDone/CopyFail sent before the server said copy-in started (see
+    /// [`Tracker::copy_in_started`]).
     CopyEnd,
 }
 
-impl Pending {
+impl Awaiting {
+    /// Ends at ReadyForQuery, and the server's skipping after an error stops here.
     fn is_marker(&self) -> bool {
-        matches!(self, Pending::Query { .. } | Pending::Sync)
+        matches!(
+            self,
+            Awaiting::Query { .. } | Awaiting::Refused | Awaiting::FunctionCall | Awaiting::Sync
+        )
+    }
+
+    /// Only changes names: never the statement a result belongs to.
+    fn is_name_effect(&self) -> bool {
+        matches!(
+            self,
+            Awaiting::Parse(..) | Awaiting::Bind(..) | Awaiting::Close(..)
+        )
     }
 }
 
@@ -54,7 +98,7 @@ impl Pending {
 pub struct Tracker {
     stmts: HashMap<String, Arc<Stmt>>,
     portals: HashMap<String, Arc<Stmt>>,
-    pending: VecDeque<Pending>,
+    awaiting: VecDeque<Awaiting>,
     /// The server is in copy-in mode and the client has not ended the copy yet: the server
     /// ignores Sync (and Flush) until then.
     copy_in: bool,
@@ -71,10 +115,10 @@ impl Tracker {
     /// The statement `name` may refer to; `None` means unknown.
     pub fn stmt(&self, name: &str) -> Option<Arc<Stmt>> {
         let mut best = self.stmts.get(name).cloned();
-        for p in &self.pending {
-            match p {
-                Pending::Parse(n, s) if n == name => best = most_sensitive(best, s),
-                Pending::Query { prepares, .. } => {
+        for a in &self.awaiting {
+            match a {
+                Awaiting::Parse(n, s) if n == name => best = most_sensitive(best, s),
+                Awaiting::Query { prepares, .. } => {
                     for (_, s) in prepares.iter().filter(|(n, _)| n == name) {
                         best = most_sensitive(best, s);
                     }
@@ -88,8 +132,8 @@ impl Tracker {
     /// The statement portal `name` would run; `None` means unknown.
     pub fn portal(&self, name: &str) -> Option<Arc<Stmt>> {
         let mut best = self.portals.get(name).cloned();
-        for p in &self.pending {
-            if let Pending::Bind(n, s) = p
+        for a in &self.awaiting {
+            if let Awaiting::Bind(n, s) = a
                 && n == name
             {
                 match s {
@@ -102,25 +146,34 @@ impl Tracker {
     }
 
     pub fn parse(&mut self, name: &str, stmt: Arc<Stmt>) {
-        self.pending
-            .push_back(Pending::Parse(name.to_string(), stmt));
+        self.awaiting
+            .push_back(Awaiting::Parse(name.to_string(), stmt));
     }
 
     pub fn bind(&mut self, portal: &str, stmt: &str) {
         let s = self.stmt(stmt);
-        self.pending.push_back(Pending::Bind(portal.to_string(), s));
+        self.awaiting
+            .push_back(Awaiting::Bind(portal.to_string(), s));
     }
 
     pub fn close(&mut self, kind: u8, name: &str) {
-        self.pending
-            .push_back(Pending::Close(kind, name.to_string()));
+        self.awaiting
+            .push_back(Awaiting::Close(kind, name.to_string()));
     }
 
-    /// A simple Query (or FunctionCall) goes upstream. SQL-level DEALLOCATE is applied at once
-    /// (forgetting a name only makes it `unknown`); PREPAREs wait for success.
-    pub fn query(&mut self, prepares: Vec<(String, Arc<Stmt>)>, deallocates: &[Option<String>]) {
-        self.stmts.remove("");
-        self.portals.remove("");
+    pub fn execute(&mut self, started: Instant) {
+        self.awaiting.push_back(Awaiting::Execute(started));
+    }
+
+    /// A simple Query goes upstream. SQL-level DEALLOCATE is applied at once (forgetting a
+    /// name only makes it `unknown`); PREPAREs wait for success.
+    pub fn query(
+        &mut self,
+        prepares: Vec<(String, Arc<Stmt>)>,
+        deallocates: &[Option<String>],
+        started: Instant,
+    ) {
+        self.drop_unnamed();
         for d in deallocates {
             match d {
                 Some(n) => {
@@ -129,15 +182,35 @@ impl Tracker {
                 None => self.stmts.clear(),
             }
         }
-        self.pending.push_back(Pending::Query {
+        self.awaiting.push_back(Awaiting::Query {
             prepares,
             errored: false,
+            started,
         });
+    }
+
+    /// A FunctionCall goes upstream (treated like a simple Query: the unnamed statement and
+    /// portal are forgotten).
+    pub fn function_call(&mut self) {
+        self.drop_unnamed();
+        self.awaiting.push_back(Awaiting::FunctionCall);
+    }
+
+    /// The failing Query that stands for a refused simple Query or FunctionCall goes
+    /// upstream.
+    pub fn refused(&mut self) {
+        self.drop_unnamed();
+        self.awaiting.push_back(Awaiting::Refused);
+    }
+
+    fn drop_unnamed(&mut self) {
+        self.stmts.remove("");
+        self.portals.remove("");
     }
 
     pub fn sync(&mut self) {
         if !self.copy_in {
-            self.pending.push_back(Pending::Sync);
+            self.awaiting.push_back(Awaiting::Sync);
         }
     }
 
@@ -146,7 +219,7 @@ impl Tracker {
         if self.copy_in {
             self.copy_in = false;
         } else {
-            self.pending.push_back(Pending::CopyEnd);
+            self.awaiting.push_back(Awaiting::CopyEnd);
         }
     }
 
@@ -154,13 +227,13 @@ impl Tracker {
     /// CopyDone/CopyFail is ignored by the server, so no ReadyForQuery will answer it.
     pub fn copy_in_started(&mut self) {
         let mut i = 0;
-        while i < self.pending.len() {
-            match self.pending[i] {
-                Pending::Sync => {
-                    self.pending.remove(i);
+        while i < self.awaiting.len() {
+            match self.awaiting[i] {
+                Awaiting::Sync => {
+                    self.awaiting.remove(i);
                 }
-                Pending::CopyEnd => {
-                    self.pending.remove(i);
+                Awaiting::CopyEnd => {
+                    self.awaiting.remove(i);
                     return;
                 }
                 _ => i += 1,
@@ -174,22 +247,40 @@ impl Tracker {
         self.copy_in
     }
 
-    /// Is anything still waiting for a ReadyForQuery?
+    /// Is anything still waiting for a ReadyForQuery? An Execute alone does not count (the
+    /// statement maps never waited for one).
     pub fn busy(&self) -> bool {
-        !self.pending.is_empty()
+        self.awaiting
+            .iter()
+            .any(|a| !matches!(a, Awaiting::Execute(_)))
     }
 
-    fn pop_front_if(&mut self, f: impl Fn(&Pending) -> bool) -> Option<Pending> {
-        if self.pending.front().is_some_and(f) {
-            self.pending.pop_front()
+    /// Is a statement, Sync or CopyEnd still unanswered (not only Parse, Bind or Close)?
+    pub fn in_flight(&self) -> bool {
+        self.awaiting.iter().any(|a| !a.is_name_effect())
+    }
+
+    /// The oldest entry a completion or an error answers: Executes are answered by their
+    /// own results, never by these.
+    fn oldest_but_executes(&self) -> Option<usize> {
+        self.awaiting
+            .iter()
+            .position(|a| !matches!(a, Awaiting::Execute(_)))
+    }
+
+    /// Pop the oldest entry but Executes if `f` accepts it.
+    fn pop_completed(&mut self, f: impl Fn(&Awaiting) -> bool) -> Option<Awaiting> {
+        let i = self.oldest_but_executes()?;
+        if f(&self.awaiting[i]) {
+            self.awaiting.remove(i)
         } else {
             None
         }
     }
 
     pub fn parse_complete(&mut self) {
-        match self.pop_front_if(|p| matches!(p, Pending::Parse(..))) {
-            Some(Pending::Parse(n, s)) => {
+        match self.pop_completed(|a| matches!(a, Awaiting::Parse(..))) {
+            Some(Awaiting::Parse(n, s)) => {
                 self.stmts.insert(n, s);
             }
             _ => self.lost_track(),
@@ -197,11 +288,11 @@ impl Tracker {
     }
 
     pub fn bind_complete(&mut self) {
-        match self.pop_front_if(|p| matches!(p, Pending::Bind(..))) {
-            Some(Pending::Bind(n, Some(s))) => {
+        match self.pop_completed(|a| matches!(a, Awaiting::Bind(..))) {
+            Some(Awaiting::Bind(n, Some(s))) => {
                 self.portals.insert(n, s);
             }
-            Some(Pending::Bind(n, None)) => {
+            Some(Awaiting::Bind(n, None)) => {
                 self.portals.remove(&n);
             }
             _ => self.lost_track(),
@@ -209,26 +300,60 @@ impl Tracker {
     }
 
     pub fn close_complete(&mut self) {
-        match self.pop_front_if(|p| matches!(p, Pending::Close(..))) {
-            Some(Pending::Close(b'S', n)) => {
+        match self.pop_completed(|a| matches!(a, Awaiting::Close(..))) {
+            Some(Awaiting::Close(b'S', n)) => {
                 self.stmts.remove(&n);
             }
-            Some(Pending::Close(_, n)) => {
+            Some(Awaiting::Close(_, n)) => {
                 self.portals.remove(&n);
             }
             _ => self.lost_track(),
         }
     }
 
-    /// An ErrorResponse: the server skips to the next Sync.
+    /// A CommandComplete or ErrorResponse: when the statement it is the result of started
+    /// (`None`: no statement, or one that is not timed). The result ends an Execute.
+    pub fn result(&mut self) -> Option<Instant> {
+        let i = self.awaiting.iter().position(|a| !a.is_name_effect())?;
+        match self.awaiting[i] {
+            Awaiting::Query { started, .. } => Some(started),
+            Awaiting::Execute(started) => {
+                self.awaiting.remove(i);
+                Some(started)
+            }
+            _ => None,
+        }
+    }
+
+    /// EmptyQueryResponse or PortalSuspended: the end of an Execute.
+    pub fn portal_done(&mut self) {
+        if let Some(i) = self.awaiting.iter().position(|a| !a.is_name_effect())
+            && matches!(self.awaiting[i], Awaiting::Execute(_))
+        {
+            self.awaiting.remove(i);
+        }
+    }
+
+    /// An ErrorResponse (after [`Tracker::result`], if it is one): the server skips to the
+    /// next Sync.
     pub fn error(&mut self) {
         // An error ends copy-in mode on the server's side.
         self.copy_in = false;
-        match self.pending.front_mut() {
-            Some(Pending::Query { errored, .. }) => *errored = true,
+        let Some(i) = self.oldest_but_executes() else {
+            return;
+        };
+        match &mut self.awaiting[i] {
+            Awaiting::Query { errored, .. } => *errored = true,
+            a if a.is_marker() => {}
             _ => {
-                while self.pending.front().is_some_and(|p| !p.is_marker()) {
-                    self.pending.pop_front();
+                // Executes stay: ReadyForQuery pops them.
+                let mut j = i;
+                while j < self.awaiting.len() && !self.awaiting[j].is_marker() {
+                    if matches!(self.awaiting[j], Awaiting::Execute(_)) {
+                        j += 1;
+                    } else {
+                        self.awaiting.remove(j);
+                    }
                 }
             }
         }
@@ -236,9 +361,11 @@ impl Tracker {
 
     /// ReadyForQuery with transaction status `status`.
     pub fn ready(&mut self, status: u8) {
-        while let Some(p) = self.pending.pop_front() {
-            match p {
-                Pending::Query { prepares, errored } => {
+        while let Some(a) = self.awaiting.pop_front() {
+            match a {
+                Awaiting::Query {
+                    prepares, errored, ..
+                } => {
                     if !errored {
                         for (n, s) in prepares {
                             self.stmts.insert(n, s);
@@ -246,7 +373,7 @@ impl Tracker {
                     }
                     break;
                 }
-                Pending::Sync => break,
+                a if a.is_marker() => break,
                 _ => {}
             }
         }
@@ -256,11 +383,13 @@ impl Tracker {
     }
 
     /// The server's answers no longer match what we sent: forget everything, so every
-    /// name is `unknown` (fail closed) until it is prepared again.
+    /// name is `unknown` (fail closed) until it is prepared again. What ends at
+    /// ReadyForQuery stays, and so do the Executes (each ends with its own result).
     fn lost_track(&mut self) {
         tracing::warn!("statement tracking lost sync with the server; forgetting all names");
         self.stmts.clear();
         self.portals.clear();
-        self.pending.retain(|p| p.is_marker());
+        self.awaiting
+            .retain(|a| a.is_marker() || matches!(a, Awaiting::Execute(_)));
     }
 }
