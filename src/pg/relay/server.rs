@@ -1,10 +1,19 @@
-//! Server → client: stream frames through, read only ReadyForQuery, ErrorResponse and the
-//! Parse/Bind/Close completions, and turn the failure of a refused statement into the
+//! Server → client: stream frames through, read only ReadyForQuery, ErrorResponse, the
+//! completions and CopyInResponse, and turn the failure of a refused statement into the
 //! refusal the client should see.
+//!
+//! Every answer that ends something the client sent pops the tracker's queue (see
+//! `tracker.rs` for which answer pops what): completions confirm names, an ErrorResponse
+//! drops what the server skips, ReadyForQuery ends a Query, FunctionCall or Sync and carries
+//! the transaction status. CommandComplete and ErrorResponse are recorded in the audit trail
+//! as the result of the oldest statement awaiting the server, with its duration. Proxy-made
+//! messages for the client (the hold notice) go in only between two server frames.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 
-use super::{REFUSAL_MARKER, Relay};
+use super::client::REFUSAL_MARKER;
+use super::framer::{Cut, Side};
+use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::RefusalKind;
 use crate::pg::msg::{self, Fields};
@@ -21,72 +30,75 @@ fn tag_rows(tag: &str) -> Option<u64> {
     tag.rsplit(' ').next()?.parse().ok()
 }
 
-impl Relay {
-    pub(super) fn process_server(&mut self) {
-        let mut sin = std::mem::take(&mut self.sin);
-        self.process_server_buf(&mut sin);
-        self.sin = sin;
+/// The server's side of the framer: the frames the proxy reads whole; everything else,
+/// and anything too large to read, streams through.
+struct FromServer<'a>(&'a mut Relay);
+
+impl Side for FromServer<'_> {
+    fn cut(&self, tag: u8) -> Cut {
+        match tag {
+            b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' | b'C' | b'I' | b's' => Cut::Whole,
+            _ => Cut::Stream,
+        }
     }
 
-    fn process_server_buf(&mut self, sin: &mut BytesMut) {
-        self.s_want = 0;
-        loop {
-            if self.s_pass > 0 {
-                if sin.is_empty() {
-                    break;
-                }
-                let n = self.s_pass.min(sin.len());
-                self.cout.extend_from_slice(&sin[..n]);
-                sin.advance(n);
-                self.s_pass -= n;
-                continue;
-            }
-            if !self.inject_pending.is_empty() {
-                let pending = std::mem::take(&mut self.inject_pending);
-                self.cout.extend_from_slice(&pending);
-            }
-            if sin.len() < 5 {
-                break;
-            }
-            let tag = sin[0];
-            let len = i32::from_be_bytes([sin[1], sin[2], sin[3], sin[4]]);
-            if len < 4 {
-                // A broken server stream cannot be framed any further: pass the bytes on
-                // and let the client's parser report it.
-                self.cout.extend_from_slice(sin);
-                sin.clear();
-                self.upstream_fatal = true;
-                break;
-            }
-            let total = len as usize + 1;
-            match tag {
-                b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' | b'C' | b'I' | b's'
-                    if total <= self.max_message + 5 =>
-                {
-                    if sin.len() < total {
-                        self.s_want = total;
-                        sin.reserve(total - sin.len());
-                        break;
-                    }
-                    let frame = sin.split_to(total);
-                    self.server_frame(tag, frame);
-                }
-                _ => self.s_pass = total,
-            }
+    fn oversized(&mut self, _len: usize, _max_message: usize) -> Result<(), Fatal> {
+        // Too large to read: the client gets it as it is.
+        Ok(())
+    }
+
+    fn unknown(&mut self, tag: u8) -> Fatal {
+        // Never asked: every tag has a cut.
+        Fatal(Fields::new(
+            "FATAL",
+            "08P01",
+            format!("invalid backend message type {tag}"),
+        ))
+    }
+
+    fn bad_length(&mut self, rest: &mut BytesMut) -> Result<(), Fatal> {
+        // A broken server stream cannot be framed any further: pass the bytes on and let
+        // the client's parser report it.
+        self.0.to_client.extend_from_slice(rest);
+        rest.clear();
+        self.0.upstream_fatal = true;
+        Ok(())
+    }
+
+    fn boundary(&mut self) {
+        if !self.0.injected.is_empty() {
+            let injected = std::mem::take(&mut self.0.injected);
+            self.0.to_client.extend_from_slice(&injected);
         }
+    }
+
+    fn stream(&mut self, bytes: &[u8]) {
+        self.0.to_client.extend_from_slice(bytes);
+    }
+
+    fn frame(&mut self, tag: u8, frame: BytesMut) -> Result<(), Fatal> {
+        self.0.server_frame(tag, frame);
+        Ok(())
+    }
+}
+
+impl Relay {
+    /// Handle what the server sent.
+    pub(super) fn process_server(&mut self) {
+        let mut framer = std::mem::take(&mut self.server);
+        // The server's side never refuses.
+        let _ = framer.cut(&mut FromServer(self));
+        self.server = framer;
     }
 
     fn server_frame(&mut self, tag: u8, frame: BytesMut) {
         match tag {
             b'Z' => {
                 let status = frame.get(5).copied().unwrap_or(b'I');
-                self.status = status;
                 self.tracker.ready(status);
-                if !self.tracker.in_flight() && self.held.is_none() {
-                    // Nothing sent or waiting to be sent after this point: the status is
-                    // current.
-                    self.may_commit = false;
-                }
+                // Nothing sent or waiting to be sent after this point: the status is current.
+                let settled = !self.tracker.in_flight() && self.held.is_none();
+                self.txn.ready(status, settled);
                 if !self.tracker.busy() {
                     self.refusals.clear();
                 }
@@ -98,7 +110,7 @@ impl Relay {
                 }
                 if let Some(out) = self.rewrite_refusal(&fields) {
                     self.tracker.error();
-                    self.cout.extend_from_slice(&out);
+                    self.to_client.extend_from_slice(&out);
                     return;
                 }
                 // The result first: the error then drops what the server skips.
@@ -121,7 +133,7 @@ impl Relay {
             b'G' => self.tracker.copy_in_started(),
             _ => {}
         }
-        self.cout.extend_from_slice(&frame);
+        self.to_client.extend_from_slice(&frame);
     }
 
     /// Record the result of the oldest statement awaiting the server.
@@ -144,8 +156,7 @@ impl Relay {
         let at = m.find(REFUSAL_MARKER)? + REFUSAL_MARKER.len();
         let digits: String = m[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
         let seq: u64 = digits.parse().ok()?;
-        let i = self.refusals.iter().position(|(s, _)| *s == seq)?;
-        let (_, r) = self.refusals.swap_remove(i);
+        let r = self.refusals.take(seq)?;
         let f = match r.kind {
             RefusalKind::Denied => Fields::new("ERROR", "42501", r.message),
             RefusalKind::TimedOut => Fields::new("ERROR", "57014", r.message),

@@ -1,4 +1,6 @@
-//! Unit tests of the relay's parts, without sockets.
+//! The queue of what awaits the server, scenario by scenario, without sockets: what the
+//! client sends, what the server answers, and what the tracker must then say (names,
+//! which statement a result belongs to, whether anything is still awaited).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,124 +20,6 @@ fn stmt(name: &str, class: Class) -> Arc<Stmt> {
         }),
         class,
     })
-}
-
-/// The queue of what awaits the server, driven the way the relay drives it.
-struct Sim {
-    tracker: Tracker,
-}
-
-impl Sim {
-    fn new() -> Sim {
-        Sim {
-            tracker: Tracker::default(),
-        }
-    }
-
-    fn parse(&mut self, name: &str, class: Class) {
-        self.tracker.parse(name, stmt(name, class));
-    }
-
-    fn bind(&mut self, portal: &str, name: &str) {
-        self.tracker.bind(portal, name);
-    }
-
-    fn close(&mut self, kind: u8, name: &str) {
-        self.tracker.close(kind, name);
-    }
-
-    fn execute(&mut self, started: Instant) {
-        self.tracker.execute(started);
-    }
-
-    fn query(
-        &mut self,
-        started: Instant,
-        prepares: &[(&str, Class)],
-        deallocates: &[Option<&str>],
-    ) {
-        let prepares = prepares
-            .iter()
-            .map(|(n, c)| (n.to_string(), stmt(n, *c)))
-            .collect();
-        let deallocates: Vec<Option<String>> =
-            deallocates.iter().map(|d| d.map(str::to_string)).collect();
-        self.tracker.query(prepares, &deallocates, started);
-    }
-
-    fn function_call(&mut self) {
-        self.tracker.function_call();
-    }
-
-    fn refused_query(&mut self) {
-        self.tracker.refused();
-    }
-
-    fn sync(&mut self) {
-        self.tracker.sync();
-    }
-
-    fn copy_end(&mut self) {
-        self.tracker.copy_end();
-    }
-
-    fn parse_complete(&mut self) {
-        self.tracker.parse_complete();
-    }
-
-    fn bind_complete(&mut self) {
-        self.tracker.bind_complete();
-    }
-
-    fn close_complete(&mut self) {
-        self.tracker.close_complete();
-    }
-
-    fn command_complete(&mut self) -> Option<Instant> {
-        self.tracker.result()
-    }
-
-    fn error(&mut self) -> Option<Instant> {
-        let started = self.tracker.result();
-        self.tracker.error();
-        started
-    }
-
-    fn refusal_error(&mut self) {
-        self.tracker.error();
-    }
-
-    fn portal_done(&mut self) {
-        self.tracker.portal_done();
-    }
-
-    fn copy_in_response(&mut self) {
-        self.tracker.copy_in_started();
-    }
-
-    fn ready(&mut self, status: u8) {
-        self.tracker.ready(status);
-    }
-
-    fn stmt_class(&self, name: &str) -> Option<Class> {
-        self.tracker.stmt(name).map(|s| s.class)
-    }
-
-    fn portal_class(&self, name: &str) -> Option<Class> {
-        self.tracker.portal(name).map(|s| s.class)
-    }
-
-    fn busy(&self) -> bool {
-        self.tracker.busy()
-    }
-
-    fn in_flight(&self) -> bool {
-        self.tracker.in_flight()
-    }
-
-    fn copy_in(&self) -> bool {
-        self.tracker.copy_in()
-    }
 }
 
 /// One step of a scenario: what the client sends, what the server answers, what must hold.
@@ -177,37 +61,49 @@ enum Step {
 use Class::{Read, Write};
 use Step::*;
 
+/// Drive the tracker the way the relay does, checking as told.
 fn run(name: &str, steps: &[Step]) {
     let base = Instant::now();
     let at = |n: u32| base + Duration::from_millis(u64::from(n));
-    let mut sim = Sim::new();
+    let mut t = Tracker::default();
     for (i, step) in steps.iter().enumerate() {
         let what = format!("{name}, step {i} ({step:?})");
         match *step {
-            Parse(n, c) => sim.parse(n, c),
-            Bind(p, s) => sim.bind(p, s),
-            Close(k, n) => sim.close(k, n),
-            Execute(n) => sim.execute(at(n)),
-            Query(n, prepares) => sim.query(at(n), prepares, &[]),
-            Deallocate(n, name) => sim.query(at(n), &[], &[name]),
-            FunctionCall => sim.function_call(),
-            RefusedQuery => sim.refused_query(),
-            Sync => sim.sync(),
-            CopyDone => sim.copy_end(),
-            ParseComplete => sim.parse_complete(),
-            BindComplete => sim.bind_complete(),
-            CloseComplete => sim.close_complete(),
-            CommandComplete(n) => assert_eq!(sim.command_complete(), n.map(at), "{what}"),
-            Error(n) => assert_eq!(sim.error(), n.map(at), "{what}"),
-            RefusalError => sim.refusal_error(),
-            EmptyQuery | PortalSuspended => sim.portal_done(),
-            CopyInResponse => sim.copy_in_response(),
-            Ready(s) => sim.ready(s),
-            Stmt(n, c) => assert_eq!(sim.stmt_class(n), c, "{what}"),
-            Portal(n, c) => assert_eq!(sim.portal_class(n), c, "{what}"),
-            Busy(b) => assert_eq!(sim.busy(), b, "{what}"),
-            InFlight(b) => assert_eq!(sim.in_flight(), b, "{what}"),
-            CopyIn(b) => assert_eq!(sim.copy_in(), b, "{what}"),
+            Parse(n, c) => t.parse(n, stmt(n, c)),
+            Bind(p, s) => t.bind(p, s),
+            Close(k, n) => t.close(k, n),
+            Execute(n) => t.execute(at(n)),
+            Query(n, prepares) => {
+                let prepares = prepares
+                    .iter()
+                    .map(|(name, c)| (name.to_string(), stmt(name, *c)))
+                    .collect();
+                t.query(prepares, &[], at(n));
+            }
+            Deallocate(n, name) => t.query(Vec::new(), &[name.map(str::to_string)], at(n)),
+            FunctionCall => t.function_call(),
+            RefusedQuery => t.refused(),
+            Sync => t.sync(),
+            CopyDone => t.copy_end(),
+            ParseComplete => t.parse_complete(),
+            BindComplete => t.bind_complete(),
+            CloseComplete => t.close_complete(),
+            CommandComplete(n) => assert_eq!(t.result(), n.map(at), "{what}"),
+            Error(n) => {
+                // The relay records the result first; the error then drops what the server
+                // skips.
+                assert_eq!(t.result(), n.map(at), "{what}");
+                t.error();
+            }
+            RefusalError => t.error(),
+            EmptyQuery | PortalSuspended => t.portal_done(),
+            CopyInResponse => t.copy_in_started(),
+            Ready(s) => t.ready(s),
+            Stmt(n, c) => assert_eq!(t.stmt(n).map(|s| s.class), c, "{what}"),
+            Portal(n, c) => assert_eq!(t.portal(n).map(|s| s.class), c, "{what}"),
+            Busy(b) => assert_eq!(t.busy(), b, "{what}"),
+            InFlight(b) => assert_eq!(t.in_flight(), b, "{what}"),
+            CopyIn(b) => assert_eq!(t.copy_in(), b, "{what}"),
         }
     }
 }

@@ -243,6 +243,7 @@ impl Tracker {
     }
 
     /// In copy-in mode (the server ignores Sync until CopyDone/CopyFail).
+    #[cfg(test)]
     pub fn copy_in(&self) -> bool {
         self.copy_in
     }
