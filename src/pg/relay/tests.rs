@@ -427,6 +427,48 @@ fn queue_scenarios() {
             ],
         ),
         (
+            "CopyDone before CopyInResponse, and the COPY fails",
+            &[
+                Parse("", Write),
+                Bind("", ""),
+                Execute(1),
+                CopyDone,
+                Sync,
+                ParseComplete,
+                BindComplete,
+                // The server skips the CopyDone with everything else up to Sync.
+                Error(Some(1)),
+                CopyIn(false),
+                Busy(true),
+                InFlight(true),
+                Ready(b'I'),
+                Busy(false),
+                InFlight(false),
+            ],
+        ),
+        (
+            "a CopyDone outside COPY, then an extended query (a confused client)",
+            &[
+                CopyDone,
+                Busy(true),
+                Parse("s", Read),
+                Bind("p", "s"),
+                Execute(1),
+                Sync,
+                // The stray CopyDone is where the ParseComplete is expected: a lost track.
+                ParseComplete,
+                Stmt("s", None),
+                BindComplete,
+                Portal("p", None),
+                // The Execute keeps its own result (before the single queue, the forgotten
+                // CopyEnd still stood in front of it in the in-flight queue: duration 0).
+                CommandComplete(Some(1)),
+                Ready(b'I'),
+                Busy(false),
+                InFlight(false),
+            ],
+        ),
+        (
             "FunctionCall",
             &[
                 Parse("", Read),
