@@ -4,15 +4,12 @@
 //! is the only code that writes client bytes to the upstream, and it does so for Query,
 //! Execute and FunctionCall only in exchange for one.
 
-mod backend;
 pub mod cancel;
-mod frontend;
 mod impact;
 pub mod msg;
 pub mod relay;
 pub mod startup;
 pub mod stream;
-mod tracker;
 pub mod upstream;
 
 use std::collections::HashMap;

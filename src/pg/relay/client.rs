@@ -1,26 +1,29 @@
-//! Client → server: cut frames, track statements, and stop at the Gate.
+//! Client → server: read the frames the proxy must understand, track statements, and stop
+//! every Query, Execute and FunctionCall at the Gate.
+//!
+//! Invariant: no statement reaches the upstream without a [`Permit`]: a Query, Execute or
+//! FunctionCall frame is appended to `to_server` only by [`Relay::forward`], which takes
+//! one. A Deny or a refused hold sends a statement that fails instead ([`Relay::refuse`]),
+//! and the client's messages up to Sync after a refused extended-protocol message are
+//! dropped, as the server would skip them. Parse, Bind and Close go on at once: they only
+//! name statements, which the tracker classifies when an Execute runs them.
 
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{BufMut, BytesMut};
 
-use super::msg::{self, Fields};
-use super::relay::{Fatal, Held, HeldKind, Inflight, REFUSAL_MARKER, Relay, Waiting};
+use super::framer::{Cut, Side};
+use super::hold::{Held, HeldKind, Waiting};
 use super::tracker::Stmt;
+use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
+use crate::pg::msg::{self, Fields};
 use crate::policy::sql::{self, SqlAnalysis, SqlEffect};
 use crate::policy::{Class, Classification};
 
-fn unknown(reason: &str) -> Classification {
-    Classification {
-        class: Class::Unknown,
-        tables: Vec::new(),
-        functions: Vec::new(),
-        commands: Vec::new(),
-        reason: reason.to_string(),
-    }
-}
+/// The text a refused statement's failure carries, followed by its sequence number.
+pub(super) const REFUSAL_MARKER: &str = "jitgate_refused_";
 
 /// The text of a NUL-terminated string field; `Err` on a missing terminator. Text that is not
 /// UTF-8 (a non-UTF-8 client_encoding) comes back lossily converted and flagged, so it is
@@ -37,93 +40,72 @@ fn text_field(b: &[u8]) -> Result<(std::borrow::Cow<'_, str>, bool, &[u8]), Fata
     })
 }
 
+/// The client's side of the framer: which frames are read whole, what is refused.
+struct FromClient<'a>(&'a mut Relay);
+
+impl Side for FromClient<'_> {
+    fn cut(&self, tag: u8) -> Cut {
+        match tag {
+            // COPY data streams through; outside COPY the server ignores it.
+            b'd' | b'c' | b'f' => Cut::Stream,
+            b'Q' | b'P' | b'B' | b'E' | b'C' | b'D' | b'S' | b'H' | b'X' | b'F' => Cut::Whole,
+            _ => Cut::Unknown,
+        }
+    }
+
+    fn oversized(&mut self, len: usize, max_message: usize) -> Result<(), Fatal> {
+        Err(Fatal(Fields::new(
+            "FATAL",
+            "54000",
+            format!("jitgate: message of {len} bytes exceeds max_message_bytes ({max_message})"),
+        )))
+    }
+
+    fn unknown(&mut self, tag: u8) -> Fatal {
+        Fatal(Fields::new(
+            "FATAL",
+            "08P01",
+            format!("invalid frontend message type {tag}"),
+        ))
+    }
+
+    fn bad_length(&mut self, _rest: &mut BytesMut) -> Result<(), Fatal> {
+        Err(Fatal(Fields::new(
+            "FATAL",
+            "08P01",
+            "invalid message length",
+        )))
+    }
+
+    fn stop(&self) -> bool {
+        self.0.held.is_some() || self.0.terminated
+    }
+
+    fn stream_starts(&mut self, tag: u8) {
+        if tag != b'd' && !self.0.discard_until_sync {
+            // CopyDone or CopyFail.
+            self.0.tracker.copy_end();
+        }
+    }
+
+    fn stream(&mut self, bytes: &[u8]) {
+        if !self.0.discard_until_sync {
+            self.0.to_server.extend_from_slice(bytes);
+        }
+    }
+
+    fn frame(&mut self, tag: u8, frame: BytesMut) -> Result<(), Fatal> {
+        self.0.client_frame(tag, frame)
+    }
+}
+
 impl Relay {
-    /// Proxy-made message for the client, placed at the next frame boundary of the server
-    /// stream.
-    pub(super) fn inject(&mut self, f: impl FnOnce(&mut BytesMut)) {
-        if self.s_pass == 0 {
-            f(&mut self.cout);
-        } else {
-            f(&mut self.inject_pending);
-        }
-    }
-
+    /// Handle what the client sent, up to a held statement.
     pub(super) fn process_client(&mut self) -> Result<(), Fatal> {
-        let mut cin = std::mem::take(&mut self.cin);
-        let r = self.process_client_buf(&mut cin);
-        self.cin = cin;
+        let mut framer = std::mem::take(&mut self.client);
+        let r = framer.cut(&mut FromClient(self));
+        self.client = framer;
         r
-    }
-
-    fn process_client_buf(&mut self, cin: &mut BytesMut) -> Result<(), Fatal> {
-        self.c_want = 0;
-        while self.held.is_none() && !self.terminated {
-            if self.c_pass > 0 {
-                if cin.is_empty() {
-                    break;
-                }
-                let n = self.c_pass.min(cin.len());
-                if !self.discard_until_sync {
-                    self.sout.extend_from_slice(&cin[..n]);
-                }
-                cin.advance(n);
-                self.c_pass -= n;
-                continue;
-            }
-            if cin.len() < 5 {
-                break;
-            }
-            let tag = cin[0];
-            let len = i32::from_be_bytes([cin[1], cin[2], cin[3], cin[4]]);
-            if len < 4 {
-                return Err(Fatal(Fields::new(
-                    "FATAL",
-                    "08P01",
-                    "invalid message length",
-                )));
-            }
-            let total = len as usize + 1;
-            match tag {
-                // COPY data streams through; outside COPY the server ignores it.
-                b'd' | b'c' | b'f' => {
-                    if tag != b'd' && !self.discard_until_sync {
-                        if !self.tracker.copy_in() {
-                            self.inflight.push_back(Inflight::CopyEnd);
-                        }
-                        self.tracker.copy_end();
-                    }
-                    self.c_pass = total;
-                    continue;
-                }
-                b'Q' | b'P' | b'B' | b'E' | b'C' | b'D' | b'S' | b'H' | b'X' | b'F' => {}
-                _ => {
-                    return Err(Fatal(Fields::new(
-                        "FATAL",
-                        "08P01",
-                        format!("invalid frontend message type {tag}"),
-                    )));
-                }
-            }
-            if total - 5 > self.max_message {
-                return Err(Fatal(Fields::new(
-                    "FATAL",
-                    "54000",
-                    format!(
-                        "jitgate: message of {} bytes exceeds max_message_bytes ({})",
-                        total - 1,
-                        self.max_message
-                    ),
-                )));
-            }
-            if cin.len() < total {
-                self.c_want = total;
-                cin.reserve(total - cin.len());
-                break;
-            }
-            let frame = cin.split_to(total);
-            self.client_frame(tag, frame)?;
-        }
-        Ok(())
     }
 
     fn client_frame(&mut self, tag: u8, frame: BytesMut) -> Result<(), Fatal> {
@@ -140,32 +122,21 @@ impl Relay {
             b'F' => self.on_function_call(frame),
             b'S' => {
                 self.discard_until_sync = false;
-                if !self.tracker.copy_in() {
-                    // The server ignores a Sync in copy-in mode: no ReadyForQuery answers it.
-                    self.inflight.push_back(Inflight::Sync);
-                }
+                // The server ignores a Sync in copy-in mode: no ReadyForQuery answers it.
                 self.tracker.sync();
-                self.sout.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(&frame);
                 Ok(())
             }
             b'X' => {
                 self.terminated = true;
-                self.sout.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(&frame);
                 Ok(())
             }
             _ => {
-                self.sout.extend_from_slice(&frame);
+                self.to_server.extend_from_slice(&frame);
                 Ok(())
             }
         }
-    }
-
-    /// Whether a statement with this text, decided now, stays inside an open transaction
-    /// block without ending it (see [`Action::deferrable`]). Conservative: one statement,
-    /// not `COMMIT`/`END`/`PREPARE`, in a block as of the last ReadyForQuery, with nothing
-    /// since that may have ended it.
-    fn deferrable(&self, text: &str) -> bool {
-        matches!(self.status, b'T' | b'E') && !self.may_commit && stays_in_transaction(text)
     }
 
     fn decide(
@@ -176,17 +147,13 @@ impl Relay {
         preview: impl FnOnce() -> Option<(Class, Arc<str>)>,
         deferrable: bool,
     ) {
-        if !deferrable {
-            // Until the next ReadyForQuery, the transaction may have ended.
-            self.may_commit = true;
-        }
+        // Until the next ReadyForQuery, the transaction may have ended.
+        self.txn.decided(deferrable);
         let verdict = match verdict {
-            Verdict::Allow(p) if self.dirty && !deferrable => self.app.gate.after_flush(p),
+            Verdict::Allow(p) if self.txn.needs_flush(deferrable) => self.app.gate.after_flush(p),
             Verdict::Allow(p) => {
-                if p.class != Class::Read {
-                    // Recorded, not yet on disk: flushed before anything that may commit.
-                    self.dirty = true;
-                }
+                // Recorded, not yet on disk: flushed before anything that may commit.
+                self.txn.ran(p.class);
                 Verdict::Allow(p)
             }
             other => other,
@@ -208,7 +175,7 @@ impl Relay {
     fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
-        let deferrable = utf8 && self.deferrable(&text);
+        let deferrable = utf8 && self.txn.deferrable(&text);
         let analysis = self.app.cache.analyze(&text);
         let class = if utf8 {
             sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
@@ -272,7 +239,7 @@ impl Relay {
             class,
         });
         self.tracker.parse(&name, stmt);
-        self.sout.extend_from_slice(&frame);
+        self.to_server.extend_from_slice(&frame);
         Ok(())
     }
 
@@ -281,7 +248,7 @@ impl Relay {
         let (stmt, _, _) = text_field(rest)?;
         self.tracker.bind(&portal, &stmt);
         let (portal, statement_name) = (Text::from(portal.as_ref()), Text::from(stmt.as_ref()));
-        self.sout.extend_from_slice(&frame);
+        self.to_server.extend_from_slice(&frame);
         let ev = EventKind::Bind {
             portal,
             statement_name,
@@ -302,7 +269,7 @@ impl Relay {
             )));
         }
         self.tracker.close(kind, &name);
-        self.sout.extend_from_slice(&frame);
+        self.to_server.extend_from_slice(&frame);
         Ok(())
     }
 
@@ -319,7 +286,10 @@ impl Relay {
                 s.analysis.has_execute(),
             ),
             None => {
-                fallback = unknown("Execute of a portal the proxy did not see bound");
+                fallback = Classification::bare(
+                    Class::Unknown,
+                    "Execute of a portal the proxy did not see bound",
+                );
                 ("<unknown portal>", &fallback, Class::Unknown, false)
             }
         };
@@ -330,11 +300,11 @@ impl Relay {
                 classification,
                 class,
                 runs_prepared,
-                deferrable: self.deferrable(statement),
+                deferrable: self.txn.deferrable(statement),
             },
         );
         self.observe(started);
-        let deferrable = stmt.as_ref().is_some_and(|s| self.deferrable(&s.text));
+        let deferrable = stmt.as_ref().is_some_and(|s| self.txn.deferrable(&s.text));
         let preview = || stmt.as_ref().map(|s| (s.class, s.text.clone()));
         self.decide(frame, HeldKind::Execute, verdict, preview, deferrable);
         Ok(())
@@ -343,7 +313,10 @@ impl Relay {
     fn on_function_call(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let oid = msg::i32_at(&frame, 5).unwrap_or(0);
         let statement = format!("<fast-path function call, oid {oid}>");
-        let mut c = unknown("fast-path FunctionCall: any function by OID");
+        let mut c = Classification::bare(
+            Class::Unknown,
+            "fast-path FunctionCall: any function by OID",
+        );
         c.functions.push(format!("oid:{oid}"));
         let verdict = self.app.gate.check(
             &self.ctx,
@@ -363,20 +336,14 @@ impl Relay {
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
         let now = std::time::Instant::now();
         match kind {
-            HeldKind::Query(a) => {
-                self.track_query(a);
-                self.inflight.push_back(Inflight::Simple(now));
-            }
-            HeldKind::FunctionCall => {
-                self.tracker.query(Vec::new(), &[]);
-                self.inflight.push_back(Inflight::Call);
-            }
-            HeldKind::Execute => self.inflight.push_back(Inflight::Execute(now)),
+            HeldKind::Query(a) => self.track_query(a, now),
+            HeldKind::FunctionCall => self.tracker.function_call(),
+            HeldKind::Execute => self.tracker.execute(now),
         }
-        self.sout.extend_from_slice(&frame);
+        self.to_server.extend_from_slice(&frame);
     }
 
-    fn track_query(&mut self, a: &Arc<SqlAnalysis>) {
+    fn track_query(&mut self, a: &Arc<SqlAnalysis>, started: std::time::Instant) {
         let mut prepares = Vec::new();
         let mut deallocates = Vec::new();
         for e in &a.effects {
@@ -393,7 +360,7 @@ impl Relay {
                 SqlEffect::Execute { .. } => {}
             }
         }
-        self.tracker.query(prepares, &deallocates);
+        self.tracker.query(prepares, &deallocates, started);
     }
 
     fn start_hold(
@@ -406,10 +373,10 @@ impl Relay {
         if let Some((Class::Write, statement)) = preview {
             let approvals = self.app.approvals.clone();
             let target = self.ctx.target.clone();
-            let tls = self.upstream_tls.clone();
+            let tls = self.upstream.tls.clone();
             let id = hold.request.clone();
             tokio::spawn(async move {
-                let impact = super::impact::preview(&target, tls.as_ref(), &statement).await;
+                let impact = crate::pg::impact::preview(&target, tls.as_ref(), &statement).await;
                 approvals.set_impact(&id, impact);
             });
         }
@@ -432,7 +399,7 @@ impl Relay {
         };
         if r.is_ok() {
             // Every kind of wait ends with a flush of everything recorded before it.
-            self.dirty = false;
+            self.txn.flushed();
         }
         match r {
             Ok(p) => self.forward(held.frame, &held.kind, p),
@@ -443,8 +410,7 @@ impl Relay {
     /// Replace a refused message with one that fails upstream, and remember to rewrite the
     /// failure into the refusal.
     pub(super) fn refuse(&mut self, refusal: Refusal, extended: bool) {
-        self.refusal_seq += 1;
-        let seq = self.refusal_seq;
+        let seq = self.refusals.add(refusal);
         let marker = format!("{REFUSAL_MARKER}{seq}");
         let mut body = BytesMut::with_capacity(64);
         if extended {
@@ -453,77 +419,13 @@ impl Relay {
             body.put_slice(marker.as_bytes());
             body.put_u8(0);
             body.put_i16(0);
-            msg::frame(&mut self.sout, b'P', &body);
+            msg::frame(&mut self.to_server, b'P', &body);
             self.discard_until_sync = true;
         } else {
             body.put_slice(marker.as_bytes());
             body.put_u8(0);
-            self.tracker.query(Vec::new(), &[]);
-            self.inflight.push_back(Inflight::Sync);
-            msg::frame(&mut self.sout, b'Q', &body);
-        }
-        self.refusals.push((seq, refusal));
-    }
-}
-
-/// One statement that cannot end the transaction it runs in: no `;` but a trailing one, no
-/// leading comment, and not `COMMIT`, `END`, `PREPARE [TRANSACTION]`, `ROLLBACK` (but
-/// `ROLLBACK TO`) or `ABORT`. Anything else (or anything unclear) is `false`.
-fn stays_in_transaction(text: &str) -> bool {
-    let t = text.trim_start();
-    let body = t.trim_end().trim_end_matches(';');
-    if body.contains(';') || t.starts_with("--") || t.starts_with("/*") || body.is_empty() {
-        return false;
-    }
-    let word: String = body
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    let rollback_to = || {
-        let mut w = body.split_whitespace().skip(1);
-        let next = w.next().map(str::to_ascii_uppercase);
-        next.as_deref() == Some("TO")
-            || (matches!(next.as_deref(), Some("WORK" | "TRANSACTION"))
-                && w.next().map(str::to_ascii_uppercase).as_deref() == Some("TO"))
-    };
-    match word.as_str() {
-        "" | "COMMIT" | "END" | "PREPARE" | "ABORT" => false,
-        // ROLLBACK ends the block (what follows may autocommit); ROLLBACK TO does not.
-        "ROLLBACK" => rollback_to(),
-        _ => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stays_in_transaction as stays;
-
-    #[test]
-    fn only_plain_single_statements_stay_in_the_transaction() {
-        assert!(stays("UPDATE t SET v = 1 WHERE id = 2;"));
-        assert!(stays("  insert into t values (1)"));
-        assert!(stays("SELECT 1"));
-        assert!(stays("ROLLBACK TO SAVEPOINT a"));
-        assert!(stays("rollback to a;"));
-        assert!(stays("ROLLBACK WORK TO a"));
-        for s in [
-            "COMMIT",
-            "commit;",
-            "ROLLBACK",
-            "rollback work",
-            "ABORT",
-            "END",
-            "end transaction",
-            "PREPARE TRANSACTION 'x'",
-            "UPDATE t SET v = 1; COMMIT",
-            "-- c\nCOMMIT",
-            "/* x */ COMMIT",
-            "",
-            ";",
-            "(SELECT 1)",
-        ] {
-            assert!(!stays(s), "{s:?}");
+            self.tracker.refused();
+            msg::frame(&mut self.to_server, b'Q', &body);
         }
     }
 }

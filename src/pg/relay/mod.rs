@@ -1,6 +1,10 @@
 //! The relay: one task per session moves frames both ways and stops every Query, Execute and
 //! FunctionCall at the Gate.
 //!
+//! Invariant: no statement reaches the upstream without a [`crate::gate::Permit`]. The relay
+//! is the only code that writes client bytes to the upstream, and it forwards a Query,
+//! Execute or FunctionCall only in exchange for one (`client.rs`, `forward`).
+//!
 //! Frames are cut by their 5-byte header. Only the messages the proxy must understand are
 //! read whole (Query, Parse, Bind, Execute, Close, FunctionCall from the client; ReadyForQuery,
 //! ErrorResponse and the completion messages from the server), each bounded by
@@ -14,6 +18,23 @@
 //! Sync and sends ReadyForQuery with the right status, and the relay rewrites that one error
 //! into the refusal. Savepoints, `COMMIT` turning into `ROLLBACK`, and pipelines behave exactly
 //! as after any PostgreSQL error, because they are one.
+//!
+//! Where a statement goes, from the client's bytes to the upstream and back:
+//! - `mod.rs` (here): the [`Relay`] and its select loop reads the client into
+//!   `client.buf` and the server into `server.buf`, and writes `to_server` and `to_client`.
+//! - `framer.rs`: one `Framer` per direction cuts those bytes into frames; the
+//!   direction's rules say which frames are read whole and which stream through.
+//! - `client.rs`: a whole client frame is tracked (Parse, Bind, Close) or, for Query, Execute
+//!   and FunctionCall, classified and decided by the Gate: allowed ones are appended to
+//!   `to_server`, refused ones replaced by a failing statement, held ones parked.
+//! - `hold.rs`: a parked statement (`Held`) waits for an approval or for its audit
+//!   record to reach the disk; the refusals whose failures are still to be rewritten.
+//! - `tracker.rs`: everything sent upstream joins the one queue of what awaits the server
+//!   (and the statement and portal names it will create), in wire order.
+//! - `server.rs`: the server's answers pop that queue, confirm names, record results in
+//!   the audit trail and turn the failure of a refused statement into the refusal.
+//! - `txn.rs`: the transaction status, and whether a statement's audit event may reach the
+//!   disk after it runs (`TxnState`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,10 +44,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
-use super::tracker::Tracker;
 use crate::app::AppState;
-use crate::gate::{Commit, Hold, Permit, Refusal, SessionCtx};
+use crate::gate::SessionCtx;
 use crate::lifecycle::{Phase, Shutdown};
+use framer::Framer;
+use hold::{Held, Refusals, Waiting};
+use tracker::Tracker;
+use txn::TxnState;
+
+mod client;
+mod framer;
+mod hold;
+mod server;
+#[cfg(test)]
+mod tests;
+mod tracker;
+mod txn;
 
 /// Read in chunks of this size; whole messages may need more.
 const READ_CHUNK: usize = 64 * 1024;
@@ -38,7 +71,6 @@ const KEEP_CAPACITY: usize = 32 * 1024;
 const OUT_CAP: usize = 256 * 1024;
 /// While a statement is held, keep reading the client (to notice a disconnect) up to this.
 const HELD_READ_CAP: usize = 1 << 20;
-pub(super) const REFUSAL_MARKER: &str = "jitgate_refused_";
 
 fn spare(buf: &mut BytesMut) {
     if buf.capacity() - buf.len() < MIN_SPARE {
@@ -63,105 +95,52 @@ impl From<std::io::Error> for End {
     }
 }
 
-/// What a held frame was, so it can be forwarded or refused correctly later.
-pub(super) enum HeldKind {
-    Query(Arc<crate::policy::sql::SqlAnalysis>),
-    Execute,
-    FunctionCall,
-}
-
-/// What a held frame waits for.
-pub(super) enum Waiting {
-    /// An approval (the client was told).
-    Approval(Hold),
-    /// A grant's audit record reaching disk.
-    Audit(Commit),
-}
-
-impl Waiting {
-    pub fn cancel(&self, reason: &str) {
-        if let Waiting::Approval(h) = self {
-            h.cancel(reason);
-        }
-    }
-}
-
-impl std::future::Future for Waiting {
-    type Output = Result<Permit, Refusal>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        match self.get_mut() {
-            Waiting::Approval(h) => std::pin::Pin::new(h).poll(cx),
-            Waiting::Audit(c) => std::pin::Pin::new(c).poll(cx),
-        }
-    }
-}
-
-pub(super) struct Held {
-    pub hold: Waiting,
-    pub frame: BytesMut,
-    pub kind: HeldKind,
-}
-
-/// A statement sent upstream whose result is still to come, in server order.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Inflight {
-    /// A simple Query: every CommandComplete/ErrorResponse until its ReadyForQuery is a
-    /// result of it.
-    Simple(std::time::Instant),
-    /// An Execute: its one CommandComplete, ErrorResponse, EmptyQuery or PortalSuspended.
-    Execute(std::time::Instant),
-    /// A FunctionCall: answered by its ReadyForQuery.
-    Call,
-    /// A Sync, or a refused simple Query: ends at the next ReadyForQuery, records nothing.
-    Sync,
-    /// CopyDone/CopyFail sent before the server said copy-in started (see
-    /// `Tracker::copy_in_started`).
-    CopyEnd,
+/// The upstream server process this session talks to.
+struct Upstream {
+    /// Its backend key, to cancel what runs there when the client leaves mid-statement.
+    pid: i32,
+    secret: i32,
+    /// For the impact preview's own upstream connection.
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 pub struct Relay {
-    pub(super) app: Arc<AppState>,
-    pub(super) ctx: SessionCtx,
-    pub(super) max_message: usize,
-    pub(super) tracker: Tracker,
-    pub(super) cin: BytesMut,
-    pub(super) c_pass: usize,
-    pub(super) c_want: usize,
-    pub(super) sout: BytesMut,
-    pub(super) sin: BytesMut,
-    pub(super) s_pass: usize,
-    pub(super) s_want: usize,
-    pub(super) cout: BytesMut,
-    pub(super) status: u8,
-    pub(super) held: Option<Held>,
-    pub(super) discard_until_sync: bool,
-    pub(super) refusals: Vec<(u64, Refusal)>,
-    pub(super) refusal_seq: u64,
-    pub(super) terminated: bool,
-    pub(super) draining: bool,
-    pub(super) upstream_fatal: bool,
-    pub(super) upstream_pid: i32,
-    pub(super) upstream_secret: i32,
-    /// Proxy-made messages waiting for the server stream to reach a frame boundary.
-    pub(super) inject_pending: BytesMut,
-    pub(super) latency: prometheus::Histogram,
-    /// For the impact preview's own upstream connection.
-    pub(super) upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
-    /// Statements awaiting their results, for the audit trail.
-    pub(super) inflight: std::collections::VecDeque<Inflight>,
-    pub(super) sid: Arc<str>,
+    app: Arc<AppState>,
+    ctx: SessionCtx,
+    /// The session id, for audit events.
+    sid: Arc<str>,
+    latency: prometheus::Histogram,
+    upstream: Upstream,
+    /// Bytes from the client, cut into frames.
+    client: Framer,
+    /// Bytes for the server.
+    to_server: BytesMut,
+    /// Bytes from the server, cut into frames.
+    server: Framer,
+    /// Bytes for the client.
+    to_client: BytesMut,
+    /// Proxy-made messages for the client waiting for the server stream to reach a frame
+    /// boundary.
+    injected: BytesMut,
+    /// What awaits the server, and the names of prepared statements and portals.
+    tracker: Tracker,
+    txn: TxnState,
+    /// The statement waiting for an approval or for the disk; nothing the client sent after
+    /// it is handled until it is resolved.
+    held: Option<Held>,
+    /// A refused extended-protocol message failed upstream: drop the client's messages up
+    /// to Sync, as the server skips them.
+    discard_until_sync: bool,
+    refusals: Refusals,
+    /// The client sent Terminate.
+    terminated: bool,
+    /// Shutdown began: end the session as soon as it is idle.
+    draining: bool,
+    /// The server sent a FATAL or PANIC error, or a stream that cannot be framed.
+    upstream_fatal: bool,
     /// Bytes read from the client and from the server.
-    pub(super) bytes_in: u64,
-    pub(super) bytes_out: u64,
-    /// A statement that may change data ran with its audit event not yet on disk (it was
-    /// deferrable): the next statement that may commit waits for a flush first.
-    pub(super) dirty: bool,
-    /// Something that may end the transaction was sent since the last ReadyForQuery.
-    pub(super) may_commit: bool,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 /// How a session ended and what it moved.
@@ -187,46 +166,39 @@ impl Relay {
         Relay {
             latency: app.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
-            inflight: std::collections::VecDeque::new(),
-            bytes_in: 0,
-            bytes_out: 0,
-            dirty: false,
-            may_commit: false,
             app,
             ctx,
-            max_message,
+            upstream: Upstream {
+                pid: upstream_pid,
+                secret: upstream_secret,
+                tls: upstream_tls,
+            },
+            client: Framer::new(max_message),
+            to_server: BytesMut::new(),
+            server: Framer::new(max_message),
+            to_client: BytesMut::new(),
+            injected: BytesMut::new(),
             tracker: Tracker::default(),
-            cin: BytesMut::new(),
-            c_pass: 0,
-            c_want: 0,
-            sout: BytesMut::new(),
-            sin: BytesMut::new(),
-            s_pass: 0,
-            s_want: 0,
-            cout: BytesMut::new(),
-            status,
+            txn: TxnState::new(status),
             held: None,
             discard_until_sync: false,
-            refusals: Vec::new(),
-            refusal_seq: 0,
+            refusals: Refusals::default(),
             terminated: false,
             draining: false,
             upstream_fatal: false,
-            upstream_pid,
-            upstream_secret,
-            inject_pending: BytesMut::new(),
-            upstream_tls,
+            bytes_in: 0,
+            bytes_out: 0,
         }
     }
 
     /// Idle: nothing in flight, not in a transaction, nothing held.
     fn idle(&self) -> bool {
-        self.status == b'I'
+        self.txn.idle()
             && !self.tracker.busy()
             && self.held.is_none()
-            && self.cin.is_empty()
-            && self.sout.is_empty()
-            && self.c_pass == 0
+            && self.client.buf.is_empty()
+            && self.to_server.is_empty()
+            && self.client.at_boundary()
     }
 
     pub async fn run(
@@ -245,7 +217,7 @@ impl Relay {
             if self.held.is_none()
                 && let Err(Fatal(f)) = self.process_client()
             {
-                msg::error(&mut self.cout, f);
+                msg::error(&mut self.to_client, f);
                 break End::ProtocolError("client protocol violation".into());
             }
             // Only an approval wait is "holding" for cancels: during an audit wait a cancel
@@ -258,7 +230,7 @@ impl Relay {
                 })
             );
             key.holding.store(approval, Ordering::Release);
-            if self.terminated && self.sout.is_empty() {
+            if self.terminated && self.to_server.is_empty() {
                 break End::ClientTerminated;
             }
             if self.draining && self.idle() {
@@ -269,35 +241,42 @@ impl Relay {
             }
             let c_room = !client_eof
                 && if self.held.is_some() {
-                    self.cin.len() < HELD_READ_CAP
+                    self.client.buf.len() < HELD_READ_CAP
                 } else {
-                    self.cin.len() < READ_CHUNK.max(self.c_want) && self.sout.len() < OUT_CAP
+                    self.client.buf.len() < READ_CHUNK.max(self.client.want)
+                        && self.to_server.len() < OUT_CAP
                 };
-            let s_room = self.sin.len() < READ_CHUNK.max(self.s_want) && self.cout.len() < OUT_CAP;
+            let s_room = self.server.buf.len() < READ_CHUNK.max(self.server.want)
+                && self.to_client.len() < OUT_CAP;
             let holding = self.held.is_some();
             if approval && !was_holding {
                 // A cancel that raced the end of an earlier hold must not withdraw this one.
                 cancelled.borrow_and_update();
             }
             was_holding = approval;
-            for buf in [&mut self.cin, &mut self.sin, &mut self.cout, &mut self.sout] {
+            for buf in [
+                &mut self.client.buf,
+                &mut self.server.buf,
+                &mut self.to_client,
+                &mut self.to_server,
+            ] {
                 if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
                     *buf = BytesMut::new();
                 }
             }
             if c_room {
-                spare(&mut self.cin);
+                spare(&mut self.client.buf);
             }
             if s_room {
-                spare(&mut self.sin);
+                spare(&mut self.server.buf);
             }
             tokio::select! {
                 biased;
-                r = uw.write_all_buf(&mut self.sout), if !self.sout.is_empty() => {
+                r = uw.write_all_buf(&mut self.to_server), if !self.to_server.is_empty() => {
                     if let Err(e) = r { break End::Io(e); }
                     if let Err(e) = uw.flush().await { break End::Io(e); }
                 }
-                r = cw.write_all_buf(&mut self.cout), if !self.cout.is_empty() => {
+                r = cw.write_all_buf(&mut self.to_client), if !self.to_client.is_empty() => {
                     if let Err(e) = r { break End::Io(e); }
                     if let Err(e) = cw.flush().await { break End::Io(e); }
                 }
@@ -309,7 +288,7 @@ impl Relay {
                         h.hold.cancel("cancelled by the client");
                     }
                 }
-                r = cr.read_buf(&mut self.cin), if c_room => {
+                r = cr.read_buf(&mut self.client.buf), if c_room => {
                     match r {
                         Ok(0) | Err(_) => {
                             client_eof = true;
@@ -319,7 +298,7 @@ impl Relay {
                         Ok(n) => self.bytes_in += n as u64,
                     }
                 }
-                r = ur.read_buf(&mut self.sin), if s_room => {
+                r = ur.read_buf(&mut self.server.buf), if s_room => {
                     match r {
                         Ok(0) | Err(_) => {
                             self.upstream_lost();
@@ -375,9 +354,9 @@ impl Relay {
         uw: &mut WriteHalf<UpstreamStream>,
         client_eof: bool,
     ) {
-        if matches!(end, End::Shutdown) && self.s_pass == 0 {
+        if matches!(end, End::Shutdown) && self.server.at_boundary() {
             msg::error(
-                &mut self.cout,
+                &mut self.to_client,
                 Fields::new(
                     "FATAL",
                     "57P01",
@@ -388,7 +367,7 @@ impl Relay {
         }
         if !client_eof {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                cw.write_all_buf(&mut self.cout).await?;
+                cw.write_all_buf(&mut self.to_client).await?;
                 cw.shutdown().await
             })
             .await;
@@ -398,8 +377,8 @@ impl Relay {
                 // The client left mid-statement: stop the server's work, not only the socket.
                 if let Err(e) = super::upstream::cancel(
                     &self.ctx.target.address,
-                    self.upstream_pid,
-                    self.upstream_secret,
+                    self.upstream.pid,
+                    self.upstream.secret,
                 )
                 .await
                 {
@@ -416,22 +395,31 @@ impl Relay {
         }
     }
 
-    pub(super) fn upstream_lost(&mut self) {
+    /// The server closed the connection.
+    fn upstream_lost(&mut self) {
         // Only add our own error between whole frames; mid-frame the client just sees EOF.
-        if self.s_pass == 0 && !self.upstream_fatal {
-            {
-                msg::error(
-                    &mut self.cout,
-                    Fields::new(
-                        "FATAL",
-                        "08006",
-                        format!(
-                            "jitgate: lost the connection to target \"{}\"",
-                            self.ctx.target.name
-                        ),
+        if self.server.at_boundary() && !self.upstream_fatal {
+            msg::error(
+                &mut self.to_client,
+                Fields::new(
+                    "FATAL",
+                    "08006",
+                    format!(
+                        "jitgate: lost the connection to target \"{}\"",
+                        self.ctx.target.name
                     ),
-                );
-            }
+                ),
+            );
+        }
+    }
+
+    /// Proxy-made message for the client, placed at the next frame boundary of the server
+    /// stream.
+    fn inject(&mut self, f: impl FnOnce(&mut BytesMut)) {
+        if self.server.at_boundary() {
+            f(&mut self.to_client);
+        } else {
+            f(&mut self.injected);
         }
     }
 }
