@@ -21,8 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::Metrics;
-
 /// The protocol a front end speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -150,17 +148,22 @@ pub struct Listener {
     slots: Arc<Semaphore>,
     max: usize,
     sessions: TaskTracker,
-    metrics: Arc<Metrics>,
+    /// `jitgate_connections_total`, by protocol and result.
+    connections: prometheus::IntCounterVec,
 }
 
 impl Listener {
-    pub fn new(protocol: Protocol, max_connections: usize, metrics: Arc<Metrics>) -> Listener {
+    pub fn new(
+        protocol: Protocol,
+        max_connections: usize,
+        connections: prometheus::IntCounterVec,
+    ) -> Listener {
         Listener {
             protocol,
             slots: Arc::new(Semaphore::new(max_connections)),
             max: max_connections,
             sessions: TaskTracker::new(),
-            metrics,
+            connections,
         }
     }
 
@@ -188,8 +191,7 @@ impl Listener {
             let slot = self.slots.clone().try_acquire_owned().ok();
             let holds_slot = slot.is_some();
             let result = if holds_slot { "accepted" } else { "refused" };
-            self.metrics
-                .connections
+            self.connections
                 .with_label_values(&[protocol, result])
                 .inc();
             let connection = front.clone().connection(tcp, peer, slot);

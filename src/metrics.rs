@@ -11,9 +11,7 @@ use prometheus::{
 };
 
 use crate::lifecycle::Protocol;
-use crate::policy::Class;
-
-const DECISIONS: [&str; 3] = ["allow", "review", "deny"];
+use crate::policy::{Class, Decision};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -37,19 +35,46 @@ pub struct Metrics {
     audit_healthy: IntGauge,
 }
 
-#[derive(Clone, Copy)]
-pub enum Decision {
-    Allow = 0,
-    Review = 1,
-    Deny = 2,
-}
+/// Makes metric families and registers each in one registry. Names and label sets are
+/// constants of this file, so making one cannot fail at run time; registration only fails on
+/// a duplicate name, a programming error that is logged.
+struct Families(Registry);
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-    // Registration only fails on duplicate names, which would be a programming error here.
-    if let Err(e) = r.register(Box::new(c.clone())) {
-        tracing::error!("metric registration failed: {e}");
+impl Families {
+    fn register<T: prometheus::core::Collector + Clone + 'static>(&self, c: T) -> T {
+        if let Err(e) = self.0.register(Box::new(c.clone())) {
+            tracing::error!("metric registration failed: {e}");
+        }
+        c
     }
-    c
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help).unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let family = IntCounterVec::new(Opts::new(name, help), labels);
+        self.register(family.unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let family = IntGaugeVec::new(Opts::new(name, help), labels);
+        self.register(family.unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(Histogram::with_opts(opts).unwrap_or_else(|_| unreachable!()))
+    }
+
+    fn histograms(&self, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.register(HistogramVec::new(opts, labels).unwrap_or_else(|_| unreachable!()))
+    }
 }
 
 impl Default for Metrics {
@@ -60,201 +85,99 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let r = Registry::new();
-        let connections = reg(
-            &r,
-            IntCounterVec::new(
-                Opts::new(
-                    "jitgate_connections_total",
-                    "Client connections by outcome.",
-                ),
-                &["protocol", "result"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let active_sessions = reg(
-            &r,
-            IntGaugeVec::new(
-                Opts::new("jitgate_active_sessions", "Sessions currently open."),
-                &["protocol"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let statements_vec = reg(
-            &r,
-            IntCounterVec::new(
-                Opts::new(
-                    "jitgate_statements_total",
-                    "Statements and commands decided, by class and decision.",
-                ),
-                &["protocol", "class", "decision"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
+        let f = Families(Registry::new());
+        let statements_vec = f.counters(
+            "jitgate_statements_total",
+            "Statements and commands decided, by class and decision.",
+            &["protocol", "class", "decision"],
         );
         let mut statements = Vec::new();
         for p in Protocol::ALL.map(Protocol::as_str) {
             for c in Class::ALL {
-                for d in DECISIONS {
+                for d in Decision::ALL.map(Decision::as_str) {
                     statements.push(statements_vec.with_label_values(&[p, c.as_str(), d]));
                 }
             }
         }
-        let requests = reg(
-            &r,
-            IntCounterVec::new(
-                Opts::new(
-                    "jitgate_requests_total",
-                    "Approval requests by the state they reached (pending = created).",
-                ),
-                &["state"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let pending_requests = reg(
-            &r,
-            IntGauge::new(
-                "jitgate_pending_requests",
-                "Requests waiting for a decision.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let approval_wait = reg(
-            &r,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "jitgate_approval_wait_seconds",
-                    "Time from a hold to its outcome.",
-                )
-                .buckets(vec![
-                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
-                ]),
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let proxy_latency = reg(
-            &r,
-            HistogramVec::new(
-                HistogramOpts::new(
-                    "jitgate_proxy_latency_seconds",
-                    "Time the proxy spends deciding a statement before forwarding it.",
-                )
-                .buckets(vec![
-                    1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2,
-                ]),
-                &["protocol"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let upstream_connect_failures = reg(
-            &r,
-            IntCounterVec::new(
-                Opts::new(
-                    "jitgate_upstream_connect_failures_total",
-                    "Failed connections to targets.",
-                ),
-                &["protocol", "target"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let live_grants = reg(
-            &r,
-            IntGauge::new("jitgate_live_grants", "Grants currently in force.")
-                .unwrap_or_else(|_| unreachable!()),
-        );
-        let cache_hits = reg(
-            &r,
-            IntCounter::new(
-                "jitgate_classification_cache_hits_total",
-                "Statements whose classification came from the cache.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let cache_misses = reg(
-            &r,
-            IntCounter::new(
-                "jitgate_classification_cache_misses_total",
-                "Statements parsed and classified anew.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let config_reloads = reg(
-            &r,
-            IntCounterVec::new(
-                Opts::new(
-                    "jitgate_config_reloads_total",
-                    "Configuration reloads (SIGHUP) by result.",
-                ),
-                &["result"],
-            )
-            .unwrap_or_else(|_| unreachable!()),
+        let config_reloads = f.counters(
+            "jitgate_config_reloads_total",
+            "Configuration reloads (SIGHUP) by result.",
+            &["result"],
         );
         for result in ["ok", "error"] {
             config_reloads.with_label_values(&[result]);
         }
-        let audit_commit = reg(
-            &r,
-            Histogram::with_opts(
-                HistogramOpts::new(
-                    "jitgate_audit_flush_seconds",
-                    "Audit group commits: encode, hash, write and flush to disk.",
-                )
-                .buckets(vec![
+        Metrics {
+            connections: f.counters(
+                "jitgate_connections_total",
+                "Client connections by outcome.",
+                &["protocol", "result"],
+            ),
+            active_sessions: f.gauges(
+                "jitgate_active_sessions",
+                "Sessions currently open.",
+                &["protocol"],
+            ),
+            statements,
+            requests: f.counters(
+                "jitgate_requests_total",
+                "Approval requests by the state they reached (pending = created).",
+                &["state"],
+            ),
+            pending_requests: f.gauge(
+                "jitgate_pending_requests",
+                "Requests waiting for a decision.",
+            ),
+            approval_wait: f.histogram(
+                "jitgate_approval_wait_seconds",
+                "Time from a hold to its outcome.",
+                &[1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0],
+            ),
+            proxy_latency: f.histograms(
+                "jitgate_proxy_latency_seconds",
+                "Time the proxy spends deciding a statement before forwarding it.",
+                &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 1e-2],
+                &["protocol"],
+            ),
+            upstream_connect_failures: f.counters(
+                "jitgate_upstream_connect_failures_total",
+                "Failed connections to targets.",
+                &["protocol", "target"],
+            ),
+            live_grants: f.gauge("jitgate_live_grants", "Grants currently in force."),
+            cache_hits: f.counter(
+                "jitgate_classification_cache_hits_total",
+                "Statements whose classification came from the cache.",
+            ),
+            cache_misses: f.counter(
+                "jitgate_classification_cache_misses_total",
+                "Statements parsed and classified anew.",
+            ),
+            config_reloads,
+            audit_commit: f.histogram(
+                "jitgate_audit_flush_seconds",
+                "Audit group commits: encode, hash, write and flush to disk.",
+                &[
                     1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.5,
-                ]),
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let audit_queue = reg(
-            &r,
-            IntGauge::new(
+                ],
+            ),
+            audit_queue: f.gauge(
                 "jitgate_audit_queue_depth",
                 "Audit events waiting for the writer.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let audit_events = reg(
-            &r,
-            IntCounter::new(
+            ),
+            audit_events: f.counter(
                 "jitgate_audit_events_total",
                 "Audit events committed to disk.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let audit_dropped = reg(
-            &r,
-            IntCounter::new(
+            ),
+            audit_dropped: f.counter(
                 "jitgate_audit_dropped_events_total",
                 "Routine audit events dropped because the queue was full.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        let audit_healthy = reg(
-            &r,
-            IntGauge::new(
+            ),
+            audit_healthy: f.gauge(
                 "jitgate_audit_healthy",
                 "1 while the audit store accepts writes, 0 once it has failed.",
-            )
-            .unwrap_or_else(|_| unreachable!()),
-        );
-        Metrics {
-            registry: r,
-            connections,
-            active_sessions,
-            statements,
-            requests,
-            pending_requests,
-            approval_wait,
-            proxy_latency,
-            upstream_connect_failures,
-            live_grants,
-            cache_hits,
-            cache_misses,
-            config_reloads,
-            audit_commit,
-            audit_queue,
-            audit_events,
-            audit_dropped,
-            audit_healthy,
+            ),
+            registry: f.0,
         }
     }
 
@@ -274,7 +197,7 @@ impl Metrics {
         let c = Class::ALL.iter().position(|x| *x == class).unwrap_or(6);
         if let Some(counter) = self
             .statements
-            .get((p * Class::ALL.len() + c) * 3 + d as usize)
+            .get((p * Class::ALL.len() + c) * Decision::ALL.len() + d as usize)
         {
             counter.inc();
         }

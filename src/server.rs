@@ -176,7 +176,7 @@ async fn listen<F: FrontEnd>(
     let listener = Arc::new(Listener::new(
         protocol,
         max_connections,
-        app.metrics.clone(),
+        app.metrics.connections.clone(),
     ));
     let accepting = {
         let (listener, shutdown): (_, Shutdown) = (listener.clone(), shutdown.subscribe());

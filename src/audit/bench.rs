@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::tests::{TempDir, open, result, stmt};
 use super::*;
-use crate::policy::Class;
+use crate::policy::{Class, Decision};
 
 fn pgbench_statement(text: &Arc<str>, tables: &Arc<[String]>, rule: &Arc<str>) -> EventKind {
     EventKind::Statement {

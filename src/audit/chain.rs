@@ -20,7 +20,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use super::store::keys;
+use super::keys;
 
 pub const GENESIS: [u8; 32] = [0; 32];
 const VERSION: u8 = 1;

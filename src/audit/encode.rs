@@ -11,6 +11,7 @@
 //!   sizes are kept.
 //! - `None` fields are left out; the object starts with `"kind"`.
 
+use crate::policy::Decision;
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Serialize;
@@ -159,7 +160,7 @@ impl Serialize for Canonical<'_> {
                 capped(&mut m, "text", text)?;
                 m.serialize_entry("class", class)?;
                 m.serialize_entry("tables", &**tables)?;
-                m.serialize_entry("decision", decision)?;
+                m.serialize_entry("decision", trail_name(*decision))?;
                 opt!("rule", rule);
                 opt!("request", request);
                 opt!("grant", grant);
@@ -209,7 +210,7 @@ impl Serialize for Canonical<'_> {
             } => {
                 capped(&mut m, "command", command)?;
                 m.serialize_entry("class", class)?;
-                m.serialize_entry("decision", decision)?;
+                m.serialize_entry("decision", trail_name(*decision))?;
                 opt!("rule", rule);
                 opt!("request", request);
                 opt!("grant", grant);
@@ -273,5 +274,14 @@ impl Serialize for Canonical<'_> {
             }
         }
         m.end()
+    }
+}
+
+/// How the trail names a decision: a statement the rules sent for review is `held`, and its
+/// outcome follows as a `request_decided` event.
+fn trail_name(decision: Decision) -> &'static str {
+    match decision {
+        Decision::Review => "held",
+        other => other.as_str(),
     }
 }

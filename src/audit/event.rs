@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Class;
+use crate::policy::{Class, Decision};
 use crate::request::State;
 
 /// Longest statement text kept in an event, in bytes.
@@ -125,28 +125,6 @@ impl From<Bytes> for Text {
 impl Serialize for Text {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.as_str())
-    }
-}
-
-/// What the gate decided for a statement or command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Allow,
-    Review,
-    Deny,
-    /// Held for approval (the outcome follows as a RequestDecided event).
-    Held,
-}
-
-impl From<crate::policy::rules::Action> for Decision {
-    fn from(a: crate::policy::rules::Action) -> Decision {
-        use crate::policy::rules::Action;
-        match a {
-            Action::Allow => Decision::Allow,
-            Action::Review => Decision::Review,
-            Action::Deny => Decision::Deny,
-        }
     }
 }
 

@@ -32,12 +32,13 @@
 //!   derived or mutable state kept beside it for fast reads; they are not hashed.
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
-//! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (keys and reads),
+//! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
 //! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast).
 
 mod chain;
 mod encode;
 mod event;
+mod keys;
 mod recording;
 mod store;
 mod upkeep;
@@ -58,8 +59,7 @@ use tokio::sync::oneshot;
 
 pub use chain::Broken;
 pub use event::{
-    Decision, EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord,
-    TEXT_CAP, Text,
+    EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord, TEXT_CAP, Text,
 };
 
 use crate::config::OnAuditFailure;

@@ -26,7 +26,8 @@ use super::AuditError;
 use super::chain::{BlockWriter, Link};
 use super::encode::Canonical;
 use super::event::{EventKind, SessionRecord, Text};
-use super::store::{Store, keys};
+use super::keys;
+use super::store::Store;
 use crate::request::RequestView;
 
 /// Most messages committed at once.

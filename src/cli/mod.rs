@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use serde_json::json;
 
 use crate::config::{Config, TargetKind};
-use crate::policy::rules::{self, Action, Subject};
+use crate::policy::rules::{self, Subject};
 use crate::policy::{Classification, shell, sql};
 
 fn init_tracing() {
@@ -133,7 +133,7 @@ pub fn classify(
         };
         let e = rules::evaluate(&config.rules, &subject, &c);
         json!({
-            "decision": match e.action { Action::Allow => "allow", Action::Review => "review", Action::Deny => "deny" },
+            "decision": e.action.as_str(),
             "class": c.class.as_str(),
             "rule": e.rule.map(|r| r.name.as_str()).unwrap_or(""),
             "tables": c.tables,

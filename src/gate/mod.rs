@@ -16,7 +16,7 @@
 //! with a durable write). Reads are queued for the group commit and never wait. While the
 //! store is failed, `[audit] on_failure` decides what is refused.
 //!
-//! - `verdict`: [`Verdict`], [`Permit`] (sealed), [`Refusal`], [`Commit`].
+//! - `verdict`: [`Permit`] (sealed), [`Refusal`], [`Commit`].
 //! - `hold`: [`Hold`] and the wait for a request's outcome.
 //! - `record`: the audit event of a decision.
 
@@ -31,16 +31,16 @@ mod verdict;
 pub use hold::Hold;
 use hold::wait;
 use record::Decided;
-pub use verdict::{Commit, Permit, Refusal, RefusalKind, Verdict};
-use verdict::{Seal, audit_refusal, once_written};
+pub use verdict::{Commit, Permit, Refusal, RefusalKind};
+use verdict::{Seal, audit_refusal};
 
 use crate::approval::{Approvals, Candidate, NewRequest};
-use crate::audit::{Audit, Decision as AuditDecision, EventKind, Text};
+use crate::audit::{Audit, EventKind, Text};
 use crate::config::{LiveConfig, Target, User};
 use crate::lifecycle::Protocol;
-use crate::metrics::{Decision, Metrics};
-use crate::policy::rules::{self, Action as RuleAction, Subject};
-use crate::policy::{Class, Classification};
+use crate::metrics::Metrics;
+use crate::policy::rules::{self, Subject};
+use crate::policy::{Class, Classification, Decision};
 
 /// Who is acting, from where, on what. One per client session.
 #[derive(Debug, Clone)]
@@ -67,6 +67,18 @@ pub struct Action<'a> {
     /// before it runs, only before that later statement (the front end's job, see
     /// [`Gate::after_flush`]). `false` is always safe.
     pub deferrable: bool,
+}
+
+/// The Gate's answer about one action.
+pub enum Verdict {
+    /// Go at once.
+    Allow(Permit),
+    /// Refused; `message` is what the user is told.
+    Deny(Refusal),
+    /// Held for approval: tell the user, then await it.
+    Hold(Hold),
+    /// Allowed by a live grant once its audit record is on disk: await it, tell nobody.
+    Commit(Commit),
 }
 
 /// What deciding needs: the rules in force, live grants and requests, the audit trail and
@@ -119,29 +131,20 @@ impl Gate {
         };
         let eval = rules::evaluate(&config.rules, &subject, classification);
         let rule_name = eval.rule.map(|r| r.name.clone());
-        let decision = match eval.action {
-            RuleAction::Allow => Decision::Allow,
-            RuleAction::Review => Decision::Review,
-            RuleAction::Deny => Decision::Deny,
-        };
-        self.metrics.statement(s.protocol, a.class, decision);
-        let sensitive = a.class != Class::Read || eval.action != RuleAction::Allow;
-        if eval.action != RuleAction::Deny
+        self.metrics.statement(s.protocol, a.class, eval.action);
+        let sensitive = a.class != Class::Read || eval.action != Decision::Allow;
+        if eval.action != Decision::Deny
             && let Some(e) = self.audit.refusal(sensitive)
         {
             self.record(
                 s,
-                Decided::new(AuditDecision::Deny, rule_name.as_deref()).event(
-                    s,
-                    &a,
-                    classification,
-                ),
+                Decided::new(Decision::Deny, rule_name.as_deref()).event(s, &a, classification),
             );
             return Verdict::Deny(audit_refusal(&e, rule_name, None));
         }
         match eval.action {
-            RuleAction::Allow => {
-                let ev = Decided::new(AuditDecision::Allow, rule_name.as_deref()).event(
+            Decision::Allow => {
+                let ev = Decided::new(Decision::Allow, rule_name.as_deref()).event(
                     s,
                     &a,
                     classification,
@@ -168,14 +171,10 @@ impl Gate {
                     Verdict::Allow(permit)
                 }
             }
-            RuleAction::Deny => {
+            Decision::Deny => {
                 self.record(
                     s,
-                    Decided::new(AuditDecision::Deny, rule_name.as_deref()).event(
-                        s,
-                        &a,
-                        classification,
-                    ),
+                    Decided::new(Decision::Deny, rule_name.as_deref()).event(s, &a, classification),
                 );
                 Verdict::Deny(Refusal {
                     kind: RefusalKind::Denied,
@@ -187,7 +186,7 @@ impl Gate {
                     request: None,
                 })
             }
-            RuleAction::Review => {
+            Decision::Review => {
                 let Some(rule) = eval.rule else {
                     return Verdict::Deny(Refusal {
                         kind: RefusalKind::Denied,
@@ -227,7 +226,7 @@ impl Gate {
                 request: Text::from(&g.request),
             },
         );
-        let ev = Decided::new(AuditDecision::Allow, Some(&rule.name))
+        let ev = Decided::new(Decision::Allow, Some(&rule.name))
             .request(&g.request)
             .grant(&g.id)
             .event(s, a, c);
@@ -267,7 +266,7 @@ impl Gate {
     ) -> Verdict {
         let statement = a.statement;
         let id = crate::approval::new_id("r");
-        let held = Decided::new(AuditDecision::Held, Some(&rule.name))
+        let held = Decided::new(Decision::Review, Some(&rule.name))
             .request(&id)
             .event(s, a, c);
         // Dropped from a full queue: written durably once approved, instead of a plain flush.
@@ -324,4 +323,19 @@ impl Gate {
             done: false,
         })
     }
+}
+
+/// `permit` once `write` has reached the disk; refused if it fails.
+fn once_written(
+    write: impl Future<Output = Result<u64, crate::audit::AuditError>> + Send + 'static,
+    permit: Permit,
+) -> Verdict {
+    Verdict::Commit(Commit {
+        fut: Box::pin(async move {
+            match write.await {
+                Ok(_) => Ok(permit),
+                Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
+            }
+        }),
+    })
 }

@@ -4,21 +4,21 @@
 use std::sync::Arc;
 
 use super::{Action, SessionCtx};
-use crate::audit::{Decision as AuditDecision, EventKind, Text};
+use crate::audit::{EventKind, Text};
 use crate::lifecycle::Protocol;
-use crate::policy::Classification;
+use crate::policy::{Classification, Decision};
 
 /// What was decided about one action, and why: built with [`Decided::new`], then
 /// [`Decided::request`] and [`Decided::grant`] where they apply.
 pub(super) struct Decided<'a> {
-    decision: AuditDecision,
+    decision: Decision,
     rule: Option<&'a str>,
     request: Option<&'a str>,
     grant: Option<&'a str>,
 }
 
 impl<'a> Decided<'a> {
-    pub fn new(decision: AuditDecision, rule: Option<&'a str>) -> Decided<'a> {
+    pub fn new(decision: Decision, rule: Option<&'a str>) -> Decided<'a> {
         Decided {
             decision,
             rule,

@@ -1,5 +1,5 @@
-//! What the Gate answers: a [`Verdict`], and the [`Permit`] that a front end must hand over
-//! to forward anything.
+//! What a [`super::Verdict`] carries: the [`Permit`] that a front end must hand over to
+//! forward anything, a [`Refusal`], or a [`Commit`] to await.
 //!
 //! Invariant: a `Permit` is built only inside the `gate` module (its [`Seal`] is private to
 //! it), so "nothing reaches upstream undecided" is a property of the types.
@@ -8,7 +8,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use super::hold::Hold;
 use crate::policy::Class;
 
 /// Proof that the Gate allowed one action. Only the `gate` module can make one: its seal
@@ -44,17 +43,6 @@ pub struct Refusal {
     pub request: Option<String>,
 }
 
-pub enum Verdict {
-    /// Go at once.
-    Allow(Permit),
-    /// Refused; `message` is what the user is told.
-    Deny(Refusal),
-    /// Held for approval: tell the user, then await it.
-    Hold(Hold),
-    /// Allowed by a live grant once its audit record is on disk: await it, tell nobody.
-    Commit(Commit),
-}
-
 pub(super) type Waiting = Pin<Box<dyn Future<Output = Result<Permit, Refusal>> + Send>>;
 
 /// An action allowed by a grant, waiting for its audit event to reach disk.
@@ -68,21 +56,6 @@ impl Future for Commit {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.fut.as_mut().poll(cx)
     }
-}
-
-/// `permit` once `write` has reached the disk; refused if it fails.
-pub(super) fn once_written(
-    write: impl Future<Output = Result<u64, crate::audit::AuditError>> + Send + 'static,
-    permit: Permit,
-) -> Verdict {
-    Verdict::Commit(Commit {
-        fut: Box::pin(async move {
-            match write.await {
-                Ok(_) => Ok(permit),
-                Err(e) => Err(audit_refusal(&e, permit.rule, permit.request)),
-            }
-        }),
-    })
 }
 
 pub(super) fn audit_refusal(

@@ -47,17 +47,7 @@ impl Fields {
 
     fn into_vec(self) -> Vec<(u8, String)> {
         // Keep the whole message well under pgwire's 1 MiB backend limit.
-        let clip = |s: String| -> String {
-            let s = s.replace('\0', "");
-            if s.len() <= 64 * 1024 {
-                return s;
-            }
-            let mut end = 64 * 1024;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s[..end].to_string()
-        };
+        let clip = |s: String| crate::policy::clip(s.replace('\0', ""), 64 * 1024);
         let mut v = vec![
             (b'S', self.severity.to_string()),
             (b'V', self.severity.to_string()),

@@ -105,6 +105,31 @@ pub mod sql;
 #[cfg(test)]
 mod test_support;
 
+/// What is decided about an action: by the rules (`action = "allow" | "review" | "deny"` in
+/// the config), counted in the metrics, and recorded in the audit trail (where a statement
+/// sent for review is recorded as `held`, and its outcome follows as a request event). The
+/// one decision type of the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Review,
+    #[default]
+    Deny,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 3] = [Decision::Allow, Decision::Review, Decision::Deny];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Review => "review",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
 /// What the classifier found out about one SQL string or one shell command.
 ///
 /// Invariants: `tables`, `functions` and `commands` are sorted and free of duplicates;
@@ -139,7 +164,7 @@ impl Classification {
 }
 
 /// Shortens a human-readable message to at most `max` bytes, on a character boundary.
-pub(crate) fn clip(mut s: String, max: usize) -> String {
+pub fn clip(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {

@@ -19,12 +19,16 @@ use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty};
 
 use super::Conn;
-use super::handler::env_allowed;
 use super::inbox::Inbox;
 use super::record::ChannelRecorder;
 use super::trail::{self, Pending};
 use crate::policy::Class;
 use crate::policy::shell::classify_shell;
+
+/// Environment variables passed to the target; everything else is refused.
+pub(super) fn env_allowed(name: &str) -> bool {
+    name == "TERM" || name == "LANG" || name.starts_with("LC_")
+}
 
 /// Input kept while a start request waits for its decision.
 pub const HELD_INPUT_CAP: usize = 1 << 20;

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, ChannelWriteHalf, Pty};
 
+use super::channel::env_allowed;
 use super::inbox::{Inbox, TRICKLE_PACE, TRICKLE_WINDOW};
 use super::{Conn, SshServer, auth, channel, forward};
 use crate::config::{Target, User};
@@ -29,11 +30,6 @@ pub(super) struct ConnHandler {
     /// Each open channel's inbox, for window throttling.
     inboxes: HashMap<ChannelId, Weak<Inbox>>,
     window: u32,
-}
-
-/// Environment variables passed to the target; everything else is refused.
-pub(super) fn env_allowed(name: &str) -> bool {
-    name == "TERM" || name == "LANG" || name.starts_with("LC_")
 }
 
 impl ConnHandler {

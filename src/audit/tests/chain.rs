@@ -2,7 +2,7 @@
 
 use super::{TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry};
 use crate::audit::chain::{self, Link};
-use crate::audit::store::keys;
+use crate::audit::keys;
 use crate::audit::*;
 use crate::request::State;
 

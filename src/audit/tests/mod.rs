@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::policy::Class;
+use crate::policy::{Class, Decision};
 use crate::request::{Impact, RequestView, State};
 
 /// A directory removed when the test ends.

@@ -9,9 +9,9 @@ use ipnet::IpNet;
 
 use super::hours;
 use super::{
-    Action, Approver, DEFAULT_GRANT, DEFAULT_HOLD, Hours, Known, MAX_GRANT_CEILING, Rule, RuleSpec,
+    Approver, DEFAULT_GRANT, DEFAULT_HOLD, Hours, Known, MAX_GRANT_CEILING, Rule, RuleSpec,
 };
-use crate::policy::Class;
+use crate::policy::{Class, Decision};
 
 /// Compiles and validates every rule; returns every problem, not just the first.
 pub fn compile(specs: &[RuleSpec], known: &Known) -> Result<Vec<Rule>, Vec<String>> {
@@ -222,7 +222,7 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
             humantime::format_duration(MAX_GRANT_CEILING)
         ));
     }
-    if spec.action == Action::Review {
+    if spec.action == Decision::Review {
         if approvers.is_empty() {
             e.push("a review rule needs at least one approver who exists (\"group:NAME\")".into());
         }

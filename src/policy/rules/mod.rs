@@ -38,7 +38,7 @@ use globset::GlobSet;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Class, Classification};
+use crate::policy::{Class, Classification, Decision};
 use hours::Window;
 
 mod compile;
@@ -63,7 +63,7 @@ pub struct RuleSpec {
     pub classes: Option<Vec<String>>,
     pub tables: Option<Vec<String>>,
     pub commands: Option<Vec<String>>,
-    pub action: Action,
+    pub action: Decision,
     #[serde(default)]
     pub approvers: Vec<String>,
     pub approvals_required: Option<u32>,
@@ -86,25 +86,6 @@ pub struct PolicySpec {
     /// Functions (besides the pure built-ins) that may appear in a `read` statement.
     #[serde(default)]
     pub trusted_functions: Vec<String>,
-}
-
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Review,
-    #[default]
-    Deny,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Review => "review",
-            Action::Deny => "deny",
-        }
-    }
 }
 
 /// Who may approve: `user:NAME` or `group:NAME`.
@@ -143,7 +124,7 @@ pub struct Rule {
     classes: Option<Vec<Class>>,
     tables: Option<GlobSet>,
     commands: Option<GlobSet>,
-    pub action: Action,
+    pub action: Decision,
     pub approvers: Vec<Approver>,
     pub approvals_required: u32,
     pub hold_timeout: Duration,
@@ -168,7 +149,7 @@ pub struct Subject<'a> {
 
 #[derive(Debug)]
 pub struct Evaluation<'a> {
-    pub action: Action,
+    pub action: Decision,
     pub rule: Option<&'a Rule>,
     pub reason: String,
 }
@@ -190,7 +171,7 @@ pub fn evaluate<'a>(rules: &'a [Rule], subject: &Subject, c: &Classification) ->
         }
     }
     Evaluation {
-        action: Action::Deny,
+        action: Decision::Deny,
         rule: None,
         reason: "no rule matched".into(),
     }
@@ -224,8 +205,8 @@ impl Rule {
     fn names_match(&self, globs: Option<&GlobSet>, names: &[String]) -> bool {
         let Some(g) = globs else { return true };
         match self.action {
-            Action::Allow => !names.is_empty() && names.iter().all(|n| g.is_match(n)),
-            Action::Review | Action::Deny => names.iter().any(|n| g.is_match(n)),
+            Decision::Allow => !names.is_empty() && names.iter().all(|n| g.is_match(n)),
+            Decision::Review | Decision::Deny => names.iter().any(|n| g.is_match(n)),
         }
     }
 }

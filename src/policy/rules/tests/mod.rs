@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    Action, Approver, Known, MAX_GRANT_CEILING, PolicySpec, Rule, RuleSpec, Subject, compile,
-    evaluate,
+    Approver, Known, MAX_GRANT_CEILING, PolicySpec, Rule, RuleSpec, Subject, compile, evaluate,
 };
+use crate::policy::Decision as Action;
 use crate::policy::{Class, Classification};
 
 mod hours;

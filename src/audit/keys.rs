@@ -1,0 +1,54 @@
+//! The layout of the sled tree: one prefix per kind of record, big-endian sequence numbers
+//! so that key order is chain order.
+
+pub const BLOCK: &[u8] = b"b";
+pub const SESSION: &[u8] = b"s";
+pub const REQUEST: &[u8] = b"r";
+pub const HEAD: &[u8] = b"m:head";
+pub const ANCHOR: &[u8] = b"m:anchor";
+
+pub fn block(seq: u64) -> [u8; 9] {
+    let mut k = [b'b'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn block_seq(k: &[u8]) -> Option<u64> {
+    match k {
+        [b'b', rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+fn clip(s: &[u8]) -> &[u8] {
+    &s[..s.len().min(u16::MAX as usize)]
+}
+
+pub fn index_prefix(session: &[u8]) -> Vec<u8> {
+    let s = clip(session);
+    let mut k = Vec::with_capacity(3 + s.len() + 8);
+    k.push(b'x');
+    k.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    k.extend_from_slice(s);
+    k
+}
+
+pub fn index(session: &[u8], block_seq: u64) -> Vec<u8> {
+    let mut k = index_prefix(session);
+    k.extend_from_slice(&block_seq.to_be_bytes());
+    k
+}
+
+pub fn index_block_seq(k: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(
+        k.get(k.len().checked_sub(8)?..)?.try_into().ok()?,
+    ))
+}
+
+pub fn session(id: &[u8]) -> Vec<u8> {
+    [SESSION, id].concat()
+}
+
+pub fn request(id: &[u8]) -> Vec<u8> {
+    [REQUEST, id].concat()
+}
