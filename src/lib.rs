@@ -28,8 +28,8 @@
 //!
 //! # Dependency direction
 //! [`policy`] (pure classification and rules) and [`request`] (request types) are leaves;
-//! [`audit`] imports them only; [`approval`] imports them and the audit trail; the [`gate`]
-//! imports those; [`pg`], [`ssh`] and [`api`] sit on top. Never: policy, approval or audit
+//! [`config`] imports policy; [`audit`] imports those three; [`approval`] imports them and
+//! the audit trail; the [`gate`] imports those; [`pg`], [`ssh`] and [`api`] sit on top. Never: policy, approval or audit
 //! importing a protocol module. [`app::AppState`] holds the wiring that [`server`] builds.
 
 pub mod api;

@@ -1,4 +1,5 @@
-//! The PostgreSQL front end: listener, start-up, upstream connection, relay.
+//! The PostgreSQL front end: what happens to a connection the accept loop
+//! ([`crate::lifecycle`]) hands over: start-up, upstream connection, relay.
 //!
 //! Invariant: no statement reaches the upstream without a [`crate::gate::Permit`]; the relay
 //! is the only code that writes client bytes to the upstream, and it does so for Query,
@@ -57,8 +58,8 @@ impl PgServer {
         })
     }
 
-    async fn accepted(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, permit: Option<Slot>) {
-        let _excess = match permit {
+    async fn accepted(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Option<Slot>) {
+        let _excess = match slot {
             Some(_) => None,
             None => match self.excess.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
@@ -73,7 +74,7 @@ impl PgServer {
                 self.tls.as_ref(),
                 &config,
                 &self.process_secret,
-                permit.is_none(),
+                slot.is_none(),
             ),
         )
         .await;
@@ -113,7 +114,7 @@ impl PgServer {
                 active.inc();
                 self.session(*auth, ctx, peer).instrument(span).await;
                 active.dec();
-                drop(permit);
+                drop(slot);
             }
         }
     }

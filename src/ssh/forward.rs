@@ -95,40 +95,8 @@ async fn pump(
     target: Channel<russh::client::Msg>,
 ) {
     let (mut trx, ttx) = target.split();
-    let up = async {
-        loop {
-            match urx.recv().await {
-                Some(ChannelMsg::Data { data }) => {
-                    conn.count_in(data.len());
-                    if ttx.data_bytes(data).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = ttx.eof().await;
-                }
-                Some(ChannelMsg::Close) | None => break,
-                Some(_) => {}
-            }
-        }
-    };
-    let down = async {
-        loop {
-            match trx.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    conn.count_out(data.len());
-                    if utx.data_bytes(data).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = utx.eof().await;
-                }
-                Some(ChannelMsg::Close) | None => break,
-                Some(_) => {}
-            }
-        }
-    };
+    let up = copy(Source::User(&urx), &ttx, |n| conn.count_in(n));
+    let down = copy(Source::Target(&mut trx), &utx, |n| conn.count_out(n));
     tokio::select! {
         _ = up => {}
         _ = down => {}
@@ -136,4 +104,41 @@ async fn pump(
     }
     let _ = ttx.close().await;
     let _ = utx.close().await;
+}
+
+/// Where one direction of a forward reads from.
+enum Source<'a> {
+    User(&'a Inbox),
+    Target(&'a mut russh::ChannelReadHalf),
+}
+
+impl Source<'_> {
+    async fn next(&mut self) -> Option<ChannelMsg> {
+        match self {
+            Source::User(inbox) => inbox.recv().await,
+            Source::Target(channel) => channel.wait().await,
+        }
+    }
+}
+
+/// Moves data (counted by `count`) and EOF from `from` to `sink` until either side closes.
+async fn copy<S>(mut from: Source<'_>, sink: &ChannelWriteHalf<S>, count: impl Fn(usize))
+where
+    S: From<(russh::ChannelId, ChannelMsg)> + Send + Sync + 'static,
+{
+    loop {
+        match from.next().await {
+            Some(ChannelMsg::Data { data }) => {
+                count(data.len());
+                if sink.data_bytes(data).await.is_err() {
+                    break;
+                }
+            }
+            Some(ChannelMsg::Eof) => {
+                let _ = sink.eof().await;
+            }
+            Some(ChannelMsg::Close) | None => break,
+            Some(_) => {}
+        }
+    }
 }

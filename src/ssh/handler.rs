@@ -23,7 +23,7 @@ use crate::gate::SessionCtx;
 pub(super) struct ConnHandler {
     server: Arc<SshServer>,
     peer: SocketAddr,
-    slot: Arc<OnceLock<Arc<Conn>>>,
+    connection: Arc<OnceLock<Arc<Conn>>>,
     who: Option<(Arc<User>, Arc<Target>)>,
     /// Channels that already had their exec/shell/subsystem request.
     started: HashSet<ChannelId>,
@@ -33,12 +33,16 @@ pub(super) struct ConnHandler {
 }
 
 impl ConnHandler {
-    pub fn new(server: Arc<SshServer>, peer: SocketAddr, slot: Arc<OnceLock<Arc<Conn>>>) -> Self {
+    pub fn new(
+        server: Arc<SshServer>,
+        peer: SocketAddr,
+        connection: Arc<OnceLock<Arc<Conn>>>,
+    ) -> Self {
         ConnHandler {
             window: server.config.window_size,
             server,
             peer,
-            slot,
+            connection,
             who: None,
             started: HashSet::new(),
             inboxes: HashMap::new(),
@@ -46,7 +50,7 @@ impl ConnHandler {
     }
 
     fn conn(&self) -> Option<&Arc<Conn>> {
-        self.slot.get()
+        self.connection.get()
     }
 
     fn inbox(&mut self, ch: Channel<Msg>) -> (ChannelId, Arc<Inbox>, ChannelWriteHalf<Msg>) {
@@ -126,7 +130,7 @@ impl russh::server::Handler for ConnHandler {
             self.peer,
             version.trim(),
         );
-        let _ = self.slot.set(conn);
+        let _ = self.connection.set(conn);
         Ok(())
     }
 
