@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
 use super::{Api, ApiError, err, openapi, read};
-use crate::approval::{Event, Grant, RequestView, State as ReqState};
+use crate::approval::{Event, Grant, RequestView, RevokeError, State as ReqState};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -223,19 +223,22 @@ pub(super) async fn list_grants(
     responses(
         (status = 200, description = "The revoked grant", body = Grant),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is neither the grantee nor an approver of the grant's rule", body = openapi::ErrorBody),
         (status = 404, description = "No such live grant", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn revoke_grant(
     State(api): State<Api>,
     Path(id): Path<String>,
-    _user: AuthUser,
+    AuthUser(user): AuthUser,
 ) -> Result<Response, ApiError> {
-    let g = api
-        .app
-        .approvals
-        .revoke(&id)
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such live grant"))?;
+    let g = api.app.approvals.revoke_by(&id, &user).map_err(|e| {
+        let code = match e {
+            RevokeError::NotFound => StatusCode::NOT_FOUND,
+            RevokeError::NotAllowed => StatusCode::FORBIDDEN,
+        };
+        err(code, e.to_string())
+    })?;
     Ok(Json(g).into_response())
 }
 

@@ -21,7 +21,6 @@ use super::{
 use crate::audit::{EventKind, Text};
 use crate::config::User;
 use crate::policy::Class;
-use crate::policy::rules::Approver;
 use crate::request::ApprovalRecord;
 
 impl Approvals {
@@ -115,6 +114,7 @@ impl Approvals {
         let by: Vec<String> = e.view.approvals.iter().map(|a| a.by.clone()).collect();
         e.view.decided_by = Some(by.join(","));
         e.view.reason = Some(reason.to_string());
+        let approvers = e.approvers.clone();
         let scope = GrantScope::for_request(
             &e.view.user,
             &e.view.target,
@@ -124,9 +124,13 @@ impl Approvals {
             e.runs_prepared,
         );
         let grant = grant_secs.map(|secs| {
-            let g = inner
-                .grants
-                .add(scope, Duration::from_secs(secs), id, by.join(","));
+            let g = inner.grants.add(
+                scope,
+                Duration::from_secs(secs),
+                id,
+                by.join(","),
+                approvers,
+            );
             g.clone()
         });
         if let (Some(g), Some(e)) = (&grant, inner.requests.get_mut(id)) {
@@ -234,11 +238,11 @@ fn check_decider(e: &Entry, who: &User) -> Result<(), DecideError> {
     if e.view.user == who.name {
         return Err(DecideError::OwnRequest);
     }
-    let allowed = e.approvers.iter().any(|a| match a {
-        Approver::User(u) => *u == who.name,
-        Approver::Group(g) => who.groups.iter().any(|wg| wg == g),
-    });
-    if !allowed {
+    if !e
+        .approvers
+        .iter()
+        .any(|a| a.matches(&who.name, &who.groups))
+    {
         return Err(DecideError::NotApprover);
     }
     Ok(())

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::{new_id, unix_secs};
+use crate::config::User;
 use crate::policy::Class;
+use crate::policy::rules::Approver;
 
 /// What a grant covers: the same user, target and class, and then either
 /// - statements whose tables are all among the grant's (and non-empty), when the approved
@@ -86,6 +88,20 @@ pub struct Grant {
     pub expires_at: u64,
     #[serde(skip)]
     pub expires: Option<SystemTime>,
+    /// Who could approve the request the grant came from: they, and the grantee, may revoke it.
+    #[serde(skip)]
+    pub approvers: Vec<Approver>,
+}
+
+impl Grant {
+    /// Whether `who` may revoke this grant: its grantee, or an approver of its rule.
+    pub fn revocable_by(&self, who: &User) -> bool {
+        self.scope.user == who.name
+            || self
+                .approvers
+                .iter()
+                .any(|a| a.matches(&who.name, &who.groups))
+    }
 }
 
 #[derive(Default)]
@@ -94,7 +110,14 @@ pub(super) struct Grants {
 }
 
 impl Grants {
-    pub fn add(&mut self, scope: GrantScope, ttl: Duration, request: &str, by: String) -> &Grant {
+    pub fn add(
+        &mut self,
+        scope: GrantScope,
+        ttl: Duration,
+        request: &str,
+        by: String,
+        approvers: Vec<Approver>,
+    ) -> &Grant {
         let now = SystemTime::now();
         let g = Grant {
             id: new_id("g"),
@@ -104,6 +127,7 @@ impl Grants {
             created_at: unix_secs(now),
             expires_at: unix_secs(now + ttl),
             expires: Some(now + ttl),
+            approvers,
         };
         let id = g.id.clone();
         self.by_id.entry(id).or_insert(g)
@@ -128,5 +152,11 @@ impl Grants {
     pub fn revoke(&mut self, id: &str) -> Option<Grant> {
         self.prune(SystemTime::now());
         self.by_id.remove(id)
+    }
+
+    /// A live grant, without removing it.
+    pub fn get(&mut self, id: &str) -> Option<&Grant> {
+        self.prune(SystemTime::now());
+        self.by_id.get(id)
     }
 }

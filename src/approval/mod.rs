@@ -36,6 +36,7 @@ pub use grants::{Candidate, Grant, GrantScope};
 pub use crate::request::{ApprovalRecord, Impact, RequestView, State};
 
 use crate::audit::{Audit, EventKind, Text};
+use crate::config::User;
 use crate::policy::Class;
 use crate::policy::rules::Approver;
 
@@ -94,6 +95,14 @@ pub enum DecideError {
     GrantTooLong(u64, u64),
     #[error("grant_secs must be at least 1")]
     GrantZero,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RevokeError {
+    #[error("no such live grant")]
+    NotFound,
+    #[error("only the grantee or an approver of the grant's rule may revoke it")]
+    NotAllowed,
 }
 
 /// A change every listener (API stream, webhooks, audit) hears about.
@@ -297,6 +306,18 @@ impl Approvals {
 
     pub fn grants(&self) -> Vec<Grant> {
         self.lock().grants.live(SystemTime::now())
+    }
+
+    /// Revoke grant `id` for `who`: its grantee or an approver of its rule.
+    pub fn revoke_by(&self, id: &str, who: &User) -> Result<Grant, RevokeError> {
+        {
+            let mut inner = self.lock();
+            let g = inner.grants.get(id).ok_or(RevokeError::NotFound)?;
+            if !g.revocable_by(who) {
+                return Err(RevokeError::NotAllowed);
+            }
+        }
+        self.revoke(id).ok_or(RevokeError::NotFound)
     }
 
     pub fn revoke(&self, id: &str) -> Option<Grant> {

@@ -170,7 +170,13 @@ fn grants_expire_by_themselves() {
     let mut g = grants::Grants::default();
     let t = vec!["public.t".to_string()];
     let scope = GrantScope::for_request("alice", "db", Class::Write, &t, "DELETE FROM t", false);
-    g.add(scope, Duration::from_secs(60), "r1", "carol".into());
+    g.add(
+        scope,
+        Duration::from_secs(60),
+        "r1",
+        "carol".into(),
+        Vec::new(),
+    );
     let c = Candidate {
         user: "alice",
         target: "db",

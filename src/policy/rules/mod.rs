@@ -95,6 +95,16 @@ pub enum Approver {
     Group(String),
 }
 
+impl Approver {
+    /// Whether the user `name`, a member of `groups`, is this approver.
+    pub fn matches(&self, name: &str, groups: &[String]) -> bool {
+        match self {
+            Approver::User(u) => u == name,
+            Approver::Group(g) => groups.iter().any(|member_of| member_of == g),
+        }
+    }
+}
+
 impl std::fmt::Display for Approver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
