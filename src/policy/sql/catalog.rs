@@ -49,6 +49,9 @@ pub const DANGEROUS_FUNCTIONS: &[(&str, Class)] = &[
     ("nextval", Class::Write),
     ("setval", Class::Write),
     ("pg_notify", Class::Write),
+    // assign the session's transaction an id (WAL, and a read-only transaction refuses it)
+    ("txid_current", Class::Write),
+    ("pg_current_xact_id", Class::Write),
     // functions that run SQL given as text
     ("ts_stat", Class::Code),
     ("ts_rewrite", Class::Code),
@@ -185,8 +188,8 @@ pub const PURE_FUNCTIONS: &[&str] = &[
     "pg_get_wal_replay_pause_state", "pg_control_checkpoint", "pg_control_system",
     "pg_control_init", "pg_control_recovery", "pg_notification_queue_usage",
     "pg_current_snapshot", "pg_snapshot_xmin", "pg_snapshot_xmax", "pg_snapshot_xip",
-    "pg_visible_in_snapshot", "pg_xact_status", "pg_current_xact_id",
-    "pg_current_xact_id_if_assigned", "pg_export_snapshot", "txid_current",
+    "pg_visible_in_snapshot", "pg_xact_status",
+    "pg_current_xact_id_if_assigned", "pg_export_snapshot",
     "txid_current_if_assigned", "txid_current_snapshot", "txid_snapshot_xip",
     "txid_snapshot_xmax", "txid_snapshot_xmin", "txid_visible_in_snapshot", "txid_status",
     "pg_xact_commit_timestamp", "pg_xact_commit_timestamp_origin", "pg_last_committed_xact",
