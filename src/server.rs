@@ -63,6 +63,7 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
         None => None,
     };
 
+    warn_downgradable_targets(&config);
     let audit = open_audit(&config)?;
     // What the clean-up of a crash recorded is on disk before anything is served.
     audit.flush().await?;
@@ -184,6 +185,22 @@ async fn listen<F: FrontEnd>(
     };
     info!("{protocol} listening on {addr}");
     Ok((listener, accepting))
+}
+
+/// `tls = "prefer"` falls back to plain text when the server (or a machine in the middle)
+/// answers no: say so at start for every such target.
+fn warn_downgradable_targets(config: &Config) {
+    for t in config.targets.values() {
+        if t.kind == crate::config::TargetKind::Postgres
+            && t.tls == crate::config::UpstreamTls::Prefer
+        {
+            warn!(
+                target = %t.name,
+                "tls = \"prefer\" can be downgraded to plain text by anyone on the path; \
+                 use tls = \"require\" with ca_file"
+            );
+        }
+    }
 }
 
 /// Open the store, close what a crash left open (pending requests become `cancelled`,

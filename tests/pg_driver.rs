@@ -355,17 +355,23 @@ async fn startup_parameters_are_forwarded() {
 async fn upstream_md5_cleartext_and_password_env() {
     let env = Env::with(|b| {
         let cluster = PgCluster::shared();
-        b.target(PgTarget::on_cluster("md5-db", cluster, "app", "app_md5"))
-            .target(PgTarget::on_cluster(
-                "plain-db",
-                cluster,
-                "app",
-                "app_plain",
-            ))
-            .target(
-                PgTarget::on_cluster("env-db", cluster, "app", "app")
-                    .password_env("JITGATE_TEST_APP_PASSWORD"),
-            )
+        let weak = |mut t: PgTarget| {
+            t.extra.push("allow_weak_auth = true".into());
+            t
+        };
+        b.target(weak(PgTarget::on_cluster(
+            "md5-db", cluster, "app", "app_md5",
+        )))
+        .target(weak(PgTarget::on_cluster(
+            "plain-db",
+            cluster,
+            "app",
+            "app_plain",
+        )))
+        .target(
+            PgTarget::on_cluster("env-db", cluster, "app", "app")
+                .password_env("JITGATE_TEST_APP_PASSWORD"),
+        )
     });
     for (target, role) in [
         ("app-db", "app"),

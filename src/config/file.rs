@@ -68,6 +68,9 @@ pub struct TargetSection {
     pub ca_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub host_key: Option<String>,
+    /// Let the target ask for the password in clear text or as MD5 (default: refused).
+    #[serde(default)]
+    pub allow_weak_auth: bool,
 }
 
 #[derive(Debug, Deserialize)]

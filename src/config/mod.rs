@@ -113,6 +113,9 @@ pub struct Target {
     pub ca_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub host_key: Option<String>,
+    /// The target may ask for the password in clear text or as MD5; otherwise only
+    /// SCRAM-SHA-256 is answered, so the password never leaves jitgate in a reusable form.
+    pub allow_weak_auth: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -390,6 +390,7 @@ pub(super) fn validate_target(
         ca_file,
         key_file,
         host_key: t.host_key.clone(),
+        allow_weak_auth: t.allow_weak_auth,
     })
 }
 

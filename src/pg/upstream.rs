@@ -4,7 +4,9 @@
 //! the server says no, `require` fails without TLS. Certificates are verified only when the
 //! target has a `ca_file` (then chain and host name are checked); without one the link is
 //! encrypted but unauthenticated, like libpq's `sslmode=require`.
-//! Authentication: SCRAM-SHA-256 (rust-postgres' client), MD5 and cleartext.
+//! Authentication: SCRAM-SHA-256 (rust-postgres' client); MD5 and cleartext only for a
+//! target with `allow_weak_auth = true`, so by default a server (or a machine in the middle
+//! of a `tls = "prefer"` link) that asks for them never receives the password.
 
 use std::sync::Arc;
 
@@ -41,6 +43,11 @@ pub enum UpstreamError {
     NoPassword,
     #[error("unsupported authentication method {0}")]
     UnsupportedAuth(i32),
+    #[error(
+        "the target asked for the password {0}; refused so that the password never leaves in a \
+         reusable form (use SCRAM-SHA-256 on the target, or set allow_weak_auth = true)"
+    )]
+    WeakAuth(&'static str),
     #[error("the target refused the connection: {}", msg::field(.0, b'M').unwrap_or("?"))]
     Refused(Vec<(u8, String)>),
 }
@@ -277,6 +284,8 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
         out.clear();
         match kind {
             0 => return Ok(()),
+            3 if !target.allow_weak_auth => return Err(UpstreamError::WeakAuth("in clear text")),
+            5 if !target.allow_weak_auth => return Err(UpstreamError::WeakAuth("as MD5")),
             3 => {
                 let mut b = password()?.expose().as_bytes().to_vec();
                 b.push(0);
