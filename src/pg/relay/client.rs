@@ -14,7 +14,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::framer::{Cut, Side};
 use super::hold::{Held, HeldKind, Waiting};
-use super::tracker::Stmt;
+use super::tracker::{Name, Stmt};
 use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
@@ -29,15 +29,31 @@ pub(super) const REFUSAL_MARKER: &str = "jitgate_refused_";
 /// UTF-8 (a non-UTF-8 client_encoding) comes back lossily converted and flagged, so it is
 /// classified `unknown`.
 fn text_field(b: &[u8]) -> Result<(std::borrow::Cow<'_, str>, bool, &[u8]), Fatal> {
-    let nul = b
-        .iter()
-        .position(|&c| c == 0)
-        .ok_or_else(|| Fatal(Fields::new("FATAL", "08P01", "invalid string in message")))?;
-    let (s, rest) = (&b[..nul], &b[nul + 1..]);
+    let (s, rest) = c_string(b)?;
     Ok(match std::str::from_utf8(s) {
         Ok(t) => (std::borrow::Cow::Borrowed(t), true, rest),
         Err(_) => (String::from_utf8_lossy(s), false, rest),
     })
+}
+
+/// A NUL-terminated string field's bytes and what follows; `Err` on a missing terminator.
+fn c_string(b: &[u8]) -> Result<(&[u8], &[u8]), Fatal> {
+    let nul = b
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or_else(|| Fatal(Fields::new("FATAL", "08P01", "invalid string in message")))?;
+    Ok((&b[..nul], &b[nul + 1..]))
+}
+
+/// A statement or portal name field: the key the server stores it under (its bytes, cut at
+/// 63), and its text for the audit trail (lossy if not UTF-8).
+fn name_field(b: &[u8]) -> Result<(Name, Text, &[u8]), Fatal> {
+    let (s, rest) = c_string(b)?;
+    Ok((
+        Name::wire(s),
+        Text::from(String::from_utf8_lossy(s).as_ref()),
+        rest,
+    ))
 }
 
 /// The client's side of the framer: which frames are read whole, what is refused.
@@ -178,7 +194,9 @@ impl Relay {
         let deferrable = utf8 && self.txn.deferrable(&text);
         let analysis = self.app.cache.analyze(&text);
         let class = if utf8 {
-            sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
+            sql::resolve_class(&analysis, &|n| {
+                self.tracker.stmt(&Name::sql(n)).map(|s| s.class)
+            })
         } else {
             Class::Unknown
         };
@@ -211,11 +229,13 @@ impl Relay {
     }
 
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
-        let (name, _, rest) = text_field(&frame[5..])?;
+        let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
         let analysis = self.app.cache.analyze(&text);
         let class = if utf8 {
-            sql::resolve_class(&analysis, &|n| self.tracker.stmt(n).map(|s| s.class))
+            sql::resolve_class(&analysis, &|n| {
+                self.tracker.stmt(&Name::sql(n)).map(|s| s.class)
+            })
         } else {
             Class::Unknown
         };
@@ -227,7 +247,7 @@ impl Relay {
                 .record(
                     Text::from(&self.sid),
                     EventKind::Parse {
-                        statement_name: Text::from(name.as_ref()),
+                        statement_name: name_text,
                         text: Text::from(&text),
                     },
                 )
@@ -238,16 +258,16 @@ impl Relay {
             analysis,
             class,
         });
-        self.tracker.parse(&name, stmt);
+        self.tracker.parse(name, stmt);
         self.to_server.extend_from_slice(&frame);
         Ok(())
     }
 
     fn on_bind(&mut self, frame: BytesMut) -> Result<(), Fatal> {
-        let (portal, _, rest) = text_field(&frame[5..])?;
-        let (stmt, _, _) = text_field(rest)?;
-        self.tracker.bind(&portal, &stmt);
-        let (portal, statement_name) = (Text::from(portal.as_ref()), Text::from(stmt.as_ref()));
+        let (portal, portal_text, rest) = name_field(&frame[5..])?;
+        let (stmt, stmt_text, _) = name_field(rest)?;
+        self.tracker.bind(portal, &stmt);
+        let (portal, statement_name) = (portal_text, stmt_text);
         self.to_server.extend_from_slice(&frame);
         let ev = EventKind::Bind {
             portal,
@@ -260,7 +280,7 @@ impl Relay {
 
     fn on_close(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let kind = frame.get(5).copied().unwrap_or(0);
-        let (name, _, _) = text_field(frame.get(6..).unwrap_or_default())?;
+        let (name, _, _) = name_field(frame.get(6..).unwrap_or_default())?;
         if kind != b'S' && kind != b'P' {
             return Err(Fatal(Fields::new(
                 "FATAL",
@@ -268,14 +288,14 @@ impl Relay {
                 "invalid CLOSE message subtype",
             )));
         }
-        self.tracker.close(kind, &name);
+        self.tracker.close(kind, name);
         self.to_server.extend_from_slice(&frame);
         Ok(())
     }
 
     fn on_execute(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
-        let (portal, _, _) = text_field(&frame[5..])?;
+        let (portal, _, _) = name_field(&frame[5..])?;
         let stmt = self.tracker.portal(&portal);
         let fallback;
         let (statement, classification, class, runs_prepared) = match &stmt {
@@ -349,14 +369,14 @@ impl Relay {
         for e in &a.effects {
             match e {
                 SqlEffect::Prepare { name, class } => prepares.push((
-                    name.clone(),
+                    Name::sql(name),
                     Arc::new(Stmt {
                         text: Arc::from(format!("EXECUTE {name}").as_str()),
                         analysis: a.clone(),
                         class: *class,
                     }),
                 )),
-                SqlEffect::Deallocate { name } => deallocates.push(name.clone()),
+                SqlEffect::Deallocate { name } => deallocates.push(name.as_deref().map(Name::sql)),
                 SqlEffect::Execute { .. } => {}
             }
         }

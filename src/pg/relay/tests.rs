@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
 
-use super::tracker::{Stmt, Tracker};
+use super::tracker::{Name, Stmt, Tracker};
 
 fn stmt(name: &str, class: Class) -> Arc<Stmt> {
     Arc::new(Stmt {
@@ -61,6 +61,10 @@ enum Step {
 use Class::{Read, Write};
 use Step::*;
 
+fn wire(n: &str) -> Name {
+    Name::wire(n.as_bytes())
+}
+
 /// Drive the tracker the way the relay does, checking as told.
 fn run(name: &str, steps: &[Step]) {
     let base = Instant::now();
@@ -69,18 +73,18 @@ fn run(name: &str, steps: &[Step]) {
     for (i, step) in steps.iter().enumerate() {
         let what = format!("{name}, step {i} ({step:?})");
         match *step {
-            Parse(n, c) => t.parse(n, stmt(n, c)),
-            Bind(p, s) => t.bind(p, s),
-            Close(k, n) => t.close(k, n),
+            Parse(n, c) => t.parse(wire(n), stmt(n, c)),
+            Bind(p, s) => t.bind(wire(p), &wire(s)),
+            Close(k, n) => t.close(k, wire(n)),
             Execute(n) => t.execute(at(n)),
             Query(n, prepares) => {
                 let prepares = prepares
                     .iter()
-                    .map(|(name, c)| (name.to_string(), stmt(name, *c)))
+                    .map(|(name, c)| (Name::sql(name), stmt(name, *c)))
                     .collect();
                 t.query(prepares, &[], at(n));
             }
-            Deallocate(n, name) => t.query(Vec::new(), &[name.map(str::to_string)], at(n)),
+            Deallocate(n, name) => t.query(Vec::new(), &[name.map(Name::sql)], at(n)),
             FunctionCall => t.function_call(),
             RefusedQuery => t.refused(),
             Sync => t.sync(),
@@ -99,8 +103,8 @@ fn run(name: &str, steps: &[Step]) {
             EmptyQuery | PortalSuspended => t.portal_done(),
             CopyInResponse => t.copy_in_started(),
             Ready(s) => t.ready(s),
-            Stmt(n, c) => assert_eq!(t.stmt(n).map(|s| s.class), c, "{what}"),
-            Portal(n, c) => assert_eq!(t.portal(n).map(|s| s.class), c, "{what}"),
+            Stmt(n, c) => assert_eq!(t.stmt(&wire(n)).map(|s| s.class), c, "{what}"),
+            Portal(n, c) => assert_eq!(t.portal(&wire(n)).map(|s| s.class), c, "{what}"),
             Busy(b) => assert_eq!(t.busy(), b, "{what}"),
             InFlight(b) => assert_eq!(t.in_flight(), b, "{what}"),
             CopyIn(b) => assert_eq!(t.copy_in(), b, "{what}"),
@@ -526,4 +530,42 @@ fn queue_scenarios() {
     for (name, steps) in scenarios {
         run(name, steps);
     }
+}
+
+/// 63 bytes, then a distinguishing letter: the server takes all three for one name.
+const LONG_A: &str = "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssA";
+const LONG_B: &str = "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssB";
+const LONG_63: &str = "sssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss";
+
+#[test]
+fn names_sharing_63_bytes_are_one_name() {
+    assert_eq!((LONG_A.len(), LONG_63.len()), (64, 63));
+    run(
+        "long statement names",
+        &[
+            Parse(LONG_A, Read),
+            Sync,
+            ParseComplete,
+            Ready(b'I'),
+            Stmt(LONG_B, Some(Read)),
+            // The server refuses this Parse (the name exists): until it says so, the
+            // look-up takes the worse of the two.
+            Parse(LONG_B, Write),
+            Stmt(LONG_A, Some(Write)),
+            Stmt(LONG_63, Some(Write)),
+            Bind(LONG_B, LONG_A),
+            Portal(LONG_A, Some(Write)),
+            Sync,
+            Error(None),
+            Ready(b'I'),
+            Stmt(LONG_A, Some(Read)),
+            Portal(LONG_B, None),
+            // Closed under another spelling: gone.
+            Close(b'S', LONG_63),
+            Sync,
+            CloseComplete,
+            Ready(b'I'),
+            Stmt(LONG_A, None),
+        ],
+    );
 }

@@ -15,7 +15,7 @@
 //!   (`unknown`, fail closed) until it is prepared again.
 //!
 //! Prepared statements created by SQL `PREPARE` share the protocol's namespace, as in
-//! PostgreSQL. Portals die at the end of a transaction; a simple Query destroys the unnamed
+//! PostgreSQL. Every name is a [`Name`]: the bytes the server keys it by, never text. Portals die at the end of a transaction; a simple Query destroys the unnamed
 //! statement and portal.
 //!
 //! The same queue says which statement a CommandComplete or ErrorResponse is the result of
@@ -36,7 +36,42 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::policy::Class;
-use crate::policy::sql::SqlAnalysis;
+use crate::policy::sql::{self, SqlAnalysis};
+
+/// A statement or portal name exactly as PostgreSQL keys it: bytes, at most
+/// [`sql::NAME_MAX_BYTES`] (NAMEDATALEN − 1) of them.
+///
+/// The server keeps prepared statements and portals in hash tables whose keys are copied
+/// with `strlcpy` into NAMEDATALEN bytes and compared with `strncmp` over 63 bytes
+/// (`string_compare` in dynahash.c): a name from Parse, Bind, Execute, Close or Describe is
+/// cut at byte 63, even in the middle of a character, and two names sharing their first 63
+/// bytes are the same statement. A name from SQL (`PREPARE`, `EXECUTE`, `DEALLOCATE`) is an
+/// identifier the lexer already cut at a character boundary (see
+/// [`sql::truncate_identifier`]); the hash table then keys it by its bytes as well.
+///
+/// The bytes are the client's: exact when client_encoding is UTF8 (the upstream encoding)
+/// or SQL_ASCII, which PostgreSQL passes through unconverted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Name(Box<[u8]>);
+
+impl Name {
+    /// A name from a protocol message (Parse, Bind, Execute, Close, Describe): its first 63
+    /// bytes.
+    pub fn wire(bytes: &[u8]) -> Name {
+        Name(bytes[..bytes.len().min(sql::NAME_MAX_BYTES)].into())
+    }
+
+    /// A name from SQL text (already case-folded unless quoted): truncated as the lexer
+    /// truncates identifiers.
+    pub fn sql(ident: &str) -> Name {
+        Name(sql::truncate_identifier(ident).as_bytes().into())
+    }
+
+    /// The unnamed statement or portal.
+    pub fn unnamed() -> Name {
+        Name::default()
+    }
+}
 
 /// A statement the session prepared (or a portal bound to one).
 #[derive(Debug)]
@@ -49,15 +84,15 @@ pub struct Stmt {
 /// One message sent upstream whose answer is still to come.
 enum Awaiting {
     /// Answered by ParseComplete.
-    Parse(String, Arc<Stmt>),
+    Parse(Name, Arc<Stmt>),
     /// Answered by BindComplete. `None`: bound to a statement the proxy does not know.
-    Bind(String, Option<Arc<Stmt>>),
+    Bind(Name, Option<Arc<Stmt>>),
     /// Answered by CloseComplete; `b'S'` a statement, `b'P'` a portal.
-    Close(u8, String),
+    Close(u8, Name),
     /// A simple Query: every CommandComplete/ErrorResponse until its ReadyForQuery is a
     /// result of it; its PREPAREs take effect at that ReadyForQuery unless it failed.
     Query {
-        prepares: Vec<(String, Arc<Stmt>)>,
+        prepares: Vec<(Name, Arc<Stmt>)>,
         errored: bool,
         started: Instant,
     },
@@ -96,8 +131,8 @@ impl Awaiting {
 
 #[derive(Default)]
 pub struct Tracker {
-    stmts: HashMap<String, Arc<Stmt>>,
-    portals: HashMap<String, Arc<Stmt>>,
+    stmts: HashMap<Name, Arc<Stmt>>,
+    portals: HashMap<Name, Arc<Stmt>>,
     awaiting: VecDeque<Awaiting>,
     /// The server is in copy-in mode and the client has not ended the copy yet: the server
     /// ignores Sync (and Flush) until then.
@@ -113,7 +148,7 @@ fn most_sensitive(a: Option<Arc<Stmt>>, b: &Arc<Stmt>) -> Option<Arc<Stmt>> {
 
 impl Tracker {
     /// The statement `name` may refer to; `None` means unknown.
-    pub fn stmt(&self, name: &str) -> Option<Arc<Stmt>> {
+    pub fn stmt(&self, name: &Name) -> Option<Arc<Stmt>> {
         let mut best = self.stmts.get(name).cloned();
         for a in &self.awaiting {
             match a {
@@ -130,7 +165,7 @@ impl Tracker {
     }
 
     /// The statement portal `name` would run; `None` means unknown.
-    pub fn portal(&self, name: &str) -> Option<Arc<Stmt>> {
+    pub fn portal(&self, name: &Name) -> Option<Arc<Stmt>> {
         let mut best = self.portals.get(name).cloned();
         for a in &self.awaiting {
             if let Awaiting::Bind(n, s) = a
@@ -145,20 +180,17 @@ impl Tracker {
         best
     }
 
-    pub fn parse(&mut self, name: &str, stmt: Arc<Stmt>) {
-        self.awaiting
-            .push_back(Awaiting::Parse(name.to_string(), stmt));
+    pub fn parse(&mut self, name: Name, stmt: Arc<Stmt>) {
+        self.awaiting.push_back(Awaiting::Parse(name, stmt));
     }
 
-    pub fn bind(&mut self, portal: &str, stmt: &str) {
+    pub fn bind(&mut self, portal: Name, stmt: &Name) {
         let s = self.stmt(stmt);
-        self.awaiting
-            .push_back(Awaiting::Bind(portal.to_string(), s));
+        self.awaiting.push_back(Awaiting::Bind(portal, s));
     }
 
-    pub fn close(&mut self, kind: u8, name: &str) {
-        self.awaiting
-            .push_back(Awaiting::Close(kind, name.to_string()));
+    pub fn close(&mut self, kind: u8, name: Name) {
+        self.awaiting.push_back(Awaiting::Close(kind, name));
     }
 
     pub fn execute(&mut self, started: Instant) {
@@ -169,8 +201,8 @@ impl Tracker {
     /// name only makes it `unknown`); PREPAREs wait for success.
     pub fn query(
         &mut self,
-        prepares: Vec<(String, Arc<Stmt>)>,
-        deallocates: &[Option<String>],
+        prepares: Vec<(Name, Arc<Stmt>)>,
+        deallocates: &[Option<Name>],
         started: Instant,
     ) {
         self.drop_unnamed();
@@ -204,8 +236,8 @@ impl Tracker {
     }
 
     fn drop_unnamed(&mut self) {
-        self.stmts.remove("");
-        self.portals.remove("");
+        self.stmts.remove(&Name::unnamed());
+        self.portals.remove(&Name::unnamed());
     }
 
     pub fn sync(&mut self) {
@@ -392,5 +424,57 @@ impl Tracker {
         self.portals.clear();
         self.awaiting
             .retain(|a| a.is_marker() || matches!(a, Awaiting::Execute(_)));
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::Name;
+
+    #[test]
+    fn wire_names_are_their_first_63_bytes() {
+        let a = format!("{}A", "s".repeat(63));
+        let b = format!("{}B", "s".repeat(63));
+        assert_eq!(Name::wire(a.as_bytes()), Name::wire(b.as_bytes()));
+        assert_eq!(
+            Name::wire(a.as_bytes()),
+            Name::wire("s".repeat(63).as_bytes())
+        );
+        let c = format!("{}A", "s".repeat(62));
+        assert_ne!(Name::wire(c.as_bytes()), Name::wire(a.as_bytes()));
+        assert_eq!(Name::wire(b""), Name::unnamed());
+    }
+
+    #[test]
+    fn wire_names_are_cut_by_bytes_even_inside_a_character() {
+        // 62 bytes then "é" (C3 A9) and "è" (C3 A8): the server keeps 62 bytes and C3.
+        let e1 = format!("{}é", "s".repeat(62));
+        let e2 = format!("{}è", "s".repeat(62));
+        assert_eq!(Name::wire(e1.as_bytes()), Name::wire(e2.as_bytes()));
+        assert_ne!(
+            Name::wire(e1.as_bytes()),
+            Name::wire("s".repeat(62).as_bytes())
+        );
+    }
+
+    #[test]
+    fn wire_names_compare_bytes_not_lossy_text() {
+        // Two LATIN1 names that decode lossily to the same text.
+        assert_ne!(Name::wire(b"n\xe9"), Name::wire(b"n\xe8"));
+    }
+
+    #[test]
+    fn sql_names_are_cut_on_a_character_boundary() {
+        let a = format!("{}a", "s".repeat(63));
+        assert_eq!(Name::sql(&a), Name::wire("s".repeat(63).as_bytes()));
+        assert_eq!(Name::sql(&a), Name::wire(a.as_bytes()));
+        // "é" would straddle bytes 63 and 64: the lexer drops it whole.
+        let e = format!("{}éx", "s".repeat(62));
+        assert_eq!(Name::sql(&e), Name::wire("s".repeat(62).as_bytes()));
+        // A 3-byte character at bytes 62..65.
+        let k = format!("{}€", "s".repeat(61));
+        assert_eq!(Name::sql(&k), Name::wire("s".repeat(61).as_bytes()));
+        let fits = format!("{}€", "s".repeat(60));
+        assert_eq!(Name::sql(&fits), Name::wire(fits.as_bytes()));
     }
 }

@@ -27,7 +27,8 @@ pub struct SqlAnalysis {
     pub effects: Vec<SqlEffect>,
 }
 
-/// What a statement does to the session's prepared statements.
+/// What a statement does to the session's prepared statements. Names are as the server
+/// keys them: folded unless quoted, truncated by [`super::truncate_identifier`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SqlEffect {
     Prepare {

@@ -56,6 +56,7 @@ mod walk;
 
 pub use analysis::{SqlAnalysis, SqlEffect, SqlOptions};
 pub use depth::MAX_OPEN_TOKENS;
+pub use names::{NAME_MAX_BYTES, truncate_identifier};
 
 /// Analyses one query string as a Postgres simple-query message would carry it.
 pub fn analyze_sql(text: &str, opts: &SqlOptions) -> SqlAnalysis {

@@ -15,6 +15,26 @@ use super::catalog::catalog_relation;
 /// Sorted, deduplicated strings.
 pub(super) type NameSet = BTreeSet<String>;
 
+/// NAMEDATALEN − 1: the most bytes of a name PostgreSQL keeps.
+pub const NAME_MAX_BYTES: usize = 63;
+
+/// An identifier as PostgreSQL's lexer truncates it (`truncate_identifier`, quoted or not):
+/// the longest prefix of at most [`NAME_MAX_BYTES`] bytes that ends on a character boundary
+/// (`pg_mbcliplen` in the server encoding, UTF8 upstream).
+pub fn truncate_identifier(s: &str) -> &str {
+    let mut n = s.len().min(NAME_MAX_BYTES);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    &s[..n]
+}
+
+/// A prepared statement's name from `PREPARE`, `EXECUTE` or `DEALLOCATE`: folded, then
+/// truncated, so names the server takes for one statement are one name here.
+pub(super) fn stmt_name(i: &Ident) -> String {
+    truncate_identifier(&ident(i)).to_string()
+}
+
 /// Normalises identifier parts the way Postgres does: lower-case unless quoted.
 pub(super) fn ident(i: &Ident) -> String {
     if i.quote_style.is_some() {

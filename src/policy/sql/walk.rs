@@ -19,7 +19,7 @@ use sqlparser::ast::{
 
 use super::analysis::{SqlEffect, SqlOptions};
 use super::catalog::{FunctionKind, function_kind};
-use super::names::{NameSet, ident, parts, relation};
+use super::names::{NameSet, ident, parts, relation, stmt_name, truncate_identifier};
 use super::statement::{explain_runs, statement_class, statement_tables};
 use crate::policy::{Class, Worst};
 
@@ -225,13 +225,15 @@ impl Visitor for Walk<'_> {
             Statement::Prepare { .. } => self.acc.push(Worst::new("PREPARE of a read")),
             Statement::Execute { name, .. } if self.plan_only == 0 => {
                 match name.as_ref().and_then(parts).as_deref() {
-                    Some([n]) => self.effects.push(SqlEffect::Execute { name: n.clone() }),
+                    Some([n]) => self.effects.push(SqlEffect::Execute {
+                        name: truncate_identifier(n).to_string(),
+                    }),
                     _ => self.unknown("EXECUTE of this form"),
                 }
             }
             Statement::Deallocate { name, .. } => {
                 let all = name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all");
-                let name = (!all).then(|| ident(name));
+                let name = (!all).then(|| stmt_name(name));
                 self.effects.push(SqlEffect::Deallocate { name });
             }
             Statement::Discard {
@@ -252,7 +254,7 @@ impl Visitor for Walk<'_> {
             Statement::Prepare { name, .. } if self.acc.len() > 1 => {
                 if let Some(inner) = self.acc.pop() {
                     self.effects.push(SqlEffect::Prepare {
-                        name: ident(name),
+                        name: stmt_name(name),
                         class: inner.class,
                     });
                     if let Some(outer) = self.acc.last_mut() {
