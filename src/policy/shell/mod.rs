@@ -83,7 +83,9 @@ const MAX_TEST_DEPTH: u32 = 64;
 
 /// Classifies an exec command string as the SSH client sent it.
 pub fn classify_shell(command: &str) -> Classification {
-    if command.trim().is_empty() {
+    // Only bash's own blanks make a command empty: U+00A0 and the other Unicode spaces are
+    // part of a word to bash, so a command of them names a program (or a function).
+    if command.trim_matches([' ', '\t', '\n']).is_empty() {
         return Classification::bare(Class::Read, "empty command");
     }
     if let Some(why) = precheck(command) {

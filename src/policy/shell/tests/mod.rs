@@ -306,6 +306,12 @@ const CASES: &[(&str, Class)] = &[
     // empty
     ("", R),
     ("   ", R),
+    (" \t\n ", R),
+    // Unicode spaces are word characters to bash: a command name, not an empty command
+    ("\u{a0}", U),
+    ("\u{2003}\u{3000}", U),
+    ("\u{a0}ls", U),
+    ("ls\u{a0}-la", U),
 ];
 
 #[test]
