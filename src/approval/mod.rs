@@ -310,20 +310,24 @@ impl Approvals {
 
     /// Revoke grant `id` for `who`: its grantee or an approver of its rule.
     pub fn revoke_by(&self, id: &str, who: &User) -> Result<Grant, RevokeError> {
-        {
-            let mut inner = self.lock();
-            let g = inner.grants.get(id).ok_or(RevokeError::NotFound)?;
-            if !g.revocable_by(who) {
-                return Err(RevokeError::NotAllowed);
-            }
-        }
-        self.revoke(id).ok_or(RevokeError::NotFound)
+        self.revoke_if(id, |g| g.revocable_by(who))
     }
 
+    /// Revoke grant `id`, whoever asks.
     pub fn revoke(&self, id: &str) -> Option<Grant> {
+        self.revoke_if(id, |_| true).ok()
+    }
+
+    /// Revoke grant `id` if `allowed` says so; the check and the removal hold one lock, so
+    /// nothing can change the grant between them.
+    fn revoke_if(&self, id: &str, allowed: impl Fn(&Grant) -> bool) -> Result<Grant, RevokeError> {
         let (g, session) = {
             let mut inner = self.lock();
-            let g = inner.grants.revoke(id)?;
+            let g = inner.grants.get(id).ok_or(RevokeError::NotFound)?;
+            if !allowed(g) {
+                return Err(RevokeError::NotAllowed);
+            }
+            let g = inner.grants.revoke(id).ok_or(RevokeError::NotFound)?;
             let session = inner
                 .requests
                 .get(&g.request)
@@ -338,7 +342,7 @@ impl Approvals {
             },
         );
         self.emit(Event::GrantRevoked(g.clone()));
-        Some(g)
+        Ok(g)
     }
 
     pub fn pending_count(&self) -> usize {

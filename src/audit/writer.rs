@@ -174,9 +174,7 @@ impl Writer {
             return;
         }
         let mut sb = sled::Batch::default();
-        for (id, v) in requests {
-            sb.insert(keys::request(id.as_bytes()), &v[..]);
-        }
+        insert_requests(&mut sb, requests);
         let _ = self.store.db.apply_batch(sb);
     }
 
@@ -266,9 +264,7 @@ impl Writer {
                 sb.insert(keys::session(id.as_bytes()), v);
             }
         }
-        for (id, v) in &requests {
-            sb.insert(keys::request(id.as_bytes()), &v[..]);
-        }
+        insert_requests(&mut sb, &requests);
 
         let outcome = if self.shared.fault.load(Ordering::Relaxed) {
             Err("injected failure (test hook): I/O error".to_string())
@@ -410,4 +406,11 @@ fn close_block(
     // sled copies the slice into its own buffer: the writer's buffers are reused.
     sb.insert(&keys::block(first), &packed[..n]);
     (head, raw)
+}
+
+/// Add encoded request upserts to a batch.
+fn insert_requests(sb: &mut sled::Batch, requests: &[(String, Vec<u8>)]) {
+    for (id, v) in requests {
+        sb.insert(keys::request(id.as_bytes()), &v[..]);
+    }
 }

@@ -193,13 +193,7 @@ impl Relay {
         let (text, utf8, _) = text_field(&frame[5..])?;
         let deferrable = utf8 && self.txn.deferrable(&text);
         let analysis = self.app.cache.analyze(&text);
-        let class = if utf8 {
-            sql::resolve_class(&analysis, &|n| {
-                self.tracker.stmt(&Name::sql(n)).map(|s| s.class)
-            })
-        } else {
-            Class::Unknown
-        };
+        let class = self.session_class(&analysis, utf8);
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
@@ -224,6 +218,17 @@ impl Relay {
         Ok(())
     }
 
+    /// The class of `analysis` with the statements this session prepared; text that was not
+    /// UTF-8 is `unknown`.
+    fn session_class(&self, analysis: &SqlAnalysis, utf8: bool) -> Class {
+        if !utf8 {
+            return Class::Unknown;
+        }
+        sql::resolve_class(analysis, &|n| {
+            self.tracker.stmt(&Name::sql(n)).map(|s| s.class)
+        })
+    }
+
     fn observe(&self, started: std::time::Instant) {
         self.latency.observe(started.elapsed().as_secs_f64());
     }
@@ -232,13 +237,7 @@ impl Relay {
         let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
         let analysis = self.app.cache.analyze(&text);
-        let class = if utf8 {
-            sql::resolve_class(&analysis, &|n| {
-                self.tracker.stmt(&Name::sql(n)).map(|s| s.class)
-            })
-        } else {
-            Class::Unknown
-        };
+        let class = self.session_class(&analysis, utf8);
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
