@@ -22,11 +22,7 @@ pub const NAME_MAX_BYTES: usize = 63;
 /// the longest prefix of at most [`NAME_MAX_BYTES`] bytes that ends on a character boundary
 /// (`pg_mbcliplen` in the server encoding, UTF8 upstream).
 pub fn truncate_identifier(s: &str) -> &str {
-    let mut n = s.len().min(NAME_MAX_BYTES);
-    while !s.is_char_boundary(n) {
-        n -= 1;
-    }
-    &s[..n]
+    crate::policy::char_prefix(s, NAME_MAX_BYTES)
 }
 
 /// A prepared statement's name from `PREPARE`, `EXECUTE` or `DEALLOCATE`: folded, then
