@@ -72,6 +72,8 @@ fi
 
 # --- checks and tests ------------------------------------------------------------------------
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# One clean build: incremental caches would only take disk a CI machine may not have.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 say "cargo fmt --check"
 cargo fmt --check
