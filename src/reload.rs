@@ -120,7 +120,7 @@ impl Reloader {
 /// config says then never disagree.
 ///
 /// Fixed until restart: the listener addresses, `data_dir`, `ssh_host_key`, whether TLS is on,
-/// `max_connections` (the session semaphore is sized once), `drain_timeout`,
+/// `max_connections` and the unauthenticated limits (their semaphores are sized once), `drain_timeout`,
 /// `[policy] trusted_functions` (baked into the classification cache), and a Postgres target's
 /// `tls`/`ca_file` (its upstream TLS client is built once per target name).
 pub fn keep_static(old: &Config, new: &mut Config) -> Vec<String> {
@@ -141,6 +141,8 @@ pub fn keep_static(old: &Config, new: &mut Config) -> Vec<String> {
         data_dir,
         ssh_host_key,
         max_connections,
+        max_unauthenticated,
+        max_unauthenticated_per_source,
         drain_timeout
     );
     if o.tls.is_some() != n.tls.is_some() {

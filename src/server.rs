@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::lifecycle::{FrontEnd, Listener, Phase, Protocol, Shutdown, ShutdownSignal};
+use crate::lifecycle::{FrontEnd, Limits, Listener, Phase, Protocol, Shutdown, ShutdownSignal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -67,7 +67,7 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     let audit = open_audit(&config)?;
     // What the clean-up of a crash recorded is on disk before anything is served.
     audit.flush().await?;
-    let max_connections = config.server.max_connections;
+    let limits = config.server.limits();
     let app = AppState::new(Arc::new(config), audit.clone());
     spawn_retention(audit.clone());
     crate::webhook::spawn(app.clone());
@@ -79,31 +79,11 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     if let Some(addr) = pg_listen {
         let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let server = crate::pg::PgServer::new(app.clone(), acceptor, shutdown.subscribe());
-        listeners.push(
-            listen(
-                addr,
-                Protocol::Postgres,
-                server,
-                &app,
-                max_connections,
-                &shutdown,
-            )
-            .await?,
-        );
+        listeners.push(listen(addr, Protocol::Postgres, server, &app, limits, &shutdown).await?);
     }
     if let (Some(addr), Some(key)) = (ssh_listen, ssh_host_key) {
         let server = crate::ssh::SshServer::new(app.clone(), key, shutdown.subscribe());
-        listeners.push(
-            listen(
-                addr,
-                Protocol::Ssh,
-                server,
-                &app,
-                max_connections,
-                &shutdown,
-            )
-            .await?,
-        );
+        listeners.push(listen(addr, Protocol::Ssh, server, &app, limits, &shutdown).await?);
     }
 
     let api = crate::api::Api {
@@ -170,13 +150,13 @@ async fn listen<F: FrontEnd>(
     protocol: Protocol,
     server: Arc<F>,
     app: &AppState,
-    max_connections: usize,
+    limits: Limits,
     shutdown: &ShutdownSignal,
 ) -> Result<(Arc<Listener>, tokio::task::JoinHandle<()>), ServeError> {
     let socket = bind(addr).await?;
     let listener = Arc::new(Listener::new(
         protocol,
-        max_connections,
+        limits,
         app.metrics.connections.clone(),
     ));
     let accepting = {

@@ -335,3 +335,55 @@ fn over_max_connections_gets_53300() {
     });
     again.close();
 }
+
+#[test]
+fn idle_sockets_never_take_the_slots_of_users_who_log_in() {
+    let env = Env::with(|b| {
+        b.server("max_connections", "4")
+            .server("max_unauthenticated_per_source", "8")
+    });
+    // Sockets that connect and say nothing hold places among the unauthenticated only.
+    let mut idle: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| std::net::TcpStream::connect(env.jg.pg_addr()).expect("connect"))
+        .collect();
+    let mut sessions: Vec<RawSession> = (0..3)
+        .map(|i| {
+            login(&env, ALICE, APP_TARGET, ALICE_PASSWORD)
+                .unwrap_or_else(|e| panic!("login {i} beside six idle sockets refused: {e:?}"))
+        })
+        .collect();
+    // Sessions no longer count among the unauthenticated: two more idle sockets fill the
+    // source's eight places, and the next connection from it is refused before it logs in.
+    for _ in 0..2 {
+        idle.push(std::net::TcpStream::connect(env.jg.pg_addr()).expect("connect"));
+    }
+    let error = refused(
+        login(&env, ALICE, APP_TARGET, ALICE_PASSWORD),
+        "a login over max_unauthenticated_per_source",
+    );
+    assert_eq!(error.stage, "startup", "{error:?}");
+    assert_eq!(
+        (error.fields.severity(), error.fields.code()),
+        ("FATAL", "53300"),
+        "{error:?}"
+    );
+    let rows = RawSession::first_column(&sessions[0].query("select 'still'"));
+    assert_eq!(rows, [Some("still".to_string())]);
+    // The idle sockets go: the fourth session slot is free for a user.
+    drop(idle);
+    let fourth = support::wait_until(
+        "a free unauthenticated place",
+        Duration::from_secs(10),
+        || login(&env, ALICE, APP_TARGET, ALICE_PASSWORD).ok(),
+    );
+    sessions.push(fourth);
+    let error = refused(
+        login(&env, ALICE, APP_TARGET, ALICE_PASSWORD),
+        "a fifth session over max_connections",
+    )
+    .fields;
+    assert_eq!((error.severity(), error.code()), ("FATAL", "53300"));
+    for s in sessions {
+        s.close();
+    }
+}

@@ -1,6 +1,6 @@
 //! Who may not get in, and what may not break jitgate: wrong keys, unknown targets, a target
-//! whose host key does not match the pin, an RSA target key, garbage on the SSH port, and 50
-//! concurrent sessions mixing exec and shell.
+//! whose host key does not match the pin, an RSA target key, garbage on the SSH port, idle
+//! sockets that never authenticate, and 50 concurrent sessions mixing exec and shell.
 
 mod support;
 
@@ -184,4 +184,21 @@ fn fifty_concurrent_sessions_mixing_exec_and_shell() {
             .any(|l| l.starts_with("jitgate_active_sessions{protocol=\"ssh\"} 0"))
             .then_some(())
     });
+}
+
+#[test]
+fn idle_sockets_never_take_the_session_slot() {
+    let env = SshEnv::builder().server("max_connections", "1").start();
+    let port = env.jg.ssh_port();
+    let idle: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    let out = run_timeout(env.ssh().arg("echo slot-free"), None, T);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "slot-free",
+        "{}",
+        output_text(&out)
+    );
+    drop(idle);
 }

@@ -37,6 +37,8 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_connections: Option<usize>,
+    pub max_unauthenticated: Option<usize>,
+    pub max_unauthenticated_per_source: Option<usize>,
     pub max_message_bytes: Option<usize>,
     pub startup_timeout: Option<String>,
     pub drain_timeout: Option<String>,

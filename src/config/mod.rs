@@ -67,9 +67,24 @@ pub struct Server {
     pub ssh_host_key: PathBuf,
     pub tls: Option<TlsFiles>,
     pub max_connections: usize,
+    /// Connections per front end still negotiating or authenticating.
+    pub max_unauthenticated: usize,
+    /// Of those, from one source address.
+    pub max_unauthenticated_per_source: usize,
     pub max_message_bytes: usize,
     pub startup_timeout: Duration,
     pub drain_timeout: Duration,
+}
+
+impl Server {
+    /// What each front end admits.
+    pub fn limits(&self) -> crate::lifecycle::Limits {
+        crate::lifecycle::Limits {
+            sessions: self.max_connections,
+            unauthenticated: self.max_unauthenticated,
+            unauthenticated_per_source: self.max_unauthenticated_per_source,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +154,8 @@ pub struct Audit {
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 256;
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: usize = 64;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Every problem found, one human line each.

@@ -179,8 +179,21 @@ pub(super) fn validate_server(
         errs.push("server.max_message_bytes: must be between 1024 and 1073741824".into());
     }
     let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-    if max_connections == 0 {
-        errs.push("server.max_connections: must be at least 1".into());
+    let max_unauthenticated = s.max_unauthenticated.unwrap_or(DEFAULT_MAX_UNAUTHENTICATED);
+    let max_unauthenticated_per_source = s
+        .max_unauthenticated_per_source
+        .unwrap_or(DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE);
+    for (key, value) in [
+        ("max_connections", max_connections),
+        ("max_unauthenticated", max_unauthenticated),
+        (
+            "max_unauthenticated_per_source",
+            max_unauthenticated_per_source,
+        ),
+    ] {
+        if value == 0 {
+            errs.push(format!("server.{key}: must be at least 1"));
+        }
     }
     let startup_timeout = duration_or(
         errs,
@@ -208,6 +221,8 @@ pub(super) fn validate_server(
         ssh_host_key,
         tls,
         max_connections,
+        max_unauthenticated,
+        max_unauthenticated_per_source,
         max_message_bytes,
         startup_timeout,
         drain_timeout,

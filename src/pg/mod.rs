@@ -27,7 +27,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::app::AppState;
 use crate::gate::SessionCtx;
-use crate::lifecycle::{FrontEnd, Protocol, Shutdown, Slot};
+use crate::lifecycle::{Admission, FrontEnd, Protocol, Shutdown};
 use msg::Fields;
 use startup::{Authenticated, Hello};
 use upstream::UpstreamError;
@@ -58,10 +58,11 @@ impl PgServer {
         })
     }
 
-    async fn accepted(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Option<Slot>) {
-        let _excess = match slot {
-            Some(_) => None,
-            None => match self.excess.clone().try_acquire_owned() {
+    async fn accepted(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, mut admission: Admission) {
+        let over_limit = !admission.admitted();
+        let _excess = match over_limit {
+            false => None,
+            true => match self.excess.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => return, // flood: just close
             },
@@ -74,7 +75,7 @@ impl PgServer {
                 self.tls.as_ref(),
                 &config,
                 &self.process_secret,
-                slot.is_none(),
+                over_limit,
             ),
         )
         .await;
@@ -91,7 +92,16 @@ impl PgServer {
         };
         match hello {
             Hello::Cancel { pid, secret } => self.registry.cancel(pid, secret).await,
-            Hello::Session(auth) => {
+            Hello::Session(mut auth) => {
+                // Only an authenticated user takes a session slot.
+                let Some(slot) = admission.authenticated() else {
+                    startup::refuse(
+                        &mut auth.stream,
+                        Fields::new("FATAL", "53300", "sorry, too many clients already"),
+                    )
+                    .await;
+                    return;
+                };
                 let ctx = SessionCtx {
                     id: crate::approval::new_id("s"),
                     user: auth.user.clone(),
@@ -249,13 +259,15 @@ fn leak_free_code(code: Option<&str>) -> &'static str {
 }
 
 impl FrontEnd for PgServer {
-    /// A connection over `max_connections` still completes start-up to be told 53300.
+    /// A connection over the unauthenticated limits still sends its startup packet to be
+    /// told 53300 (as PostgreSQL does); one over `max_connections` is told so once it has
+    /// authenticated.
     fn connection(
         self: Arc<Self>,
         tcp: TcpStream,
         peer: SocketAddr,
-        slot: Option<Slot>,
+        admission: Admission,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.accepted(tcp, peer, slot)
+        self.accepted(tcp, peer, admission)
     }
 }

@@ -19,6 +19,7 @@ use super::inbox::{Inbox, TRICKLE_PACE, TRICKLE_WINDOW};
 use super::{Conn, SshServer, auth, channel, forward};
 use crate::config::{Target, User};
 use crate::gate::SessionCtx;
+use crate::lifecycle::{Admission, Slot};
 
 pub(super) struct ConnHandler {
     server: Arc<SshServer>,
@@ -30,6 +31,10 @@ pub(super) struct ConnHandler {
     /// Each open channel's inbox, for window throttling.
     inboxes: HashMap<ChannelId, Weak<Inbox>>,
     window: u32,
+    /// Becomes a session slot when the user authenticates.
+    admission: Admission,
+    /// Held for as long as the connection is a session.
+    slot: Option<Slot>,
 }
 
 impl ConnHandler {
@@ -37,6 +42,7 @@ impl ConnHandler {
         server: Arc<SshServer>,
         peer: SocketAddr,
         connection: Arc<OnceLock<Arc<Conn>>>,
+        admission: Admission,
     ) -> Self {
         ConnHandler {
             window: server.config.window_size,
@@ -46,6 +52,8 @@ impl ConnHandler {
             who: None,
             started: HashSet::new(),
             inboxes: HashMap::new(),
+            admission,
+            slot: None,
         }
     }
 
@@ -115,6 +123,15 @@ impl russh::server::Handler for ConnHandler {
         let Some((user, target)) = self.who.clone() else {
             return Err(russh::Error::NotAuthenticated);
         };
+        self.slot = self.admission.authenticated();
+        if self.slot.is_none() {
+            tracing::info!(peer = %self.peer, "ssh session refused: max_connections reached");
+            return session.disconnect(
+                russh::Disconnect::TooManyConnections,
+                "too many sessions",
+                "en",
+            );
+        }
         let ctx = SessionCtx {
             id: crate::approval::new_id("s"),
             user,

@@ -46,7 +46,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::app::AppState;
 use crate::gate::SessionCtx;
-use crate::lifecycle::{FrontEnd, Phase, Shutdown, Slot};
+use crate::lifecycle::{Admission, FrontEnd, Phase, Shutdown};
 
 /// Messages russh queues per channel before it stops reading the connection.
 const CHANNEL_BUFFER: usize = 32;
@@ -86,10 +86,10 @@ impl SshServer {
         })
     }
 
-    async fn session(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
+    async fn session(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, admission: Admission) {
         let startup = self.app.config().server.startup_timeout;
         let connection: Arc<OnceLock<Arc<Conn>>> = Arc::new(OnceLock::new());
-        let handler = handler::ConnHandler::new(self.clone(), peer, connection.clone());
+        let handler = handler::ConnHandler::new(self.clone(), peer, connection.clone(), admission);
         let running = match tokio::time::timeout(
             startup,
             russh::server::run_stream(self.config.clone(), tcp, handler),
@@ -140,15 +140,15 @@ impl SshServer {
         if let Some(conn) = connection.get() {
             conn.finish().await;
         }
-        drop(slot);
     }
 }
 
 impl FrontEnd for SshServer {
-    /// A connection over `max_connections` is closed at once.
-    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, slot: Option<Slot>) {
-        if let Some(slot) = slot {
-            self.session(tcp, peer, slot).await;
+    /// A connection over the unauthenticated limits is closed at once; one over
+    /// `max_connections` is disconnected once it has authenticated.
+    async fn connection(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, admission: Admission) {
+        if admission.admitted() {
+            self.session(tcp, peer, admission).await;
         }
     }
 }

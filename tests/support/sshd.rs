@@ -267,6 +267,8 @@ pub struct SshEnvBuilder {
     pub pinned_host_key: Option<String>,
     /// `server.drain_timeout`.
     pub drain_timeout: Option<String>,
+    /// Extra `[server]` lines with raw TOML values.
+    pub server: Vec<(&'static str, String)>,
 }
 
 impl Default for SshEnvBuilder {
@@ -277,6 +279,7 @@ impl Default for SshEnvBuilder {
             rsa_target_key: false,
             pinned_host_key: None,
             drain_timeout: None,
+            server: Vec::new(),
         }
     }
 }
@@ -284,6 +287,12 @@ impl Default for SshEnvBuilder {
 impl SshEnvBuilder {
     pub fn rule_first(mut self, body: &str) -> Self {
         self.first.push(body.to_string());
+        self
+    }
+
+    /// An extra `[server]` line with a raw TOML value.
+    pub fn server(mut self, key: &'static str, raw: &str) -> Self {
+        self.server.push((key, raw.to_string()));
         self
     }
 
@@ -323,6 +332,9 @@ impl SshEnvBuilder {
         let mut b = JitgateBuilder::new().ssh_listen().raw_toml(&users);
         if let Some(d) = &self.drain_timeout {
             b = b.server_str("drain_timeout", d);
+        }
+        for (key, raw) in &self.server {
+            b = b.server(key, raw);
         }
         for r in &self.first {
             b = b.rule(r);
