@@ -115,7 +115,7 @@ done
 
 flush_sum=$(metric "$ON_API" jitgate_audit_flush_seconds_sum)
 flush_count=$(metric "$ON_API" jitgate_audit_flush_seconds_count)
-dropped=$(metric "$ON_API" jitgate_audit_dropped_events_total)
+waits=$(metric "$ON_API" 'jitgate_audit_backpressure_waits_total{protocol="postgres"}')
 
 echo
 echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
@@ -142,5 +142,5 @@ for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b
             if (c == 1) printf "\nflush wait of an allowed write (-c 1 UPDATE latency, audit-on minus audit-off): %.3f ms\n", mlat["audit-on"] - mlat["audit-off"]
         }' "$RESULTS"
 done
-awk -v s="$flush_sum" -v c="$flush_count" -v d="$dropped" 'BEGIN {
-    printf "store commits: %d, mean commit (encode + write + flush) %.3f ms; routine events dropped: %d\n", c, c ? s / c * 1000 : 0, d }'
+awk -v s="$flush_sum" -v c="$flush_count" -v w="$waits" 'BEGIN {
+    printf "store commits: %d, mean commit (encode + write + flush) %.3f ms; sessions waited for the audit writer: %d times\n", c, c ? s / c * 1000 : 0, w }'

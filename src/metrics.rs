@@ -31,8 +31,9 @@ pub struct Metrics {
     pub audit_commit: Histogram,
     audit_queue: IntGauge,
     audit_events: IntCounter,
-    audit_dropped: IntCounter,
     audit_healthy: IntGauge,
+    /// Times a session stopped reading its client until the audit writer caught up.
+    pub audit_waits: IntCounterVec,
 }
 
 /// Makes metric families and registers each in one registry. Names and label sets are
@@ -107,6 +108,14 @@ impl Metrics {
         for result in ["ok", "error"] {
             config_reloads.with_label_values(&[result]);
         }
+        let audit_waits = f.counters(
+            "jitgate_audit_backpressure_waits_total",
+            "Times a session stopped reading its client until the audit writer caught up.",
+            &["protocol"],
+        );
+        for p in Protocol::ALL.map(Protocol::as_str) {
+            audit_waits.with_label_values(&[p]);
+        }
         Metrics {
             connections: f.counters(
                 "jitgate_connections_total",
@@ -169,10 +178,7 @@ impl Metrics {
                 "jitgate_audit_events_total",
                 "Audit events committed to disk.",
             ),
-            audit_dropped: f.counter(
-                "jitgate_audit_dropped_events_total",
-                "Routine audit events dropped because the queue was full.",
-            ),
+            audit_waits,
             audit_healthy: f.gauge(
                 "jitgate_audit_healthy",
                 "1 while the audit store accepts writes, 0 once it has failed.",
@@ -186,8 +192,6 @@ impl Metrics {
         self.audit_queue.set(s.queued as i64);
         self.audit_events
             .inc_by(s.events.saturating_sub(self.audit_events.get()));
-        self.audit_dropped
-            .inc_by(s.dropped.saturating_sub(self.audit_dropped.get()));
         self.audit_healthy.set(i64::from(healthy));
     }
 

@@ -7,11 +7,18 @@
 //!   in commit order and carries `SHA-256(previous hash ‖ its stored bytes)` ([`chain`]).
 //!   [`verify`] walks it offline and names the first broken link; pruning moves an anchor
 //!   (seq and hash of the last pruned event) so what is left still verifies.
-//! - **Cheap for the caller.** [`Audit::record`] stamps the time, boxes the event and does one
-//!   non-blocking send on a bounded queue: no encoding, hashing, locking or I/O on the relay's
-//!   thread. A full queue is counted ([`AuditStats::dropped`]) and reported, never waited on.
-//!   [`Audit::put_request`] is as cheap: it leaves the request's view for the writer's next
-//!   commit (the latest view per request; never dropped) and at most sends one wake-up.
+//! - **Lossless and cheap for the caller.** [`Audit::record`] stamps the time, boxes the event
+//!   and does one non-blocking send: no encoding, hashing, locking or I/O on the relay's
+//!   thread, and no event is ever dropped. The queue has no fixed capacity (a full queue would
+//!   have to drop); it is bounded by **admission** instead: a session's events count in its
+//!   [`Backlog`] until the writer takes them, and a session whose backlog is over
+//!   `session_backlog`, or any session while the whole queue is over `queue_capacity`, is not
+//!   [`Audit::has_room`]: its front end stops reading the client at the next statement
+//!   boundary and waits ([`Audit::room`]). So the queue holds at most `queue_capacity` plus,
+//!   per session, `session_backlog` and what one read of the client can produce; a flooding
+//!   session slows itself first. [`Audit::put_request`] is as cheap: it leaves the request's
+//!   view for the writer's next commit (the latest view per request) and at most sends one
+//!   wake-up.
 //! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
 //!   and hashes them into blocks (one LZ4-compressed sled value per ~64 KiB of events), and
 //!   commits blocks, session index entries, session records and the chain head in one atomic
@@ -50,8 +57,8 @@ mod bench;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -76,8 +83,6 @@ pub enum AuditError {
     Open { dir: String, reason: String },
     #[error("the audit store has failed: {0}")]
     Failed(Arc<str>),
-    #[error("the audit queue is full")]
-    QueueFull,
 }
 
 #[derive(Debug, Clone)]
@@ -89,8 +94,11 @@ pub struct AuditOptions {
     pub retention_days: Option<u32>,
     /// How long the writer gathers routine events before a commit.
     pub commit_interval: Duration,
-    /// Events waiting for the writer, at most.
+    /// Events waiting for the writer above which every session waits at its next statement
+    /// boundary (see [`Audit::has_room`]).
     pub queue_capacity: usize,
+    /// Events of one session waiting for the writer above which that session waits.
+    pub session_backlog: usize,
 }
 
 impl Default for AuditOptions {
@@ -102,6 +110,7 @@ impl Default for AuditOptions {
             retention_days: None,
             commit_interval: Duration::from_millis(20),
             queue_capacity: 65_536,
+            session_backlog: 4_096,
         }
     }
 }
@@ -125,13 +134,26 @@ pub struct AuditStats {
     pub events: u64,
     /// Commits (each one sled batch and one flush).
     pub commits: u64,
-    /// Events refused because the queue was full.
-    pub dropped: u64,
     /// Duration of the last commit (encode, hash, write, flush), µs.
     pub last_commit_us: u64,
     pub max_commit_us: u64,
     /// Events waiting for the writer.
     pub queued: u64,
+}
+
+/// A session's events queued and not yet taken by the writer. Cloning shares the count.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog(Arc<AtomicU64>);
+
+impl Backlog {
+    /// Events of this session waiting for the writer.
+    pub fn len(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The audit store. Cloning is cheap (an `Arc`).
@@ -144,7 +166,7 @@ struct Inner {
     store: Store,
     opts: AuditOptions,
     shared: Arc<Shared>,
-    tx: Option<SyncSender<Box<Msg>>>,
+    tx: Option<Sender<Box<Msg>>>,
     /// The writer before `start`.
     pending: Mutex<Option<Writer>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -169,7 +191,8 @@ impl Audit {
             dir: dir.display().to_string(),
             reason: e.to_string(),
         })?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(opts.queue_capacity.max(1));
+        // No fixed capacity: admission bounds the queue (see the module's invariants).
+        let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared::default());
         let writer = Writer {
             store: store.clone(),
@@ -223,57 +246,102 @@ impl Audit {
         }
     }
 
-    fn send(&self, msg: Box<Msg>) -> Result<(), (AuditError, Box<Msg>)> {
+    fn send(&self, msg: Box<Msg>) -> Result<(), AuditError> {
         let Some(tx) = &self.inner.tx else {
-            return Err((self.inner.shared.error(), msg));
+            return Err(self.inner.shared.error());
         };
         // Counted before the send so the writer's decrement never comes first.
         self.inner.shared.queued.fetch_add(1, Ordering::Relaxed);
-        match tx.try_send(msg) {
+        if let Some(backlog) = &msg.backlog {
+            backlog.fetch_add(1, Ordering::Relaxed);
+        }
+        match tx.send(msg) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(m)) => {
+            Err(std::sync::mpsc::SendError(m)) => {
                 self.inner.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                Err((AuditError::QueueFull, m))
-            }
-            Err(TrySendError::Disconnected(m)) => {
-                self.inner.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                if let Some(backlog) = &m.backlog {
+                    backlog.fetch_sub(1, Ordering::Relaxed);
+                }
                 self.inner
                     .shared
                     .fail("the audit writer has stopped".into());
-                Err((self.inner.shared.error(), m))
+                Err(self.inner.shared.error())
             }
         }
     }
 
-    /// Record a routine event: committed within `commit_interval`, never waits. `session`
-    /// may be an `Arc<str>` (no copy) or anything else [`Text`] converts from.
+    /// Record an event that belongs to no session's backlog (requests decided through the
+    /// API, upkeep): committed within `commit_interval`, never waits, never dropped.
+    /// `session` may be an `Arc<str>` (no copy) or anything else [`Text`] converts from.
     pub fn record(&self, session: impl Into<Text>, ev: EventKind) -> Result<(), AuditError> {
-        self.record_at(now_us(), session.into(), ev)
+        self.record_at(now_us(), session.into(), ev, None)
     }
 
-    fn record_at(&self, at_us: u64, session: Text, ev: EventKind) -> Result<(), AuditError> {
+    /// Record a session's event, counted in its `backlog` until the writer takes it.
+    pub fn record_in(
+        &self,
+        backlog: &Backlog,
+        session: impl Into<Text>,
+        ev: EventKind,
+    ) -> Result<(), AuditError> {
+        self.record_at(now_us(), session.into(), ev, Some(backlog))
+    }
+
+    fn record_at(
+        &self,
+        at_us: u64,
+        session: Text,
+        ev: EventKind,
+        backlog: Option<&Backlog>,
+    ) -> Result<(), AuditError> {
         if !self.inner.opts.enabled {
             return Ok(());
         }
         if self.inner.shared.failed() {
             return Err(self.inner.shared.error());
         }
-        let msg = Box::new(Msg {
+        self.send(Box::new(Msg {
             at_us,
             session,
             ev: Some(ev),
             done: None,
-        });
-        self.send(msg).map_err(|(e, _)| {
-            if matches!(e, AuditError::QueueFull) {
-                self.inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            e
-        })
+            backlog: backlog.map(|b| b.0.clone()),
+        }))
     }
 
-    /// Record an event and resolve once it is on disk, with its seq. A full queue is waited
-    /// out (for up to 10 s) rather than refused: this is the event that authorises an action.
+    /// A new session's backlog.
+    pub fn backlog(&self) -> Backlog {
+        Backlog::default()
+    }
+
+    /// Whether the session with this backlog may read its client's next statement: its own
+    /// backlog and the whole queue are under their bounds (a failed or disabled store always
+    /// has room: its events are refused or not kept).
+    pub fn has_room(&self, backlog: &Backlog) -> bool {
+        let shared = &self.inner.shared;
+        !self.inner.opts.enabled
+            || shared.failed()
+            || (backlog.0.load(Ordering::Relaxed) < self.inner.opts.session_backlog as u64
+                && shared.queued.load(Ordering::Relaxed) < self.inner.opts.queue_capacity as u64)
+    }
+
+    /// Resolves once [`Self::has_room`] is true for `backlog`.
+    pub async fn room(&self, backlog: &Backlog) {
+        loop {
+            let taken = self.inner.shared.taken.notified();
+            tokio::pin!(taken);
+            // Registered before the check, so a batch taken in between still wakes us.
+            taken.as_mut().enable();
+            if self.has_room(backlog) {
+                return;
+            }
+            self.inner.shared.wake_writer();
+            taken.await;
+        }
+    }
+
+    /// Record an event and resolve once it is on disk, with its seq: the event that
+    /// authorises an action.
     pub async fn record_durable(
         &self,
         session: impl Into<Text>,
@@ -301,25 +369,13 @@ impl Audit {
             return Err(self.inner.shared.error());
         }
         let (done, rx) = oneshot::channel();
-        let mut msg = Box::new(Msg {
+        self.send(Box::new(Msg {
             at_us,
             session,
             ev,
             done: Some(done),
-        });
-        let mut waited = Duration::ZERO;
-        loop {
-            match self.send(msg) {
-                Ok(()) => break,
-                Err((AuditError::QueueFull, m)) if waited < Duration::from_secs(10) => {
-                    msg = m;
-                    self.inner.shared.wake_writer();
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    waited += Duration::from_millis(1);
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+            backlog: None,
+        }))?;
         self.inner.shared.wake_writer();
         match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
             Ok(r) => r.unwrap_or_else(|_| {
@@ -346,8 +402,7 @@ impl Audit {
 
     /// What `on_failure` says about an action, given the store's health: `Some(error)` when
     /// the store has failed and the action must be refused (every action with
-    /// `refuse-all`, only sensitive ones with `refuse-sensitive`), else `None`. A full queue
-    /// is not a failure: it drops one routine event, counted in [`AuditStats::dropped`].
+    /// `refuse-all`, only sensitive ones with `refuse-sensitive`), else `None`.
     pub fn refusal(&self, sensitive: bool) -> Option<AuditError> {
         if !self.inner.shared.failed() {
             return None;
@@ -364,7 +419,6 @@ impl Audit {
         AuditStats {
             events: s.events.load(Ordering::Relaxed),
             commits: s.commits.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
             last_commit_us: s.last_commit_us.load(Ordering::Relaxed),
             max_commit_us: s.max_commit_us.load(Ordering::Relaxed),
             queued: s.queued.load(Ordering::Relaxed),

@@ -28,12 +28,13 @@ impl Audit {
         if wake {
             // A barrier nobody waits for: it only makes the writer commit (within
             // `commit_interval`, like a routine event). A failure to send is the writer's
-            // failure, reported by `send`, or a full queue, which needs no wake-up.
+            // failure, reported by `send`.
             let _ = self.send(Box::new(Msg {
                 at_us: super::now_us(),
                 session: Text::from_static(""),
                 ev: None,
                 done: None,
+                backlog: None,
             }));
         }
     }

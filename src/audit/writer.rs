@@ -42,6 +42,8 @@ pub struct Msg {
     /// `None`: a barrier (answered with the last seq once everything before it is on disk).
     pub ev: Option<EventKind>,
     pub done: Option<oneshot::Sender<Result<u64, AuditError>>>,
+    /// The backlog of the session that recorded it, if it counts in one.
+    pub backlog: Option<Arc<AtomicU64>>,
 }
 
 /// State shared by the callers and the writer.
@@ -54,11 +56,12 @@ pub struct Shared {
     pub writer: OnceLock<std::thread::Thread>,
     pub events: AtomicU64,
     pub commits: AtomicU64,
-    pub dropped: AtomicU64,
     pub last_commit_us: AtomicU64,
     pub max_commit_us: AtomicU64,
     /// Events queued and not yet taken by the writer.
     pub queued: AtomicU64,
+    /// Notified each time the writer takes a batch (sessions waiting for room recheck).
+    pub taken: tokio::sync::Notify,
     /// Commit (encode, write, flush) durations, for `/metrics`.
     pub commit_seconds: OnceLock<prometheus::Histogram>,
     /// Request upserts for the next commit: the latest view of each request, by id. A newer
@@ -185,6 +188,12 @@ impl Writer {
         self.shared
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        for m in batch.iter_mut() {
+            if let Some(backlog) = m.backlog.take() {
+                backlog.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.shared.taken.notify_waiters();
         let requests = self.take_requests();
         if self.shared.failed() {
             self.put_requests_anyway(&requests);

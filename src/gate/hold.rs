@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::verdict::{Permit, Refusal, RefusalKind, Seal, Waiting, audit_refusal};
 use crate::approval::{Approvals, Outcome, State};
-use crate::audit::{Audit, EventKind, Text};
+use crate::audit::Audit;
 use crate::metrics::Metrics;
 use crate::policy::Class;
 
@@ -57,7 +57,6 @@ impl Drop for Hold {
 
 pub(super) async fn wait(
     (approvals, audit, metrics): (Arc<Approvals>, Audit, Arc<Metrics>),
-    dropped: Option<(Text, EventKind)>,
     id: String,
     rule: String,
     class: Class,
@@ -94,13 +93,9 @@ pub(super) async fn wait(
     };
     match outcome {
         Some(Outcome::Approved { grant, .. }) => {
-            // The approval was queued for the audit before this session was woken; this
-            // flush puts it on disk before the statement may go upstream.
-            let written = match dropped {
-                Some((session, ev)) => audit.record_durable(session, ev).await,
-                None => audit.flush().await,
-            };
-            if let Err(e) = written {
+            // The request and its approval were queued for the audit before this session was
+            // woken; this flush puts them on disk before the statement may go upstream.
+            if let Err(e) = audit.flush().await {
                 return Err(audit_refusal(&e, Some(rule), Some(id)));
             }
             Ok(Permit {

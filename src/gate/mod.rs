@@ -159,14 +159,9 @@ impl Gate {
                 if sensitive && !a.deferrable {
                     // Anything that may change something is on disk before it runs.
                     self.durable(s, ev, permit)
-                } else if sensitive {
-                    // Deferred to the transaction's commit point, but never dropped: a full
-                    // queue makes it wait for the disk instead.
-                    match self.audit.record(Text::from(&s.id), ev.clone()) {
-                        Err(crate::audit::AuditError::QueueFull) => self.durable(s, ev, permit),
-                        _ => Verdict::Allow(permit),
-                    }
                 } else {
+                    // Deferred to the transaction's commit point (sensitive) or routine: the
+                    // audit never drops it.
                     self.record(s, ev);
                     Verdict::Allow(permit)
                 }
@@ -269,11 +264,7 @@ impl Gate {
         let held = Decided::new(Decision::Review, Some(&rule.name))
             .request(&id)
             .event(s, a, c);
-        // Dropped from a full queue: written durably once approved, instead of a plain flush.
-        let dropped = match self.audit.record(Text::from(&s.id), held.clone()) {
-            Err(crate::audit::AuditError::QueueFull) => Some((Text::from(&s.id), held)),
-            _ => None,
-        };
+        let _ = self.audit.record(Text::from(&s.id), held);
         let (view, rx) = self.approvals.create(NewRequest {
             id: Some(id),
             user: s.user.name.clone(),
@@ -308,7 +299,6 @@ impl Gate {
         self.metrics.requests.with_label_values(&["pending"]).inc();
         let fut = wait(
             (approvals.clone(), self.audit.clone(), self.metrics.clone()),
-            dropped,
             id.clone(),
             rule_name.clone(),
             class,

@@ -166,7 +166,8 @@ async fn pruning_keeps_the_rest_verifiable() {
     a.start();
     let now = now_us() / 1_000_000;
     let old = (now - 40 * 86_400) * 1_000_000;
-    let rec = |at: u64, s: &'static str, ev| a.record_at(at, Text::from_static(s), ev).unwrap();
+    let rec =
+        |at: u64, s: &'static str, ev| a.record_at(at, Text::from_static(s), ev, None).unwrap();
     rec(old, "old", start_ev("alice", "app-db"));
     rec(old + 1, "long", start_ev("bob", "app-db"));
     rec(old + 2, "old", stmt("SELECT 1"));

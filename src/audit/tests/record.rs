@@ -243,27 +243,57 @@ async fn durable_events_get_consecutive_seqs_and_are_committed() {
 }
 
 #[tokio::test]
-async fn events_queue_until_start_and_a_full_queue_is_counted_not_waited_on() {
+async fn nothing_is_dropped_a_session_over_its_backlog_waits_for_the_writer() {
     let d = TempDir::new("queue");
     let a = open(
         &d.0,
         AuditOptions {
-            queue_capacity: 4,
+            queue_capacity: 6,
+            session_backlog: 4,
             ..Default::default()
         },
     );
+    let (flooder, quiet) = (a.backlog(), a.backlog());
     for i in 0..4 {
-        a.record("s1", stmt(&format!("SELECT {i}"))).unwrap();
+        a.record_in(&flooder, "s1", stmt(&format!("SELECT {i}")))
+            .unwrap();
     }
-    assert!(matches!(
-        a.record("s1", stmt("SELECT 5")),
-        Err(AuditError::QueueFull)
-    ));
-    assert_eq!(a.stats().dropped, 1);
+    // The flooding session is over its own bound; the quiet one still has room.
+    assert_eq!(flooder.len(), 4);
+    assert!(!a.has_room(&flooder));
+    assert!(a.has_room(&quiet));
+    // Past the bound, events are still queued, never refused or dropped.
+    for i in 4..10 {
+        a.record_in(&flooder, "s1", stmt(&format!("SELECT {i}")))
+            .unwrap();
+    }
+    a.record("upkeep", stmt("SELECT 'no session'")).unwrap();
+    // Now the whole queue is over its bound: every session waits.
+    assert!(!a.has_room(&quiet));
     assert!(a.events("s1").is_empty(), "nothing is written before start");
+    let waiting = tokio::spawn({
+        let (a, flooder) = (a.clone(), flooder.clone());
+        async move { a.room(&flooder).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "room before the writer took anything"
+    );
     a.start();
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("room once the writer has taken the events")
+        .unwrap();
+    assert!(flooder.is_empty() && a.has_room(&quiet));
     a.flush().await.unwrap();
-    assert_eq!(a.events("s1").len(), 4);
+    let texts: Vec<String> = a
+        .events("s1")
+        .iter()
+        .map(|e| e.str("text").unwrap_or_default().to_string())
+        .collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("SELECT {i}")).collect();
+    assert_eq!(texts, expected, "every event, in order");
     assert!(a.healthy());
 }
 #[test]
@@ -338,7 +368,7 @@ async fn an_ssh_session_plays_back_as_asciicast_v2() {
 async fn export_lists_every_event_since_a_time_in_chain_order() {
     let d = TempDir::new("export");
     let a = started(&d.0);
-    a.record_at(1_000_000_000_000_000, "s1".into(), stmt("SELECT old"))
+    a.record_at(1_000_000_000_000_000, "s1".into(), stmt("SELECT old"), None)
         .unwrap();
     a.flush().await.unwrap();
     a.record("s1", stmt("SELECT 1")).unwrap();
