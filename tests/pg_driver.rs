@@ -1,5 +1,6 @@
 //! tokio-postgres through the proxy: prepared statements with binary parameters, transactions,
-//! pipelining, cancel, notices and LISTEN/NOTIFY, startup parameters, big rows. Also proves
+//! pipelining, cancel, notices and LISTEN/NOTIFY, the real backend pid, startup parameters,
+//! big rows. Also proves
 //! the cluster fixture itself by connecting to it directly.
 
 mod support;
@@ -9,8 +10,10 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use support::clients::sqlstate;
 use support::cluster::role_password;
+use support::wire::RawSession;
 use support::{
-    ALICE, ALICE_PASSWORD, Env, PgCluster, PgTarget, pg_connect, pg_connect_with_messages,
+    ALICE, ALICE_PASSWORD, APP_TARGET, Env, PgCluster, PgTarget, pg_connect,
+    pg_connect_with_messages,
 };
 use tokio_postgres::types::Type;
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
@@ -411,4 +414,41 @@ async fn large_rows_stream_past_max_message_bytes() {
     assert_eq!(rows.len(), 200_000);
     assert_eq!(rows[199_999].get::<_, i32>(0), 200_000);
     env.assert_still_serving();
+}
+
+/// The client's BackendKeyData names its real upstream backend, so its own notifications and
+/// `pg_backend_pid()` agree with it, as they would directly.
+#[test]
+fn clients_see_their_real_backend_pid() {
+    let env = Env::new();
+    let mut session =
+        RawSession::login(env.jg.pg_addr(), ALICE, APP_TARGET, ALICE_PASSWORD, &[]).expect("login");
+    let pid = session.backend_pid;
+    let reported = RawSession::first_column(&session.query("select pg_backend_pid()"));
+    assert_eq!(reported, [Some(pid.to_string())]);
+    let seen = PgCluster::shared().superuser_psql(&format!(
+        "select count(*) from pg_stat_activity where pid = {pid} and usename = 'app'"
+    ));
+    assert_eq!(seen.trim(), "1", "the pid is the upstream backend's");
+    let messages = session.query("LISTEN own; NOTIFY own, 'mine'");
+    let notification = messages
+        .iter()
+        .find(|(tag, _)| *tag == b'A')
+        .map(|(_, body)| body.clone())
+        .expect("a NotificationResponse");
+    let sender = u32::from_be_bytes(notification[0..4].try_into().expect("a pid"));
+    assert_eq!(sender, pid, "the client recognises its own notification");
+    session.close();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminating_its_own_backend_ends_the_session_with_57p01() {
+    let env = Env::new();
+    let (client, _conn) = pg_connect(&env.alice_tokio()).await.expect("connect");
+    let e = client
+        .simple_query("select pg_terminate_backend(pg_backend_pid())")
+        .await
+        .expect_err("the session's own backend is terminated");
+    assert_eq!(sqlstate(&e).as_deref(), Some("57P01"), "{e}");
+    assert!(client.is_closed() || client.simple_query("select 1").await.is_err());
 }

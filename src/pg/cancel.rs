@@ -1,6 +1,11 @@
-//! Cancel keys. Each client gets the proxy's own BackendKeyData; a CancelRequest carrying it
-//! either withdraws the session's held request or is forwarded to the upstream backend.
-//! Unknown keys are ignored silently, as PostgreSQL does.
+//! Cancel keys. Each client gets the upstream backend's real pid (so notifications,
+//! `pg_backend_pid()` and `pg_terminate_backend` mean what they mean directly) and a secret of
+//! the proxy's own; a CancelRequest carrying them either withdraws the session's held request
+//! or is forwarded to the upstream backend with the upstream's secret, which never leaves
+//! the proxy. Unknown keys are ignored silently, as PostgreSQL does.
+//!
+//! Invariant: a (pid, secret) pair names at most one session. Two targets may have backends
+//! with the same pid; a new session then draws another secret, never another pid.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,9 +24,10 @@ struct Entry {
     cancel: watch::Sender<u64>,
 }
 
+/// Live sessions by their pid (usually one per pid; more when targets share pids).
 #[derive(Default)]
 pub struct Registry {
-    map: Mutex<HashMap<i32, Entry>>,
+    map: Mutex<HashMap<i32, Vec<Entry>>>,
 }
 
 /// A session's side of its key: removes the entry when dropped.
@@ -36,11 +42,13 @@ pub struct Key<'a> {
 
 impl Drop for Key<'_> {
     fn drop(&mut self) {
-        self.registry
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.pid);
+        let mut map = self.registry.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entries) = map.get_mut(&self.pid) {
+            entries.retain(|e| e.secret != self.secret);
+            if entries.is_empty() {
+                map.remove(&self.pid);
+            }
+        }
     }
 }
 
@@ -51,27 +59,25 @@ impl Registry {
         upstream_pid: i32,
         upstream_secret: i32,
     ) -> Key<'_> {
+        let pid = upstream_pid;
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = loop {
-            let p = rand::random::<i32>() & 0x3fff_ffff;
-            if p != 0 && !map.contains_key(&p) {
-                break p;
+        let entries = map.entry(pid).or_default();
+        let secret = loop {
+            let s: i32 = rand::random();
+            if entries.iter().all(|e| e.secret != s) {
+                break s;
             }
         };
-        let secret: i32 = rand::random();
         let holding = Arc::new(AtomicBool::new(false));
         let (tx, rx) = watch::channel(0u64);
-        map.insert(
-            pid,
-            Entry {
-                secret,
-                upstream_address: upstream_address.to_string(),
-                upstream_pid,
-                upstream_secret,
-                holding: holding.clone(),
-                cancel: tx,
-            },
-        );
+        entries.push(Entry {
+            secret,
+            upstream_address: upstream_address.to_string(),
+            upstream_pid,
+            upstream_secret,
+            holding: holding.clone(),
+            cancel: tx,
+        });
         Key {
             registry: self,
             pid,
@@ -85,12 +91,15 @@ impl Registry {
     pub async fn cancel(&self, pid: i32, secret: i32) {
         let forward = {
             let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(e) = map.get(&pid) else {
+            let Some(entries) = map.get(&pid) else {
                 return;
             };
-            if !bool::from(e.secret.to_be_bytes().ct_eq(&secret.to_be_bytes())) {
+            let Some(e) = entries
+                .iter()
+                .find(|e| bool::from(e.secret.to_be_bytes().ct_eq(&secret.to_be_bytes())))
+            else {
                 return;
-            }
+            };
             if e.holding.load(Ordering::Acquire) {
                 e.cancel.send_modify(|n| *n += 1);
                 None
@@ -107,5 +116,34 @@ impl Registry {
         {
             tracing::warn!("forwarding a cancel request to {addr} failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_targets_with_one_pid_get_two_secrets_and_the_same_pid() {
+        let registry = Registry::default();
+        let first = registry.register("127.0.0.1:1", 4242, 7);
+        let second = registry.register("127.0.0.1:2", 4242, 8);
+        assert_eq!((first.pid, second.pid), (4242, 4242), "the real pid, always");
+        assert_ne!(first.secret, second.secret);
+        // Each key withdraws only its own session's hold.
+        first.holding.store(true, Ordering::Release);
+        second.holding.store(true, Ordering::Release);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(registry.cancel(4242, second.secret));
+        assert!(second.cancelled.has_changed().unwrap_or(false));
+        assert!(!first.cancelled.has_changed().unwrap_or(true));
+        let (pid, secret) = (first.pid, first.secret);
+        drop(second);
+        runtime.block_on(registry.cancel(pid, secret));
+        assert!(first.cancelled.has_changed().unwrap_or(false), "still registered");
+        drop(first);
+        assert!(registry.map.lock().map(|m| m.is_empty()).unwrap_or(false));
     }
 }
