@@ -128,7 +128,11 @@ mod tests {
         let registry = Registry::default();
         let first = registry.register("127.0.0.1:1", 4242, 7);
         let second = registry.register("127.0.0.1:2", 4242, 8);
-        assert_eq!((first.pid, second.pid), (4242, 4242), "the real pid, always");
+        assert_eq!(
+            (first.pid, second.pid),
+            (4242, 4242),
+            "the real pid, always"
+        );
         assert_ne!(first.secret, second.secret);
         // Each key withdraws only its own session's hold.
         first.holding.store(true, Ordering::Release);
@@ -142,7 +146,10 @@ mod tests {
         let (pid, secret) = (first.pid, first.secret);
         drop(second);
         runtime.block_on(registry.cancel(pid, secret));
-        assert!(first.cancelled.has_changed().unwrap_or(false), "still registered");
+        assert!(
+            first.cancelled.has_changed().unwrap_or(false),
+            "still registered"
+        );
         drop(first);
         assert!(registry.map.lock().map(|m| m.is_empty()).unwrap_or(false));
     }
