@@ -27,7 +27,8 @@
 //! Gate's verdict), then `ssh/upstream.rs` to the target.
 //!
 //! # Dependency direction
-//! [`policy`] (pure classification and rules) and [`request`] (request types) are leaves;
+//! [`policy`] (pure classification and rules), [`request`] (request types) and [`escape`]
+//! (user text made safe for terminals and chat) are leaves;
 //! [`config`] imports policy; [`audit`] imports those three; [`approval`] imports them and
 //! the audit trail; the [`gate`] imports those; [`pg`], [`ssh`] and [`api`] sit on top. Never: policy, approval or audit
 //! importing a protocol module. [`app::AppState`] holds the wiring that [`server`] builds.
@@ -38,6 +39,7 @@ pub mod approval;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod escape;
 pub mod gate;
 pub mod lifecycle;
 pub mod metrics;

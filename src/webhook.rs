@@ -19,8 +19,12 @@ use crate::approval::{Event, RequestView, State};
 const MAX_IN_FLIGHT: usize = 32;
 const TRIES: u32 = 3;
 
-/// One human-readable line (Slack's `text`).
+/// One human-readable line (Slack's `text`), with everything a user typed escaped.
 pub fn text(event: &Event) -> Option<String> {
+    line(event).map(|l| crate::escape::slack(&l))
+}
+
+fn line(event: &Event) -> Option<String> {
     let r: &RequestView = match event {
         Event::Created(r) | Event::Decided(r) => r,
         _ => return None,

@@ -578,3 +578,43 @@ async fn shutdown_cancels_held_requests_audits_them_and_tells_the_client() {
         "{decided:?}"
     );
 }
+
+/// What a user typed cannot forge a line of `jitgate replay` or send escape sequences to the
+/// auditor's terminal: a newline in application_name, an escape in a statement.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_escapes_what_users_typed() {
+    let fx = Fixture::with("60s", 5, |b| b);
+    let mut config: tokio_postgres::Config = fx.env.alice_tokio().parse().expect("conninfo");
+    config.application_name("app\n    +0.000s  DROP TABLE t  [read allow]");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect through jitgate");
+    let running = tokio::spawn(connection);
+    client
+        .simple_query("SELECT 1 /* \u{1b}[2J\u{202e} */")
+        .await
+        .expect("a read");
+    drop(client);
+    let _ = running.await;
+    let (session, _) = ended_session(&fx.bob, ALICE);
+    let id = session["id"].as_str().unwrap();
+    let out = cli(&fx.env.jg.api_url(), BOB_TOKEN, &["replay", id]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(app\\n    +0.000s  DROP TABLE t  [read allow])"),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_start().starts_with("+0.000s  DROP")),
+        "{text}"
+    );
+    assert!(text.contains("\\x1b[2J\\u{202e}"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text}"
+    );
+}

@@ -355,7 +355,9 @@ async fn webhook_sees_creation_and_every_decision() {
     let approved = held_id(&s.notice().await).expect("request id");
     fx.bob.approve_ok(&approved, "ok", None);
     finish(h).await.expect("approved DELETE");
-    let h = s.spawn_simple("DELETE FROM t WHERE id = 2");
+    // What a user typed can neither mention @here nor forge a link in the chat line.
+    let h =
+        s.spawn_simple("DELETE FROM t WHERE id = 2 /* <!here> <https://evil.example|Approve> */");
     let denied = held_id(&s.notice().await).expect("request id");
     fx.bob.deny_ok(&denied, "not today");
     assert_eq!(failure(finish(h).await).0, "42501");
@@ -383,7 +385,22 @@ async fn webhook_sees_creation_and_every_decision() {
         let id = b["request"]["id"].as_str().unwrap_or_default();
         assert!(!id.is_empty() && text.contains(id), "webhook body: {b}");
         assert_eq!(b["request"]["user"], ALICE, "{b}");
+        assert!(!text.contains('<') && !text.contains('>'), "{text}");
     }
+    let created = bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|b| b["event"] == "request.created" && b["request"]["id"] == denied.as_str())
+        .cloned()
+        .unwrap();
+    assert!(
+        created["text"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;!here&gt; &lt;https://evil.example|Approve&gt;"),
+        "{created}"
+    );
     let denial = bodies
         .lock()
         .unwrap()

@@ -178,8 +178,7 @@ fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::
         .as_f64()
         .or_else(|| events.first().and_then(|e| e["at"].as_f64()))
         .unwrap_or(0.0);
-    writeln!(
-        out,
+    let header = format!(
         "session {}  {}  {} -> {}  from {}{}  started {}",
         session["id"].as_str().unwrap_or("?"),
         session["protocol"].as_str().unwrap_or("?"),
@@ -191,7 +190,8 @@ fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::
             .map(|a| format!(" ({a})"))
             .unwrap_or_default(),
         fmt_time(start),
-    )?;
+    );
+    writeln!(out, "{}", crate::escape::terminal(&header))?;
     for e in events {
         let off = e["at"].as_f64().unwrap_or(start) - start;
         let what = match e["kind"].as_str().unwrap_or("") {
@@ -261,7 +261,8 @@ fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::
             ),
             other => format!("{other} {}", Value::Object(fields_without_meta(e))),
         };
-        writeln!(out, "{:>+10.3}s  {what}", off)?;
+        // Every field may be user-typed: the whole line is escaped, so nothing forges a line.
+        writeln!(out, "{:>+10.3}s  {}", off, crate::escape::terminal(&what))?;
     }
     out.flush()
 }
