@@ -162,6 +162,13 @@ impl PgServer {
         ctx: SessionCtx,
     ) -> Option<relay::Ended> {
         let config = self.app.config();
+        // The session's start goes to disk while the upstream connects: it is there before
+        // the client may send its first statement. A failed store is the Gate's concern
+        // (`on_failure`), statement by statement.
+        let start_on_disk = tokio::spawn({
+            let audit = self.app.audit.clone();
+            async move { audit.flush().await }
+        });
         let target = auth.target.clone();
         let tls = self.upstream_tls(&target);
         let tls_for_relay = tls.as_ref().ok().cloned().flatten();
@@ -210,6 +217,7 @@ impl PgServer {
             }
         };
         info!(application_name = %auth.application_name, "session started");
+        let _ = start_on_disk.await;
         let key = self.registry.register(&target.address, up.pid, up.secret);
         let mut hello = BytesMut::with_capacity(512);
         msg::auth_ok(&mut hello);
