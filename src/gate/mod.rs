@@ -303,7 +303,7 @@ impl Gate {
         let approvals = self.approvals.clone();
         let id = view.id.clone();
         let rule_name = rule.name.clone();
-        let timeout = rule.hold_timeout;
+        let deadline = tokio::time::Instant::now() + rule.hold_timeout;
         let class = c.class;
         self.metrics.requests.with_label_values(&["pending"]).inc();
         let fut = wait(
@@ -312,7 +312,7 @@ impl Gate {
             id.clone(),
             rule_name.clone(),
             class,
-            timeout,
+            deadline,
             rx,
         );
         Verdict::Hold(Hold {
