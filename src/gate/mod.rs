@@ -122,14 +122,7 @@ impl Gate {
             };
             &resolved
         };
-        let subject = Subject {
-            user: &s.user.name,
-            groups: &s.user.groups,
-            target: &s.target.name,
-            source: s.source,
-            now: SystemTime::now(),
-        };
-        let eval = rules::evaluate(&config.rules, &subject, classification);
+        let eval = rules::evaluate(&config.rules, &subject(s), classification);
         let rule_name = eval.rule.map(|r| r.name.clone());
         self.metrics.statement(s.protocol, a.class, eval.action);
         let sensitive = a.class != Class::Read || eval.action != Decision::Allow;
@@ -208,6 +201,29 @@ impl Gate {
                 self.hold(s, &a, classification, rule)
             }
         }
+    }
+
+    /// A channel that does nothing by itself but carries actions that are each decided on
+    /// their own (the SFTP subsystem, whose operations go through [`Gate::check`]): refused
+    /// when the rules deny `a`, otherwise allowed once its event is on disk. Never held: a
+    /// `review` rule holds each later action, not the opening.
+    pub fn check_opening(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
+        let config = self.config.get();
+        let eval = rules::evaluate(&config.rules, &subject(s), a.classification);
+        if eval.action == Decision::Deny {
+            return self.check(s, a);
+        }
+        self.metrics.statement(s.protocol, a.class, Decision::Allow);
+        let rule = eval.rule.map(|r| r.name.clone());
+        let ev = Decided::new(Decision::Allow, rule.as_deref()).event(s, &a, a.classification);
+        let permit = Permit {
+            class: a.class,
+            rule,
+            request: None,
+            grant: None,
+            _seal: Seal,
+        };
+        self.durable(s, ev, permit)
     }
 
     /// Allowed by grant `g`: the statement event naming the grant must reach disk first.
@@ -322,6 +338,17 @@ impl Gate {
             fut: Box::pin(fut),
             done: false,
         })
+    }
+}
+
+/// The rules' view of who acts in session `s`, now.
+fn subject(s: &SessionCtx) -> Subject<'_> {
+    Subject {
+        user: &s.user.name,
+        groups: &s.user.groups,
+        target: &s.target.name,
+        source: s.source,
+        now: SystemTime::now(),
     }
 }
 

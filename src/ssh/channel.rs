@@ -39,7 +39,7 @@ const REFUSED_STATUS: u32 = 126;
 /// Exit status when the target could not be reached (as ssh itself).
 const UNREACHABLE_STATUS: u32 = 255;
 /// After the user closed the channel, how long the target may take to close its side.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 struct PtyReq {
     term: String,
@@ -171,7 +171,12 @@ pub(super) async fn run(
     let pty = setup.pty.is_some();
     let eol = if pty { "\r\n" } else { "\n" };
 
-    let pending = trail::decide(&conn.app, &conn.ctx, &statement, &classification);
+    let sftp = matches!(&start, Start::Subsystem(name) if name == "sftp");
+    let pending = if sftp {
+        trail::decide_opening(&conn.app, &conn.ctx, &statement, &classification)
+    } else {
+        trail::decide(&conn.app, &conn.ctx, &statement, &classification)
+    };
     // While held, keep reading: input is kept up to the cap (then the inbox's window
     // throttling pauses the client), and a close is seen at once whatever is queued.
     let closed = async {
@@ -250,6 +255,15 @@ pub(super) async fn run(
             UNREACHABLE_STATUS,
         )
         .await;
+        return;
+    }
+    if sftp {
+        let early = super::sftp::Early {
+            data: std::mem::take(&mut setup.early),
+            eof: setup.eof,
+            closed: setup.closed,
+        };
+        super::sftp::relay(&conn, id, rx, tx, target, early).await;
         return;
     }
     let recorder =

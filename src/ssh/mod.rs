@@ -31,6 +31,7 @@ mod hold;
 mod hostkey;
 mod inbox;
 mod record;
+mod sftp;
 mod trail;
 mod upstream;
 
