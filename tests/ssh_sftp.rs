@@ -318,3 +318,61 @@ fn rules_match_sftp_paths_with_globs() {
     let _ = std::fs::remove_file(&secret);
     let _ = std::fs::remove_dir_all(&drop_box);
 }
+
+#[test]
+fn a_held_operation_is_withdrawn_when_the_client_leaves() {
+    let env = SshEnv::new();
+    let bob = Api::new(env.jg.api_addr(), BOB_TOKEN);
+    let dir = support::TempDir::new("sftp-leave");
+    let local = dir.join("f");
+    std::fs::write(&local, "never").expect("local");
+    let remote = remote_path("leave");
+    let mut cmd = sftp(
+        &env,
+        dir.path(),
+        &format!("put {} {remote}\n", local.display()),
+    );
+    // sftp runs ssh as its child: its own process group, so both can go at once (as a
+    // Ctrl-C at a terminal does).
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sftp");
+    let request = api::wait_for_pending(&bob, "alice");
+    let id = request["id"].as_str().expect("id").to_string();
+    assert_eq!(request["statement"], format!("sftp open-write {remote}"));
+    let killed = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let _ = child.wait();
+    bob.wait_state(&id, "cancelled");
+    let (status, body) = bob.approve(&id, "too late", None);
+    assert_ne!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !Path::new(&remote).exists(),
+        "the withdrawn put wrote {remote}"
+    );
+}
+
+#[test]
+fn a_packet_over_the_limit_closes_the_channel() {
+    let env = SshEnv::new();
+    // SSH_FXP_INIT version 3, then a packet that claims 16 MiB.
+    let mut stream = vec![0, 0, 0, 5, 1, 0, 0, 0, 3];
+    stream.extend([0x01, 0, 0, 0, 3]);
+    stream.extend(vec![0u8; 4096]);
+    let out = support::proc::run_timeout(env.ssh().args(["-s", "sftp"]), Some(&stream), T);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sftp protocol error"),
+        "{}\n{}",
+        output_text(&out),
+        env.logs()
+    );
+}
