@@ -16,6 +16,9 @@
 //! with a durable write). Reads are queued for the group commit and never wait. While the
 //! store is failed, `[audit] on_failure` decides what is refused.
 //!
+//! [`Gate::check_opening`] decides a channel whose actions are each decided later (the SFTP
+//! subsystem): only a deny refuses it, it is never held.
+//!
 //! - `verdict`: [`Permit`] (sealed), [`Refusal`], [`Commit`].
 //! - `hold`: [`Hold`] and the wait for a request's outcome.
 //! - `record`: the audit event of a decision.

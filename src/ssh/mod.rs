@@ -3,7 +3,8 @@
 //!
 //! `ssh -p 2222 web-1@proxy CMD` authenticates alice by her public key ([`auth`]); the SSH
 //! user name names the target. Every session channel ([`channel`]) and every `direct-tcpip`
-//! forward ([`forward`]) is decided by the Gate before anything of it reaches the target; the
+//! forward ([`forward`]) is decided by the Gate before anything of it reaches the target, and
+//! on the `sftp` subsystem every operation is decided again on its own ([`sftp`]); the
 //! target connection ([`upstream`]) is opened on the first channel that is allowed and checks
 //! the target's pinned host key.
 //!
