@@ -205,9 +205,9 @@ pub(super) async fn relay(
             tx.extended_data_bytes(1, Bytes::from(message)),
         )
         .await;
+        let _ = tx.eof().await;
     }
     let _ = ttx.close().await;
-    let _ = tx.eof().await;
     let _ = tx.close().await;
 }
 

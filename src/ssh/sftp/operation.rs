@@ -13,7 +13,8 @@
 //!   are dropped; a path with a `..` component cannot be matched soundly by a glob, so its
 //!   request is `unknown` (realpath excepted: it only names).
 //! - Bounded: at most [`MAX_HANDLES`] handles and [`MAX_HANDLES`] opens in flight are
-//!   remembered; past that a handle's path shows as `<unknown-handle>` (relative: no absolute glob matches it).
+//!   remembered; past that a handle's path shows as `<unknown-handle>` (relative, so no
+//!   absolute glob matches it).
 
 use std::collections::HashMap;
 
