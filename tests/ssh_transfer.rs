@@ -1,5 +1,7 @@
-//! File transfer and port forwarding through jitgate: sftp and legacy scp (class
-//! `file_transfer`), `ssh -L` (class `port_forward`), each allowed and refused by policy;
+//! File transfer and port forwarding through jitgate: legacy scp (`scp -O`, whose `scp -t`
+//! and `scp -f` commands are class `file_transfer`) and the sftp subsystem (opened as class
+//! `file_transfer`, each operation then decided as `read` or `write` on its path, see
+//! tests/ssh_sftp.rs), `ssh -L` (class `port_forward`), each allowed and refused by policy;
 //! remote forwarding (`-R`) always refused.
 
 mod support;
@@ -15,6 +17,8 @@ use support::sshd::{SshEnv, TARGET, TARGET_USER, ssh_client_opts};
 
 const T: Duration = Duration::from_secs(120);
 const FILES_OK: &str = "name = \"files ok\"\nclasses = [\"file_transfer\"]\naction = \"allow\"";
+/// SFTP writes are decided per operation: this one lets them into the target user's home.
+const HOME_WRITES_OK: &str = "name = \"home writes ok\"\nclasses = [\"write\"]\npaths = [\"/home/jgtarget/*\"]\naction = \"allow\"";
 const FILES_NO: &str = "name = \"no files\"\nclasses = [\"file_transfer\"]\naction = \"deny\"";
 const FORWARDS_OK: &str =
     "name = \"forwards ok\"\nclasses = [\"port_forward\"]\naction = \"allow\"";
@@ -45,7 +49,10 @@ fn scp(env: &SshEnv, from: &str, to: &str) -> std::process::Output {
 
 #[test]
 fn sftp_and_scp_work_when_policy_allows_file_transfer() {
-    let env = SshEnv::builder().rule_first(FILES_OK).start();
+    let env = SshEnv::builder()
+        .rule_first(FILES_OK)
+        .rule_first(HOME_WRITES_OK)
+        .start();
     let dir = support::TempDir::new("xfer");
     let data = pseudo_random_bytes(7, 3 << 20);
     let local = dir.join("up");

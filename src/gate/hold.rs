@@ -2,13 +2,14 @@
 //!
 //! Invariants: dropping a `Hold` before it resolves cancels its request, so a client that
 //! disconnects withdraws what it asked for; an approval yields a [`Permit`] only once the
-//! decision is on disk; every outcome is counted in the metrics.
+//! decision is on disk; every outcome is counted in the metrics. The hold_timeout runs from
+//! the request's creation, not from the first poll, so nothing a front end does before it
+//! awaits the hold (such as telling a slow client) can stretch it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use super::verdict::{Permit, Refusal, RefusalKind, Seal, Waiting, audit_refusal};
 use crate::approval::{Approvals, Outcome, State};
@@ -60,13 +61,13 @@ pub(super) async fn wait(
     id: String,
     rule: String,
     class: Class,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     mut rx: tokio::sync::oneshot::Receiver<Outcome>,
 ) -> Result<Permit, Refusal> {
     let started = std::time::Instant::now();
     let outcome = tokio::select! {
         o = &mut rx => o.ok(),
-        _ = tokio::time::sleep(timeout) => {
+        _ = tokio::time::sleep_until(deadline) => {
             approvals.close(&id, State::Expired, "hold_timeout reached");
             // Whoever won the race (expiry or a decision a moment earlier) sent the outcome.
             rx.await.ok()

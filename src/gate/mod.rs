@@ -16,6 +16,9 @@
 //! with a durable write). Reads are queued for the group commit and never wait. While the
 //! store is failed, `[audit] on_failure` decides what is refused.
 //!
+//! [`Gate::check_opening`] decides a channel whose actions are each decided later (the SFTP
+//! subsystem): only a deny refuses it, it is never held.
+//!
 //! - `verdict`: [`Permit`] (sealed), [`Refusal`], [`Commit`].
 //! - `hold`: [`Hold`] and the wait for a request's outcome.
 //! - `record`: the audit event of a decision.
@@ -122,14 +125,7 @@ impl Gate {
             };
             &resolved
         };
-        let subject = Subject {
-            user: &s.user.name,
-            groups: &s.user.groups,
-            target: &s.target.name,
-            source: s.source,
-            now: SystemTime::now(),
-        };
-        let eval = rules::evaluate(&config.rules, &subject, classification);
+        let eval = rules::evaluate(&config.rules, &subject(s), classification);
         let rule_name = eval.rule.map(|r| r.name.clone());
         self.metrics.statement(s.protocol, a.class, eval.action);
         let sensitive = a.class != Class::Read || eval.action != Decision::Allow;
@@ -203,6 +199,29 @@ impl Gate {
                 self.hold(s, &a, classification, rule)
             }
         }
+    }
+
+    /// A channel that does nothing by itself but carries actions that are each decided on
+    /// their own (the SFTP subsystem, whose operations go through [`Gate::check`]): refused
+    /// when the rules deny `a`, otherwise allowed once its event is on disk. Never held: a
+    /// `review` rule holds each later action, not the opening.
+    pub fn check_opening(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
+        let config = self.config.get();
+        let eval = rules::evaluate(&config.rules, &subject(s), a.classification);
+        if eval.action == Decision::Deny {
+            return self.check(s, a);
+        }
+        self.metrics.statement(s.protocol, a.class, Decision::Allow);
+        let rule = eval.rule.map(|r| r.name.clone());
+        let ev = Decided::new(Decision::Allow, rule.as_deref()).event(s, &a, a.classification);
+        let permit = Permit {
+            class: a.class,
+            rule,
+            request: None,
+            grant: None,
+            _seal: Seal,
+        };
+        self.durable(s, ev, permit)
     }
 
     /// Allowed by grant `g`: the statement event naming the grant must reach disk first.
@@ -294,7 +313,7 @@ impl Gate {
         let approvals = self.approvals.clone();
         let id = view.id.clone();
         let rule_name = rule.name.clone();
-        let timeout = rule.hold_timeout;
+        let deadline = tokio::time::Instant::now() + rule.hold_timeout;
         let class = c.class;
         self.metrics.requests.with_label_values(&["pending"]).inc();
         let fut = wait(
@@ -302,7 +321,7 @@ impl Gate {
             id.clone(),
             rule_name.clone(),
             class,
-            timeout,
+            deadline,
             rx,
         );
         Verdict::Hold(Hold {
@@ -312,6 +331,17 @@ impl Gate {
             fut: Box::pin(fut),
             done: false,
         })
+    }
+}
+
+/// The rules' view of who acts in session `s`, now.
+fn subject(s: &SessionCtx) -> Subject<'_> {
+    Subject {
+        user: &s.user.name,
+        groups: &s.user.groups,
+        target: &s.target.name,
+        source: s.source,
+        now: SystemTime::now(),
     }
 }
 

@@ -147,6 +147,10 @@ pub struct Classification {
     /// Programs run (shell): the base name of every program found, including the ones run
     /// by wrappers (`env`, `sudo`, `sh -c`, …) and inside command substitutions.
     pub commands: Vec<String>,
+    /// Files and directories acted on (SFTP): as the client named them, `.`, `..` and
+    /// repeated slashes resolved lexically; a relative path is relative to the target
+    /// user's home and stays relative.
+    pub paths: Vec<String>,
     pub reason: String,
 }
 
@@ -158,6 +162,7 @@ impl Classification {
             tables: Vec::new(),
             functions: Vec::new(),
             commands: Vec::new(),
+            paths: Vec::new(),
             reason: reason.into(),
         }
     }

@@ -4,12 +4,13 @@
 //! Invariants:
 //! - The target channel is opened only with a Permit; a refused start gets a message on
 //!   stderr, exit status 126, EOF and close, and nothing of it reaches the target.
-//! - Input sent before the decision is kept (up to [`HELD_INPUT_CAP`], then reading stops
-//!   and the inbox's window throttling pauses the client) and delivered first once allowed.
+//! - Input sent before the decision is kept (up to [`HELD_INPUT_CAP`], then the inbox's
+//!   window throttling pauses the client) and delivered first once allowed; a held channel
+//!   still sees its close at once however much input is queued ([`super::hold`]).
 //! - The relay keeps SSH semantics: stdout, stderr (extended data 1), EOF each way,
 //!   exit-status and exit-signal exactly as the target sent them, close after both. Each
 //!   direction writes only as fast as the receiving side's window opens.
-//! - Closing the user's channel while held withdraws the request (the Hold is dropped).
+//! - Closing the user's channel (or the connection) while held withdraws the request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +20,10 @@ use russh::server::Msg;
 use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty};
 
 use super::Conn;
+use super::hold;
 use super::inbox::Inbox;
 use super::record::ChannelRecorder;
-use super::trail::{self, Pending};
+use super::trail;
 use crate::policy::Class;
 use crate::policy::shell::classify_shell;
 
@@ -37,7 +39,7 @@ const REFUSED_STATUS: u32 = 126;
 /// Exit status when the target could not be reached (as ssh itself).
 const UNREACHABLE_STATUS: u32 = 255;
 /// After the user closed the channel, how long the target may take to close its side.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 struct PtyReq {
     term: String,
@@ -169,30 +171,29 @@ pub(super) async fn run(
     let pty = setup.pty.is_some();
     let eol = if pty { "\r\n" } else { "\n" };
 
-    let outcome = match trail::decide(&conn.app, &conn.ctx, &statement, &classification) {
-        Pending::Ready(o) => o,
-        Pending::Later { request, wait } => {
-            if let Some(id) = request {
-                let line = format!("{}{eol}", trail::held_line(&id));
-                let _ = tx.extended_data_bytes(1, Bytes::from(line)).await;
+    let sftp = matches!(&start, Start::Subsystem(name) if name == "sftp");
+    let pending = if sftp {
+        trail::decide_opening(&conn.app, &conn.ctx, &statement, &classification)
+    } else {
+        trail::decide(&conn.app, &conn.ctx, &statement, &classification)
+    };
+    // While held, keep reading: input is kept up to the cap (then the inbox's window
+    // throttling pauses the client), and a close is seen at once whatever is queued.
+    let closed = async {
+        loop {
+            if setup.full() {
+                rx.closed().await;
+                return;
             }
-            let mut wait = wait;
-            let force = conn.forced();
-            tokio::pin!(force);
-            loop {
-                tokio::select! {
-                    o = &mut wait => break o,
-                    m = rx.recv(), if !setup.full() => {
-                        let _ = setup.absorb(m);
-                        if setup.closed {
-                            // Dropping `wait` withdraws the request.
-                            return;
-                        }
-                    }
-                    _ = &mut force => return,
-                }
+            let _ = setup.absorb(rx.recv().await);
+            if setup.closed {
+                return;
             }
         }
+    };
+    let Some(outcome) = hold::outcome(&conn, pending, Some((&tx, eol)), closed).await else {
+        // Dropping the wait withdrew the request.
+        return;
     };
     let permit = match outcome {
         Ok(p) => p,
@@ -256,6 +257,15 @@ pub(super) async fn run(
         .await;
         return;
     }
+    if sftp {
+        let early = super::sftp::Early {
+            data: std::mem::take(&mut setup.early),
+            eof: setup.eof,
+            closed: setup.closed,
+        };
+        super::sftp::relay(&conn, id, rx, tx, target, early).await;
+        return;
+    }
     let recorder =
         (classification.class != Class::FileTransfer).then(|| conn.recorder.channel(u32::from(id)));
     if let (Some(r), Some(p)) = (&recorder, &setup.pty) {
@@ -269,9 +279,8 @@ pub(super) async fn run(
 
 /// Tell the user why, then end the channel the way a failed command does.
 async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
-    let _ = tx
-        .extended_data_bytes(1, Bytes::from(message.to_string()))
-        .await;
+    let message = Bytes::from(message.to_string());
+    let _ = tokio::time::timeout(hold::NOTICE_LIMIT, tx.extended_data_bytes(1, message)).await;
     let _ = tx.exit_status(status).await;
     let _ = tx.eof().await;
     let _ = tx.close().await;

@@ -4,6 +4,8 @@
 //! opened the matching `direct-tcpip` channel; a refusal is a channel-open failure carrying
 //! the refusal's message (ssh prints it). The relay moves data and EOF both ways, each write
 //! waiting for the receiver's window, and closes both channels when either closes.
+//! A held forward watches its session: once the connection ended the request is withdrawn
+//! and a later approval never makes the target connect.
 
 use std::sync::Arc;
 
@@ -11,8 +13,9 @@ use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelMsg, ChannelOpenFailure, ChannelWriteHalf};
 
 use super::Conn;
+use super::hold;
 use super::inbox::Inbox;
-use super::trail::{self, Pending};
+use super::trail;
 use crate::policy::{Class, Classification};
 
 /// SSH_OPEN_ADMINISTRATIVELY_PROHIBITED.
@@ -34,17 +37,12 @@ pub(super) async fn run(
 ) {
     let statement = format!("direct-tcpip {}:{}", req.host, req.port);
     let c = Classification::bare(Class::PortForward, "port forwarding");
-    let outcome = match trail::decide(&conn.app, &conn.ctx, &statement, &c) {
-        Pending::Ready(o) => o,
-        Pending::Later { request, wait } => {
-            if let Some(id) = &request {
-                tracing::info!(request = %id, %statement, "port forward held for approval");
-            }
-            tokio::select! {
-                o = wait => o,
-                _ = conn.forced() => return,
-            }
-        }
+    let pending = trail::decide(&conn.app, &conn.ctx, &statement, &c);
+    // The channel is not open yet: the client cannot close it, but the connection's end
+    // closes its inbox, and `hold::outcome` watches the session too.
+    let Some(outcome) = hold::outcome(&conn, pending, None, inbox.closed()).await else {
+        tracing::info!(%statement, "port forward withdrawn: the session ended");
+        return;
     };
     if let Err(r) = outcome {
         tracing::info!(%statement, "refused: {}", r.message);

@@ -17,6 +17,9 @@
 //! - Hard bound: past [`HARD_CAP`] bytes (a session mixing a stalled channel with a busy one
 //!   can be granted more) the reader stops and russh's own backpressure stops the connection.
 //! - Message order is kept; `recv` returns `None` after Close (or the connection's end).
+//! - [`Inbox::closed`] resolves as soon as the reader has seen the channel's Close or the
+//!   connection's end, even while earlier messages are still queued: a consumer that stopped
+//!   taking messages (a held command over its input cap) still learns that the client left.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -43,6 +46,8 @@ pub(crate) struct Inbox {
     /// Wakes the consumer (a message arrived) and the reader (room was made).
     arrived: Notify,
     drained: Notify,
+    /// Wakes every [`Inbox::closed`] waiter once the channel ended.
+    ending: Notify,
 }
 
 fn size(m: &ChannelMsg) -> usize {
@@ -83,6 +88,7 @@ impl Inbox {
                 }
                 me.arrived.notify_one();
                 if end {
+                    me.ending.notify_waiters();
                     break;
                 }
             }
@@ -109,6 +115,17 @@ impl Inbox {
                 if s.ended {
                     return None;
                 }
+            }
+            wait.await;
+        }
+    }
+
+    /// Resolves once the client closed the channel or the connection ended.
+    pub async fn closed(&self) {
+        loop {
+            let wait = self.ending.notified();
+            if self.lock().ended {
+                return;
             }
             wait.await;
         }

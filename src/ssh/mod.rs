@@ -3,7 +3,8 @@
 //!
 //! `ssh -p 2222 web-1@proxy CMD` authenticates alice by her public key ([`auth`]); the SSH
 //! user name names the target. Every session channel ([`channel`]) and every `direct-tcpip`
-//! forward ([`forward`]) is decided by the Gate before anything of it reaches the target; the
+//! forward ([`forward`]) is decided by the Gate before anything of it reaches the target, and
+//! on the `sftp` subsystem every operation is decided again on its own ([`sftp`]); the
 //! target connection ([`upstream`]) is opened on the first channel that is allowed and checks
 //! the target's pinned host key.
 //!
@@ -16,6 +17,9 @@
 //!   slow reader slows its writer.
 //!   Input that arrives while a command is held is kept up to [`channel::HELD_INPUT_CAP`].
 //!   Recordings are capped per session ([`record`]).
+//! - A hold lasts no longer than its client ([`hold`]): it ends when the channel closes or
+//!   the connection ends, whatever was queued, and expires at its hold_timeout whether or
+//!   not the client could be told it is held.
 //! - No panics on network input: everything from a peer is handled as a `Result`.
 //! - Shutdown ([`crate::lifecycle`]): `Draining` stops accepting; `Force` disconnects every
 //!   session.
@@ -24,9 +28,11 @@ mod auth;
 mod channel;
 mod forward;
 mod handler;
+mod hold;
 mod hostkey;
 mod inbox;
 mod record;
+mod sftp;
 mod trail;
 mod upstream;
 
@@ -42,6 +48,7 @@ use russh::server::{Config as ServerConfig, Handle};
 use russh::{MethodKind, MethodSet, SshId};
 use tokio::net::TcpStream;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::app::AppState;
@@ -138,6 +145,8 @@ impl SshServer {
             }
         }
         if let Some(conn) = connection.get() {
+            // Every hold of the session ends now (see `Conn::gone`).
+            conn.gone.cancel();
             conn.finish().await;
         }
     }
@@ -172,6 +181,8 @@ pub(crate) struct Conn {
     bytes_out: AtomicU64,
     end_reason: Mutex<Option<String>>,
     active: prometheus::IntGauge,
+    /// Cancelled when the client connection has ended.
+    gone: CancellationToken,
 }
 
 impl Conn {
@@ -205,12 +216,23 @@ impl Conn {
             bytes_out: AtomicU64::new(0),
             end_reason: Mutex::new(None),
             active,
+            gone: CancellationToken::new(),
         })
     }
 
     /// Resolves when sessions must close (`Force`).
     fn forced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         self.server.shutdown.clone().reached_owned(Phase::Force)
+    }
+
+    /// Resolves when the client connection has ended: whatever the session still holds is
+    /// withdrawn then.
+    fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.gone.clone().cancelled_owned()
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone.is_cancelled()
     }
 
     fn draining(&self) -> bool {

@@ -1,6 +1,7 @@
 //! Everything the SSH front end asks of the Gate and tells the audit trail, in one place.
 //!
-//! [`decide`] is the only call of `Gate::check` in `ssh/`: it turns a verdict into either an
+//! [`decide`] (and [`decide_opening`] for the sftp subsystem) is the only call of the Gate
+//! in `ssh/`: it turns a verdict into either an
 //! outcome now or a future to await (after showing the held line, when there is one). The
 //! Gate records the command event itself, and session start and end; the helpers here add
 //! exit statuses and recordings. Recording never blocks and never fails a session.
@@ -34,16 +35,35 @@ pub(super) fn decide(
     classification: &Classification,
 ) -> Pending {
     // The Gate records the Command event itself.
-    match app.gate.check(
-        ctx,
-        Action {
-            statement,
-            classification,
-            class: classification.class,
-            runs_prepared: false,
-            deferrable: false,
-        },
-    ) {
+    pending(app.gate.check(ctx, action(statement, classification)))
+}
+
+/// Opening a channel whose actions are each decided later (the `sftp` subsystem): see
+/// [`crate::gate::Gate::check_opening`].
+pub(super) fn decide_opening(
+    app: &AppState,
+    ctx: &SessionCtx,
+    statement: &str,
+    classification: &Classification,
+) -> Pending {
+    pending(
+        app.gate
+            .check_opening(ctx, action(statement, classification)),
+    )
+}
+
+fn action<'a>(statement: &'a str, classification: &'a Classification) -> Action<'a> {
+    Action {
+        statement,
+        classification,
+        class: classification.class,
+        runs_prepared: false,
+        deferrable: false,
+    }
+}
+
+fn pending(verdict: Verdict) -> Pending {
+    match verdict {
         Verdict::Allow(p) => Pending::Ready(Ok(p)),
         Verdict::Deny(r) => Pending::Ready(Err(r)),
         Verdict::Hold(h) => Pending::Later {
@@ -69,7 +89,10 @@ pub(super) fn shell_classification() -> Classification {
 
 pub(super) fn subsystem_classification(name: &str) -> Classification {
     if name == "sftp" {
-        Classification::bare(Class::FileTransfer, "sftp subsystem")
+        Classification::bare(
+            Class::FileTransfer,
+            "sftp subsystem (each operation is decided on its own)",
+        )
     } else {
         Classification::bare(Class::Unknown, format!("subsystem {name}"))
     }

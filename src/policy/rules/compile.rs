@@ -185,6 +185,20 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
         out
     });
 
+    let paths = list(e, "paths", &spec.paths).map(|c| {
+        let mut out = Vec::new();
+        for p in c {
+            if !p.starts_with('/') {
+                e.push(format!("paths: {p:?} is not absolute (\"/var/log/*\")"));
+            }
+            match path_glob(p) {
+                Ok(g) => out.push(g),
+                Err(err) => e.push(format!("paths: {err}")),
+            }
+        }
+        out
+    });
+
     let mut approvers = Vec::new();
     for a in &spec.approvers {
         let parsed = match a.split_once(':') {
@@ -252,6 +266,10 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
             Some(c) => Some(set(c)?),
             None => None,
         },
+        paths: match paths {
+            Some(p) => Some(set(p)?),
+            None => None,
+        },
         action: spec.action,
         approvers,
         approvals_required,
@@ -264,6 +282,14 @@ fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
     GlobBuilder::new(pattern)
         .case_insensitive(case_insensitive)
         .literal_separator(false)
+        .build()
+        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
+}
+
+/// A glob on file paths: `*` and `?` stop at `/`, `**` crosses it.
+fn path_glob(pattern: &str) -> Result<Glob, String> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
         .build()
         .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
 }

@@ -15,6 +15,11 @@
 //!   For an `allow` rule EVERY table (resp. program) of the statement must match and there
 //!   must be at least one: an allow rule never lets through more than it names. For
 //!   `review` / `deny` rules ANY match suffices.
+//! - `paths`: absolute globs on the files an SFTP operation acts on (`/var/log/**`), same
+//!   all/any semantics. `*` stops at `/`, `**` crosses it. Paths are matched as the client
+//!   named them after lexical clean-up (no symlinks resolved, a relative path stays relative
+//!   and so never matches an absolute glob): narrow `allow` rules by path hold, `deny` rules
+//!   by path are a convenience, not a fence.
 //! - First match wins; no match is `deny` with reason "no rule matched".
 //!
 //! Defaults: `approvals_required = 1`, `hold_timeout = "5m"`, `max_grant = "1h"`;
@@ -63,6 +68,7 @@ pub struct RuleSpec {
     pub classes: Option<Vec<String>>,
     pub tables: Option<Vec<String>>,
     pub commands: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
     pub action: Decision,
     #[serde(default)]
     pub approvers: Vec<String>,
@@ -134,6 +140,7 @@ pub struct Rule {
     classes: Option<Vec<Class>>,
     tables: Option<GlobSet>,
     commands: Option<GlobSet>,
+    paths: Option<GlobSet>,
     pub action: Decision,
     pub approvers: Vec<Approver>,
     pub approvals_required: u32,
@@ -210,6 +217,7 @@ impl Rule {
             && self.classes.as_ref().is_none_or(|cl| cl.contains(&c.class))
             && self.names_match(self.tables.as_ref(), &c.tables)
             && self.names_match(self.commands.as_ref(), &c.commands)
+            && self.names_match(self.paths.as_ref(), &c.paths)
     }
 
     fn names_match(&self, globs: Option<&GlobSet>, names: &[String]) -> bool {

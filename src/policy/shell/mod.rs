@@ -114,6 +114,7 @@ pub fn classify_shell(command: &str) -> Classification {
         tables: Vec::new(),
         functions: Vec::new(),
         commands: w.commands.into_iter().collect(),
+        paths: Vec::new(),
         reason,
     }
 }

@@ -90,6 +90,7 @@ fn classify_statements(statements: &[Statement], opts: &SqlOptions) -> SqlAnalys
         tables: out.tables.into_iter().collect(),
         functions: out.functions.into_iter().collect(),
         commands: Vec::new(),
+        paths: Vec::new(),
         reason: out.worst.reason,
     };
     if statements.is_empty() {

@@ -255,6 +255,54 @@ action = "allow"
 }
 
 #[test]
+fn paths_all_for_allow_any_for_deny_and_star_stops_at_slash() {
+    let r = rules(
+        r#"
+[[rules]]
+name = "no keys"
+paths = ["/home/*/.ssh/**"]
+action = "deny"
+
+[[rules]]
+name = "logs"
+paths = ["/var/log/*"]
+classes = ["read"]
+action = "allow"
+"#,
+    );
+    let a = ask("alice", &[], "web-1");
+    let d = |class, paths: &[&str]| {
+        let c = Classification {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            ..Classification::bare(class, "test")
+        };
+        decide(&r, &a, &c).1
+    };
+    assert_eq!(d(Class::Read, &["/var/log/syslog"]), "logs");
+    assert_eq!(
+        d(Class::Read, &["/var/log/nginx/access.log"]),
+        "",
+        "* stops at /"
+    );
+    assert_eq!(
+        d(Class::Read, &["/var/log/syslog", "/etc/shadow"]),
+        "",
+        "allow: every path"
+    );
+    assert_eq!(d(Class::Write, &["/var/log/syslog"]), "");
+    assert_eq!(d(Class::Read, &[]), "", "allow: at least one path");
+    assert_eq!(
+        d(Class::Write, &["/tmp/a", "/home/x/.ssh/authorized_keys"]),
+        "no keys"
+    );
+    assert_eq!(
+        d(Class::Read, &["var/log/syslog"]),
+        "",
+        "relative never matches"
+    );
+}
+
+#[test]
 fn absent_conditions_match_everything() {
     let r = rules("[[rules]]\nname = \"all\"\naction = \"allow\"\n");
     let mut a = ask("nobody", &[], "web-2");

@@ -47,6 +47,7 @@ hours = "Mon-Fri 08:00-25:00"
 classes = ["reed"]
 tables = ["accounts", "public.[x"]
 commands = ["/bin/rm"]
+paths = ["var/log/*", "/x/[y"]
 action = "review"
 approvers = ["group:nobody", "admin", "user:"]
 approvals_required = 0
@@ -77,6 +78,8 @@ hold_timeout = "0s"
         r#"rules[0] "bad one": tables: "accounts" has no schema"#,
         r#"rules[0] "bad one": tables: bad glob "public.[x""#,
         r#"rules[0] "bad one": commands: "/bin/rm" is a path"#,
+        r#"rules[0] "bad one": paths: "var/log/*" is not absolute"#,
+        r#"rules[0] "bad one": paths: bad glob "/x/[y""#,
         r#"rules[0] "bad one": approvers: "group:nobody" names no known user or group"#,
         r#"rules[0] "bad one": approvers: "admin" is not "user:NAME" or "group:NAME""#,
         r#"rules[0] "bad one": approvers: "user:" is not"#,
