@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
 
-use super::tracker::{Name, Stmt, Tracker};
+use super::tracker::{Effect, Name, Stmt, Tracker};
 
 fn stmt(name: &str, class: Class) -> Arc<Stmt> {
     Arc::new(Stmt {
@@ -32,6 +32,10 @@ enum Step {
     Bind(&'static str, &'static str),
     Close(u8, &'static str),
     Execute(u32),
+    /// An Execute of a portal whose statement is SQL `PREPARE name` of this class.
+    ExecutePrepare(u32, &'static str, Class),
+    /// An Execute of a portal whose statement is SQL `DEALLOCATE name`.
+    ExecuteDeallocate(u32, &'static str),
     Query(u32, &'static [(&'static str, Class)]),
     Deallocate(u32, Option<&'static str>),
     FunctionCall,
@@ -53,6 +57,9 @@ enum Step {
     // Checks.
     Stmt(&'static str, Option<Class>),
     Portal(&'static str, Option<Class>),
+    /// A message naming this statement must wait for the server's answer.
+    StmtPending(&'static str, bool),
+    PortalPending(&'static str, bool),
     Busy(bool),
     InFlight(bool),
     CopyIn(bool),
@@ -76,15 +83,21 @@ fn run(name: &str, steps: &[Step]) {
             Parse(n, c) => t.parse(wire(n), stmt(n, c)),
             Bind(p, s) => t.bind(wire(p), &wire(s)),
             Close(k, n) => t.close(k, wire(n)),
-            Execute(n) => t.execute(at(n)),
+            Execute(n) => t.execute(at(n), Vec::new()),
+            ExecutePrepare(n, name, c) => {
+                t.execute(at(n), vec![Effect::Prepare(Name::sql(name), stmt(name, c))])
+            }
+            ExecuteDeallocate(n, name) => {
+                t.execute(at(n), vec![Effect::Deallocate(Some(Name::sql(name)))])
+            }
             Query(n, prepares) => {
                 let prepares = prepares
                     .iter()
-                    .map(|(name, c)| (Name::sql(name), stmt(name, *c)))
+                    .map(|(name, c)| Effect::Prepare(Name::sql(name), stmt(name, *c)))
                     .collect();
-                t.query(prepares, &[], at(n));
+                t.query(prepares, at(n));
             }
-            Deallocate(n, name) => t.query(Vec::new(), &[name.map(Name::sql)], at(n)),
+            Deallocate(n, name) => t.query(vec![Effect::Deallocate(name.map(Name::sql))], at(n)),
             FunctionCall => t.function_call(),
             RefusedQuery => t.refused(),
             Sync => t.sync(),
@@ -92,11 +105,11 @@ fn run(name: &str, steps: &[Step]) {
             ParseComplete => t.parse_complete(),
             BindComplete => t.bind_complete(),
             CloseComplete => t.close_complete(),
-            CommandComplete(n) => assert_eq!(t.result(), n.map(at), "{what}"),
+            CommandComplete(n) => assert_eq!(t.result(true), n.map(at), "{what}"),
             Error(n) => {
                 // The relay records the result first; the error then drops what the server
                 // skips.
-                assert_eq!(t.result(), n.map(at), "{what}");
+                assert_eq!(t.result(false), n.map(at), "{what}");
                 t.error();
             }
             RefusalError => t.error(),
@@ -105,6 +118,8 @@ fn run(name: &str, steps: &[Step]) {
             Ready(s) => t.ready(s),
             Stmt(n, c) => assert_eq!(t.stmt(&wire(n)).map(|s| s.class), c, "{what}"),
             Portal(n, c) => assert_eq!(t.portal(&wire(n)).map(|s| s.class), c, "{what}"),
+            StmtPending(n, b) => assert_eq!(t.stmt_pending(&wire(n)), b, "{what}"),
+            PortalPending(n, b) => assert_eq!(t.portal_pending(&wire(n)), b, "{what}"),
             Busy(b) => assert_eq!(t.busy(), b, "{what}"),
             InFlight(b) => assert_eq!(t.in_flight(), b, "{what}"),
             CopyIn(b) => assert_eq!(t.copy_in(), b, "{what}"),
@@ -180,7 +195,7 @@ fn queue_scenarios() {
                 Bind("p2", "s2"),
                 Execute(2),
                 Sync,
-                // Queued: the most sensitive of the confirmed and queued entries.
+                // Queued in this segment: the latest change is what a message here sees.
                 Stmt("s0", Some(Write)),
                 Portal("p1", Some(Write)),
                 Stmt("s2", Some(Read)),
@@ -270,15 +285,22 @@ fn queue_scenarios() {
                 BindComplete,
                 Ready(b'T'),
                 Close(b'P', "p"),
-                // Until CloseComplete the portal is still there.
-                Portal("p", Some(Write)),
+                // A message after it in the same segment finds it closed (if the Close
+                // fails, the server skips that message too).
+                Portal("p", None),
+                PortalPending("p", false),
                 Close(b'S', "s"),
                 Sync,
+                // After a Sync only the server's answer says: wait for it.
+                PortalPending("p", true),
+                StmtPending("s", true),
                 CloseComplete,
                 Portal("p", None),
-                Stmt("s", Some(Write)),
+                PortalPending("p", false),
+                StmtPending("s", true),
                 CloseComplete,
                 Stmt("s", None),
+                StmtPending("s", false),
                 Ready(b'T'),
                 Busy(false),
             ],
@@ -524,6 +546,147 @@ fn queue_scenarios() {
                 Stmt("x", Some(Read)),
                 Busy(false),
                 InFlight(false),
+            ],
+        ),
+    ];
+    for (name, steps) in scenarios {
+        run(name, steps);
+    }
+}
+
+/// Redefinitions in flight (issue 12, findings 10 and 11): a message naming a statement
+/// whose latest change is behind a Sync must wait for the server's answer, and a failed
+/// re-Parse leaves the old statement.
+#[test]
+fn redefinitions_in_flight() {
+    let scenarios: &[(&str, &[Step])] = &[
+        (
+            "a failed re-Parse in an earlier segment keeps the old statement",
+            &[
+                Parse("p", Write),
+                Sync,
+                ParseComplete,
+                Ready(b'I'),
+                StmtPending("p", false),
+                // Fails upstream with 42P05: the server keeps the write.
+                Parse("p", Read),
+                // In the same segment a Bind would be skipped if it fails: no wait.
+                StmtPending("p", false),
+                Stmt("p", Some(Read)),
+                Sync,
+                // Behind a Sync, a Bind would run whatever the server kept: wait.
+                StmtPending("p", true),
+                Error(None),
+                StmtPending("p", false),
+                Stmt("p", Some(Write)),
+                Ready(b'I'),
+                Stmt("p", Some(Write)),
+                // Succeeds this time.
+                Close(b'S', "p"),
+                Parse("p", Read),
+                Sync,
+                StmtPending("p", true),
+                CloseComplete,
+                StmtPending("p", true),
+                ParseComplete,
+                StmtPending("p", false),
+                Stmt("p", Some(Read)),
+                Ready(b'I'),
+            ],
+        ),
+        (
+            "a Bind behind a Sync waits for its answer",
+            &[
+                Parse("s", Write),
+                Bind("p", "s"),
+                PortalPending("p", false),
+                Sync,
+                PortalPending("p", true),
+                ParseComplete,
+                PortalPending("p", true),
+                BindComplete,
+                PortalPending("p", false),
+                Portal("p", Some(Write)),
+                Ready(b'T'),
+            ],
+        ),
+        (
+            "SQL PREPARE and DEALLOCATE run through a portal",
+            &[
+                ExecutePrepare(1, "x", Write),
+                StmtPending("x", false),
+                Stmt("x", Some(Write)),
+                Sync,
+                StmtPending("x", true),
+                CommandComplete(Some(1)),
+                StmtPending("x", false),
+                Stmt("x", Some(Write)),
+                Ready(b'I'),
+                // A PREPARE that fails (the name exists): what the server kept is unknown.
+                ExecutePrepare(2, "x", Read),
+                Sync,
+                Error(Some(2)),
+                Stmt("x", None),
+                Ready(b'I'),
+                Query(3, &[("x", Read)]),
+                CommandComplete(Some(3)),
+                Ready(b'I'),
+                ExecuteDeallocate(4, "x"),
+                Stmt("x", None),
+                Sync,
+                StmtPending("x", true),
+                CommandComplete(Some(4)),
+                Stmt("x", None),
+                Ready(b'I'),
+                // Skipped after an earlier error: nothing of it happens.
+                Query(5, &[("y", Read)]),
+                CommandComplete(Some(5)),
+                Ready(b'I'),
+                Parse("bad", Read),
+                ExecuteDeallocate(6, "y"),
+                Sync,
+                // The Parse's error, recorded as the Execute's result.
+                Error(Some(6)),
+                Ready(b'I'),
+                Stmt("y", Some(Read)),
+                Busy(false),
+            ],
+        ),
+        (
+            "simple Queries: PREPARE, DEALLOCATE and the unnamed statement",
+            &[
+                Parse("", Write),
+                Sync,
+                ParseComplete,
+                Ready(b'I'),
+                Query(1, &[("x", Write)]),
+                // A Query ends its own segment: anything it changes is awaited.
+                StmtPending("x", true),
+                StmtPending("", true),
+                Stmt("", None),
+                Stmt("x", Some(Write)),
+                // A Parse after it decides the unnamed statement again.
+                Parse("", Read),
+                StmtPending("", false),
+                Stmt("", Some(Read)),
+                CommandComplete(Some(1)),
+                Ready(b'I'),
+                ParseComplete,
+                Stmt("", Some(Read)),
+                Stmt("x", Some(Write)),
+                Deallocate(2, Some("x")),
+                StmtPending("x", true),
+                Error(Some(2)),
+                Ready(b'I'),
+                // Failed or not, a DEALLOCATEd name is unknown.
+                StmtPending("x", false),
+                Stmt("x", None),
+                Query(3, &[("z", Read)]),
+                Error(Some(3)),
+                Ready(b'I'),
+                // PREPARE is not transactional: in a failed query it may or may not have run.
+                Stmt("z", None),
+                Busy(false),
             ],
         ),
     ];
