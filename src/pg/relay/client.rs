@@ -358,7 +358,9 @@ impl Relay {
         );
         self.observe(started);
         let preview = || stmt.is_some().then(|| (class, statement.clone()));
-        let runs = stmt.as_ref().map(|s| effects(&s.analysis, &s.text));
+        let runs = stmt
+            .as_ref()
+            .map(|s| effects(&s.analysis, &s.text, s.class != Class::Unknown));
         self.decide(
             frame,
             HeldKind::Execute(runs.unwrap_or_default()),
@@ -407,10 +409,10 @@ impl Relay {
             Vec::new()
         } else {
             // The text again, only for a query that prepares or deallocates.
-            let text = text_field(frame.get(5..).unwrap_or_default())
-                .map(|(t, _, _)| Arc::<str>::from(t.as_ref()))
-                .unwrap_or_else(|_| Arc::from(""));
-            effects(a, &text)
+            let (text, utf8) = text_field(frame.get(5..).unwrap_or_default())
+                .map(|(t, utf8, _)| (Arc::<str>::from(t.as_ref()), utf8))
+                .unwrap_or_else(|_| (Arc::from(""), false));
+            effects(a, &text, utf8)
         };
         self.tracker.query(effects, started);
     }

@@ -74,12 +74,13 @@ const MIN_SPARE: usize = 2 * 1024;
 const KEEP_CAPACITY: usize = 32 * 1024;
 /// Stop reading a side while the buffer towards the other side holds this much.
 const OUT_CAP: usize = 256 * 1024;
-/// While a statement is held, the client is read on (so a close or reset is noticed at once)
-/// into its buffer, up to this or one whole message of `max_message_bytes`, whichever is
-/// larger: PostgreSQL handles pipelined messages after the held one, so they are kept, not
-/// dropped. A client that sends more than that behind a held statement is ended with an
-/// error and its request cancelled, rather than left unread (a close nobody reads is a
-/// close nobody notices).
+/// While a statement waits for an approval, the client is read on (so a close or reset is
+/// noticed at once and the request cancelled) into its buffer, up to this or one whole
+/// message of `max_message_bytes`, whichever is larger: PostgreSQL handles pipelined
+/// messages after the held one, so they are kept, not dropped. A client that sends more than
+/// that behind a held statement is ended with an error and its request cancelled, rather
+/// than left unread (a close nobody reads is a close nobody notices). A wait for the disk
+/// only reads up to the same bound.
 const HELD_READ_CAP: usize = 1 << 20;
 
 fn spare(buf: &mut BytesMut) {
@@ -255,13 +256,17 @@ impl Relay {
                 break End::ClientClosed;
             }
             let held_cap = HELD_READ_CAP.max(self.client.max_message + 5);
-            if self.held.is_some() && self.client.buf.len() >= held_cap {
+            if approval && self.client.buf.len() >= held_cap {
                 self.overrun(held_cap);
                 break End::ProtocolError("too much pipelined behind a held statement".into());
             }
+            // An approval wait reads on (bounded just above); a wait for the disk is short
+            // and ends without the client, so it only reads up to the cap.
             let c_room = !client_eof
-                && if self.held.is_some() {
+                && if approval {
                     true
+                } else if self.held.is_some() {
+                    self.client.buf.len() < held_cap
                 } else {
                     self.client.buf.len() < READ_CHUNK.max(self.client.want)
                         && self.to_server.len() < OUT_CAP

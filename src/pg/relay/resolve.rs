@@ -89,13 +89,15 @@ impl Relay {
 
 /// What running `analysis` (of `text`) does to prepared-statement names. A statement SQL
 /// `PREPARE` creates is shown as the whole text that prepared it, with the class of what it
-/// prepared and no effects of its own (PostgreSQL cannot PREPARE an EXECUTE).
-pub(super) fn effects(analysis: &SqlAnalysis, text: &Arc<str>) -> Vec<Effect> {
+/// prepared (`unknown` unless the text is `trusted`: UTF-8, not itself `unknown`) and no
+/// effects of its own (PostgreSQL cannot PREPARE an EXECUTE).
+pub(super) fn effects(analysis: &SqlAnalysis, text: &Arc<str>, trusted: bool) -> Vec<Effect> {
     analysis
         .effects
         .iter()
         .filter_map(|e| match e {
             SqlEffect::Prepare { name, class } => {
+                let class = if trusted { class } else { &Class::Unknown };
                 let mut classification = analysis.classification.clone();
                 classification.class = *class;
                 let prepared = SqlAnalysis {
