@@ -187,3 +187,35 @@ fn a_grant_on_the_refused_text_does_not_cover_what_runs() {
     );
     s.close();
 }
+
+#[test]
+fn a_grant_for_an_execute_covers_only_the_statement_it_ran() {
+    let fx = Fixture::new("60s", 10);
+    let mut s = login(&fx);
+    query_ok(&mut s, "PREPARE p AS SELECT 1");
+    // p becomes an UPDATE of one row over the extended protocol (not gated), and its
+    // EXECUTE is approved with a grant: the grant is for that exact text.
+    query_ok(&mut s, "DEALLOCATE p");
+    round_ok(&mut s, &[parse(b"p", "UPDATE t SET v = 1 WHERE id = 1")]);
+    let id = send_until_held(&mut s, &support::wire::query_message("EXECUTE p"), 1);
+    let shown = fx.bob.request(&id)["statement"].clone();
+    assert!(
+        shown
+            .as_str()
+            .unwrap_or_default()
+            .contains("UPDATE t SET v = 1 WHERE id = 1"),
+        "{shown}"
+    );
+    fx.bob.approve_ok(&id, "one row", Some(600));
+    let r = read_until(&mut s.stream, b'Z');
+    assert_eq!(code(&r), None, "{}", summary(&r));
+    assert_eq!(fx.row("t", 1), Some(1));
+
+    // The same words, another statement behind them.
+    query_ok(&mut s, "DEALLOCATE p");
+    round_ok(&mut s, &[parse(b"p", "DELETE FROM t WHERE id > 5")]);
+    let id = send_until_held(&mut s, &support::wire::query_message("EXECUTE p"), 1);
+    deny(&fx, &mut s, &id);
+    assert_eq!(rows(&fx), "10", "the grant ran the DELETE");
+    s.close();
+}
