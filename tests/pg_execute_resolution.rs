@@ -146,6 +146,38 @@ fn a_failed_reparse_shows_the_statement_the_server_kept() {
     let r = fx.bob.request(&id);
     assert_eq!(r["statement"], "DELETE FROM t WHERE id > 5", "{r}");
     assert_eq!(r["class"], "write", "{r}");
+    // The audit trail records the statement that would run, not the refused text.
+    let session = r["session"].as_str().unwrap_or_default();
+    api::poll("the held statement in the audit trail", || {
+        let events = fx.bob.get_ok(&format!("/v1/sessions/{session}/events"));
+        let last = events
+            .as_array()
+            .and_then(|a| a.iter().rfind(|e| e["kind"] == "statement"))
+            .map(|e| e["text"].clone());
+        match last {
+            Some(t) if t == "DELETE FROM t WHERE id > 5" => Ok(()),
+            other => Err(format!("last statement event: {other:?}")),
+        }
+    });
+    deny(&fx, &mut s, &id);
+    assert_eq!(rows(&fx), "10", "the DELETE ran");
+
+    // The same through SQL EXECUTE in a simple Query behind the failing re-Parse.
+    let pipeline = [
+        parse(b"p", "SELECT 1"),
+        sync(),
+        support::wire::query_message("EXECUTE p"),
+    ]
+    .concat();
+    let id = send_until_held(&mut s, &pipeline, 2);
+    let shown = fx.bob.request(&id)["statement"].clone();
+    assert!(
+        shown
+            .as_str()
+            .unwrap_or_default()
+            .contains("DELETE FROM t WHERE id > 5"),
+        "{shown}"
+    );
     deny(&fx, &mut s, &id);
     assert_eq!(rows(&fx), "10", "the DELETE ran");
     s.close();
