@@ -16,7 +16,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::framer::{Cut, Side};
 use super::hold::{Held, HeldKind, Waiting};
-use super::resolve::{Resolution, effects};
+use super::resolve::{Resolution, effects, own_class};
 use super::tracker::{Name, Stmt};
 use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
@@ -201,12 +201,7 @@ impl Relay {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
         let analysis = self.app.cache.analyze(&text);
-        let own = if utf8 {
-            analysis.base_class
-        } else {
-            Class::Unknown
-        };
-        let (class, shown) = match self.resolve_runs(&analysis, own, &text) {
+        let (class, shown) = match self.resolve_runs(&analysis, own_class(&analysis, utf8), &text) {
             Resolution::Ready { class, shown } => (class, shown),
             Resolution::Wait => {
                 self.parked = Some((b'Q', frame));
@@ -246,12 +241,8 @@ impl Relay {
         let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
         let analysis = self.app.cache.analyze(&text);
-        // Its own class; an EXECUTE in it is resolved when it runs.
-        let class = if utf8 {
-            analysis.base_class
-        } else {
-            Class::Unknown
-        };
+        // An EXECUTE in it is resolved when it runs.
+        let class = own_class(&analysis, utf8);
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {

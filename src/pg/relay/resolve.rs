@@ -33,6 +33,19 @@ pub(super) enum Resolution {
     Wait,
 }
 
+/// The class of a text by itself, before any `EXECUTE` in it is resolved: `unknown` if it
+/// was not UTF-8; the classification's class if it runs no prepared statement (it is
+/// `unknown` while one is unresolved); otherwise the class of everything but the `EXECUTE`s.
+pub(super) fn own_class(analysis: &SqlAnalysis, utf8: bool) -> Class {
+    if !utf8 {
+        Class::Unknown
+    } else if analysis.has_execute() {
+        analysis.base_class
+    } else {
+        analysis.classification.class
+    }
+}
+
 impl Relay {
     /// Resolve `analysis` of `text` (whose own class is `class`) against the tracker now.
     pub(super) fn resolve_runs(
