@@ -38,7 +38,7 @@
 //! | CommandComplete, ErrorResponse | the result of the oldest Query/Execute/FunctionCall/Sync/CopyEnd; an Execute is popped by it |
 //! | EmptyQueryResponse, PortalSuspended | that oldest entry, if it is an Execute |
 //! | ErrorResponse (also) | the Parse/Bind/Close/CopyEnd entries up to the next Query, FunctionCall or Sync |
-//! | ReadyForQuery | everything up to and including the first Query, FunctionCall or Sync |
+//! | ReadyForQuery | everything up to and including the first Query, FunctionCall or Sync (a Query's effects, and its dropping of the unnamed statement and portal, apply here, in wire order; an Execute still queued was skipped, and nothing of it applies) |
 //! | CopyInResponse | the Syncs up to the first CopyEnd, and that CopyEnd (the server ignores Sync until the copy ends) |
 
 use std::collections::{HashMap, VecDeque};
