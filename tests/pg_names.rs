@@ -11,7 +11,8 @@ mod support;
 use std::io::Write;
 
 use api::Fixture;
-use support::wire::{RawSession, first_error, message, read_until, summary};
+use support::wire::extended::{bind, close, execute, parse, sync};
+use support::wire::{RawSession, first_error, read_until, summary};
 use support::{ALICE, ALICE_PASSWORD, APP_TARGET};
 
 type Msgs = Vec<(u8, Vec<u8>)>;
@@ -21,44 +22,10 @@ fn login(fx: &Fixture) -> RawSession {
         .unwrap_or_else(|e| panic!("raw login as alice: {e:?}"))
 }
 
-fn cstr(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(b);
-    out.push(0);
-}
-
-fn parse(name: &[u8], sql: &str) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, name);
-    cstr(&mut b, sql.as_bytes());
-    b.extend_from_slice(&0i16.to_be_bytes());
-    message(b'P', &b)
-}
-
-fn bind(portal: &[u8], stmt: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, portal);
-    cstr(&mut b, stmt);
-    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    message(b'B', &b)
-}
-
-fn execute(portal: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    cstr(&mut b, portal);
-    b.extend_from_slice(&0i32.to_be_bytes());
-    message(b'E', &b)
-}
-
-fn close(kind: u8, name: &[u8]) -> Vec<u8> {
-    let mut b = vec![kind];
-    cstr(&mut b, name);
-    message(b'C', &b)
-}
-
 /// Sends `msgs` and a Sync; reads up to ReadyForQuery.
 fn round(s: &mut RawSession, msgs: &[Vec<u8>]) -> Msgs {
     let mut out: Vec<u8> = msgs.concat();
-    out.extend_from_slice(&message(b'S', &[]));
+    out.extend_from_slice(&sync());
     s.stream.write_all(&out).expect("send");
     read_until(&mut s.stream, b'Z')
 }

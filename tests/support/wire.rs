@@ -375,3 +375,54 @@ fn auth_code(body: &[u8]) -> Option<u32> {
     body.get(0..4)
         .map(|b| u32::from_be_bytes(b.try_into().unwrap()))
 }
+
+/// Extended-protocol frames, built byte for byte (no parameters, text results).
+pub mod extended {
+    use super::message;
+
+    fn cstr(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(b);
+        out.push(0);
+    }
+
+    /// Parse `name` = `sql`, no parameter types.
+    pub fn parse(name: &[u8], sql: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, name);
+        cstr(&mut b, sql.as_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        message(b'P', &b)
+    }
+
+    /// Bind `portal` to statement `stmt`, no parameters.
+    pub fn bind(portal: &[u8], stmt: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal);
+        cstr(&mut b, stmt);
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        message(b'B', &b)
+    }
+
+    /// Execute `portal`, all rows.
+    pub fn execute(portal: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal);
+        b.extend_from_slice(&0i32.to_be_bytes());
+        message(b'E', &b)
+    }
+
+    /// Close a statement (`b'S'`) or portal (`b'P'`).
+    pub fn close(kind: u8, name: &[u8]) -> Vec<u8> {
+        let mut b = vec![kind];
+        cstr(&mut b, name);
+        message(b'C', &b)
+    }
+
+    pub fn sync() -> Vec<u8> {
+        message(b'S', &[])
+    }
+
+    pub fn flush() -> Vec<u8> {
+        message(b'H', &[])
+    }
+}

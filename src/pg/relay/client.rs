@@ -5,8 +5,10 @@
 //! FunctionCall frame is appended to `to_server` only by [`Relay::forward`], which takes
 //! one. A Deny or a refused hold sends a statement that fails instead ([`Relay::refuse`]),
 //! and the client's messages up to Sync after a refused extended-protocol message are
-//! dropped, as the server would skip them. Parse, Bind and Close go on at once: they only
-//! name statements, which the tracker classifies when an Execute runs them.
+//! dropped, as the server would skip them. Parse and Close go on at once: they only name
+//! statements, which are classified when an Execute runs them. A Bind, Execute or Query
+//! that names a statement or portal whose redefinition the server has not answered yet is
+//! parked (`Relay::parked`) and handled again once it has (see `resolve.rs`).
 
 use std::sync::Arc;
 
@@ -14,12 +16,13 @@ use bytes::{BufMut, BytesMut};
 
 use super::framer::{Cut, Side};
 use super::hold::{Held, HeldKind, Waiting};
+use super::resolve::{Resolution, effects, own_class};
 use super::tracker::{Name, Stmt};
 use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
 use crate::pg::msg::{self, Fields};
-use crate::policy::sql::{self, SqlAnalysis, SqlEffect};
+use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
 
 /// The text a refused statement's failure carries, followed by its sequence number.
@@ -94,7 +97,7 @@ impl Side for FromClient<'_> {
     }
 
     fn stop(&self) -> bool {
-        self.0.held.is_some() || self.0.terminated
+        self.0.held.is_some() || self.0.parked.is_some() || self.0.terminated
     }
 
     fn stream_starts(&mut self, tag: u8) {
@@ -116,8 +119,14 @@ impl Side for FromClient<'_> {
 }
 
 impl Relay {
-    /// Handle what the client sent, up to a held statement.
+    /// Handle what the client sent, up to a held or parked statement.
     pub(super) fn process_client(&mut self) -> Result<(), Fatal> {
+        if let Some((tag, frame)) = self.parked.take() {
+            self.client_frame(tag, frame)?;
+            if self.parked.is_some() || self.held.is_some() {
+                return Ok(());
+            }
+        }
         let mut framer = std::mem::take(&mut self.client);
         let r = framer.cut(&mut FromClient(self));
         self.client = framer;
@@ -176,7 +185,7 @@ impl Relay {
         };
         match verdict {
             Verdict::Allow(p) => self.forward(frame, &kind, p),
-            Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute)),
+            Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute(_))),
             Verdict::Hold(h) => self.start_hold(h, frame, kind, preview()),
             Verdict::Commit(c) => {
                 self.held = Some(Held {
@@ -191,13 +200,20 @@ impl Relay {
     fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
-        let deferrable = utf8 && self.txn.deferrable(&text);
         let analysis = self.app.cache.analyze(&text);
-        let class = self.session_class(&analysis, utf8);
+        let (class, shown) = match self.resolve_runs(&analysis, own_class(&analysis, utf8), &text) {
+            Resolution::Ready { class, shown } => (class, shown),
+            Resolution::Wait => {
+                self.parked = Some((b'Q', frame));
+                return Ok(());
+            }
+        };
+        let statement = shown.as_deref().unwrap_or(&text);
+        let deferrable = utf8 && self.txn.deferrable(&text);
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
-                statement: &text,
+                statement,
                 classification: &analysis.classification,
                 class,
                 runs_prepared: analysis.has_execute(),
@@ -205,8 +221,7 @@ impl Relay {
             },
         );
         // Only a hold needs its own copy of the text.
-        let preview =
-            matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(text.as_ref())));
+        let preview = matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(statement)));
         self.observe(started);
         self.decide(
             frame,
@@ -218,17 +233,6 @@ impl Relay {
         Ok(())
     }
 
-    /// The class of `analysis` with the statements this session prepared; text that was not
-    /// UTF-8 is `unknown`.
-    fn session_class(&self, analysis: &SqlAnalysis, utf8: bool) -> Class {
-        if !utf8 {
-            return Class::Unknown;
-        }
-        sql::resolve_class(analysis, &|n| {
-            self.tracker.stmt(&Name::sql(n)).map(|s| s.class)
-        })
-    }
-
     fn observe(&self, started: std::time::Instant) {
         self.latency.observe(started.elapsed().as_secs_f64());
     }
@@ -237,7 +241,8 @@ impl Relay {
         let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
         let analysis = self.app.cache.analyze(&text);
-        let class = self.session_class(&analysis, utf8);
+        // An EXECUTE in it is resolved when it runs.
+        let class = own_class(&analysis, utf8);
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
@@ -265,6 +270,10 @@ impl Relay {
     fn on_bind(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let (portal, portal_text, rest) = name_field(&frame[5..])?;
         let (stmt, stmt_text, _) = name_field(rest)?;
+        if self.tracker.stmt_pending(&stmt) {
+            self.parked = Some((b'B', frame));
+            return Ok(());
+        }
         self.tracker.bind(portal, &stmt);
         let (portal, statement_name) = (portal_text, stmt_text);
         self.to_server.extend_from_slice(&frame);
@@ -295,37 +304,61 @@ impl Relay {
     fn on_execute(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
         let (portal, _, _) = name_field(&frame[5..])?;
+        if self.tracker.portal_pending(&portal) {
+            self.parked = Some((b'E', frame));
+            return Ok(());
+        }
         let stmt = self.tracker.portal(&portal);
         let fallback;
         let (statement, classification, class, runs_prepared) = match &stmt {
-            Some(s) => (
-                &*s.text,
-                &s.analysis.classification,
-                s.class,
-                s.analysis.has_execute(),
-            ),
+            Some(s) => match self.resolve_runs(&s.analysis, s.class, &s.text) {
+                Resolution::Wait => {
+                    self.parked = Some((b'E', frame));
+                    return Ok(());
+                }
+                Resolution::Ready { class, shown } => (
+                    shown.map_or_else(|| s.text.clone(), Arc::from),
+                    &s.analysis.classification,
+                    class,
+                    s.analysis.has_execute(),
+                ),
+            },
             None => {
                 fallback = Classification::bare(
                     Class::Unknown,
                     "Execute of a portal the proxy did not see bound",
                 );
-                ("<unknown portal>", &fallback, Class::Unknown, false)
+                (
+                    Arc::from("<unknown portal>"),
+                    &fallback,
+                    Class::Unknown,
+                    false,
+                )
             }
         };
+        let deferrable = stmt.is_some() && self.txn.deferrable(&statement);
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
-                statement,
+                statement: &statement,
                 classification,
                 class,
                 runs_prepared,
-                deferrable: self.txn.deferrable(statement),
+                deferrable,
             },
         );
         self.observe(started);
-        let deferrable = stmt.as_ref().is_some_and(|s| self.txn.deferrable(&s.text));
-        let preview = || stmt.as_ref().map(|s| (s.class, s.text.clone()));
-        self.decide(frame, HeldKind::Execute, verdict, preview, deferrable);
+        let preview = || stmt.is_some().then(|| (class, statement.clone()));
+        let runs = stmt
+            .as_ref()
+            .map(|s| effects(&s.analysis, &s.text, s.class != Class::Unknown));
+        self.decide(
+            frame,
+            HeldKind::Execute(runs.unwrap_or_default()),
+            verdict,
+            preview,
+            deferrable,
+        );
         Ok(())
     }
 
@@ -355,31 +388,24 @@ impl Relay {
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
         let now = std::time::Instant::now();
         match kind {
-            HeldKind::Query(a) => self.track_query(a, now),
+            HeldKind::Query(a) => self.track_query(a, &frame, now),
             HeldKind::FunctionCall => self.tracker.function_call(),
-            HeldKind::Execute => self.tracker.execute(now),
+            HeldKind::Execute(effects) => self.tracker.execute(now, effects.clone()),
         }
         self.to_server.extend_from_slice(&frame);
     }
 
-    fn track_query(&mut self, a: &Arc<SqlAnalysis>, started: std::time::Instant) {
-        let mut prepares = Vec::new();
-        let mut deallocates = Vec::new();
-        for e in &a.effects {
-            match e {
-                SqlEffect::Prepare { name, class } => prepares.push((
-                    Name::sql(name),
-                    Arc::new(Stmt {
-                        text: Arc::from(format!("EXECUTE {name}").as_str()),
-                        analysis: a.clone(),
-                        class: *class,
-                    }),
-                )),
-                SqlEffect::Deallocate { name } => deallocates.push(name.as_deref().map(Name::sql)),
-                SqlEffect::Execute { .. } => {}
-            }
-        }
-        self.tracker.query(prepares, &deallocates, started);
+    fn track_query(&mut self, a: &Arc<SqlAnalysis>, frame: &[u8], started: std::time::Instant) {
+        let effects = if a.effects.is_empty() {
+            Vec::new()
+        } else {
+            // The text again, only for a query that prepares or deallocates.
+            let (text, utf8) = text_field(frame.get(5..).unwrap_or_default())
+                .map(|(t, utf8, _)| (Arc::<str>::from(t.as_ref()), utf8))
+                .unwrap_or_else(|_| (Arc::from(""), false));
+            effects(a, &text, utf8)
+        };
+        self.tracker.query(effects, started);
     }
 
     fn start_hold(
@@ -422,7 +448,7 @@ impl Relay {
         }
         match r {
             Ok(p) => self.forward(held.frame, &held.kind, p),
-            Err(refusal) => self.refuse(refusal, matches!(held.kind, HeldKind::Execute)),
+            Err(refusal) => self.refuse(refusal, matches!(held.kind, HeldKind::Execute(_))),
         }
     }
 

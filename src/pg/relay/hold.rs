@@ -18,7 +18,8 @@ use crate::gate::{Commit, Hold, Permit, Refusal};
 /// What a held frame was, so it can be forwarded or refused correctly later.
 pub(super) enum HeldKind {
     Query(Arc<crate::policy::sql::SqlAnalysis>),
-    Execute,
+    /// What the portal's statement does to prepared-statement names when it runs.
+    Execute(Vec<super::tracker::Effect>),
     FunctionCall,
 }
 

@@ -30,7 +30,10 @@
 //! - `hold.rs`: a parked statement (`Held`) waits for an approval or for its audit
 //!   record to reach the disk; the refusals whose failures are still to be rewritten.
 //! - `tracker.rs`: everything sent upstream joins the one queue of what awaits the server
-//!   (and the statement and portal names it will create), in wire order.
+//!   (and the statement and portal names it will create), in wire order; `name.rs`: names
+//!   as the server keys them.
+//! - `resolve.rs`: an `EXECUTE name` is looked up when it runs; a message naming something
+//!   whose redefinition the server has not answered yet is parked until it has.
 //! - `server.rs`: the server's answers pop that queue, confirm names, record results in
 //!   the audit trail and turn the failure of a refused statement into the refusal.
 //! - `txn.rs`: the transaction status, and whether a statement's audit event may reach the
@@ -55,6 +58,8 @@ use txn::TxnState;
 mod client;
 mod framer;
 mod hold;
+mod name;
+mod resolve;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -69,7 +74,13 @@ const MIN_SPARE: usize = 2 * 1024;
 const KEEP_CAPACITY: usize = 32 * 1024;
 /// Stop reading a side while the buffer towards the other side holds this much.
 const OUT_CAP: usize = 256 * 1024;
-/// While a statement is held, keep reading the client (to notice a disconnect) up to this.
+/// While a statement waits for an approval, the client is read on (so a close or reset is
+/// noticed at once and the request cancelled) into its buffer, up to this or one whole
+/// message of `max_message_bytes`, whichever is larger: PostgreSQL handles pipelined
+/// messages after the held one, so they are kept, not dropped. A client that sends more than
+/// that behind a held statement is ended with an error and its request cancelled, rather
+/// than left unread (a close nobody reads is a close nobody notices). A wait for the disk
+/// only reads up to the same bound.
 const HELD_READ_CAP: usize = 1 << 20;
 
 fn spare(buf: &mut BytesMut) {
@@ -128,6 +139,9 @@ pub struct Relay {
     /// The statement waiting for an approval or for the disk; nothing the client sent after
     /// it is handled until it is resolved.
     held: Option<Held>,
+    /// A client frame that names a statement or portal whose redefinition the server has
+    /// not answered yet: handled (again) once it has; nothing after it is handled before.
+    parked: Option<(u8, BytesMut)>,
     /// A refused extended-protocol message failed upstream: drop the client's messages up
     /// to Sync, as the server skips them.
     discard_until_sync: bool,
@@ -181,6 +195,7 @@ impl Relay {
             tracker: Tracker::default(),
             txn: TxnState::new(status),
             held: None,
+            parked: None,
             discard_until_sync: false,
             refusals: Refusals::default(),
             terminated: false,
@@ -196,6 +211,7 @@ impl Relay {
         self.txn.idle()
             && !self.tracker.busy()
             && self.held.is_none()
+            && self.parked.is_none()
             && self.client.buf.is_empty()
             && self.to_server.is_empty()
             && self.client.at_boundary()
@@ -239,9 +255,18 @@ impl Relay {
             if client_eof && self.held.is_none() {
                 break End::ClientClosed;
             }
+            let held_cap = HELD_READ_CAP.max(self.client.max_message + 5);
+            if approval && self.client.buf.len() >= held_cap {
+                self.overrun(held_cap);
+                break End::ProtocolError("too much pipelined behind a held statement".into());
+            }
+            // An approval wait reads on (bounded just above); a wait for the disk is short
+            // and ends without the client, so it only reads up to the cap.
             let c_room = !client_eof
-                && if self.held.is_some() {
-                    self.client.buf.len() < HELD_READ_CAP
+                && if approval {
+                    true
+                } else if self.held.is_some() {
+                    self.client.buf.len() < held_cap
                 } else {
                     self.client.buf.len() < READ_CHUNK.max(self.client.want)
                         && self.to_server.len() < OUT_CAP
@@ -292,8 +317,10 @@ impl Relay {
                     match r {
                         Ok(0) | Err(_) => {
                             client_eof = true;
-                            // Dropping the hold withdraws its request.
-                            self.held = None;
+                            // Withdraw the request at once; dropping the hold would too.
+                            if let Some(h) = self.held.take() {
+                                h.hold.cancel("the client went away");
+                            }
                         }
                         Ok(n) => self.bytes_in += n as u64,
                     }
@@ -393,6 +420,22 @@ impl Relay {
             })
             .await;
         }
+    }
+
+    /// The client sent more than `cap` bytes behind a held statement: cancel its request and
+    /// tell the client why the session ends.
+    fn overrun(&mut self, cap: usize) {
+        let reason =
+            format!("the client sent more than {cap} bytes behind a statement held for approval");
+        if let Some(h) = self.held.take() {
+            h.hold.cancel(&reason);
+        }
+        self.inject(|out| {
+            msg::error(
+                out,
+                Fields::new("FATAL", "54000", format!("jitgate: {reason}")),
+            )
+        });
     }
 
     /// The server closed the connection.

@@ -138,7 +138,7 @@ impl Relay {
 
     /// Record the result of the oldest statement awaiting the server.
     fn result(&mut self, tag: Option<Text>, sqlstate: Option<Text>, message: Option<Text>) {
-        let started = self.tracker.result();
+        let started = self.tracker.result(tag.is_some());
         let rows = tag.as_ref().and_then(|t| tag_rows(&t.as_str()));
         let ev = EventKind::Result {
             command_tag: tag,

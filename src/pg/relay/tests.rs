@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
 
-use super::tracker::{Name, Stmt, Tracker};
+use super::tracker::{Effect, Name, Stmt, Tracker};
+
+mod redefinitions;
 
 fn stmt(name: &str, class: Class) -> Arc<Stmt> {
     Arc::new(Stmt {
@@ -26,12 +28,16 @@ fn stmt(name: &str, class: Class) -> Arc<Stmt> {
 /// Statements that record results are numbered; a result names the number it belongs to
 /// (`None`: recorded without a statement, duration 0).
 #[derive(Debug, Clone, Copy)]
-enum Step {
+pub(super) enum Step {
     // Client → server.
     Parse(&'static str, Class),
     Bind(&'static str, &'static str),
     Close(u8, &'static str),
     Execute(u32),
+    /// An Execute of a portal whose statement is SQL `PREPARE name` of this class.
+    ExecutePrepare(u32, &'static str, Class),
+    /// An Execute of a portal whose statement is SQL `DEALLOCATE name`.
+    ExecuteDeallocate(u32, &'static str),
     Query(u32, &'static [(&'static str, Class)]),
     Deallocate(u32, Option<&'static str>),
     FunctionCall,
@@ -53,6 +59,9 @@ enum Step {
     // Checks.
     Stmt(&'static str, Option<Class>),
     Portal(&'static str, Option<Class>),
+    /// A message naming this statement must wait for the server's answer.
+    StmtPending(&'static str, bool),
+    PortalPending(&'static str, bool),
     Busy(bool),
     InFlight(bool),
     CopyIn(bool),
@@ -66,7 +75,7 @@ fn wire(n: &str) -> Name {
 }
 
 /// Drive the tracker the way the relay does, checking as told.
-fn run(name: &str, steps: &[Step]) {
+pub(super) fn run(name: &str, steps: &[Step]) {
     let base = Instant::now();
     let at = |n: u32| base + Duration::from_millis(u64::from(n));
     let mut t = Tracker::default();
@@ -76,15 +85,21 @@ fn run(name: &str, steps: &[Step]) {
             Parse(n, c) => t.parse(wire(n), stmt(n, c)),
             Bind(p, s) => t.bind(wire(p), &wire(s)),
             Close(k, n) => t.close(k, wire(n)),
-            Execute(n) => t.execute(at(n)),
+            Execute(n) => t.execute(at(n), Vec::new()),
+            ExecutePrepare(n, name, c) => {
+                t.execute(at(n), vec![Effect::Prepare(Name::sql(name), stmt(name, c))])
+            }
+            ExecuteDeallocate(n, name) => {
+                t.execute(at(n), vec![Effect::Deallocate(Some(Name::sql(name)))])
+            }
             Query(n, prepares) => {
                 let prepares = prepares
                     .iter()
-                    .map(|(name, c)| (Name::sql(name), stmt(name, *c)))
+                    .map(|(name, c)| Effect::Prepare(Name::sql(name), stmt(name, *c)))
                     .collect();
-                t.query(prepares, &[], at(n));
+                t.query(prepares, at(n));
             }
-            Deallocate(n, name) => t.query(Vec::new(), &[name.map(Name::sql)], at(n)),
+            Deallocate(n, name) => t.query(vec![Effect::Deallocate(name.map(Name::sql))], at(n)),
             FunctionCall => t.function_call(),
             RefusedQuery => t.refused(),
             Sync => t.sync(),
@@ -92,11 +107,11 @@ fn run(name: &str, steps: &[Step]) {
             ParseComplete => t.parse_complete(),
             BindComplete => t.bind_complete(),
             CloseComplete => t.close_complete(),
-            CommandComplete(n) => assert_eq!(t.result(), n.map(at), "{what}"),
+            CommandComplete(n) => assert_eq!(t.result(true), n.map(at), "{what}"),
             Error(n) => {
                 // The relay records the result first; the error then drops what the server
                 // skips.
-                assert_eq!(t.result(), n.map(at), "{what}");
+                assert_eq!(t.result(false), n.map(at), "{what}");
                 t.error();
             }
             RefusalError => t.error(),
@@ -105,6 +120,8 @@ fn run(name: &str, steps: &[Step]) {
             Ready(s) => t.ready(s),
             Stmt(n, c) => assert_eq!(t.stmt(&wire(n)).map(|s| s.class), c, "{what}"),
             Portal(n, c) => assert_eq!(t.portal(&wire(n)).map(|s| s.class), c, "{what}"),
+            StmtPending(n, b) => assert_eq!(t.stmt_pending(&wire(n)), b, "{what}"),
+            PortalPending(n, b) => assert_eq!(t.portal_pending(&wire(n)), b, "{what}"),
             Busy(b) => assert_eq!(t.busy(), b, "{what}"),
             InFlight(b) => assert_eq!(t.in_flight(), b, "{what}"),
             CopyIn(b) => assert_eq!(t.copy_in(), b, "{what}"),
@@ -180,7 +197,7 @@ fn queue_scenarios() {
                 Bind("p2", "s2"),
                 Execute(2),
                 Sync,
-                // Queued: the most sensitive of the confirmed and queued entries.
+                // Queued in this segment: the latest change is what a message here sees.
                 Stmt("s0", Some(Write)),
                 Portal("p1", Some(Write)),
                 Stmt("s2", Some(Read)),
@@ -270,15 +287,22 @@ fn queue_scenarios() {
                 BindComplete,
                 Ready(b'T'),
                 Close(b'P', "p"),
-                // Until CloseComplete the portal is still there.
-                Portal("p", Some(Write)),
+                // A message after it in the same segment finds it closed (if the Close
+                // fails, the server skips that message too).
+                Portal("p", None),
+                PortalPending("p", false),
                 Close(b'S', "s"),
                 Sync,
+                // After a Sync only the server's answer says: wait for it.
+                PortalPending("p", true),
+                StmtPending("s", true),
                 CloseComplete,
                 Portal("p", None),
-                Stmt("s", Some(Write)),
+                PortalPending("p", false),
+                StmtPending("s", true),
                 CloseComplete,
                 Stmt("s", None),
+                StmtPending("s", false),
                 Ready(b'T'),
                 Busy(false),
             ],

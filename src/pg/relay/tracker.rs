@@ -7,16 +7,26 @@
 //! A name that looked harmless in flight must never shadow a sensitive statement the server
 //! still holds under that name, so:
 //! - effects are queued in wire order and applied only when upstream confirms them
-//!   (ParseComplete, BindComplete, CloseComplete, or a Query's ReadyForQuery without error);
+//!   (ParseComplete, BindComplete, CloseComplete, an Execute's CommandComplete, a Query's
+//!   ReadyForQuery without error);
 //! - an error drops the queued effects up to the next Sync, exactly as the server does;
-//! - a look-up takes the most sensitive of the confirmed entry and every queued one, and a
-//!   name with no entry at all is `unknown`;
+//! - a look-up gives what the server will have when the message that looks runs: the
+//!   latest queued change of that name, else the confirmed entry; a name with no entry at
+//!   all is `unknown`;
+//! - that is exact only while the latest change is in the *same* segment (no Sync, Query or
+//!   FunctionCall after it): if it fails, the server skips the looking message too. A change
+//!   in an earlier segment may fail and leave the old definition in place (a re-Parse of an
+//!   existing name fails with 42P05 and the server keeps the old statement), so
+//!   [`Tracker::stmt_pending`] / [`Tracker::portal_pending`] say the relay must wait for the
+//!   server's answer before it looks (and before it forwards what looked);
+//! - SQL `DEALLOCATE` (and a `PREPARE` in a failed statement) makes the name `unknown`;
 //! - when the server's answers no longer match the queue, every name is forgotten
 //!   (`unknown`, fail closed) until it is prepared again.
 //!
 //! Prepared statements created by SQL `PREPARE` share the protocol's namespace, as in
-//! PostgreSQL. Every name is a [`Name`]: the bytes the server keys it by, never text. Portals die at the end of a transaction; a simple Query destroys the unnamed
-//! statement and portal.
+//! PostgreSQL, whether the PREPARE comes in a simple Query or in an executed portal. Every
+//! name is a [`Name`]: the bytes the server keys it by, never text. Portals die at the end
+//! of a transaction; a simple Query destroys the unnamed statement and portal.
 //!
 //! The same queue says which statement a CommandComplete or ErrorResponse is the result of
 //! (for the audit trail, with its duration): the oldest simple Query, Execute,
@@ -28,57 +38,47 @@
 //! | CommandComplete, ErrorResponse | the result of the oldest Query/Execute/FunctionCall/Sync/CopyEnd; an Execute is popped by it |
 //! | EmptyQueryResponse, PortalSuspended | that oldest entry, if it is an Execute |
 //! | ErrorResponse (also) | the Parse/Bind/Close/CopyEnd entries up to the next Query, FunctionCall or Sync |
-//! | ReadyForQuery | everything up to and including the first Query, FunctionCall or Sync |
+//! | ReadyForQuery | everything up to and including the first Query, FunctionCall or Sync (a Query's effects, and its dropping of the unnamed statement and portal, apply here, in wire order; an Execute still queued was skipped, and nothing of it applies) |
 //! | CopyInResponse | the Syncs up to the first CopyEnd, and that CopyEnd (the server ignores Sync until the copy ends) |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use super::name::Name;
 use crate::policy::Class;
-use crate::policy::sql::{self, SqlAnalysis};
-
-/// A statement or portal name exactly as PostgreSQL keys it: bytes, at most
-/// [`sql::NAME_MAX_BYTES`] (NAMEDATALEN − 1) of them.
-///
-/// The server keeps prepared statements and portals in hash tables whose keys are copied
-/// with `strlcpy` into NAMEDATALEN bytes and compared with `strncmp` over 63 bytes
-/// (`string_compare` in dynahash.c): a name from Parse, Bind, Execute, Close or Describe is
-/// cut at byte 63, even in the middle of a character, and two names sharing their first 63
-/// bytes are the same statement. A name from SQL (`PREPARE`, `EXECUTE`, `DEALLOCATE`) is an
-/// identifier the lexer already cut at a character boundary (see
-/// [`sql::truncate_identifier`]); the hash table then keys it by its bytes as well.
-///
-/// The bytes are the client's: exact when client_encoding is UTF8 (the upstream encoding)
-/// or SQL_ASCII, which PostgreSQL passes through unconverted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Name(Box<[u8]>);
-
-impl Name {
-    /// A name from a protocol message (Parse, Bind, Execute, Close, Describe): its first 63
-    /// bytes.
-    pub fn wire(bytes: &[u8]) -> Name {
-        Name(bytes[..bytes.len().min(sql::NAME_MAX_BYTES)].into())
-    }
-
-    /// A name from SQL text (already case-folded unless quoted): truncated as the lexer
-    /// truncates identifiers.
-    pub fn sql(ident: &str) -> Name {
-        Name(sql::truncate_identifier(ident).as_bytes().into())
-    }
-
-    /// The unnamed statement or portal.
-    pub fn unnamed() -> Name {
-        Name::default()
-    }
-}
+use crate::policy::sql::SqlAnalysis;
 
 /// A statement the session prepared (or a portal bound to one).
 #[derive(Debug)]
 pub struct Stmt {
+    /// The text the client sent (for SQL `PREPARE`, the whole query that prepared it).
     pub text: Arc<str>,
     pub analysis: Arc<SqlAnalysis>,
+    /// Its class by itself: `unknown` for text that was not UTF-8; an `EXECUTE name` in it
+    /// is resolved when it runs, not here.
     pub class: Class,
+}
+
+/// What running a statement does to the prepared-statement names, in text order.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// SQL `PREPARE name`.
+    Prepare(Name, Arc<Stmt>),
+    /// SQL `DEALLOCATE name`; `None`: `DEALLOCATE ALL` / `DISCARD ALL`.
+    Deallocate(Option<Name>),
+}
+
+impl Effect {
+    /// What this effect makes of `name`: `Some(Some(s))` defined as `s`, `Some(None)` gone.
+    fn on(&self, name: &Name) -> Option<Option<Arc<Stmt>>> {
+        match self {
+            Effect::Prepare(n, s) if n == name => Some(Some(s.clone())),
+            Effect::Deallocate(None) => Some(None),
+            Effect::Deallocate(Some(n)) if n == name => Some(None),
+            _ => None,
+        }
+    }
 }
 
 /// One message sent upstream whose answer is still to come.
@@ -90,9 +90,9 @@ enum Awaiting {
     /// Answered by CloseComplete; `b'S'` a statement, `b'P'` a portal.
     Close(u8, Name),
     /// A simple Query: every CommandComplete/ErrorResponse until its ReadyForQuery is a
-    /// result of it; its PREPAREs take effect at that ReadyForQuery unless it failed.
+    /// result of it; its effects apply at that ReadyForQuery (a PREPARE only without error).
     Query {
-        prepares: Vec<(Name, Arc<Stmt>)>,
+        effects: Vec<Effect>,
         errored: bool,
         started: Instant,
     },
@@ -100,8 +100,11 @@ enum Awaiting {
     /// ends at ReadyForQuery and is the result of nothing.
     Refused,
     /// An Execute: ends with its CommandComplete, ErrorResponse, EmptyQueryResponse or
-    /// PortalSuspended.
-    Execute(Instant),
+    /// PortalSuspended; its effects apply with its result (a PREPARE only without error).
+    Execute {
+        started: Instant,
+        effects: Vec<Effect>,
+    },
     /// A FunctionCall: ends at ReadyForQuery.
     FunctionCall,
     /// A Sync: ends at ReadyForQuery.
@@ -127,6 +130,42 @@ impl Awaiting {
             Awaiting::Parse(..) | Awaiting::Bind(..) | Awaiting::Close(..)
         )
     }
+
+    fn is_execute(&self) -> bool {
+        matches!(self, Awaiting::Execute { .. })
+    }
+
+    /// A simple Query (or what stands for one) destroys the unnamed statement and portal.
+    fn drops_unnamed(&self) -> bool {
+        matches!(
+            self,
+            Awaiting::Query { .. } | Awaiting::Refused | Awaiting::FunctionCall
+        )
+    }
+
+    /// What this message makes of statement `name`, if anything.
+    fn stmt_change(&self, name: &Name) -> Option<Option<Arc<Stmt>>> {
+        match self {
+            Awaiting::Parse(n, s) if n == name => Some(Some(s.clone())),
+            Awaiting::Close(b'S', n) if n == name => Some(None),
+            Awaiting::Query { effects, .. } | Awaiting::Execute { effects, .. } => {
+                let own = effects.iter().rev().find_map(|e| e.on(name));
+                own.or_else(|| (self.drops_unnamed() && *name == Name::unnamed()).then_some(None))
+            }
+            a if a.drops_unnamed() && *name == Name::unnamed() => Some(None),
+            _ => None,
+        }
+    }
+
+    /// What this message makes of portal `name`, if anything.
+    fn portal_change(&self, name: &Name) -> Option<Option<Arc<Stmt>>> {
+        match self {
+            Awaiting::Bind(n, s) if n == name => Some(s.clone()),
+            Awaiting::Close(b'P', n) if n == name => Some(None),
+            a if a.drops_unnamed() && *name == Name::unnamed() => Some(None),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -139,45 +178,64 @@ pub struct Tracker {
     copy_in: bool,
 }
 
-fn most_sensitive(a: Option<Arc<Stmt>>, b: &Arc<Stmt>) -> Option<Arc<Stmt>> {
-    match a {
-        Some(a) if a.class >= b.class => Some(a),
-        _ => Some(b.clone()),
+/// Apply `effects` to the confirmed statements; a PREPARE only if it `succeeded` (a failed
+/// one leaves the name `unknown`: the server may keep an older statement under it).
+fn apply(stmts: &mut HashMap<Name, Arc<Stmt>>, effects: Vec<Effect>, succeeded: bool) {
+    for e in effects {
+        match e {
+            Effect::Prepare(n, s) if succeeded => {
+                stmts.insert(n, s);
+            }
+            Effect::Prepare(n, _) | Effect::Deallocate(Some(n)) => {
+                stmts.remove(&n);
+            }
+            Effect::Deallocate(None) => stmts.clear(),
+        }
     }
 }
 
 impl Tracker {
-    /// The statement `name` may refer to; `None` means unknown.
-    pub fn stmt(&self, name: &Name) -> Option<Arc<Stmt>> {
-        let mut best = self.stmts.get(name).cloned();
-        for a in &self.awaiting {
-            match a {
-                Awaiting::Parse(n, s) if n == name => best = most_sensitive(best, s),
-                Awaiting::Query { prepares, .. } => {
-                    for (_, s) in prepares.iter().filter(|(n, _)| n == name) {
-                        best = most_sensitive(best, s);
-                    }
-                }
-                _ => {}
+    /// The latest queued change that `change` finds, and whether the server may still
+    /// answer it with an error that does not also skip the next message (a Sync, Query or
+    /// FunctionCall lies at or after it).
+    fn latest<T>(&self, change: impl Fn(&Awaiting) -> Option<T>) -> Option<(T, bool)> {
+        let mut closed = false;
+        for a in self.awaiting.iter().rev() {
+            closed |= a.is_marker();
+            if let Some(c) = change(a) {
+                return Some((c, closed));
             }
         }
-        best
+        None
     }
 
-    /// The statement portal `name` would run; `None` means unknown.
-    pub fn portal(&self, name: &Name) -> Option<Arc<Stmt>> {
-        let mut best = self.portals.get(name).cloned();
-        for a in &self.awaiting {
-            if let Awaiting::Bind(n, s) = a
-                && n == name
-            {
-                match s {
-                    None => return None,
-                    Some(s) => best = most_sensitive(best, s),
-                }
-            }
+    /// The statement `name` will be when the next message runs; `None` means unknown.
+    pub fn stmt(&self, name: &Name) -> Option<Arc<Stmt>> {
+        match self.latest(|a| a.stmt_change(name)) {
+            Some((s, _)) => s,
+            None => self.stmts.get(name).cloned(),
         }
-        best
+    }
+
+    /// The statement portal `name` will run; `None` means unknown.
+    pub fn portal(&self, name: &Name) -> Option<Arc<Stmt>> {
+        match self.latest(|a| a.portal_change(name)) {
+            Some((s, _)) => s,
+            None => self.portals.get(name).cloned(),
+        }
+    }
+
+    /// A change of statement `name` awaits an answer that decides what it is: a message
+    /// naming it must wait for that answer (see the module docs).
+    pub fn stmt_pending(&self, name: &Name) -> bool {
+        self.latest(|a| a.stmt_change(name))
+            .is_some_and(|(_, closed)| closed)
+    }
+
+    /// Like [`Tracker::stmt_pending`], for portal `name`.
+    pub fn portal_pending(&self, name: &Name) -> bool {
+        self.latest(|a| a.portal_change(name))
+            .is_some_and(|(_, closed)| closed)
     }
 
     pub fn parse(&mut self, name: Name, stmt: Arc<Stmt>) {
@@ -193,29 +251,16 @@ impl Tracker {
         self.awaiting.push_back(Awaiting::Close(kind, name));
     }
 
-    pub fn execute(&mut self, started: Instant) {
-        self.awaiting.push_back(Awaiting::Execute(started));
+    /// An Execute goes upstream; `effects`: what the portal's statement does to names.
+    pub fn execute(&mut self, started: Instant, effects: Vec<Effect>) {
+        self.awaiting
+            .push_back(Awaiting::Execute { started, effects });
     }
 
-    /// A simple Query goes upstream. SQL-level DEALLOCATE is applied at once (forgetting a
-    /// name only makes it `unknown`); PREPAREs wait for success.
-    pub fn query(
-        &mut self,
-        prepares: Vec<(Name, Arc<Stmt>)>,
-        deallocates: &[Option<Name>],
-        started: Instant,
-    ) {
-        self.drop_unnamed();
-        for d in deallocates {
-            match d {
-                Some(n) => {
-                    self.stmts.remove(n);
-                }
-                None => self.stmts.clear(),
-            }
-        }
+    /// A simple Query goes upstream with what it does to names.
+    pub fn query(&mut self, effects: Vec<Effect>, started: Instant) {
         self.awaiting.push_back(Awaiting::Query {
-            prepares,
+            effects,
             errored: false,
             started,
         });
@@ -224,14 +269,12 @@ impl Tracker {
     /// A FunctionCall goes upstream (treated like a simple Query: the unnamed statement and
     /// portal are forgotten).
     pub fn function_call(&mut self) {
-        self.drop_unnamed();
         self.awaiting.push_back(Awaiting::FunctionCall);
     }
 
     /// The failing Query that stands for a refused simple Query or FunctionCall goes
     /// upstream.
     pub fn refused(&mut self) {
-        self.drop_unnamed();
         self.awaiting.push_back(Awaiting::Refused);
     }
 
@@ -283,9 +326,7 @@ impl Tracker {
     /// Is anything still waiting for a ReadyForQuery? An Execute alone does not count (the
     /// statement maps never waited for one).
     pub fn busy(&self) -> bool {
-        self.awaiting
-            .iter()
-            .any(|a| !matches!(a, Awaiting::Execute(_)))
+        self.awaiting.iter().any(|a| !a.is_execute())
     }
 
     /// Is a statement, Sync or CopyEnd still unanswered (not only Parse, Bind or Close)?
@@ -296,9 +337,7 @@ impl Tracker {
     /// The oldest entry a completion or an error answers: Executes are answered by their
     /// own results, never by these.
     fn oldest_but_executes(&self) -> Option<usize> {
-        self.awaiting
-            .iter()
-            .position(|a| !matches!(a, Awaiting::Execute(_)))
+        self.awaiting.iter().position(|a| !a.is_execute())
     }
 
     /// Pop the oldest entry but Executes if `f` accepts it.
@@ -344,15 +383,27 @@ impl Tracker {
         }
     }
 
-    /// A CommandComplete or ErrorResponse: when the statement it is the result of started
-    /// (`None`: no statement, or one that is not timed). The result ends an Execute.
-    pub fn result(&mut self) -> Option<Instant> {
+    /// A CommandComplete (`succeeded`) or ErrorResponse: when the statement it is the
+    /// result of started (`None`: no statement, or one that is not timed). The result ends
+    /// an Execute, and applies what it did to names.
+    pub fn result(&mut self, succeeded: bool) -> Option<Instant> {
         let i = self.awaiting.iter().position(|a| !a.is_name_effect())?;
-        match self.awaiting[i] {
-            Awaiting::Query { started, .. } => Some(started),
-            Awaiting::Execute(started) => {
-                self.awaiting.remove(i);
-                Some(started)
+        match &self.awaiting[i] {
+            Awaiting::Query { started, .. } => Some(*started),
+            Awaiting::Execute { .. } => {
+                // An error while a Parse, Bind or Close before it is unanswered is theirs:
+                // the Execute was skipped (its result is still where the error is recorded).
+                let skipped =
+                    !succeeded && self.awaiting.iter().take(i).any(|a| a.is_name_effect());
+                match self.awaiting.remove(i) {
+                    Some(Awaiting::Execute { started, effects }) => {
+                        if !skipped {
+                            apply(&mut self.stmts, effects, succeeded);
+                        }
+                        Some(started)
+                    }
+                    _ => None,
+                }
             }
             _ => None,
         }
@@ -361,7 +412,7 @@ impl Tracker {
     /// EmptyQueryResponse or PortalSuspended: the end of an Execute.
     pub fn portal_done(&mut self) {
         if let Some(i) = self.awaiting.iter().position(|a| !a.is_name_effect())
-            && matches!(self.awaiting[i], Awaiting::Execute(_))
+            && self.awaiting[i].is_execute()
         {
             self.awaiting.remove(i);
         }
@@ -382,7 +433,7 @@ impl Tracker {
                 // Executes stay: ReadyForQuery pops them.
                 let mut j = i;
                 while j < self.awaiting.len() && !self.awaiting[j].is_marker() {
-                    if matches!(self.awaiting[j], Awaiting::Execute(_)) {
+                    if self.awaiting[j].is_execute() {
                         j += 1;
                     } else {
                         self.awaiting.remove(j);
@@ -394,16 +445,16 @@ impl Tracker {
 
     /// ReadyForQuery with transaction status `status`.
     pub fn ready(&mut self, status: u8) {
+        // Executes popped here were skipped by the server: nothing of theirs happened.
         while let Some(a) = self.awaiting.pop_front() {
+            if a.drops_unnamed() {
+                self.drop_unnamed();
+            }
             match a {
                 Awaiting::Query {
-                    prepares, errored, ..
+                    effects, errored, ..
                 } => {
-                    if !errored {
-                        for (n, s) in prepares {
-                            self.stmts.insert(n, s);
-                        }
-                    }
+                    apply(&mut self.stmts, effects, !errored);
                     break;
                 }
                 a if a.is_marker() => break,
@@ -422,59 +473,6 @@ impl Tracker {
         tracing::warn!("statement tracking lost sync with the server; forgetting all names");
         self.stmts.clear();
         self.portals.clear();
-        self.awaiting
-            .retain(|a| a.is_marker() || matches!(a, Awaiting::Execute(_)));
-    }
-}
-
-#[cfg(test)]
-mod name_tests {
-    use super::Name;
-
-    #[test]
-    fn wire_names_are_their_first_63_bytes() {
-        let a = format!("{}A", "s".repeat(63));
-        let b = format!("{}B", "s".repeat(63));
-        assert_eq!(Name::wire(a.as_bytes()), Name::wire(b.as_bytes()));
-        assert_eq!(
-            Name::wire(a.as_bytes()),
-            Name::wire("s".repeat(63).as_bytes())
-        );
-        let c = format!("{}A", "s".repeat(62));
-        assert_ne!(Name::wire(c.as_bytes()), Name::wire(a.as_bytes()));
-        assert_eq!(Name::wire(b""), Name::unnamed());
-    }
-
-    #[test]
-    fn wire_names_are_cut_by_bytes_even_inside_a_character() {
-        // 62 bytes then "é" (C3 A9) and "è" (C3 A8): the server keeps 62 bytes and C3.
-        let e1 = format!("{}é", "s".repeat(62));
-        let e2 = format!("{}è", "s".repeat(62));
-        assert_eq!(Name::wire(e1.as_bytes()), Name::wire(e2.as_bytes()));
-        assert_ne!(
-            Name::wire(e1.as_bytes()),
-            Name::wire("s".repeat(62).as_bytes())
-        );
-    }
-
-    #[test]
-    fn wire_names_compare_bytes_not_lossy_text() {
-        // Two LATIN1 names that decode lossily to the same text.
-        assert_ne!(Name::wire(b"n\xe9"), Name::wire(b"n\xe8"));
-    }
-
-    #[test]
-    fn sql_names_are_cut_on_a_character_boundary() {
-        let a = format!("{}a", "s".repeat(63));
-        assert_eq!(Name::sql(&a), Name::wire("s".repeat(63).as_bytes()));
-        assert_eq!(Name::sql(&a), Name::wire(a.as_bytes()));
-        // "é" would straddle bytes 63 and 64: the lexer drops it whole.
-        let e = format!("{}éx", "s".repeat(62));
-        assert_eq!(Name::sql(&e), Name::wire("s".repeat(62).as_bytes()));
-        // A 3-byte character at bytes 62..65.
-        let k = format!("{}€", "s".repeat(61));
-        assert_eq!(Name::sql(&k), Name::wire("s".repeat(61).as_bytes()));
-        let fits = format!("{}€", "s".repeat(60));
-        assert_eq!(Name::sql(&fits), Name::wire(fits.as_bytes()));
+        self.awaiting.retain(|a| a.is_marker() || a.is_execute());
     }
 }
