@@ -90,7 +90,7 @@ impl AppState {
 
     /// Record one event in a session.
     pub fn record(&self, s: &SessionCtx, event: EventKind) {
-        let _ = self.audit.record(Text::from(&s.id), event);
+        let _ = self.audit.record_in(&s.backlog, Text::from(&s.id), event);
     }
 
     /// Refresh the metrics that are read rather than counted; called at scrape time.

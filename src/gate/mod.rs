@@ -53,6 +53,9 @@ pub struct SessionCtx {
     pub target: Arc<Target>,
     pub source: IpAddr,
     pub protocol: Protocol,
+    /// The session's audit events waiting for the writer: its front end stops reading the
+    /// client while [`crate::audit::Audit::has_room`] says no.
+    pub backlog: crate::audit::Backlog,
 }
 
 /// One statement or command to decide.
@@ -110,7 +113,7 @@ impl Gate {
 
     /// Record one event in a session.
     fn record(&self, s: &SessionCtx, event: EventKind) {
-        let _ = self.audit.record(Text::from(&s.id), event);
+        let _ = self.audit.record_in(&s.backlog, Text::from(&s.id), event);
     }
 
     pub fn check(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
@@ -283,7 +286,7 @@ impl Gate {
         let held = Decided::new(Decision::Review, Some(&rule.name))
             .request(&id)
             .event(s, a, c);
-        let _ = self.audit.record(Text::from(&s.id), held);
+        let _ = self.audit.record_in(&s.backlog, Text::from(&s.id), held);
         let (view, rx) = self.approvals.create(NewRequest {
             id: Some(id),
             user: s.user.name.clone(),

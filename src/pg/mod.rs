@@ -108,6 +108,7 @@ impl PgServer {
                     target: auth.target.clone(),
                     source: peer.ip(),
                     protocol: Protocol::Postgres,
+                    backlog: self.app.audit.backlog(),
                 };
                 let span = tracing::info_span!(
                     "session",

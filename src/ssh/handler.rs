@@ -138,6 +138,7 @@ impl russh::server::Handler for ConnHandler {
             target,
             source: self.peer.ip(),
             protocol: crate::lifecycle::Protocol::Ssh,
+            backlog: self.server.app.audit.backlog(),
         };
         let version = String::from_utf8_lossy(session.remote_sshid()).into_owned();
         let conn = Conn::new(

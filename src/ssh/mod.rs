@@ -197,7 +197,7 @@ impl Conn {
         app.session_start(&ctx, &peer.to_string(), Some(application));
         let active = app.metrics.active_sessions.with_label_values(&["ssh"]);
         active.inc();
-        let recorder = Arc::new(record::Recorder::new(app.clone(), &ctx.id, Instant::now()));
+        let recorder = Arc::new(record::Recorder::new(app.clone(), &ctx, Instant::now()));
         info!(
             session = %ctx.id,
             user = %ctx.user.name,

@@ -18,7 +18,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::trail;
 use crate::app::AppState;
-use crate::audit::Text;
+use crate::audit::{Backlog, Text};
+use crate::gate::SessionCtx;
 
 pub const COALESCE_BYTES: usize = 16 * 1024;
 pub const COALESCE_TIME: Duration = Duration::from_millis(20);
@@ -29,16 +30,18 @@ const TRUNCATED: &str = "\r\n[jitgate: recording truncated]\r\n";
 pub(crate) struct Recorder {
     app: Arc<AppState>,
     session: Arc<str>,
+    backlog: Backlog,
     start: Instant,
     budget: AtomicUsize,
     truncated: AtomicBool,
 }
 
 impl Recorder {
-    pub fn new(app: Arc<AppState>, session: &str, start: Instant) -> Recorder {
+    pub fn new(app: Arc<AppState>, session: &SessionCtx, start: Instant) -> Recorder {
         Recorder {
             app,
-            session: Arc::from(session),
+            session: Arc::from(session.id.as_str()),
+            backlog: session.backlog.clone(),
             start,
             budget: AtomicUsize::new(SESSION_CAP),
             truncated: AtomicBool::new(false),
@@ -58,7 +61,15 @@ impl Recorder {
     }
 
     fn emit(&self, channel: u32, t: f64, stream: char, data: Text) {
-        trail::recording(&self.app, &self.session, channel, t, stream, data);
+        trail::recording(
+            &self.app,
+            &self.backlog,
+            &self.session,
+            channel,
+            t,
+            stream,
+            data,
+        );
     }
 
     pub fn channel(self: &Arc<Self>, channel: u32) -> ChannelRecorder {

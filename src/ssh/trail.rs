@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::audit::{EventKind, Text};
+use crate::audit::{Backlog, EventKind, Text};
 use crate::gate::{Action, Permit, Refusal, SessionCtx, Verdict};
 use crate::policy::{Class, Classification};
 
@@ -109,13 +109,15 @@ pub(super) fn exit_status(app: &AppState, ctx: &SessionCtx, status: u32) {
 
 pub(super) fn recording(
     app: &AppState,
+    backlog: &Backlog,
     session: &Arc<str>,
     channel: u32,
     t: f64,
     stream: char,
     data: Text,
 ) {
-    if let Err(e) = app.audit.record(
+    if let Err(e) = app.audit.record_in(
+        backlog,
         session.clone(),
         EventKind::Recording {
             channel,

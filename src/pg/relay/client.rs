@@ -246,16 +246,10 @@ impl Relay {
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
-            self.app
-                .audit
-                .record(
-                    Text::from(&self.sid),
-                    EventKind::Parse {
-                        statement_name: name_text,
-                        text: Text::from(&text),
-                    },
-                )
-                .ok();
+            self.record(EventKind::Parse {
+                statement_name: name_text,
+                text: Text::from(&text),
+            });
         }
         let stmt = Arc::new(Stmt {
             text,
@@ -282,7 +276,7 @@ impl Relay {
             statement_name,
             params: msg::bind_params(frame.freeze()),
         };
-        self.app.audit.record(Text::from(&self.sid), ev).ok();
+        self.record(ev);
         Ok(())
     }
 

@@ -48,6 +48,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
 use crate::app::AppState;
+use crate::audit::{EventKind, Text};
 use crate::gate::SessionCtx;
 use crate::lifecycle::{Phase, Shutdown};
 use framer::Framer;
@@ -206,6 +207,15 @@ impl Relay {
         }
     }
 
+    /// Record one of the session's audit events, counted in its backlog (a failed store is
+    /// the Gate's concern, statement by statement).
+    fn record(&self, ev: EventKind) {
+        let _ = self
+            .app
+            .audit
+            .record_in(&self.ctx.backlog, Text::from(&self.sid), ev);
+    }
+
     /// Idle: nothing in flight, not in a transaction, nothing held.
     fn idle(&self) -> bool {
         self.txn.idle()
@@ -229,6 +239,13 @@ impl Relay {
         let mut cancelled = key.cancelled.clone();
         let mut client_eof = false;
         let mut was_holding = false;
+        let audit_waits = self
+            .app
+            .metrics
+            .audit_waits
+            .with_label_values(&["postgres"]);
+        let (audit, backlog) = (self.app.audit.clone(), self.ctx.backlog.clone());
+        let mut audit_was_room = true;
         let end = loop {
             if self.held.is_none()
                 && let Err(Fatal(f)) = self.process_client()
@@ -262,13 +279,21 @@ impl Relay {
             }
             // An approval wait reads on (bounded just above); a wait for the disk is short
             // and ends without the client, so it only reads up to the cap.
+            // Behind the audit writer, the client's next statements wait unread (a hold reads
+            // on: its statement is already recorded and its client must be watched).
+            let audit_room = audit.has_room(&backlog);
+            if !audit_room && audit_was_room {
+                audit_waits.inc();
+            }
+            audit_was_room = audit_room;
             let c_room = !client_eof
                 && if approval {
                     true
                 } else if self.held.is_some() {
                     self.client.buf.len() < held_cap
                 } else {
-                    self.client.buf.len() < READ_CHUNK.max(self.client.want)
+                    audit_room
+                        && self.client.buf.len() < READ_CHUNK.max(self.client.want)
                         && self.to_server.len() < OUT_CAP
                 };
             let s_room = self.server.buf.len() < READ_CHUNK.max(self.server.want)
@@ -337,6 +362,7 @@ impl Relay {
                         }
                     }
                 }
+                _ = audit.room(&backlog), if !audit_room && !client_eof => {}
                 phase = shutdown.next() => {
                     if phase >= Phase::Draining {
                         self.draining = true;

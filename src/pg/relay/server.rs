@@ -147,7 +147,7 @@ impl Relay {
             message,
             duration_us: started.map_or(0, |t| t.elapsed().as_micros() as u64),
         };
-        self.app.audit.record(Text::from(&self.sid), ev).ok();
+        self.record(ev);
     }
 
     /// If this error is the failure of an injected refusal, the message to send instead.
