@@ -121,10 +121,9 @@ async fn floods_lose_no_event_and_approvals_are_all_in_the_chain() {
         for e in events.iter().filter(|e| e["kind"] == "request_decided") {
             assert_eq!(e["state"], "approved", "{e}");
             decided.push(e["request"].as_str().unwrap_or_default().to_string());
-            let after = events.iter().skip_while(|x| x != &e).skip(1);
+            let mut after = events.iter().skip_while(|x| x != &e).skip(1);
             let result = after
-                .filter(|x| x["kind"] == "result")
-                .next()
+                .find(|x| x["kind"] == "result")
                 .expect("the approved statement's result");
             assert_eq!(result["command_tag"], "UPDATE 1", "{result}");
         }
