@@ -79,7 +79,8 @@ async def copy(conn):
 
 async def notify(conn):
     own_pid = conn.get_server_pid()
-    check(own_pid == await conn.fetchval("SELECT pg_backend_pid()"), "pid differs")
+    backend_pid = await conn.fetchval("SELECT pg_backend_pid()")
+    check(own_pid == backend_pid, f"BackendKeyData pid {own_pid} is not pg_backend_pid() {backend_pid}")
     received = asyncio.get_running_loop().create_future()
 
     def on_notification(_conn, pid, channel, payload):

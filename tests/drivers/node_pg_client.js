@@ -63,7 +63,8 @@ async function transaction(client) {
 
 async function notify(client) {
   const ownPid = client.processID
-  check(ownPid === (await value(client, 'SELECT pg_backend_pid()')), 'pid differs')
+  const backendPid = await value(client, 'SELECT pg_backend_pid()')
+  check(ownPid === backendPid, `BackendKeyData pid ${ownPid} is not pg_backend_pid() ${backendPid}`)
   const received = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no notification within 30 s')), 30000)
     client.once('notification', (message) => {

@@ -80,7 +80,8 @@ def copy(conn):
 
 def notify(conn):
     own_pid = conn.info.backend_pid
-    check(own_pid == value(conn, "SELECT pg_backend_pid()"), "pid differs")
+    backend_pid = value(conn, "SELECT pg_backend_pid()")
+    check(own_pid == backend_pid, f"BackendKeyData pid {own_pid} is not pg_backend_pid() {backend_pid}")
     conn.execute("LISTEN own_channel")
     conn.execute("NOTIFY own_channel, 'from me'")
     received = list(conn.notifies(timeout=30, stop_after=1))

@@ -108,16 +108,11 @@ pub fn python_packages() -> &'static Path {
         );
         installed("python", PYTHON_PACKAGES, |staging| {
             let mut cmd = Command::new("python3");
-            cmd.args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--no-input", "--target"])
-            .arg(staging)
-            .args(PYTHON_PACKAGES);
+            cmd.args(["-m", "pip", "install", "--quiet", "--no-input"])
+                .args(["--disable-pip-version-check", "--root-user-action=ignore"])
+                .arg("--target")
+                .arg(staging)
+                .args(PYTHON_PACKAGES);
             cmd
         })
     })
