@@ -6,7 +6,9 @@
 //! approvals fixture (tests/support/api.rs) as alice:
 //! - `queries`: simple and extended queries with parameters, and a named prepared statement;
 //! - `transaction`: a held write that bob approves through the API (it commits) and one he
-//!   denies (42501; the script rolls back, and the allowed insert before it is gone too);
+//!   denies (42501; the script rolls back, and the allowed insert before it is gone too). Both
+//!   the insert and the update carry parameters, as applications send them: the update must
+//!   be judged as itself, not as the insert the session ran before it;
 //! - `copy`: COPY FROM STDIN into `log` and COPY … TO STDOUT (asyncpg, psycopg; node-postgres
 //!   has no COPY of its own — that is the separate pg-copy-streams package — so it skips this);
 //! - `notify`: LISTEN, a NOTIFY of its own (a write: bob approves it) and the notification's pid

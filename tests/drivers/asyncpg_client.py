@@ -49,10 +49,11 @@ async def transaction(conn):
     # Held for approval; the approver approves it, then it runs and commits.
     async with conn.transaction():
         await conn.execute("UPDATE t SET v = $1 WHERE id = 1", 111)
-    # Held and denied: 42501 aborts the transaction; the insert before it is rolled back too.
+    # Held and denied: 42501 aborts the transaction; the allowed insert before it (parameters too)
+    # is rolled back.
     try:
         async with conn.transaction():
-            await conn.execute("INSERT INTO log (n) VALUES (-1)")
+            await conn.execute("INSERT INTO log (n) VALUES ($1)", -1)
             await conn.execute("UPDATE t SET v = $1 WHERE id = 2", 222)
         raise AssertionError("the denied update succeeded")
     except asyncpg.PostgresError as error:

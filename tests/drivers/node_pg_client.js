@@ -23,6 +23,13 @@ function check(condition, what) {
   if (!condition) throw new Error(what)
 }
 
+// The error `promise` fails with; throws if it succeeds.
+async function failure(promise, what) {
+  const error = await promise.then(() => null, (failed) => failed)
+  check(error !== null, `${what} succeeded`)
+  return error
+}
+
 async function value(client, sql, params) {
   const result = await client.query({ text: sql, values: params, rowMode: 'array' })
   return result.rows[0][0]
@@ -48,15 +55,13 @@ async function transaction(client) {
   await client.query('BEGIN')
   await client.query('UPDATE t SET v = $1 WHERE id = 1', [111])
   await client.query('COMMIT')
-  // Held and denied: 42501 aborts the transaction; the insert before it is rolled back too.
+  // Held and denied: 42501 aborts the transaction; the allowed insert before it (parameters too)
+  // is rolled back.
   await client.query('BEGIN')
-  await client.query('INSERT INTO log (n) VALUES (-1)')
-  try {
-    await client.query('UPDATE t SET v = $1 WHERE id = 2', [222])
-    throw new Error('the denied update succeeded')
-  } catch (error) {
-    check(error.code === '42501', `denied update: ${error.code} ${error.message}`)
-  }
+  await client.query('INSERT INTO log (n) VALUES ($1)', [-1])
+  const update = client.query('UPDATE t SET v = $1 WHERE id = 2', [222])
+  const denied = await failure(update, 'the denied update')
+  check(denied.code === '42501', `denied update: ${denied.code} ${denied.message}`)
   await client.query('ROLLBACK')
   check((await value(client, 'SELECT v FROM t WHERE id = 2')) === 0, 'row 2 changed')
 }
@@ -103,12 +108,8 @@ async function cancel(client) {
   sleeper.catch(() => {}) // awaited below; this only keeps node from reporting it early
   await waitUntilRunning(client.processID)
   new pg.Client(config).cancel(client, client.activeQuery)
-  try {
-    await sleeper
-    throw new Error('pg_sleep was not cancelled')
-  } catch (error) {
-    check(error.code === '57014', `cancelled with ${error.code} ${error.message}`)
-  }
+  const cancelled = await failure(sleeper, 'the cancelled pg_sleep')
+  check(cancelled.code === '57014', `cancelled with ${cancelled.code} ${cancelled.message}`)
   const elapsed = (Date.now() - started) / 1000
   check(elapsed < 20, `the cancelled pg_sleep(30) ran ${elapsed} s`)
   check((await value(client, "SELECT 'after cancel'")) === 'after cancel', 'after cancel')

@@ -56,10 +56,11 @@ def transaction(conn):
     # Held for approval; the approver approves it, then it runs and commits.
     with conn.transaction():
         conn.execute("UPDATE t SET v = %s WHERE id = 1", (111,))
-    # Held and denied: 42501 aborts the transaction; the insert before it is rolled back too.
+    # Held and denied: 42501 aborts the transaction; the allowed insert before it (parameters too)
+    # is rolled back.
     try:
         with conn.transaction():
-            conn.execute("INSERT INTO log (n) VALUES (-1)")
+            conn.execute("INSERT INTO log (n) VALUES (%s)", (-1,))
             conn.execute("UPDATE t SET v = %s WHERE id = 2", (222,))
         raise AssertionError("the denied update succeeded")
     except psycopg.Error as error:
