@@ -19,7 +19,10 @@
 //! The Rust side approves and denies while the script waits, then checks the table itself. As a
 //! control, each script also runs straight against PostgreSQL (every step but `transaction`,
 //! which needs the approver): a step that passes there and fails through jitgate is a jitgate
-//! bug. The packages are installed by `support::drivers` (pip and npm into the target dir).
+//! bug. The packages are installed by `support::drivers` (pip and npm into the target dir);
+//! to run a script by hand: `PYTHONPATH=<target>/tmp/driver-deps/python PGHOST=… PGPORT=…
+//! PGUSER=… PGPASSWORD=… PGDATABASE=… python3 tests/drivers/asyncpg_client.py queries copy`
+//! (node: `NODE_PATH=<target>/tmp/driver-deps/node/node_modules node tests/drivers/…`).
 
 #[path = "support/api.rs"]
 mod api;
@@ -140,7 +143,7 @@ fn through_jitgate(driver: Driver, steps: &[&str]) {
     assert_eq!(fx.row("t", 2), Some(0), "the denied update changed the row");
     assert_eq!(fx.row("t", 3), Some(0));
     let copied = if steps.contains(&"copy") {
-        "10,20,30"
+        "10,20,30,40"
     } else {
         ""
     };
@@ -164,7 +167,7 @@ fn directly(driver: Driver, steps: &[&str]) {
     };
     run_script(driver, &connection, steps);
     let copied = if steps.contains(&"copy") {
-        "10,20,30"
+        "10,20,30,40"
     } else {
         ""
     };

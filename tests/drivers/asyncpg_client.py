@@ -9,6 +9,7 @@ asyncpg speaks the protocol itself: extended queries with binary parameters and 
 """
 
 import asyncio
+import io
 import os
 import sys
 import time
@@ -65,6 +66,9 @@ async def copy(conn):
     # COPY FROM STDIN, binary format (asyncpg's own encoder).
     result = await conn.copy_records_to_table("log", records=[(10,), (20,), (30,)], columns=["n"])
     check(result == "COPY 3", f"copy in: {result}")
+    # COPY FROM STDIN, text format, from a file-like source.
+    result = await conn.copy_to_table("log", source=io.BytesIO(b"40\n"), columns=["n"])
+    check(result == "COPY 1", f"copy in from a file: {result}")
     # COPY TO STDOUT of a query with a parameter.
     chunks = []
 
@@ -74,8 +78,8 @@ async def copy(conn):
     result = await conn.copy_from_query(
         "SELECT n FROM log WHERE n >= $1 ORDER BY n", 10, output=collect
     )
-    check(result == "COPY 3", f"copy out: {result}")
-    check(b"".join(chunks) == b"10\n20\n30\n", f"copied out: {chunks}")
+    check(result == "COPY 4", f"copy out: {result}")
+    check(b"".join(chunks) == b"10\n20\n30\n40\n", f"copied out: {chunks}")
 
 
 async def notify(conn):

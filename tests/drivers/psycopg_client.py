@@ -74,9 +74,11 @@ def copy(conn):
             for n in (10, 20, 30):
                 copy_in.write_row((n,))
         check(cursor.rowcount == 3, f"copy in: {cursor.rowcount} rows")
+        with cursor.copy("COPY log (n) FROM STDIN") as copy_in:
+            copy_in.write(b"40\n")
         with cursor.copy("COPY (SELECT n FROM log WHERE n >= 10 ORDER BY n) TO STDOUT") as out:
             copied = b"".join(bytes(block) for block in out)
-        check(copied == b"10\n20\n30\n", f"copied out: {copied}")
+        check(copied == b"10\n20\n30\n40\n", f"copied out: {copied}")
 
 
 def notify(conn):
