@@ -7,6 +7,8 @@
 //! - [`cluster`]: a throwaway PostgreSQL 15 cluster shared by one test binary;
 //! - [`jitgate`]: the real `jitgate` binary with a generated config, killed on drop;
 //! - [`clients`]: `psql`, `pgbench` and tokio-postgres helpers;
+//! - [`drivers`]: asyncpg, psycopg 3 and node-postgres (pip/npm into the target dir) and the
+//!   commands that run the client scripts in tests/drivers/;
 //! - [`http`]: a tiny blocking HTTP/1.1 client for the control API;
 //! - [`wire`]: the raw Postgres wire protocol, for bad input and exact error checks.
 //!
@@ -16,6 +18,7 @@
 pub mod certs;
 pub mod clients;
 pub mod cluster;
+pub mod drivers;
 pub mod http;
 pub mod jitgate;
 pub mod proc;
