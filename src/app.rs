@@ -12,6 +12,7 @@ use crate::approval::Approvals;
 use crate::audit::{Audit, EventKind, Text};
 use crate::config::{Config, LiveConfig};
 use crate::gate::{Gate, SessionCtx};
+use crate::lifecycle::MessageBudget;
 use crate::metrics::Metrics;
 use crate::policy::cache::ClassifierCache;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub approvals: Arc<Approvals>,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
+    /// Memory for incomplete large messages, shared by every Postgres session.
+    pub message_budget: MessageBudget,
 }
 
 impl AppState {
@@ -35,6 +38,7 @@ impl AppState {
         approvals.set_audit(audit.clone());
         audit.observe_commits(metrics.audit_commit.clone());
         let cache = ClassifierCache::new(CACHE_ENTRIES, config.trusted_functions.clone());
+        let message_budget = MessageBudget::new(config.server.message_memory_bytes);
         let config = Arc::new(LiveConfig::new(config));
         let gate = Gate::new(
             config.clone(),
@@ -49,6 +53,7 @@ impl AppState {
             approvals,
             audit,
             metrics,
+            message_budget,
         })
     }
 

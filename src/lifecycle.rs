@@ -14,12 +14,15 @@
 //!   it is over the unauthenticated limits at accept or over `max_connections` once
 //!   authenticated, `accepted` otherwise. Over-limit connections are still handed to the
 //!   front end, which refuses them in its protocol's way (PostgreSQL says 53300, SSH closes).
+//! - Incomplete large messages of all sessions together hold at most a [`MessageBudget`]
+//!   of memory; a message that would go over it is refused (PostgreSQL's 53200).
 //! - Every admitted connection runs on the listener's task tracker, so draining waits for
 //!   exactly those tasks to end, without polling.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -244,6 +247,53 @@ impl Drop for Admission {
     /// A connection that never authenticated was accepted to try.
     fn drop(&mut self) {
         self.count("accepted");
+    }
+}
+
+/// Bytes of incomplete large messages buffered across every session, bounded: a client that
+/// starts a message it does not finish holds memory only within this budget.
+#[derive(Clone)]
+pub struct MessageBudget {
+    used: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Bytes of the budget held by one incomplete message; given back when dropped.
+pub struct Reserved {
+    used: Arc<AtomicUsize>,
+    pub bytes: usize,
+}
+
+impl MessageBudget {
+    pub fn new(limit: usize) -> MessageBudget {
+        MessageBudget {
+            used: Arc::default(),
+            limit,
+        }
+    }
+
+    /// `bytes` of the budget, or `None` when they would take it over its limit.
+    pub fn reserve(&self, bytes: usize) -> Option<Reserved> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .ok()?;
+        Some(Reserved {
+            used: self.used.clone(),
+            bytes,
+        })
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 

@@ -120,7 +120,7 @@ impl Reloader {
 /// config says then never disagree.
 ///
 /// Fixed until restart: the listener addresses, `data_dir`, `ssh_host_key`, whether TLS is on,
-/// `max_connections` and the unauthenticated limits (their semaphores are sized once), `drain_timeout`,
+/// `max_connections`, the unauthenticated limits and `message_memory_bytes` (sized once), `drain_timeout`,
 /// `[policy] trusted_functions` (baked into the classification cache), and a Postgres target's
 /// `tls`/`ca_file` (its upstream TLS client is built once per target name).
 pub fn keep_static(old: &Config, new: &mut Config) -> Vec<String> {
@@ -143,6 +143,7 @@ pub fn keep_static(old: &Config, new: &mut Config) -> Vec<String> {
         max_connections,
         max_unauthenticated,
         max_unauthenticated_per_source,
+        message_memory_bytes,
         drain_timeout
     );
     if o.tls.is_some() != n.tls.is_some() {

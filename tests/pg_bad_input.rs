@@ -387,3 +387,46 @@ fn idle_sockets_never_take_the_slots_of_users_who_log_in() {
         s.close();
     }
 }
+
+/// A Query of `len` bytes of text: a comment padding `SELECT 'done'`.
+fn big_query(len: usize) -> Vec<u8> {
+    let mut sql = String::from("SELECT 'done' -- ");
+    sql.extend(std::iter::repeat_n('x', len - sql.len()));
+    wire::query_message(&sql)
+}
+
+#[test]
+fn incomplete_large_messages_share_one_memory_budget() {
+    let env = Env::with(|b| {
+        b.server("max_message_bytes", "2097152")
+            .server("message_memory_bytes", "3145728")
+    });
+    // A starts a 2 MiB Query and stops halfway: it holds 2 MiB of the 3 MiB budget.
+    let mut a = login(&env, ALICE, APP_TARGET, ALICE_PASSWORD).expect("login a");
+    let a_query = big_query((2 << 20) - 64);
+    let half = a_query.len() / 2;
+    a.stream.write_all(&a_query[..half]).expect("first half");
+    std::thread::sleep(Duration::from_millis(300));
+    // B's 2 MiB Query does not fit: 53200, and B's connection closes.
+    let mut b = login(&env, ALICE, APP_TARGET, ALICE_PASSWORD).expect("login b");
+    let _ = b.stream.write_all(&big_query((2 << 20) - 64));
+    let answer = read_until_closed(&mut b.stream, CLOSE_WITHIN);
+    let error = first_error(&answer).expect("an error for b");
+    assert_eq!(
+        (error.severity(), error.code()),
+        ("FATAL", "53200"),
+        "{error:?}"
+    );
+    // A finishes its message and is served; then the budget is free again for anyone.
+    a.stream.write_all(&a_query[half..]).expect("second half");
+    let rows = RawSession::first_column(&wire::read_until(&mut a.stream, b'Z'));
+    assert_eq!(rows, [Some("done".to_string())]);
+    let mut c = login(&env, ALICE, APP_TARGET, ALICE_PASSWORD).expect("login c");
+    c.stream
+        .write_all(&big_query((2 << 20) - 64))
+        .expect("send");
+    let rows = RawSession::first_column(&wire::read_until(&mut c.stream, b'Z'));
+    assert_eq!(rows, [Some("done".to_string())]);
+    a.close();
+    c.close();
+}

@@ -40,6 +40,7 @@ pub struct ServerSection {
     pub max_unauthenticated: Option<usize>,
     pub max_unauthenticated_per_source: Option<usize>,
     pub max_message_bytes: Option<usize>,
+    pub message_memory_bytes: Option<usize>,
     pub startup_timeout: Option<String>,
     pub drain_timeout: Option<String>,
 }

@@ -72,6 +72,8 @@ pub struct Server {
     /// Of those, from one source address.
     pub max_unauthenticated_per_source: usize,
     pub max_message_bytes: usize,
+    /// Incomplete large messages of all sessions together, at most.
+    pub message_memory_bytes: usize,
     pub startup_timeout: Duration,
     pub drain_timeout: Duration,
 }
@@ -157,6 +159,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 256;
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: usize = 64;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub const DEFAULT_MESSAGE_MEMORY_BYTES: usize = 1 << 30;
 
 /// Every problem found, one human line each.
 #[derive(Debug, thiserror::Error)]

@@ -178,6 +178,15 @@ pub(super) fn validate_server(
     if !(1024..=1 << 30).contains(&max_message_bytes) {
         errs.push("server.max_message_bytes: must be between 1024 and 1073741824".into());
     }
+    let message_memory_bytes = s
+        .message_memory_bytes
+        .unwrap_or(DEFAULT_MESSAGE_MEMORY_BYTES);
+    if message_memory_bytes < max_message_bytes {
+        errs.push(
+            "server.message_memory_bytes: must be at least max_message_bytes (one whole message must fit)"
+                .into(),
+        );
+    }
     let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     let max_unauthenticated = s.max_unauthenticated.unwrap_or(DEFAULT_MAX_UNAUTHENTICATED);
     let max_unauthenticated_per_source = s
@@ -224,6 +233,7 @@ pub(super) fn validate_server(
         max_unauthenticated,
         max_unauthenticated_per_source,
         max_message_bytes,
+        message_memory_bytes,
         startup_timeout,
         drain_timeout,
     })

@@ -15,6 +15,12 @@
 use bytes::{Buf, BytesMut};
 
 use super::Fatal;
+use crate::lifecycle::{MessageBudget, Reserved};
+use crate::pg::msg::Fields;
+
+/// A whole-read frame up to this size is buffered without touching the shared budget: a
+/// session's reads are bounded by its read chunk anyway.
+pub(super) const FREE_FRAME_BYTES: usize = 64 * 1024;
 
 /// How a frame with a given tag is cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,17 @@ pub(super) trait Side {
     /// A frame of a [`Cut::Whole`] tag whose body is over `max_message` bytes (`len` is its
     /// length field): `Err` refuses it, `Ok` streams it through instead.
     fn oversized(&mut self, len: usize, max_message: usize) -> Result<(), Fatal>;
+    /// A frame of a [`Cut::Whole`] tag (`len` is its length field) that the shared memory
+    /// budget cannot hold now: refused, as PostgreSQL refuses what it cannot allocate.
+    fn over_budget(&mut self, len: usize) -> Fatal {
+        Fatal(Fields::new(
+            "FATAL",
+            "53200",
+            format!(
+                "out of memory: jitgate cannot buffer a message of {len} bytes now; try again later"
+            ),
+        ))
+    }
     /// A tag of [`Cut::Unknown`].
     fn unknown(&mut self, tag: u8) -> Fatal;
     /// A length field below 4: the stream cannot be framed any further. `rest` is
@@ -66,12 +83,26 @@ pub(super) struct Framer {
     pub want: usize,
     /// The largest body of a whole-read frame.
     pub max_message: usize,
+    /// Where a larger incomplete whole frame takes its memory from (`None`: unbounded, for
+    /// the server's side, which is trusted).
+    pub budget: Option<MessageBudget>,
+    /// What the incomplete whole frame at the start of `buf` holds of the budget.
+    reserved: Option<Reserved>,
 }
 
 impl Framer {
     pub fn new(max_message: usize) -> Framer {
         Framer {
             max_message,
+            ..Framer::default()
+        }
+    }
+
+    /// A framer whose incomplete large frames take their memory from `budget`.
+    pub fn with_budget(max_message: usize, budget: MessageBudget) -> Framer {
+        Framer {
+            max_message,
+            budget: Some(budget),
             ..Framer::default()
         }
     }
@@ -121,10 +152,21 @@ impl Framer {
                 continue;
             }
             if self.buf.len() < total {
+                if let Some(budget) = &self.budget
+                    && total > FREE_FRAME_BYTES
+                    && self.reserved.as_ref().is_none_or(|r| r.bytes != total)
+                {
+                    self.reserved = None;
+                    match budget.reserve(total) {
+                        Some(r) => self.reserved = Some(r),
+                        None => return Err(side.over_budget(total - 1)),
+                    }
+                }
                 self.want = total;
                 self.buf.reserve(total - self.buf.len());
                 break;
             }
+            self.reserved = None;
             let frame = self.buf.split_to(total);
             side.frame(tag, frame)?;
         }

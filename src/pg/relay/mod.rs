@@ -178,6 +178,7 @@ impl Relay {
         upstream_secret: i32,
         upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Relay {
+        let budget = app.message_budget.clone();
         Relay {
             latency: app.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
@@ -188,7 +189,7 @@ impl Relay {
                 secret: upstream_secret,
                 tls: upstream_tls,
             },
-            client: Framer::new(max_message),
+            client: Framer::with_budget(max_message, budget),
             to_server: BytesMut::new(),
             server: Framer::new(max_message),
             to_client: BytesMut::new(),
