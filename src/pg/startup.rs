@@ -48,7 +48,8 @@ pub struct Authenticated {
     pub stream: ClientStream,
     pub user: Arc<User>,
     pub target: Arc<Target>,
-    /// Startup parameters to forward upstream (without user and database).
+    /// Startup parameters to forward upstream (without user and database), vetted by
+    /// [`super::startup_params::vet`]: `client_encoding=UTF8` first.
     pub params: Vec<(String, String)>,
     pub application_name: String,
 }
@@ -167,7 +168,7 @@ async fn startup(
     let mut user_name = None;
     let mut database = None;
     let mut application_name = String::new();
-    let mut forward = Vec::new();
+    let mut settings = Vec::new();
     let mut unsupported = Vec::new();
     for (k, v) in params {
         match k.as_str() {
@@ -190,10 +191,17 @@ async fn startup(
                 if k == "application_name" {
                     application_name = v.clone();
                 }
-                forward.push((k, v));
+                settings.push((k, v));
             }
         }
     }
+    let forward = match super::startup_params::vet(&settings) {
+        Ok(f) => f,
+        Err(refused) => {
+            tracing::info!(parameter = %refused.name, "start-up parameter refused");
+            return Err(refuse(&mut stream, Fields::new("FATAL", "42501", refused.why)).await);
+        }
+    };
     let Some(user_name) = user_name.filter(|u| !u.is_empty()) else {
         return Err(refuse(
             &mut stream,

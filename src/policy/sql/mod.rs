@@ -46,6 +46,7 @@ use depth::check_depth;
 use walk::Walk;
 
 pub mod catalog;
+pub mod session;
 pub mod shape;
 
 mod analysis;
