@@ -218,7 +218,8 @@ impl PgServer {
             up.pid,
             up.secret,
             tls_for_relay,
-        );
+        )
+        .with_settings(&auth.params, &up.startup_frames);
         let ended = relay
             .run(auth.stream, up.stream, &key, self.shutdown.clone())
             .await;

@@ -194,11 +194,16 @@ impl Relay {
         let deferrable = utf8 && self.txn.deferrable(&text);
         let analysis = self.app.cache.analyze(&text);
         let class = self.session_class(&analysis, utf8);
+        let seen = self.settings.view(&analysis.classification, class);
+        let (classification, class) = match &seen {
+            Some(c) => (c, c.class),
+            None => (&analysis.classification, class),
+        };
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
                 statement: &text,
-                classification: &analysis.classification,
+                classification,
                 class,
                 runs_prepared: analysis.has_execute(),
                 deferrable,
@@ -312,6 +317,11 @@ impl Relay {
                 ("<unknown portal>", &fallback, Class::Unknown, false)
             }
         };
+        let seen = self.settings.view(classification, class);
+        let (classification, class) = match &seen {
+            Some(c) => (c, c.class),
+            None => (classification, class),
+        };
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
@@ -354,6 +364,7 @@ impl Relay {
     /// The Gate said yes: send it upstream.
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
         let now = std::time::Instant::now();
+        self.settings_sent(&frame, kind);
         match kind {
             HeldKind::Query(a) => self.track_query(a, now),
             HeldKind::FunctionCall => self.tracker.function_call(),

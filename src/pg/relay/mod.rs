@@ -56,6 +56,7 @@ mod client;
 mod framer;
 mod hold;
 mod server;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod tracker;
@@ -125,6 +126,8 @@ pub struct Relay {
     /// What awaits the server, and the names of prepared statements and portals.
     tracker: Tracker,
     txn: TxnState,
+    /// Pinned settings as the server reports them, and the possible `search_path`s.
+    settings: settings::SessionSettings,
     /// The statement waiting for an approval or for the disk; nothing the client sent after
     /// it is handled until it is resolved.
     held: Option<Held>,
@@ -163,6 +166,7 @@ impl Relay {
         upstream_secret: i32,
         upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Relay {
+        let target_user = ctx.target.user.clone();
         Relay {
             latency: app.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
@@ -180,6 +184,7 @@ impl Relay {
             injected: BytesMut::new(),
             tracker: Tracker::default(),
             txn: TxnState::new(status),
+            settings: settings::SessionSettings::new(&target_user, &[], &[]),
             held: None,
             discard_until_sync: false,
             refusals: Refusals::default(),
