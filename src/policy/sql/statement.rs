@@ -177,7 +177,7 @@ fn set_class(set: &Set) -> (Class, Why) {
         },
         Set::ParenthesizedAssignments { variables, .. } => {
             // No PostgreSQL form: whatever it sets, a pinned setting is not proven kept.
-            match variables.iter().find_map(|v| pinned_of(v)) {
+            match variables.iter().find_map(pinned_of) {
                 Some(p) => pinned_unknown(p, "in a tuple assignment"),
                 None => settings_class(variables.iter()),
             }
