@@ -24,20 +24,22 @@ pub struct RefusedParam {
     pub why: String,
 }
 
-/// The settings to forward upstream, in the client's order, `client_encoding=UTF8` first.
+/// The settings to forward upstream, `client_encoding=UTF8` first, then those of `options`,
+/// then the other parameters, each group in the client's order.
 pub fn vet(params: &[(String, String)]) -> Result<Vec<(String, String)>, RefusedParam> {
     let mut forward = vec![(
         "client_encoding".to_string(),
         Pinned::ClientEncoding.value().to_string(),
     )];
-    for (name, value) in params {
-        if name == "options" {
-            for (n, v) in split_options(value)? {
-                forward.extend(vet_setting(&n, &v, "in options")?);
-            }
-        } else {
-            forward.extend(vet_setting(name, value, "")?);
+    // PostgreSQL applies `options` first, then the other parameters in order, so a
+    // parameter given both ways takes the parameter's value: forwarded in that order.
+    for (_, value) in params.iter().filter(|(n, _)| n == "options") {
+        for (n, v) in split_options(value)? {
+            forward.extend(vet_setting(&n, &v, "in options")?);
         }
+    }
+    for (name, value) in params.iter().filter(|(n, _)| n != "options") {
+        forward.extend(vet_setting(name, value, "")?);
     }
     Ok(forward)
 }
