@@ -371,3 +371,49 @@ fn unqualified_names_follow_the_session_search_path() {
     assert_eq!(rows(&fx, "public.log"), "2");
     s.close();
 }
+
+/// psql sends `client_encoding` from the locale (libpq's `auto`) unless PGCLIENTENCODING
+/// says otherwise: in a C locale that is SQL_ASCII, in a UTF-8 one UTF8. Both connect and
+/// get UTF8; an encoding other than UTF8 is refused at start-up, naming the parameter.
+#[test]
+fn psql_connects_with_the_encoding_of_its_locale() {
+    let fx = Fixture::new("1s", 10);
+    let conninfo = fx.env.alice();
+    for (locale, encoding) in [
+        ("C", None),
+        ("C.UTF-8", None),
+        ("C", Some("UTF8")),
+        ("C", Some("utf-8")),
+    ] {
+        let mut cmd = support::psql_cmd(&conninfo, ALICE_PASSWORD);
+        cmd.env("LC_ALL", locale).env("LANG", locale);
+        if let Some(e) = encoding {
+            cmd.env("PGCLIENTENCODING", e);
+        }
+        cmd.args([
+            "-At",
+            "-c",
+            "SHOW client_encoding",
+            "-c",
+            "SELECT count(*) FROM t",
+        ]);
+        let out = support::run_timeout(&mut cmd, None, std::time::Duration::from_secs(60));
+        let text = support::output_text(&out);
+        assert!(out.status.success(), "{locale} {encoding:?}: {text}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "UTF8\n10",
+            "{locale} {encoding:?}: {text}"
+        );
+    }
+    let mut cmd = support::psql_cmd(&conninfo, ALICE_PASSWORD);
+    cmd.env("PGCLIENTENCODING", "LATIN1")
+        .args(["-At", "-c", "SELECT 1"]);
+    let out = support::run_timeout(&mut cmd, None, std::time::Duration::from_secs(60));
+    let text = support::output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("client_encoding") && text.contains("UTF8"),
+        "{text}"
+    );
+}

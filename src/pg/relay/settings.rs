@@ -270,16 +270,16 @@ impl Relay {
     pub(super) fn settings_sent(&mut self, frame: &BytesMut, kind: &HeldKind) {
         let alone = self.txn.idle() && !self.tracker.in_flight();
         let body = frame.get(5..).unwrap_or_default();
-        let cstr = |b: &[u8]| b.split(|&c| c == 0).next().map(<[u8]>::to_vec);
+        let cstr = body.split(|&c| c == 0).next().unwrap_or_default();
         match kind {
             HeldKind::Query(_) => {
-                if let Some(text) = cstr(body).and_then(|t| String::from_utf8(t).ok()) {
+                if let Ok(text) = std::str::from_utf8(cstr) {
                     let one = !text.trim().trim_end_matches(';').contains(';');
-                    self.settings.sent(&text, alone && one);
+                    self.settings.sent(text, alone && one);
                 }
             }
             HeldKind::Execute => {
-                if let Some(s) = cstr(body).and_then(|n| self.tracker.portal(&Name::wire(&n))) {
+                if let Some(s) = self.tracker.portal(&Name::wire(cstr)) {
                     self.settings.sent(&s.text, false);
                 }
             }

@@ -33,10 +33,14 @@ pub enum PathChange {
 
 /// Whether `text` may touch `search_path` at all (a cheap test before parsing).
 pub fn may_change_search_path(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
+    let bytes = text.as_bytes();
     ["search_path", "set_config", "reset", "discard"]
         .iter()
-        .any(|w| lower.contains(w))
+        .any(|w| {
+            bytes
+                .windows(w.len())
+                .any(|window| window.eq_ignore_ascii_case(w.as_bytes()))
+        })
 }
 
 /// The `search_path` changes of `text`, in order.
