@@ -417,3 +417,34 @@ fn psql_connects_with_the_encoding_of_its_locale() {
         "{text}"
     );
 }
+
+/// The path a session starts with is the server's: a role's setting counts.
+#[test]
+fn a_role_search_path_is_the_starting_path() {
+    let fx = Fixture::new("30s", 10);
+    fx.sql(
+        "CREATE SCHEMA secret AUTHORIZATION app;\n\
+         CREATE TABLE secret.log (n int);\n\
+         INSERT INTO secret.log SELECT g FROM generate_series(1, 5) g;\n\
+         ALTER TABLE secret.log OWNER TO app;",
+    );
+    fx.sql(&format!(
+        "ALTER ROLE app IN DATABASE \"{}\" SET search_path = secret;",
+        fx.env.db
+    ));
+    let mut s = alice(&fx);
+    s.stream
+        .write_all(&query_message("DELETE FROM log"))
+        .expect("send");
+    let req = wait_for_pending(&fx.bob, ALICE);
+    assert_eq!(req["rule"], WRITE_RULE, "{req}");
+    assert_eq!(pending_tables(&req), ["public.log", "secret.log"], "{req}");
+    fx.bob.deny_ok(req["id"].as_str().expect("id"), "no");
+    let r = read_until(&mut s.stream, b'Z');
+    assert_eq!(code(&r).as_deref(), Some("42501"), "{}", summary(&r));
+    assert_eq!(rows(&fx, "secret.log"), "5");
+    // The client's own first statement is the first one the server sees from it.
+    let r = s.query("SELECT count(*) FROM secret.log");
+    assert_eq!(RawSession::first_column(&r), [Some("5".to_string())]);
+    s.close();
+}

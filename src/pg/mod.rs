@@ -219,7 +219,7 @@ impl PgServer {
             up.secret,
             tls_for_relay,
         )
-        .with_settings(&auth.params, &up.startup_frames);
+        .with_settings(up.search_path.as_deref(), &up.startup_frames);
         let ended = relay
             .run(auth.stream, up.stream, &key, self.shutdown.clone())
             .await;

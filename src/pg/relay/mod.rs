@@ -184,7 +184,12 @@ impl Relay {
             injected: BytesMut::new(),
             tracker: Tracker::default(),
             txn: TxnState::new(status),
-            settings: settings::SessionSettings::new(&target_user, &[], &[]),
+            // PostgreSQL's default until `with_settings` gives the server's.
+            settings: settings::SessionSettings::new(
+                &target_user,
+                Some(settings::DEFAULT_SEARCH_PATH),
+                &[],
+            ),
             held: None,
             discard_until_sync: false,
             refusals: Refusals::default(),

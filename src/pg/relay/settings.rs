@@ -22,10 +22,12 @@
 //! `public.x` does not cover a statement that may touch `secret.x`, and a review or deny
 //! rule that names either still matches.
 //!
-//! Assumptions (documented limits): the session's starting path is PostgreSQL's default
-//! `"$user", public` unless the client set one at start-up, and the default resolves as
-//! `public.` (no schema named after the target's user; PostgreSQL skips `$user` when there
-//! is none). An explicit `$user` elsewhere is the target's user. `pg_catalog` and
+//! The starting path is the server's (`upstream.rs` asks `SHOW search_path` before the
+//! client's first statement: role and database settings, the client's start-up parameter),
+//! and RESET goes back to it. Assumption (a documented limit): PostgreSQL's default
+//! `"$user", public` resolves as `public.` (no schema named after the target's user;
+//! PostgreSQL skips `$user` when there is none). An explicit `$user` in any other path is
+//! the target's user. `pg_catalog` and
 //! `pg_temp` are left out of candidates (system relations are named as before; temporary
 //! tables are the session's own). `SET ROLE` (privilege, reviewed) does not change what
 //! `$user` is taken for.
@@ -40,6 +42,9 @@ use super::tracker::Name;
 use crate::policy::sql::catalog::{Pinned, pinned_setting};
 use crate::policy::sql::session::{PathChange, search_path_changes, split_path};
 use crate::policy::{Class, Classification};
+
+/// PostgreSQL's default `search_path`, as `SHOW` prints it.
+pub(super) const DEFAULT_SEARCH_PATH: &str = "\"$user\", public";
 
 /// Beyond this many possible paths the session's path counts as unknowable.
 const MAX_PATHS: usize = 8;
@@ -72,9 +77,9 @@ pub(super) struct SessionSettings {
 }
 
 impl SessionSettings {
-    /// At start-up: the target's user (for `$user`), the parameters forwarded upstream and
-    /// the ParameterStatus frames the server sent.
-    pub fn new(target_user: &str, forwarded: &[(String, String)], reported: &[u8]) -> Self {
+    /// At start-up: the target's user (for `$user`), the session's `search_path` as the
+    /// server showed it (`None`: unknowable) and the frames the server sent.
+    pub fn new(target_user: &str, search_path: Option<&str>, reported: &[u8]) -> Self {
         let mut s = SessionSettings {
             target_user: target_user.to_string(),
             startup: Path::Default,
@@ -84,16 +89,10 @@ impl SessionSettings {
             pending: None,
             error_since: false,
         };
-        if let Some((_, v)) = forwarded
-            .iter()
-            .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case("search_path"))
-        {
-            s.startup = match split_path(v) {
-                Some(schemas) => s.path(schemas),
-                None => Path::Unknowable,
-            };
-        }
+        s.startup = match search_path.and_then(split_path) {
+            Some(schemas) => s.path(schemas),
+            None => Path::Unknowable,
+        };
         s.paths.push(s.startup.clone());
         for (tag, body) in frames(reported) {
             if tag == b'S' {
@@ -259,10 +258,10 @@ fn frames(mut b: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 }
 
 impl Relay {
-    /// The session's settings at start-up: the parameters forwarded upstream and the
-    /// frames the server sent before its first ReadyForQuery.
-    pub fn with_settings(mut self, forwarded: &[(String, String)], reported: &[u8]) -> Relay {
-        self.settings = SessionSettings::new(&self.ctx.target.user, forwarded, reported);
+    /// The session's settings at start-up: its `search_path` as the server showed it and
+    /// the frames the server sent before its first ReadyForQuery.
+    pub fn with_settings(mut self, search_path: Option<&str>, reported: &[u8]) -> Relay {
+        self.settings = SessionSettings::new(&self.ctx.target.user, search_path, reported);
         self
     }
 
@@ -291,6 +290,8 @@ impl Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DEFAULT: Option<&str> = Some(DEFAULT_SEARCH_PATH);
 
     fn status(name: &str, value: &str) -> Vec<u8> {
         let mut body = Vec::new();
@@ -321,7 +322,7 @@ mod tests {
             status("standard_conforming_strings", "off"),
         ]
         .concat();
-        let mut s = SessionSettings::new("app", &[], &startup);
+        let mut s = SessionSettings::new("app", DEFAULT, &startup);
         let c = Classification::bare(Class::Read, "SELECT is read");
         let v = s.view(&c, Class::Read).expect("tainted from start-up");
         assert_eq!(v.class, Class::Unknown);
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn search_path_changes_resolve_unqualified_names() {
-        let mut s = SessionSettings::new("app", &[], &[]);
+        let mut s = SessionSettings::new("app", DEFAULT, &[]);
         assert_eq!(tables_of(&s, &["public.accounts"]), ["public.accounts"]);
         s.sent("SET search_path = secret", true);
         // Until the server confirms, either path may hold.
@@ -377,7 +378,7 @@ mod tests {
 
     #[test]
     fn transactions_local_sets_and_unknowable_paths() {
-        let mut s = SessionSettings::new("app", &[], &[]);
+        let mut s = SessionSettings::new("app", DEFAULT, &[]);
         // Inside a block: a rollback may undo it, so both stay possible after COMMIT.
         s.sent("SET search_path = a", false);
         s.ready(b'T', true);
@@ -408,16 +409,16 @@ mod tests {
 
     #[test]
     fn a_start_up_search_path_is_the_reset_value() {
-        let fwd = vec![("search_path".to_string(), "pg_catalog".to_string())];
-        let mut s = SessionSettings::new("app", &fwd, &[]);
+        let mut s = SessionSettings::new("app", Some("pg_catalog"), &[]);
         assert_eq!(tables_of(&s, &["public.t"]), ["public.t"]);
         s.sent("SET search_path = x", true);
         s.ready(b'I', true);
         s.sent("RESET search_path", true);
         s.ready(b'I', true);
         assert_eq!(tables_of(&s, &["public.t"]), ["public.t"]);
-        let fwd = vec![("search_path".to_string(), "secret".to_string())];
-        let s = SessionSettings::new("app", &fwd, &[]);
+        let s = SessionSettings::new("app", Some("secret"), &[]);
         assert_eq!(tables_of(&s, &["public.t"]), ["public.t", "secret.t"]);
+        let s = SessionSettings::new("app", None, &[]);
+        assert_eq!(tables_of(&s, &["public.t"]), ["?.t", "public.t"]);
     }
 }
