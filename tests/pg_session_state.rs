@@ -255,7 +255,7 @@ fn a_role_setting_that_turns_strings_nonstandard_makes_every_statement_unknown()
 fn an_approved_change_of_a_pinned_setting_taints_the_session() {
     let fx = Fixture::with("30s", 10, |b| {
         b.rule(
-            "name = \"unknown needs an SRE\"\nclasses = [\"unknown\"]\naction = \"review\"\n\
+            "name = \"the rest needs an SRE\"\nclasses = [\"unknown\", \"admin\"]\naction = \"review\"\n\
              approvers = [\"group:sre\"]",
         )
     });
@@ -276,6 +276,32 @@ fn an_approved_change_of_a_pinned_setting_taints_the_session() {
     assert_eq!(req["class"], "unknown", "{req}");
     let id = req["id"].as_str().expect("id").to_string();
     fx.bob.deny_ok(&id, "no");
+    let r = read_until(&mut s.stream, b'Z');
+    assert_eq!(code(&r).as_deref(), Some("42501"), "{}", summary(&r));
+    assert_eq!(rows(&fx, "t"), "10");
+    s.close();
+
+    // Pipelined: the attack is read by the proxy right after the approved SET goes out,
+    // before the server has said what it changed. It must not pass as a read.
+    let mut s = alice(&fx);
+    let mut both = query_message("SELECT set_config('standard_conforming_strings', 'off', false)");
+    both.extend_from_slice(&query_message(r"SELECT 'a\' , ' ; DELETE FROM t; -- '"));
+    s.stream.write_all(&both).expect("send");
+    let req = wait_for_pending(&fx.bob, ALICE);
+    assert!(
+        req["statement"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("set_config"),
+        "{req}"
+    );
+    fx.bob
+        .approve_ok(req["id"].as_str().expect("id"), "testing the race", None);
+    let r = read_until(&mut s.stream, b'Z');
+    assert_eq!(code(&r), None, "{}", summary(&r));
+    let req = wait_for_pending(&fx.bob, ALICE);
+    assert_eq!(req["class"], "unknown", "{req}");
+    fx.bob.deny_ok(req["id"].as_str().expect("id"), "no");
     let r = read_until(&mut s.stream, b'Z');
     assert_eq!(code(&r).as_deref(), Some("42501"), "{}", summary(&r));
     assert_eq!(rows(&fx, "t"), "10");

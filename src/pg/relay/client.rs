@@ -362,9 +362,9 @@ impl Relay {
     }
 
     /// The Gate said yes: send it upstream.
-    fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
+    fn forward(&mut self, frame: BytesMut, kind: &HeldKind, permit: Permit) {
         let now = std::time::Instant::now();
-        self.settings_sent(&frame, kind);
+        self.settings_sent(&frame, kind, permit.class);
         match kind {
             HeldKind::Query(a) => self.track_query(a, now),
             HeldKind::FunctionCall => self.tracker.function_call(),

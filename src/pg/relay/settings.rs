@@ -74,6 +74,11 @@ pub(super) struct SessionSettings {
     pending: Option<usize>,
     /// An error came since `pending` was sent.
     error_since: bool,
+    /// A statement that may change a pinned setting without naming it (class `unknown`,
+    /// `admin` or `code`: `set_config`, a function, an approved SET) was sent, and the
+    /// server has not yet reported the settings that hold after it (it does so just before
+    /// ReadyForQuery).
+    unsettled: bool,
 }
 
 impl SessionSettings {
@@ -88,6 +93,7 @@ impl SessionSettings {
             local: Vec::new(),
             pending: None,
             error_since: false,
+            unsettled: false,
         };
         s.startup = match search_path.and_then(split_path) {
             Some(schemas) => s.path(schemas),
@@ -135,6 +141,13 @@ impl SessionSettings {
         }
     }
 
+    /// A statement of this class was sent upstream.
+    pub fn sent_class(&mut self, class: Class) {
+        if matches!(class, Class::Unknown | Class::Admin | Class::Code) {
+            self.unsettled = true;
+        }
+    }
+
     /// A text was sent upstream; `alone`: one statement, sent with nothing in flight and
     /// outside a transaction block.
     pub fn sent(&mut self, text: &str, alone: bool) {
@@ -177,6 +190,7 @@ impl SessionSettings {
         if !settled {
             return;
         }
+        self.unsettled = false;
         if status == b'I' {
             self.local.clear();
             if let Some(i) = self.pending
@@ -206,6 +220,17 @@ impl SessionSettings {
                     p.name(),
                     p.value()
                 ),
+                ..c.clone()
+            });
+        }
+        if self.unsettled {
+            return Some(Classification {
+                class: Class::Unknown,
+                tables: tables.unwrap_or_else(|| c.tables.clone()),
+                reason: "sent while an earlier statement that may change client_encoding or \
+                         standard_conforming_strings still runs: the proxy cannot yet know how \
+                         the server will read it"
+                    .into(),
                 ..c.clone()
             });
         }
@@ -265,8 +290,10 @@ impl Relay {
         self
     }
 
-    /// A Query or Execute goes upstream: note the `search_path` changes it makes.
-    pub(super) fn settings_sent(&mut self, frame: &BytesMut, kind: &HeldKind) {
+    /// A Query, Execute or FunctionCall of this class goes upstream: note what it may do
+    /// to pinned settings and the `search_path` changes it makes.
+    pub(super) fn settings_sent(&mut self, frame: &BytesMut, kind: &HeldKind, class: Class) {
+        self.settings.sent_class(class);
         let alone = self.txn.idle() && !self.tracker.in_flight();
         let body = frame.get(5..).unwrap_or_default();
         let cstr = body.split(|&c| c == 0).next().unwrap_or_default();
@@ -341,6 +368,18 @@ mod tests {
             v.reason
         );
         s.parameter_status(&status("client_encoding", "UTF8")[5..]);
+        assert!(s.view(&c, Class::Read).is_none());
+        // Pipelined after an approved statement that may change one: unknown until the
+        // server has answered it.
+        s.sent_class(Class::Read);
+        s.sent_class(Class::Write);
+        assert!(s.view(&c, Class::Read).is_none());
+        s.sent_class(Class::Admin);
+        let v = s.view(&c, Class::Read).expect("unsettled");
+        assert_eq!(v.class, Class::Unknown);
+        s.ready(b'I', false);
+        assert!(s.view(&c, Class::Read).is_some(), "more still in flight");
+        s.ready(b'I', true);
         assert!(s.view(&c, Class::Read).is_none());
     }
 
