@@ -4,7 +4,8 @@
 //! Invariants: nothing is read past a packet's declared length before TLS starts (so bytes a
 //! client pipelines after SSLRequest cannot be injected into the TLS session); every length is
 //! bounded before any allocation; a wrong password and an unknown user produce byte-identical
-//! failures.
+//! failures; only the start-up parameters `startup_params.rs` allows are forwarded (anything
+//! else is FATAL 42501 naming it, before authentication).
 
 use std::sync::Arc;
 

@@ -35,6 +35,8 @@
 //!   the audit trail and turn the failure of a refused statement into the refusal.
 //! - `txn.rs`: the transaction status, and whether a statement's audit event may reach the
 //!   disk after it runs (`TxnState`).
+//! - `settings.rs`: the pinned settings as the server reports them and the session's
+//!   possible `search_path`s, which make the classification the Gate sees.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
