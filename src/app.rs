@@ -68,7 +68,15 @@ impl AppState {
     }
 
     /// Record a session's start (`client` is `ip:port`).
-    pub fn session_start(&self, s: &SessionCtx, client: &str, application: Option<&str>) {
+    /// Record a session's start; `parameters` are the Postgres start-up parameters
+    /// forwarded to the target.
+    pub fn session_start(
+        &self,
+        s: &SessionCtx,
+        client: &str,
+        application: Option<&str>,
+        parameters: &[(String, String)],
+    ) {
         self.record(
             s,
             EventKind::SessionStart {
@@ -77,6 +85,7 @@ impl AppState {
                 target: Text::from(&s.target.name),
                 client: Text::from(client),
                 application: application.map(Text::from),
+                parameters: Arc::from(parameters),
             },
         );
     }

@@ -123,6 +123,19 @@ impl Serialize for Params<'_> {
     }
 }
 
+/// Name/value pairs as a JSON object, in their order.
+struct Pairs<'a>(&'a [(String, String)]);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 impl Serialize for Canonical<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
@@ -141,12 +154,16 @@ impl Serialize for Canonical<'_> {
                 target,
                 client,
                 application,
+                parameters,
             } => {
                 m.serialize_entry("protocol", protocol)?;
                 m.serialize_entry("user", user)?;
                 m.serialize_entry("target", target)?;
                 m.serialize_entry("client", client)?;
                 opt!("application", application);
+                if !parameters.is_empty() {
+                    m.serialize_entry("parameters", &Pairs(parameters))?;
+                }
             }
             EventKind::Statement {
                 text,

@@ -141,6 +141,9 @@ pub enum EventKind {
         client: Text,
         /// Postgres `application_name`, SSH client version string.
         application: Option<Text>,
+        /// Postgres: the start-up parameters forwarded to the target, in order (empty for
+        /// SSH; omitted from the record when empty).
+        parameters: Arc<[(String, String)]>,
     },
     Statement {
         text: Text,

@@ -337,6 +337,7 @@ impl Writer {
                 target,
                 client,
                 application,
+                ..
             } => {
                 let id = s(&m.session);
                 sessions.insert(

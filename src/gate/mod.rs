@@ -174,7 +174,11 @@ impl Gate {
                     kind: RefusalKind::Denied,
                     message: match &rule_name {
                         Some(r) => format!("jitgate: denied by rule \"{r}\""),
-                        None => format!("jitgate: denied: {}", eval.reason),
+                        // The class's reason says what to change (e.g. a pinned setting).
+                        None => format!(
+                            "jitgate: denied: {} for this {} statement: {}",
+                            eval.reason, a.class, classification.reason
+                        ),
                     },
                     rule: rule_name,
                     request: None,

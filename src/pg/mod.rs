@@ -10,6 +10,7 @@ mod impact;
 pub mod msg;
 pub mod relay;
 pub mod startup;
+mod startup_params;
 pub mod stream;
 pub mod upstream;
 
@@ -146,7 +147,7 @@ impl PgServer {
     async fn session(&self, auth: Authenticated, ctx: SessionCtx, peer: std::net::SocketAddr) {
         let app = (!auth.application_name.is_empty()).then(|| auth.application_name.clone());
         self.app
-            .session_start(&ctx, &peer.to_string(), app.as_deref());
+            .session_start(&ctx, &peer.to_string(), app.as_deref(), &auth.params);
         let audit_ctx = ctx.clone();
         let (reason, bytes_in, bytes_out) = match self.relay_session(auth, ctx).await {
             Some(e) => (end_reason(&e.end), e.bytes_in, e.bytes_out),
@@ -236,7 +237,8 @@ impl PgServer {
             up.pid,
             up.secret,
             tls_for_relay,
-        );
+        )
+        .with_settings(up.search_path.as_deref(), &up.startup_frames);
         let ended = relay
             .run(auth.stream, up.stream, &key, self.shutdown.clone())
             .await;

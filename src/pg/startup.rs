@@ -4,7 +4,8 @@
 //! Invariants: nothing is read past a packet's declared length before TLS starts (so bytes a
 //! client pipelines after SSLRequest cannot be injected into the TLS session); every length is
 //! bounded before any allocation; a wrong password and an unknown user produce byte-identical
-//! failures.
+//! failures; only the start-up parameters `startup_params.rs` allows are forwarded (anything
+//! else is FATAL 42501 naming it, before authentication).
 
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ pub struct Authenticated {
     pub stream: ClientStream,
     pub user: Arc<User>,
     pub target: Arc<Target>,
-    /// Startup parameters to forward upstream (without user and database).
+    /// Startup parameters to forward upstream (without user and database), vetted by
+    /// [`super::startup_params::vet`]: `client_encoding=UTF8` first.
     pub params: Vec<(String, String)>,
     pub application_name: String,
 }
@@ -167,7 +169,7 @@ async fn startup(
     let mut user_name = None;
     let mut database = None;
     let mut application_name = String::new();
-    let mut forward = Vec::new();
+    let mut settings = Vec::new();
     let mut unsupported = Vec::new();
     for (k, v) in params {
         match k.as_str() {
@@ -190,10 +192,17 @@ async fn startup(
                 if k == "application_name" {
                     application_name = v.clone();
                 }
-                forward.push((k, v));
+                settings.push((k, v));
             }
         }
     }
+    let forward = match super::startup_params::vet(&settings) {
+        Ok(f) => f,
+        Err(refused) => {
+            tracing::info!(parameter = %refused.name, "start-up parameter refused");
+            return Err(refuse(&mut stream, Fields::new("FATAL", "42501", refused.why)).await);
+        }
+    };
     let Some(user_name) = user_name.filter(|u| !u.is_empty()) else {
         return Err(refuse(
             &mut stream,

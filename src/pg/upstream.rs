@@ -4,6 +4,8 @@
 //! the server says no, `require` fails without TLS. Certificates are verified only when the
 //! target has a `ca_file` (then chain and host name are checked); without one the link is
 //! encrypted but unauthenticated, like libpq's `sslmode=require`.
+//! Once connected, the proxy asks `SHOW search_path` (the relay resolves unqualified names
+//! against it, and the server does not report it).
 //! Authentication: SCRAM-SHA-256 (rust-postgres' client); MD5 and cleartext only for a
 //! target with `allow_weak_auth = true`, so by default a server (or a machine in the middle
 //! of a `tls = "prefer"` link) that asks for them never receives the password.
@@ -60,6 +62,9 @@ pub struct Upstream {
     pub pid: i32,
     pub secret: i32,
     pub status: u8,
+    /// The session's `search_path` as the server has it after start-up (role and database
+    /// settings, the client's parameter), `None` when it could not be read.
+    pub search_path: Option<String>,
 }
 
 /// Build the rustls client config for a target (once per target, reused).
@@ -233,6 +238,7 @@ pub async fn connect(
         pid: 0,
         secret: 0,
         status: b'I',
+        search_path: None,
     };
     loop {
         let (tag, body) = read_message(&mut up.stream).await?;
@@ -243,6 +249,7 @@ pub async fn connect(
             }
             b'Z' => {
                 up.status = body.first().copied().unwrap_or(b'I');
+                up.search_path = show_search_path(&mut up).await?;
                 return Ok(up);
             }
             b'E' => {
@@ -256,6 +263,37 @@ pub async fn connect(
                     "unexpected message during start-up",
                 ));
             }
+        }
+    }
+}
+
+/// `SHOW search_path` before the client's first statement: ParameterStatus does not report
+/// it, and `ALTER ROLE … SET search_path` or `ALTER DATABASE … SET` may have changed it.
+/// `None` if the server answers anything but one value.
+async fn show_search_path(up: &mut Upstream) -> Result<Option<String>, UpstreamError> {
+    let mut out = BytesMut::new();
+    msg::frame(&mut out, b'Q', b"SHOW search_path\0");
+    write(&mut up.stream, &out).await?;
+    let mut value = None;
+    let mut failed = false;
+    loop {
+        let (tag, body) = read_message(&mut up.stream).await?;
+        match tag {
+            b'D' => {
+                // Int16 column count 1, Int32 length, the bytes.
+                let len = msg::i32_at(&body, 2).and_then(|n| usize::try_from(n).ok());
+                value = len
+                    .and_then(|n| body.get(6..6 + n))
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(str::to_string);
+            }
+            b'E' => failed = true,
+            b'S' | b'N' => msg::frame(&mut up.startup_frames, tag, &body),
+            b'Z' => {
+                up.status = body.first().copied().unwrap_or(b'I');
+                return Ok(value.filter(|_| !failed));
+            }
+            _ => {}
         }
     }
 }

@@ -194,7 +194,7 @@ impl Conn {
         application: &str,
     ) -> Arc<Conn> {
         let app = server.app.clone();
-        app.session_start(&ctx, &peer.to_string(), Some(application));
+        app.session_start(&ctx, &peer.to_string(), Some(application), &[]);
         let active = app.metrics.active_sessions.with_label_values(&["ssh"]);
         active.inc();
         let recorder = Arc::new(record::Recorder::new(app.clone(), &ctx, Instant::now()));

@@ -210,11 +210,16 @@ impl Relay {
         };
         let statement = shown.as_deref().unwrap_or(&text);
         let deferrable = utf8 && self.txn.deferrable(&text);
+        let seen = self.settings.view(&analysis.classification, class);
+        let (classification, class) = match &seen {
+            Some(c) => (c, c.class),
+            None => (&analysis.classification, class),
+        };
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
                 statement,
-                classification: &analysis.classification,
+                classification,
                 class,
                 runs_prepared: analysis.has_execute(),
                 deferrable,
@@ -331,6 +336,11 @@ impl Relay {
             }
         };
         let deferrable = stmt.is_some() && self.txn.deferrable(&statement);
+        let seen = self.settings.view(classification, class);
+        let (classification, class) = match &seen {
+            Some(c) => (c, c.class),
+            None => (classification, class),
+        };
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
@@ -379,8 +389,9 @@ impl Relay {
     }
 
     /// The Gate said yes: send it upstream.
-    fn forward(&mut self, frame: BytesMut, kind: &HeldKind, _permit: Permit) {
+    fn forward(&mut self, frame: BytesMut, kind: &HeldKind, permit: Permit) {
         let now = std::time::Instant::now();
+        self.settings_sent(&frame, kind, permit.class);
         match kind {
             HeldKind::Query(a) => self.track_query(a, &frame, now),
             HeldKind::FunctionCall => self.tracker.function_call(),

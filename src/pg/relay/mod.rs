@@ -38,6 +38,8 @@
 //!   the audit trail and turn the failure of a refused statement into the refusal.
 //! - `txn.rs`: the transaction status, and whether a statement's audit event may reach the
 //!   disk after it runs (`TxnState`).
+//! - `settings.rs`: the pinned settings as the server reports them and the session's
+//!   possible `search_path`s, which make the classification the Gate sees.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -62,6 +64,7 @@ mod hold;
 mod name;
 mod resolve;
 mod server;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod tracker;
@@ -137,6 +140,8 @@ pub struct Relay {
     /// What awaits the server, and the names of prepared statements and portals.
     tracker: Tracker,
     txn: TxnState,
+    /// Pinned settings as the server reports them, and the possible `search_path`s.
+    settings: settings::SessionSettings,
     /// The statement waiting for an approval or for the disk; nothing the client sent after
     /// it is handled until it is resolved.
     held: Option<Held>,
@@ -179,6 +184,7 @@ impl Relay {
         upstream_tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Relay {
         let budget = app.message_budget.clone();
+        let target_user = ctx.target.user.clone();
         Relay {
             latency: app.metrics.proxy_latency.with_label_values(&["postgres"]),
             sid: Arc::from(ctx.id.as_str()),
@@ -196,6 +202,12 @@ impl Relay {
             injected: BytesMut::new(),
             tracker: Tracker::default(),
             txn: TxnState::new(status),
+            // PostgreSQL's default until `with_settings` gives the server's.
+            settings: settings::SessionSettings::new(
+                &target_user,
+                Some(settings::DEFAULT_SEARCH_PATH),
+                &[],
+            ),
             held: None,
             parked: None,
             discard_until_sync: false,

@@ -1,5 +1,6 @@
 //! Server → client: stream frames through, read only ReadyForQuery, ErrorResponse, the
-//! completions and CopyInResponse, and turn the failure of a refused statement into the
+//! completions, CopyInResponse and ParameterStatus (pinned settings, see `settings.rs`), and
+//! turn the failure of a refused statement into the
 //! refusal the client should see.
 //!
 //! Every answer that ends something the client sent pops the tracker's queue (see
@@ -37,7 +38,7 @@ struct FromServer<'a>(&'a mut Relay);
 impl Side for FromServer<'_> {
     fn cut(&self, tag: u8) -> Cut {
         match tag {
-            b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' | b'C' | b'I' | b's' => Cut::Whole,
+            b'Z' | b'E' | b'1' | b'2' | b'3' | b'G' | b'C' | b'I' | b's' | b'S' => Cut::Whole,
             _ => Cut::Stream,
         }
     }
@@ -99,6 +100,7 @@ impl Relay {
                 // Nothing sent or waiting to be sent after this point: the status is current.
                 let settled = !self.tracker.in_flight() && self.held.is_none();
                 self.txn.ready(status, settled);
+                self.settings.ready(status, settled);
                 if !self.tracker.busy() {
                     self.refusals.clear();
                 }
@@ -108,6 +110,7 @@ impl Relay {
                 if matches!(msg::field(&fields, b'S'), Some("FATAL" | "PANIC")) {
                     self.upstream_fatal = true;
                 }
+                self.settings.error();
                 if let Some(out) = self.rewrite_refusal(&fields) {
                     self.tracker.error();
                     self.to_client.extend_from_slice(&out);
@@ -131,6 +134,7 @@ impl Relay {
             b'2' => self.tracker.bind_complete(),
             b'3' => self.tracker.close_complete(),
             b'G' => self.tracker.copy_in_started(),
+            b'S' => self.settings.parameter_status(&frame[5..]),
             _ => {}
         }
         self.to_client.extend_from_slice(&frame);

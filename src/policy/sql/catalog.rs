@@ -1,5 +1,7 @@
 //! Reviewed catalogues for SQL classification: dangerous built-in functions, pure built-in
-//! functions, harmless `SET` parameters and well-known `pg_catalog` relations.
+//! functions, harmless `SET` parameters and well-known `pg_catalog` relations; and the
+//! settings the proxy pins because they change how the server lexes a statement
+//! ([`pinned_setting`]).
 //!
 //! Invariants (checked by tests): every entry is lower-case and appears once; no pure
 //! function is also dangerous (exactly or by prefix). A function found in neither list is
@@ -346,6 +348,87 @@ pub fn function_kind(name: &str) -> FunctionKind {
 /// Whether `SET name` only shapes the caller's own session.
 pub fn harmless_setting(name: &str) -> bool {
     SETTINGS.contains(name)
+}
+
+/// A harmless setting that changes how the server *reads* SQL text: the proxy reads every
+/// statement as UTF-8 with standard-conforming strings, so these may only ever hold the
+/// pinned value. `client_encoding = SJIS` lets a multi-byte character swallow a backslash;
+/// `standard_conforming_strings = off` makes `\'` escape a quote in a plain string. Both
+/// make one statement to the proxy several to the server. (`backslash_quote` and
+/// `escape_string_warning` do not: the first only turns `\'` into an error, the second a
+/// warning.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    ClientEncoding,
+    StandardConformingStrings,
+}
+
+impl Pinned {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pinned::ClientEncoding => "client_encoding",
+            Pinned::StandardConformingStrings => "standard_conforming_strings",
+        }
+    }
+
+    /// The only value the setting may take.
+    pub fn value(self) -> &'static str {
+        match self {
+            Pinned::ClientEncoding => "UTF8",
+            Pinned::StandardConformingStrings => "on",
+        }
+    }
+
+    /// Whether `value` (as a client or the server spells it) is the pinned value.
+    pub fn holds(self, value: &str) -> bool {
+        match self {
+            Pinned::ClientEncoding => is_utf8_encoding(value),
+            Pinned::StandardConformingStrings => parse_bool(value) == Some(true),
+        }
+    }
+}
+
+/// The pinned setting of this (lower-case) name, if it is one.
+pub fn pinned_setting(name: &str) -> Option<Pinned> {
+    match name {
+        "client_encoding" => Some(Pinned::ClientEncoding),
+        "standard_conforming_strings" => Some(Pinned::StandardConformingStrings),
+        _ => None,
+    }
+}
+
+/// An encoding name as PostgreSQL compares them (`clean_encoding_name`): letters and digits
+/// only, lower-case. `UTF-8`, `utf8` and `Unicode` are all `utf8`/`unicode`.
+fn clean_encoding_name(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether PostgreSQL takes `name` for the UTF8 encoding.
+pub fn is_utf8_encoding(name: &str) -> bool {
+    matches!(clean_encoding_name(name).as_str(), "utf8" | "unicode")
+}
+
+/// Whether PostgreSQL takes `name` for SQL_ASCII (bytes passed as they are, no conversion).
+pub fn is_sql_ascii_encoding(name: &str) -> bool {
+    clean_encoding_name(name) == "sqlascii"
+}
+
+/// A boolean setting's value as PostgreSQL's `parse_bool` reads it: `on`, `off`, `1`, `0`,
+/// and any prefix of `true`, `false`, `yes`, `no` (case-insensitive, surrounding spaces
+/// ignored); `None` when PostgreSQL would reject it.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    let v = value.trim().to_ascii_lowercase();
+    let prefix_of = |word: &str| !v.is_empty() && word.starts_with(v.as_str());
+    match v.as_str() {
+        "on" | "1" => Some(true),
+        "off" | "of" | "0" => Some(false),
+        _ if prefix_of("true") || prefix_of("yes") => Some(true),
+        _ if prefix_of("false") || prefix_of("no") => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether an unqualified relation name is a well-known `pg_catalog` relation.

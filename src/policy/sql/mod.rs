@@ -19,8 +19,9 @@
 //!   recursion limit (50 nested levels, its default) is kept: deeper nesting is `unknown`.
 //!
 //! Known limits (syntax cannot see them): a view, rule or trigger can run functions the
-//! statement does not name; unqualified names are reported as `public.` whatever the
-//! session's `search_path` is, so rules about other schemas should use `*.table` globs.
+//! statement does not name; unqualified names are reported as `public.` here, and the
+//! Postgres relay lists them under the schemas of the session's `search_path`
+//! (`pg/relay/settings.rs`, [`session`] reads the changes from the text).
 //!
 //! Files, each using only the ones listed before it (no cycles):
 //! - [`catalog`]: the reviewed function / setting / relation lists.
@@ -46,6 +47,7 @@ use depth::check_depth;
 use walk::Walk;
 
 pub mod catalog;
+pub mod session;
 pub mod shape;
 
 mod analysis;

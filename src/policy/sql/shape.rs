@@ -11,7 +11,9 @@
 //! PostgreSQL dialect): two texts with equal shapes are equal token for token except inside
 //! literals. A text that does not tokenize has no shape (it is analysed on its own and fails
 //! closed). Identifiers, quoted identifiers, keywords, operators and placeholders are kept
-//! verbatim; whitespace and comments are dropped (they carry no meaning).
+//! verbatim; whitespace and comments are dropped (they carry no meaning). Exception: the
+//! value of a pinned setting (`client_encoding`, `standard_conforming_strings`) decides its
+//! class, so a text naming one has no shape.
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
@@ -30,6 +32,8 @@ pub fn shape(text: &str) -> Option<String> {
     for t in &tokens {
         let blank = match t {
             Token::Whitespace(_) => continue,
+            // A pinned setting's class depends on its value (see `catalog::Pinned`).
+            Token::Word(w) if pins(&w.value) => return None,
             Token::Number(..) => "0",
             Token::SingleQuotedString(_)
             | Token::EscapedStringLiteral(_)
@@ -52,6 +56,14 @@ pub fn shape(text: &str) -> Option<String> {
         out.push(SEP);
     }
     (literals > 0).then_some(out)
+}
+
+/// Words that may name a pinned setting (`SET client_encoding`, `SET NAMES`, …): a text
+/// holding one has no shape, so it is classified on its own text.
+fn pins(word: &str) -> bool {
+    ["client_encoding", "names", "standard_conforming_strings"]
+        .iter()
+        .any(|w| word.eq_ignore_ascii_case(w))
 }
 
 fn kind(t: &Token) -> &'static str {

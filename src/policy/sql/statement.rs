@@ -11,7 +11,7 @@ use sqlparser::ast::{
     ObjectName, ObjectType, Reset, Set, Statement, TableFactor, TableObject, UtilityOption, Value,
 };
 
-use super::catalog::harmless_setting;
+use super::catalog::{Pinned, harmless_setting, pinned_setting};
 use super::names::ident;
 use crate::policy::Class;
 
@@ -169,20 +169,93 @@ fn set_class(set: &Set) -> (Class, Why) {
         Set::SingleAssignment {
             variable,
             hivevar: false,
+            values,
             ..
-        } => setting_class("SET", variable),
-        Set::ParenthesizedAssignments { variables, .. } => settings_class(variables.iter()),
-        Set::MultipleAssignments { assignments } => {
-            settings_class(assignments.iter().map(|a| &a.name))
+        } => match pinned_violation(variable, values) {
+            Some(refused) => refused,
+            None => setting_class("SET", variable),
+        },
+        Set::ParenthesizedAssignments { variables, .. } => {
+            // No PostgreSQL form: whatever it sets, a pinned setting is not proven kept.
+            match variables.iter().find_map(pinned_of) {
+                Some(p) => pinned_unknown(p, "in a tuple assignment"),
+                None => settings_class(variables.iter()),
+            }
         }
+        Set::MultipleAssignments { assignments } => assignments
+            .iter()
+            .map(
+                |a| match pinned_violation(&a.name, std::slice::from_ref(&a.value)) {
+                    Some(refused) => refused,
+                    None => setting_class("SET", &a.name),
+                },
+            )
+            .max_by_key(|(c, _)| *c)
+            .unwrap_or_else(|| is(Class::Read, "SET is read")),
         Set::SetRole { .. } => is(Class::Privilege, "SET ROLE is privilege"),
         Set::SetSessionAuthorization(_) => {
             is(Class::Privilege, "SET SESSION AUTHORIZATION is privilege")
         }
         Set::SetTimeZone { .. } => is(Class::Read, "SET TIME ZONE is read"),
-        Set::SetNames { .. } | Set::SetNamesDefault {} => is(Class::Read, "SET NAMES is read"),
+        Set::SetNames { charset_name, .. } => {
+            match Pinned::ClientEncoding.holds(&charset_name.value) {
+                true => is(Class::Read, "SET NAMES UTF8 is read"),
+                false => pinned_unknown(Pinned::ClientEncoding, "by SET NAMES"),
+            }
+        }
+        // The default is the value of the start-up packet, which the proxy sets to UTF8.
+        Set::SetNamesDefault {} => is(Class::Read, "SET NAMES DEFAULT is read"),
         Set::SetTransaction { .. } => is(Class::Read, "SET TRANSACTION is read"),
         _ => is(Class::Unknown, "this SET form is not recognised"),
+    }
+}
+
+/// The pinned setting a `SET` name denotes (one plain part), if any.
+fn pinned_of(name: &ObjectName) -> Option<Pinned> {
+    match name.0.as_slice() {
+        [p] => p.as_ident().and_then(|i| pinned_setting(&ident(i))),
+        _ => None,
+    }
+}
+
+/// `unknown`, naming the pinned setting a statement would change.
+fn pinned_unknown(p: Pinned, how: &str) -> (Class, Why) {
+    (
+        Class::Unknown,
+        format!(
+            "{} may only be {} (the proxy reads SQL with that value; another one would let \
+             the server read a different statement): not changed {how}",
+            p.name(),
+            p.value()
+        )
+        .into(),
+    )
+}
+
+/// A `SET name = value` that moves a pinned setting off its value, as `unknown`. `DEFAULT`
+/// goes back to the start-up value, which the proxy pinned (client_encoding) or watches
+/// (standard_conforming_strings, see the relay's ParameterStatus watch).
+fn pinned_violation(name: &ObjectName, values: &[Expr]) -> Option<(Class, Why)> {
+    let p = pinned_of(name)?;
+    let value = match values {
+        [Expr::Value(v)] => match &v.value {
+            Value::SingleQuotedString(s) => Some(s.clone()),
+            Value::Number(n, _) => Some(n.clone()),
+            Value::Boolean(b) => Some(b.to_string()),
+            _ => None,
+        },
+        [Expr::Identifier(i)]
+            if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default") =>
+        {
+            return None;
+        }
+        [Expr::Identifier(i)] => Some(i.value.clone()),
+        _ => None,
+    };
+    match value {
+        Some(v) if p.holds(&v) => None,
+        Some(v) => Some(pinned_unknown(p, &format!("to {v:?}"))),
+        None => Some(pinned_unknown(p, "to a value the proxy cannot read")),
     }
 }
 

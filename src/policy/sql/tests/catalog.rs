@@ -61,5 +61,25 @@ fn lookups() {
     assert!(harmless_setting("search_path"));
     assert!(!harmless_setting("session_replication_role"));
     assert!(catalog_relation("pg_class"));
+    for utf8 in ["UTF8", "utf-8", "Unicode", "UTF_8", "u t f 8"] {
+        assert!(Pinned::ClientEncoding.holds(utf8), "{utf8}");
+    }
+    for other in ["SJIS", "LATIN1", "SQL_ASCII", "utf16", "", "utf"] {
+        assert!(!Pinned::ClientEncoding.holds(other), "{other}");
+    }
+    for on in ["on", "ON", "true", "t", "tr", "yes", "y", "1", " on "] {
+        assert_eq!(parse_bool(on), Some(true), "{on}");
+    }
+    for off in ["off", "of", "false", "f", "no", "n", "0"] {
+        assert_eq!(parse_bool(off), Some(false), "{off}");
+    }
+    for bad in ["o", "onn", "2", "", "truee", "yess"] {
+        assert_eq!(parse_bool(bad), None, "{bad}");
+    }
+    assert_eq!(
+        pinned_setting("client_encoding"),
+        Some(Pinned::ClientEncoding)
+    );
+    assert_eq!(pinned_setting("search_path"), None);
     assert!(!catalog_relation("accounts"));
 }

@@ -19,6 +19,15 @@ fn literals_are_blanked_and_everything_else_kept() {
     assert_ne!(shape("SELECT E'a' FROM t"), shape("SELECT 'a' FROM t"));
     assert_eq!(shape("SELECT a FROM t"), None, "no literal: no shape");
     assert_eq!(shape("SELECT 'unterminated"), None);
+    // A pinned setting's value decides its class: never one shape for 'UTF8' and 'SJIS'.
+    for pinned in [
+        "SET client_encoding = 'UTF8'",
+        "SET NAMES 'UTF8'",
+        "set Standard_Conforming_Strings = 'on'",
+        "SET work_mem = 1; SET client_encoding TO 'utf8'",
+    ] {
+        assert_eq!(shape(pinned), None, "{pinned}");
+    }
 }
 
 /// The property the cache relies on: texts of one shape classify identically.
