@@ -13,15 +13,16 @@ use crate::audit::{Audit, EventKind, Text};
 use crate::config::{Config, LiveConfig};
 use crate::gate::{Gate, SessionCtx};
 use crate::metrics::Metrics;
-use crate::policy::cache::ClassifierCache;
+use crate::policy::cache::TargetCaches;
 
-/// Entries of the classifier cache.
+/// Entries of each target's classifier cache.
 const CACHE_ENTRIES: usize = 10_000;
 
 pub struct AppState {
     config: Arc<LiveConfig>,
     pub gate: Gate,
-    pub cache: ClassifierCache,
+    /// One classifier cache per target.
+    pub cache: TargetCaches,
     pub approvals: Arc<Approvals>,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
@@ -34,7 +35,7 @@ impl AppState {
         let approvals = Arc::new(Approvals::new());
         approvals.set_audit(audit.clone());
         audit.observe_commits(metrics.audit_commit.clone());
-        let cache = ClassifierCache::new(CACHE_ENTRIES, config.trusted_functions.clone());
+        let cache = TargetCaches::new(CACHE_ENTRIES, config.trusted_functions.clone());
         let config = Arc::new(LiveConfig::new(config));
         let gate = Gate::new(
             config.clone(),

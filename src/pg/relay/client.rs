@@ -192,7 +192,7 @@ impl Relay {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
         let deferrable = utf8 && self.txn.deferrable(&text);
-        let analysis = self.app.cache.analyze(&text);
+        let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
         let class = self.session_class(&analysis, utf8);
         let verdict = self.app.gate.check(
             &self.ctx,
@@ -236,7 +236,7 @@ impl Relay {
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
-        let analysis = self.app.cache.analyze(&text);
+        let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
         let class = self.session_class(&analysis, utf8);
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
