@@ -195,14 +195,20 @@ impl Gate {
                         request: None,
                     });
                 };
-                if let Some(g) = self.approvals.find_grant(&Candidate {
+                let candidate = Candidate {
                     user: &s.user.name,
                     target: &s.target.name,
                     class: a.class,
                     tables: &classification.tables,
+                    functions: &classification.functions,
                     statement: a.statement,
                     runs_prepared: a.runs_prepared,
-                }) {
+                };
+                // A grant holds only under the policy of now: today's rule, users and
+                // max_grant (see `Grant::valid_under`).
+                let valid =
+                    |g: &crate::approval::Grant| g.valid_under(rule, &config.users, subject.now);
+                if let Some(g) = self.approvals.find_grant(&candidate, valid) {
                     return self.commit(s, &a, classification, rule, g);
                 }
                 self.hold(s, &a, classification, rule)
@@ -282,6 +288,7 @@ impl Gate {
             class: c.class,
             statement: statement.to_string(),
             tables: c.tables.clone(),
+            functions: c.functions.clone(),
             rule: rule.name.clone(),
             source: s.source.to_string(),
             session: s.id.clone(),
