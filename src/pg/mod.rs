@@ -209,6 +209,8 @@ impl PgServer {
         if auth.stream.write_all(&hello).await.is_err() || auth.stream.flush().await.is_err() {
             return None;
         }
+        // This session's shutdown also comes when a reload removes its user.
+        let shutdown = self.app.sessions.shutdown(&ctx.id, self.shutdown.clone());
         let relay = relay::Relay::new(
             self.app.clone(),
             ctx,
@@ -218,9 +220,7 @@ impl PgServer {
             up.secret,
             tls_for_relay,
         );
-        let ended = relay
-            .run(auth.stream, up.stream, &key, self.shutdown.clone())
-            .await;
+        let ended = relay.run(auth.stream, up.stream, &key, shutdown).await;
         info!(end = ?ended.end, "session ended");
         Some(ended)
     }
