@@ -40,7 +40,13 @@ async fn grant_lets_matching_statements_pass_until_revoked_or_expired() {
         &fx.bob.approve(&id, "long", Some(3600)),
         400,
     );
-    let approved = fx.bob.approve_ok(&id, "window", Some(600));
+    // Scope tables: any write to t (the default, the same statement shape, is in
+    // tests/pg_grant_scope.rs).
+    let (status, approved) = fx.bob.post(
+        &format!("/v1/requests/{id}/approve"),
+        &json!({"reason": "window", "grant_secs": 600, "scope": "tables"}),
+    );
+    assert_eq!(status, 200, "{approved}");
     let grant = approved["grant"].as_str().expect("grant id").to_string();
     assert_eq!(affected(&finish(h).await.expect("approved")), Some(1));
     let grants = fx.bob.grants();
@@ -51,6 +57,7 @@ async fn grant_lets_matching_statements_pass_until_revoked_or_expired() {
     assert_eq!(g["target"], "app-db", "{g}");
     assert_eq!(g["class"], "write", "{g}");
     assert_eq!(g["tables"], json!(["public.t"]), "{g}");
+    assert_eq!(g["scope"], "tables", "{g}");
     assert_eq!(g["request"], id.as_str(), "{g}");
 
     // Same user, target, class and table: no hold, no new request.
