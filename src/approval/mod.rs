@@ -7,7 +7,9 @@
 //!
 //! Invariants: the requester never counts as an approver; only the rule's approvers count;
 //! `approvals_required` distinct approvers are needed; one denial ends the request; a grant
-//! never outlives its `expires_at` nor the rule's `max_grant`.
+//! never outlives its `expires_at` nor the rule's `max_grant`, covers by default only the
+//! approved statement's shape, and holds only while today's rule, approvers and `max_grant`
+//! still allow it (the Gate checks [`Grant::valid_under`] on every use).
 //!
 //! Audit (once [`Approvals::set_audit`] has been called): nothing here writes to disk; every
 //! record goes through the audit writer's bounded queue. Chain events (`request_created`,

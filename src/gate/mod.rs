@@ -2,6 +2,9 @@
 //!
 //! `Gate::check` classifies nothing itself (front ends hand it the classification they got
 //! from the policy cache), matches the rules, consults live grants, and returns a [`Verdict`].
+//! A grant is consulted only when the rule that matches today says `review`, and counts only
+//! if it is valid under that rule, today's users and today's `max_grant`
+//! ([`crate::approval::Grant::valid_under`]): a grant never outlives the policy that made it.
 //! A [`Permit`] can only be constructed in this module, and the relays forward a statement
 //! only in exchange for one: "nothing reaches upstream undecided" is a property of the types.
 //!

@@ -143,6 +143,9 @@ pub struct TargetCaches {
     capacity: usize,
     trusted_functions: HashSet<String>,
     by_target: RwLock<HashMap<String, Arc<ClassifierCache>>>,
+    /// Hits and misses of caches dropped by [`Self::retain`], so the totals never go down.
+    retired_hits: AtomicU64,
+    retired_misses: AtomicU64,
 }
 
 impl TargetCaches {
@@ -152,6 +155,8 @@ impl TargetCaches {
             capacity,
             trusted_functions,
             by_target: RwLock::new(HashMap::new()),
+            retired_hits: AtomicU64::new(0),
+            retired_misses: AtomicU64::new(0),
         }
     }
 
@@ -188,7 +193,15 @@ impl TargetCaches {
         self.by_target
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|name, _| keep(name));
+            .retain(|name, cache| {
+                let kept = keep(name);
+                if !kept {
+                    self.retired_hits.fetch_add(cache.hits(), Ordering::Relaxed);
+                    self.retired_misses
+                        .fetch_add(cache.misses(), Ordering::Relaxed);
+                }
+                kept
+            });
     }
 
     fn sum(&self, f: impl Fn(&ClassifierCache) -> u64) -> u64 {
@@ -200,14 +213,14 @@ impl TargetCaches {
             .sum()
     }
 
-    /// Hits over every target's cache.
+    /// Hits over every target's cache, ever.
     pub fn hits(&self) -> u64 {
-        self.sum(ClassifierCache::hits)
+        self.sum(ClassifierCache::hits) + self.retired_hits.load(Ordering::Relaxed)
     }
 
-    /// Misses over every target's cache.
+    /// Misses over every target's cache, ever.
     pub fn misses(&self) -> u64 {
-        self.sum(ClassifierCache::misses)
+        self.sum(ClassifierCache::misses) + self.retired_misses.load(Ordering::Relaxed)
     }
 }
 
@@ -289,7 +302,17 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &caches.analyze("db-a", "SELECT 1")));
         assert_eq!((caches.hits(), caches.misses()), (1, 2));
         caches.retain(|t| t == "db-b");
-        assert_eq!((caches.hits(), caches.misses()), (0, 1));
+        assert_eq!(
+            (caches.hits(), caches.misses()),
+            (1, 2),
+            "the totals never go down"
+        );
+        caches.analyze("db-a", "SELECT 1");
+        assert_eq!(
+            (caches.hits(), caches.misses()),
+            (1, 3),
+            "db-a starts afresh"
+        );
     }
 
     #[test]
