@@ -33,7 +33,7 @@
 //!   operators, `FROM` items, CTE scopes).
 //! - this file: [`analyze_sql`] (tokenize, bound, parse, walk) and [`resolve_class`].
 //! - [`shape`]: a statement with its value literals blanked, the cache's second key and a
-//!   grant's default scope (it uses none of the above).
+//!   grant's default scope (it uses only [`catalog`]).
 //! - `tests/`: the unit tests; `tests/testdata/` holds the texts psql and pgbench send.
 
 use sqlparser::ast::{Statement, Visit};

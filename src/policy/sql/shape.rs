@@ -16,6 +16,8 @@
 //!   and other utility statements are never blanked;
 //! - the token before it is an operator, `(`, `,`, `[` or a keyword that introduces a value
 //!   (`SELECT`, `WHERE`, `AND`, …), never an option name;
+//! - it is not inside the arguments of a function of the dangerous catalogue
+//!   (`setval('s', …)`, `set_config('role', …)`): there a literal names what is changed;
 //! - it is a plain number (`[0-9]+` or `[0-9]+.[0-9]+`) or a plain `'…'` string without a
 //!   backslash (so `standard_conforming_strings` and escapes cannot change where it ends),
 //!   bordered by characters that cannot join it to a neighbouring token; its text in the
@@ -29,6 +31,8 @@
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use super::catalog::{FunctionKind, function_kind};
 
 /// Marks a blanked literal in a shape. A text containing it has no shape, so a marker can
 /// never come from the text itself.
@@ -88,12 +92,22 @@ fn key(text: &str) -> Option<(String, usize)> {
     let mut copied = 0usize;
     let mut blanked = 0usize;
     let mut previous: Option<&Token> = None;
+    // One entry per open parenthesis: whether it opens a dangerous function's arguments.
+    let mut open: Vec<bool> = Vec::new();
     for t in &tokens {
         if matches!(t.token, Token::Whitespace(_)) {
             continue;
         }
+        match &t.token {
+            Token::LParen => open.push(previous.is_some_and(dangerous_function)),
+            Token::RParen => {
+                open.pop();
+            }
+            _ => {}
+        }
         let candidate = matches!(t.token, Token::Number(..) | Token::SingleQuotedString(_))
-            && previous.is_some_and(introduces_value);
+            && previous.is_some_and(introduces_value)
+            && !open.contains(&true);
         previous = Some(&t.token);
         if !candidate {
             continue;
@@ -141,6 +155,18 @@ fn every_statement_is_data(tokens: &[TokenWithSpan]) -> bool {
         }
     }
     true
+}
+
+/// Whether `t`, followed by `(`, names a function of the dangerous catalogue.
+fn dangerous_function(t: &Token) -> bool {
+    let Token::Word(w) = t else {
+        return false;
+    };
+    let name = match w.quote_style {
+        Some(_) => w.value.clone(),
+        None => w.value.to_ascii_lowercase(),
+    };
+    matches!(function_kind(&name), FunctionKind::Dangerous(_))
 }
 
 /// Whether a literal right after `t` is an expression operand.

@@ -34,6 +34,11 @@ fn value_literals_are_blanked_and_everything_else_kept() {
         grant_shape("SELECT a FROM t").as_deref(),
         Some("SELECT a FROM t")
     );
+    assert_eq!(
+        shape("SELECT setval('s', 1), lower('a') FROM t WHERE id = 2"),
+        shape("SELECT setval('s', 1), lower('b') FROM t WHERE id = 3"),
+        "outside a dangerous function's arguments, values are blanked"
+    );
 }
 
 /// Option values, settings and utility statements keep their literals: their values
@@ -71,6 +76,18 @@ fn literals_outside_value_positions_are_kept() {
         ("SELECT x FROM t LIMIT 1e3", "SELECT x FROM t LIMIT 2e3"),
         ("SELECT 1.5.6", "SELECT 2.5.6"),
         ("SELECT 0x1F", "SELECT 0x2F"),
+        (
+            "SELECT setval('a', 1) FROM t",
+            "SELECT setval('b', 1) FROM t",
+        ),
+        (
+            "SELECT set_config('role', 'x', false)",
+            "SELECT set_config('search_path', 'x', false)",
+        ),
+        (
+            "SELECT nextval('a' || (1)) FROM t",
+            "SELECT nextval('b' || (1)) FROM t",
+        ),
     ];
     for (a, b) in kept {
         assert_ne!(grant_shape(a), grant_shape(b), "{a} / {b}");
