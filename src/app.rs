@@ -12,23 +12,31 @@ use crate::approval::Approvals;
 use crate::audit::{Audit, EventKind, Text};
 use crate::config::{Config, LiveConfig};
 use crate::gate::{Gate, SessionCtx};
+use crate::lifecycle::LiveSessions;
 use crate::lifecycle::MessageBudget;
 use crate::metrics::Metrics;
-use crate::policy::cache::ClassifierCache;
+use crate::policy::cache::TargetCaches;
 
-/// Entries of the classifier cache.
+/// Entries of each target's classifier cache.
 const CACHE_ENTRIES: usize = 10_000;
 
 pub struct AppState {
     config: Arc<LiveConfig>,
     pub gate: Gate,
-    pub cache: ClassifierCache,
+    /// One classifier cache per target.
+    pub cache: TargetCaches,
     pub approvals: Arc<Approvals>,
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
     /// Memory for incomplete large messages, shared by every Postgres session.
     pub message_budget: MessageBudget,
+    /// Sessions in progress, by user: a reload that removes a user ends theirs.
+    pub sessions: LiveSessions,
 }
+
+/// Why a session of a user the config no longer has is ended (its audit record says so).
+pub const USER_REMOVED: &str =
+    "jitgate ended the session: its user was removed from the configuration";
 
 impl AppState {
     /// Wire the pieces around an opened (and started) audit trail.
@@ -37,7 +45,7 @@ impl AppState {
         let approvals = Arc::new(Approvals::new());
         approvals.set_audit(audit.clone());
         audit.observe_commits(metrics.audit_commit.clone());
-        let cache = ClassifierCache::new(CACHE_ENTRIES, config.trusted_functions.clone());
+        let cache = TargetCaches::new(CACHE_ENTRIES, config.trusted_functions.clone());
         let message_budget = MessageBudget::new(config.server.message_memory_bytes);
         let config = Arc::new(LiveConfig::new(config));
         let gate = Gate::new(
@@ -54,6 +62,7 @@ impl AppState {
             audit,
             metrics,
             message_budget,
+            sessions: LiveSessions::default(),
         })
     }
 
@@ -62,14 +71,26 @@ impl AppState {
         self.config.get()
     }
 
-    /// Put a reloaded config in force.
-    pub fn set_config(&self, config: Arc<Config>) {
+    /// Put a config in force (see [`Self::reload`]).
+    fn set_config(&self, config: Arc<Config>) {
         self.config.set(config);
     }
 
-    /// Record a session's start (`client` is `ip:port`).
-    /// Record a session's start; `parameters` are the Postgres start-up parameters
-    /// forwarded to the target.
+    /// Put a reloaded config in force, then end what it no longer allows: the live sessions
+    /// and the grants of users it removed. Returns (sessions ended, grants revoked).
+    pub fn reload(&self, config: Arc<Config>) -> (usize, usize) {
+        self.set_config(config.clone());
+        let gone = |user: &str| !config.users.contains_key(user);
+        let ended = self.sessions.end_where(gone, USER_REMOVED);
+        let revoked = self.approvals.revoke_grants_of(gone);
+        self.cache
+            .retain(|target| config.targets.contains_key(target));
+        (ended, revoked)
+    }
+
+    /// Record a session's start (`client` is `ip:port`; `parameters` are the Postgres
+    /// start-up parameters forwarded to the target) and register it, so a reload can end it.
+    /// A session whose user a reload removed meanwhile is ended at once.
     pub fn session_start(
         &self,
         s: &SessionCtx,
@@ -77,6 +98,11 @@ impl AppState {
         application: Option<&str>,
         parameters: &[(String, String)],
     ) {
+        self.sessions.register(&s.id, &s.user.name);
+        // Registered first, checked second: a reload in between is seen by one of the two.
+        if !self.config().users.contains_key(&s.user.name) {
+            self.sessions.end_where(|u| u == s.user.name, USER_REMOVED);
+        }
         self.record(
             s,
             EventKind::SessionStart {
@@ -90,12 +116,14 @@ impl AppState {
         );
     }
 
-    /// Record a session's end; bytes are counted from the client's point of view.
+    /// Record a session's end and forget it; bytes are counted from the client's point of
+    /// view. A session ended by a reload records that reason instead of `reason`.
     pub fn session_end(&self, s: &SessionCtx, reason: &str, bytes_in: u64, bytes_out: u64) {
+        let ended = self.sessions.forget(&s.id);
         self.record(
             s,
             EventKind::SessionEnd {
-                reason: Text::from(reason),
+                reason: Text::from(ended.as_deref().unwrap_or(reason)),
                 bytes_in,
                 bytes_out,
             },

@@ -19,6 +19,10 @@
 //! - Every admitted connection runs on the listener's task tracker, so draining waits for
 //!   exactly those tasks to end, without polling.
 
+//! - [`LiveSessions`] knows every session in progress and its user, so one session can be
+//!   ended alone (a reload that removes its user): its [`Shutdown`] then reads as `Force`,
+//!   exactly as if the whole server were stopping.
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +85,7 @@ impl ShutdownSignal {
     pub fn subscribe(&self) -> Shutdown {
         Shutdown {
             receiver: self.sender.subscribe(),
+            ended: None,
         }
     }
 
@@ -106,20 +111,42 @@ impl Default for ShutdownSignal {
 #[derive(Clone)]
 pub struct Shutdown {
     receiver: watch::Receiver<Phase>,
+    /// This session alone was ended (see [`LiveSessions`]): reads as `Force`.
+    ended: Option<watch::Receiver<Option<String>>>,
 }
 
 impl Shutdown {
     /// The phase now.
     pub fn phase(&self) -> Phase {
-        if self.receiver.has_changed().is_err() {
+        if self.receiver.has_changed().is_err() || self.is_ended() {
             return Phase::Force;
         }
         *self.receiver.borrow()
     }
 
+    fn is_ended(&self) -> bool {
+        self.ended.as_ref().is_some_and(|e| e.borrow().is_some())
+    }
+
+    /// Resolves once this session alone is ended; never if it cannot be.
+    async fn session_ended(ended: &mut Option<watch::Receiver<Option<String>>>) {
+        match ended {
+            Some(e) => {
+                if e.wait_for(Option::is_some).await.is_err() {
+                    // The registry forgot the session: it can no longer be ended alone.
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Resolves once the phase is at least `phase`.
     pub async fn reached(&mut self, phase: Phase) {
-        let _ = self.receiver.wait_for(|p| *p >= phase).await;
+        tokio::select! {
+            _ = self.receiver.wait_for(|p| *p >= phase) => {}
+            _ = Self::session_ended(&mut self.ended) => {}
+        }
     }
 
     /// [`Self::reached`] as a future that owns its receiver.
@@ -129,10 +156,93 @@ impl Shutdown {
 
     /// Waits for the next change and returns the new phase.
     pub async fn next(&mut self) -> Phase {
-        match self.receiver.changed().await {
-            Ok(()) => *self.receiver.borrow_and_update(),
-            Err(_) => Phase::Force,
+        tokio::select! {
+            r = self.receiver.changed() => match r {
+                Ok(()) => *self.receiver.borrow_and_update(),
+                Err(_) => Phase::Force,
+            },
+            _ = Self::session_ended(&mut self.ended) => Phase::Force,
         }
+    }
+}
+
+/// The sessions in progress and their users, so that one user's sessions can be ended
+/// alone. A session is registered at its start and forgotten at its end; ending it makes
+/// the [`Shutdown`] it got from [`LiveSessions::shutdown`] read `Force`, and remembers why
+/// for its audit record.
+#[derive(Default)]
+pub struct LiveSessions {
+    by_id: Mutex<HashMap<String, LiveSession>>,
+}
+
+struct LiveSession {
+    user: String,
+    /// `Some(reason)` once the session must end.
+    ended: watch::Sender<Option<String>>,
+}
+
+impl LiveSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveSession>> {
+        self.by_id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register session `id` of `user`.
+    pub fn register(&self, id: &str, user: &str) {
+        self.lock().insert(
+            id.to_string(),
+            LiveSession {
+                user: user.to_string(),
+                ended: watch::channel(None).0,
+            },
+        );
+    }
+
+    /// Forget session `id`; returns why it was ended, if it was.
+    pub fn forget(&self, id: &str) -> Option<String> {
+        self.lock()
+            .remove(id)
+            .and_then(|s| s.ended.borrow().clone())
+    }
+
+    /// `global` that also reads `Force` once session `id` is ended.
+    pub fn shutdown(&self, id: &str, global: Shutdown) -> Shutdown {
+        Shutdown {
+            ended: self.ended(id),
+            ..global
+        }
+    }
+
+    /// A receiver that holds `Some(reason)` once session `id` is ended (`None` if it is not
+    /// registered). Its sender goes when the session is forgotten.
+    pub fn ended(&self, id: &str) -> Option<watch::Receiver<Option<String>>> {
+        self.lock().get(id).map(|s| s.ended.subscribe())
+    }
+
+    /// End every session whose user `gone` selects; returns how many.
+    pub fn end_where(&self, gone: impl Fn(&str) -> bool, reason: &str) -> usize {
+        let sessions = self.lock();
+        sessions
+            .values()
+            .filter(|s| gone(&s.user))
+            .filter(|s| {
+                s.ended.send_if_modified(|r| {
+                    let first = r.is_none();
+                    if first {
+                        *r = Some(reason.to_string());
+                    }
+                    first
+                })
+            })
+            .count()
+    }
+
+    /// Sessions in progress.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -475,5 +585,29 @@ mod tests {
         assert_eq!((count(&l, "accepted"), count(&l, "refused")), (2, 1));
         drop(slot);
         assert_eq!(l.active(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_users_sessions_end_alone() {
+        let signal = ShutdownSignal::new();
+        let live = LiveSessions::default();
+        live.register("s1", "alice");
+        live.register("s2", "bob");
+        let mut alice = live.shutdown("s1", signal.subscribe());
+        let bob = live.shutdown("s2", signal.subscribe());
+        assert_eq!(alice.phase(), Phase::Running);
+        assert_eq!(live.end_where(|u| u == "alice", "removed"), 1);
+        assert_eq!(alice.phase(), Phase::Force);
+        assert_eq!(alice.next().await, Phase::Force);
+        alice.reached(Phase::Force).await;
+        assert_eq!(bob.phase(), Phase::Running);
+        assert_eq!(live.end_where(|u| u == "alice", "again"), 0, "ended once");
+        assert_eq!(live.forget("s1").as_deref(), Some("removed"));
+        assert_eq!(live.forget("s2"), None);
+        assert!(live.is_empty());
+        // A forgotten session's Shutdown still follows the server's.
+        let mut bob = bob;
+        signal.advance(Phase::Draining);
+        assert_eq!(bob.next().await, Phase::Draining);
     }
 }

@@ -64,13 +64,17 @@ enum Command {
     },
     /// Approve a request: this statement once, or a grant for a while with --grant.
     #[command(
-        after_help = "Examples:\n  jitgate approve r4k2... --reason 'ticket 123'\n  jitgate approve r4k2... --grant 15m --reason 'migration window'"
+        after_help = "Examples:\n  jitgate approve r4k2... --reason 'ticket 123'\n  jitgate approve r4k2... --grant 15m --reason 'migration window'\n  jitgate approve r4k2... --grant 10m --scope tables"
     )]
     Approve {
         id: String,
-        /// Also let the same user run the same kind of statement on the same tables for this long (e.g. 15m).
+        /// Also let the same user run statements like this one for this long (e.g. 15m); see --scope.
         #[arg(long, value_parser = parse_duration)]
         grant: Option<std::time::Duration>,
+        /// What the grant covers: shape (this statement with other literal values, the default),
+        /// tables (any statement of the same class on the same tables) or exact (this text only).
+        #[arg(long, requires = "grant", value_parser = ["shape", "tables", "exact"])]
+        scope: Option<String>,
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -248,9 +252,12 @@ fn main() -> ExitCode {
         Command::Approve {
             id,
             grant,
+            scope,
             reason,
             api,
-        } => api.client().approve(&id, grant, reason.as_deref()),
+        } => api
+            .client()
+            .approve(&id, grant, scope.as_deref(), reason.as_deref()),
         Command::Deny { id, reason, api } => api.client().deny(&id, &reason),
         Command::Grants { api } => api.client().grants(),
         Command::Revoke { grant_id, api } => api.client().revoke(&grant_id),

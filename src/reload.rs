@@ -6,8 +6,12 @@
 //! - users, targets, rules and webhooks apply to what starts after the swap: new logins, new
 //!   statements (in old sessions too: rules are looked up per statement), new webhook events;
 //! - live sessions keep the user and target they authenticated with, and held requests keep
-//!   their approvers, approvals_required and hold_timeout: a reload never drops a session or a
-//!   request;
+//!   their approvers, approvals_required and hold_timeout, except that a user the new config
+//!   no longer has loses everything at once: their live sessions end (Postgres: FATAL 57P01;
+//!   SSH: disconnected) and their grants are revoked (`grant_revoked` events);
+//! - grants are re-checked against the rules in force on every use (see
+//!   [`crate::approval::Grant::valid_under`]), so a stricter rule ends them without a
+//!   revoke;
 //! - settings that were consumed at start-up cannot change live (see [`keep_static`]): the
 //!   running value is kept and a WARN line names each one, until the next restart;
 //! - the TLS certificate and key are re-read (from the new paths, if they moved), so a renewed
@@ -110,7 +114,14 @@ impl Reloader {
         if let Some((store, cert)) = cert {
             store.install(cert);
         }
-        self.app.set_config(Arc::new(new));
+        let (ended, revoked) = self.app.reload(Arc::new(new));
+        if ended + revoked > 0 {
+            warn!(
+                sessions = ended,
+                grants = revoked,
+                "users removed by the reload: their live sessions were ended and their grants revoked"
+            );
+        }
         Ok(kept)
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use api::{
     ALICE_TOKEN, BOB_TOKEN, DDL_RULE, Fixture, affected, assert_error, failure, finish, held_id,
-    held_notice, poll, wait_for_pending,
+    held_notice, held_or_ran, poll, wait_for_pending,
 };
 use serde_json::{Value, json};
 use support::{ALICE, free_port, jitgate_cmd, output_text, run_timeout};
@@ -40,7 +40,13 @@ async fn grant_lets_matching_statements_pass_until_revoked_or_expired() {
         &fx.bob.approve(&id, "long", Some(3600)),
         400,
     );
-    let approved = fx.bob.approve_ok(&id, "window", Some(600));
+    // Scope tables: any write to t (the default, the same statement shape, is in
+    // tests/pg_grant_scope.rs).
+    let (status, approved) = fx.bob.post(
+        &format!("/v1/requests/{id}/approve"),
+        &json!({"reason": "window", "grant_secs": 600, "scope": "tables"}),
+    );
+    assert_eq!(status, 200, "{approved}");
     let grant = approved["grant"].as_str().expect("grant id").to_string();
     assert_eq!(affected(&finish(h).await.expect("approved")), Some(1));
     let grants = fx.bob.grants();
@@ -51,6 +57,7 @@ async fn grant_lets_matching_statements_pass_until_revoked_or_expired() {
     assert_eq!(g["target"], "app-db", "{g}");
     assert_eq!(g["class"], "write", "{g}");
     assert_eq!(g["tables"], json!(["public.t"]), "{g}");
+    assert_eq!(g["scope"], "tables", "{g}");
     assert_eq!(g["request"], id.as_str(), "{g}");
 
     // Same user, target, class and table: no hold, no new request.
@@ -313,33 +320,6 @@ async fn cli_drives_holds_and_grants() {
     assert_eq!(down.status.code(), Some(2), "{}", output_text(&down));
     fx.bob.deny_ok(&id, "done");
     assert_eq!(failure(finish(h).await).0, "42501");
-}
-
-/// Runs `sql` and reports whether it was held (a new pending request) or finished without one.
-async fn held_or_ran(
-    fx: &Fixture,
-    s: &mut api::Session,
-    sql: &str,
-) -> Result<String, api::SimpleResult> {
-    let h = s.spawn_simple(sql);
-    let held = poll(&format!("{sql} to be held or to finish"), || {
-        if let Some(r) = fx.bob.pending(Some(ALICE)).first() {
-            Ok(Some(r["id"].as_str().unwrap().to_string()))
-        } else if h.is_finished() {
-            Ok(None)
-        } else {
-            Err("neither held nor finished".into())
-        }
-    });
-    match held {
-        Some(id) => {
-            assert_eq!(held_id(&s.notice().await).as_deref(), Some(id.as_str()));
-            fx.bob.deny_ok(&id, "outside the grant");
-            assert_eq!(failure(finish(h).await).0, "42501");
-            Ok(id)
-        }
-        None => Err(finish(h).await),
-    }
 }
 
 /// A live write grant for alice on `public.t` (approving a DELETE on t with grant_secs).

@@ -59,7 +59,9 @@ impl From<DecideError> for ApiError {
             DecideError::NotPending(_) => StatusCode::CONFLICT,
             DecideError::OwnRequest | DecideError::NotApprover => StatusCode::FORBIDDEN,
             DecideError::AlreadyApproved => StatusCode::CONFLICT,
-            DecideError::GrantTooLong(..) | DecideError::GrantZero => StatusCode::BAD_REQUEST,
+            DecideError::GrantTooLong(..)
+            | DecideError::GrantZero
+            | DecideError::ScopeTooWide(_) => StatusCode::BAD_REQUEST,
         };
         err(code, e.to_string())
     }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
 use super::{Api, ApiError, err, openapi, read};
-use crate::approval::{Event, Grant, RequestView, RevokeError, State as ReqState};
+use crate::approval::{Event, Grant, RequestView, RevokeError, ScopeKind, State as ReqState};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -117,6 +117,11 @@ pub(super) struct Decision {
     /// `max_grant`); absent = this statement once.
     #[schema(minimum = 1)]
     grant_secs: Option<u64>,
+    /// Approve with a grant only: what the grant covers. `shape` (the default): the approved
+    /// statement with other literal values, on the same resolved tables; `tables`: any
+    /// statement of the same class on (a subset of) the same resolved tables; `exact`: the
+    /// identical text only.
+    scope: Option<ScopeKind>,
 }
 
 fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
@@ -137,7 +142,7 @@ fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The request after this approval (still pending while more approvals are needed)", body = RequestView),
-        (status = 400, description = "Bad body, or grant_secs zero or over the rule's max_grant", body = openapi::ErrorBody),
+        (status = 400, description = "Bad body, grant_secs zero or over the rule's max_grant, or scope tables for a statement that cannot be bounded by its tables", body = openapi::ErrorBody),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
         (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
         (status = 404, description = "No such request", body = openapi::ErrorBody),
@@ -151,10 +156,19 @@ pub(super) async fn approve(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let d = decision_body(&body)?;
-    let r = api
-        .app
-        .approvals
-        .approve(&id, &user, &d.reason, d.grant_secs)?;
+    if d.scope.is_some() && d.grant_secs.is_none() {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "scope applies to a grant: give grant_secs too",
+        ));
+    }
+    let r = api.app.approvals.approve(
+        &id,
+        &user,
+        &d.reason,
+        d.grant_secs,
+        d.scope.unwrap_or_default(),
+    )?;
     Ok(Json(r).into_response())
 }
 
@@ -182,10 +196,10 @@ pub(super) async fn deny(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let d = decision_body(&body)?;
-    if d.grant_secs.is_some() {
+    if d.grant_secs.is_some() || d.scope.is_some() {
         return Err(err(
             StatusCode::BAD_REQUEST,
-            "grant_secs makes no sense on a denial",
+            "grant_secs and scope make no sense on a denial",
         ));
     }
     if d.reason.trim().is_empty() {

@@ -15,8 +15,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Approvals, DecideError, Entry, Event, Grant, GrantScope, Impact, Inner, KEEP_DECIDED, Outcome,
-    RequestView, State, unix_secs,
+    Approvals, Candidate, DecideError, Entry, Event, Grant, GrantScope, Impact, Inner,
+    KEEP_DECIDED, Outcome, RequestView, ScopeKind, State, unix_secs,
 };
 use crate::audit::{EventKind, Text};
 use crate::config::User;
@@ -76,6 +76,7 @@ impl Approvals {
         approver: &User,
         reason: &str,
         grant_secs: Option<u64>,
+        scope: ScopeKind,
     ) -> Result<RequestView, DecideError> {
         let mut inner = self.lock();
         let e = inner.requests.get_mut(id).ok_or(DecideError::NotFound)?;
@@ -87,6 +88,8 @@ impl Approvals {
             if secs > e.max_grant.as_secs() {
                 return Err(DecideError::GrantTooLong(secs, e.max_grant.as_secs()));
             }
+            // Refused now rather than narrowed silently: the approver learns what they gave.
+            GrantScope::for_request(&approved(e), scope).map_err(DecideError::ScopeTooWide)?;
         }
         if e.view.approvals.iter().any(|a| a.by == approver.name) {
             return Err(DecideError::AlreadyApproved);
@@ -97,6 +100,7 @@ impl Approvals {
             reason: reason.to_string(),
             grant_secs,
         });
+        e.scopes.push(scope);
         if (e.view.approvals.len() as u32) < e.view.approvals_required {
             let view = e.view.clone();
             drop(inner);
@@ -115,24 +119,25 @@ impl Approvals {
         e.view.decided_by = Some(by.join(","));
         e.view.reason = Some(reason.to_string());
         let approvers = e.approvers.clone();
-        let scope = GrantScope::for_request(
-            &e.view.user,
-            &e.view.target,
-            e.view.class,
-            &e.view.tables,
-            &e.view.statement,
-            e.runs_prepared,
-        );
-        let grant = grant_secs.map(|secs| {
-            let g = inner.grants.add(
-                scope,
-                Duration::from_secs(secs),
-                id,
-                by.join(","),
-                approvers,
-            );
-            g.clone()
-        });
+        // The narrowest scope any approver asked for.
+        let asked = if e.scopes.iter().all(|s| *s == ScopeKind::Tables) {
+            ScopeKind::Tables
+        } else if e.scopes.contains(&ScopeKind::Exact) {
+            ScopeKind::Exact
+        } else {
+            ScopeKind::Shape
+        };
+        let scope = GrantScope::for_request(&approved(e), asked)
+            .or_else(|_| GrantScope::for_request(&approved(e), ScopeKind::Exact));
+        let grant = match (grant_secs, scope) {
+            (Some(secs), Ok(scope)) => Some(
+                inner
+                    .grants
+                    .add(scope, Duration::from_secs(secs), id, by.clone(), approvers)
+                    .clone(),
+            ),
+            _ => None,
+        };
         if let (Some(g), Some(e)) = (&grant, inner.requests.get_mut(id)) {
             e.view.grant = Some(g.id.clone());
         }
@@ -228,6 +233,19 @@ fn unreachable_view(id: &str) -> RequestView {
         reason: None,
         grant: None,
         impact: Impact::default(),
+    }
+}
+
+/// The request's statement as a grant sees it.
+fn approved(e: &Entry) -> Candidate<'_> {
+    Candidate {
+        user: &e.view.user,
+        target: &e.view.target,
+        class: e.view.class,
+        tables: &e.view.tables,
+        functions: &e.functions,
+        statement: &e.view.statement,
+        runs_prepared: e.runs_prepared,
     }
 }
 

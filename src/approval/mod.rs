@@ -7,7 +7,9 @@
 //!
 //! Invariants: the requester never counts as an approver; only the rule's approvers count;
 //! `approvals_required` distinct approvers are needed; one denial ends the request; a grant
-//! never outlives its `expires_at` nor the rule's `max_grant`.
+//! never outlives its `expires_at` nor the rule's `max_grant`, covers by default only the
+//! approved statement's shape, and holds only while today's rule, approvers and `max_grant`
+//! still allow it (the Gate checks [`Grant::valid_under`] on every use).
 //!
 //! Audit (once [`Approvals::set_audit`] has been called): nothing here writes to disk; every
 //! record goes through the audit writer's bounded queue. Chain events (`request_created`,
@@ -31,7 +33,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, oneshot};
 
-pub use grants::{Candidate, Grant, GrantScope};
+pub use grants::{Candidate, Grant, GrantScope, ScopeKind};
 // The shared request types live in a leaf module the audit trail imports too.
 pub use crate::request::{ApprovalRecord, Impact, RequestView, State};
 
@@ -68,6 +70,8 @@ pub struct NewRequest {
     pub class: Class,
     pub statement: String,
     pub tables: Vec<String>,
+    /// The functions it calls (a grant's scope depends on them).
+    pub functions: Vec<String>,
     pub rule: String,
     pub source: String,
     pub session: String,
@@ -95,6 +99,8 @@ pub enum DecideError {
     GrantTooLong(u64, u64),
     #[error("grant_secs must be at least 1")]
     GrantZero,
+    #[error("scope \"tables\" cannot be granted for this request: {0}")]
+    ScopeTooWide(&'static str),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -133,6 +139,9 @@ impl Event {
 
 struct Entry {
     view: RequestView,
+    functions: Vec<String>,
+    /// The scope each approval asked for, in the order of `view.approvals`.
+    scopes: Vec<ScopeKind>,
     runs_prepared: bool,
     approvers: Vec<Approver>,
     max_grant: Duration,
@@ -267,6 +276,8 @@ impl Approvals {
             view.id.clone(),
             Entry {
                 view: view.clone(),
+                functions: n.functions,
+                scopes: Vec::new(),
                 runs_prepared: n.runs_prepared,
                 approvers: n.approvers,
                 max_grant: n.max_grant,
@@ -299,9 +310,10 @@ impl Approvals {
         v
     }
 
-    /// A live grant covering this statement, if any.
-    pub fn find_grant(&self, c: &Candidate<'_>) -> Option<Grant> {
-        self.lock().grants.find(c, SystemTime::now())
+    /// A live grant covering this statement that `valid` (the policy of now, see
+    /// [`Grant::valid_under`]) accepts, if any.
+    pub fn find_grant(&self, c: &Candidate<'_>, valid: impl Fn(&Grant) -> bool) -> Option<Grant> {
+        self.lock().grants.find(c, SystemTime::now(), valid)
     }
 
     pub fn grants(&self) -> Vec<Grant> {
@@ -343,6 +355,36 @@ impl Approvals {
         );
         self.emit(Event::GrantRevoked(g.clone()));
         Ok(g)
+    }
+
+    /// Revoke every grant whose grantee `gone` says no longer exists (after a reload); each
+    /// gets its `grant_revoked` event. Returns how many.
+    pub fn revoke_grants_of(&self, gone: impl Fn(&str) -> bool) -> usize {
+        let revoked: Vec<(Grant, String)> = {
+            let mut inner = self.lock();
+            let grants = inner.grants.remove_where(|g| gone(&g.scope.user));
+            grants
+                .into_iter()
+                .map(|g| {
+                    let session = inner
+                        .requests
+                        .get(&g.request)
+                        .map(|e| e.view.session.clone())
+                        .unwrap_or_default();
+                    (g, session)
+                })
+                .collect()
+        };
+        for (g, session) in &revoked {
+            self.audit_event(
+                session,
+                EventKind::GrantRevoked {
+                    grant: Text::from(&g.id),
+                },
+            );
+            self.emit(Event::GrantRevoked(g.clone()));
+        }
+        revoked.len()
     }
 
     pub fn pending_count(&self) -> usize {

@@ -161,10 +161,21 @@ impl ApiClient {
         })
     }
 
-    pub fn approve(&self, id: &str, grant: Option<Duration>, reason: Option<&str>) -> ExitCode {
+    /// `scope`: `shape`, `tables` or `exact` (with a grant only; the server's default is
+    /// `shape`).
+    pub fn approve(
+        &self,
+        id: &str,
+        grant: Option<Duration>,
+        scope: Option<&str>,
+        reason: Option<&str>,
+    ) -> ExitCode {
         let mut body = json!({ "reason": reason.unwrap_or("") });
         if let Some(g) = grant {
             body["grant_secs"] = json!(g.as_secs());
+        }
+        if let Some(scope) = scope {
+            body["scope"] = json!(scope);
         }
         self.run(
             reqwest::Method::POST,
@@ -204,6 +215,7 @@ impl ApiClient {
                                 s(g, "user"),
                                 s(g, "target"),
                                 s(g, "class"),
+                                s(g, "scope"),
                                 list(g, "tables"),
                                 remaining(g.get("expires_at").and_then(Value::as_u64)),
                                 s(g, "approved_by"),
@@ -218,6 +230,7 @@ impl ApiClient {
                     "USER",
                     "TARGET",
                     "CLASS",
+                    "SCOPE",
                     "TABLES",
                     "EXPIRES IN",
                     "APPROVED BY",

@@ -2,6 +2,9 @@
 //!
 //! `Gate::check` classifies nothing itself (front ends hand it the classification they got
 //! from the policy cache), matches the rules, consults live grants, and returns a [`Verdict`].
+//! A grant is consulted only when the rule that matches today says `review`, and counts only
+//! if it is valid under that rule, today's users and today's `max_grant`
+//! ([`crate::approval::Grant::valid_under`]): a grant never outlives the policy that made it.
 //! A [`Permit`] can only be constructed in this module, and the relays forward a statement
 //! only in exchange for one: "nothing reaches upstream undecided" is a property of the types.
 //!
@@ -128,7 +131,8 @@ impl Gate {
             };
             &resolved
         };
-        let eval = rules::evaluate(&config.rules, &subject(s), classification);
+        let subject = subject(s);
+        let eval = rules::evaluate(&config.rules, &subject, classification);
         let rule_name = eval.rule.map(|r| r.name.clone());
         self.metrics.statement(s.protocol, a.class, eval.action);
         let sensitive = a.class != Class::Read || eval.action != Decision::Allow;
@@ -193,14 +197,20 @@ impl Gate {
                         request: None,
                     });
                 };
-                if let Some(g) = self.approvals.find_grant(&Candidate {
+                let candidate = Candidate {
                     user: &s.user.name,
                     target: &s.target.name,
                     class: a.class,
                     tables: &classification.tables,
+                    functions: &classification.functions,
                     statement: a.statement,
                     runs_prepared: a.runs_prepared,
-                }) {
+                };
+                // A grant holds only under the policy of now: today's rule, users and
+                // max_grant (see `Grant::valid_under`).
+                let valid =
+                    |g: &crate::approval::Grant| g.valid_under(rule, &config.users, subject.now);
+                if let Some(g) = self.approvals.find_grant(&candidate, valid) {
                     return self.commit(s, &a, classification, rule, g);
                 }
                 self.hold(s, &a, classification, rule)
@@ -299,6 +309,7 @@ impl Gate {
             class: c.class,
             statement: statement.to_string(),
             tables: c.tables.clone(),
+            functions: c.functions.clone(),
             rule: rule.name.clone(),
             source: s.source.to_string(),
             session: s.id.clone(),

@@ -229,6 +229,8 @@ impl PgServer {
         if auth.stream.write_all(&hello).await.is_err() || auth.stream.flush().await.is_err() {
             return None;
         }
+        // This session's shutdown also comes when a reload removes its user.
+        let shutdown = self.app.sessions.shutdown(&ctx.id, self.shutdown.clone());
         let relay = relay::Relay::new(
             self.app.clone(),
             ctx,
@@ -239,9 +241,7 @@ impl PgServer {
             tls_for_relay,
         )
         .with_settings(up.search_path.as_deref(), &up.startup_frames);
-        let ended = relay
-            .run(auth.stream, up.stream, &key, self.shutdown.clone())
-            .await;
+        let ended = relay.run(auth.stream, up.stream, &key, shutdown).await;
         info!(end = ?ended.end, "session ended");
         Some(ended)
     }

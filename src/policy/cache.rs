@@ -10,16 +10,20 @@
 //!   exactly one hit or one miss.
 //! - The analysis is context-free (see [`super::sql`]); the trusted-function list is fixed
 //!   for the cache's lifetime, so a config reload that changes it needs a new cache.
-//! - A second level is keyed by the statement's [`shape`](super::sql::shape) (literals blanked),
-//!   in maps of its own so a shape can never collide with an exact text. A shape hit is not
-//!   copied into the exact level: statements that differ only in literals would otherwise
-//!   churn it.
+//! - A second level is keyed by the statement's [`shape`](super::sql::shape) (value literals
+//!   blanked), in maps of its own so a shape can never collide with an exact text. A shape
+//!   hit is not copied into the exact level: statements that differ only in literals would
+//!   otherwise churn it. The cache never changes a verdict: a shape hit gives what a cold
+//!   analysis of the text gives (the shape's invariant; proved over the SQL test corpus with
+//!   mutated literals in `sql/tests/shape.rs`).
+//! - [`TargetCaches`] keeps one cache per target, so nothing learnt on one target (its
+//!   catalog, its trusted functions) is ever served to another.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use lru::LruCache;
 
@@ -130,6 +134,96 @@ impl ClassifierCache {
     }
 }
 
+/// One [`ClassifierCache`] per target name, made at the target's first statement.
+///
+/// Invariant: an analysis is only ever served to statements on the target it was made for.
+/// The number of caches is bounded by the targets configured ([`Self::retain`] drops those a
+/// reload removed).
+pub struct TargetCaches {
+    capacity: usize,
+    trusted_functions: HashSet<String>,
+    by_target: RwLock<HashMap<String, Arc<ClassifierCache>>>,
+    /// Hits and misses of caches dropped by [`Self::retain`], so the totals never go down.
+    retired_hits: AtomicU64,
+    retired_misses: AtomicU64,
+}
+
+impl TargetCaches {
+    /// `capacity` entries per target.
+    pub fn new(capacity: usize, trusted_functions: HashSet<String>) -> TargetCaches {
+        TargetCaches {
+            capacity,
+            trusted_functions,
+            by_target: RwLock::new(HashMap::new()),
+            retired_hits: AtomicU64::new(0),
+            retired_misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cache of `target`.
+    pub fn for_target(&self, target: &str) -> Arc<ClassifierCache> {
+        if let Some(c) = self
+            .by_target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+        {
+            return c.clone();
+        }
+        self.by_target
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target.to_string())
+            .or_insert_with(|| {
+                Arc::new(ClassifierCache::new(
+                    self.capacity,
+                    self.trusted_functions.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    /// The analysis of `text` on `target`, from that target's cache when possible.
+    pub fn analyze(&self, target: &str, text: &str) -> Arc<SqlAnalysis> {
+        self.for_target(target).analyze(text)
+    }
+
+    /// Keep only the caches of targets `keep` says still exist.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.by_target
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, cache| {
+                let kept = keep(name);
+                if !kept {
+                    self.retired_hits.fetch_add(cache.hits(), Ordering::Relaxed);
+                    self.retired_misses
+                        .fetch_add(cache.misses(), Ordering::Relaxed);
+                }
+                kept
+            });
+    }
+
+    fn sum(&self, f: impl Fn(&ClassifierCache) -> u64) -> u64 {
+        self.by_target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|c| f(c))
+            .sum()
+    }
+
+    /// Hits over every target's cache, ever.
+    pub fn hits(&self) -> u64 {
+        self.sum(ClassifierCache::hits) + self.retired_hits.load(Ordering::Relaxed)
+    }
+
+    /// Misses over every target's cache, ever.
+    pub fn misses(&self) -> u64 {
+        self.sum(ClassifierCache::misses) + self.retired_misses.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +287,31 @@ mod tests {
         assert_eq!(
             c.analyze("SELECT other(1)").classification.class,
             Class::Unknown
+        );
+    }
+
+    #[test]
+    fn each_target_has_its_own_cache() {
+        let caches = TargetCaches::new(16, HashSet::new());
+        let a = caches.analyze("db-a", "SELECT 1");
+        let b = caches.analyze("db-b", "SELECT 1");
+        assert!(
+            !Arc::ptr_eq(&a, &b),
+            "one target's analysis served to another"
+        );
+        assert!(Arc::ptr_eq(&a, &caches.analyze("db-a", "SELECT 1")));
+        assert_eq!((caches.hits(), caches.misses()), (1, 2));
+        caches.retain(|t| t == "db-b");
+        assert_eq!(
+            (caches.hits(), caches.misses()),
+            (1, 2),
+            "the totals never go down"
+        );
+        caches.analyze("db-a", "SELECT 1");
+        assert_eq!(
+            (caches.hits(), caches.misses()),
+            (1, 3),
+            "db-a starts afresh"
         );
     }
 

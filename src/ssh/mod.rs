@@ -205,6 +205,16 @@ impl Conn {
             client = %peer,
             "ssh session started"
         );
+        // A reload that removes the user disconnects the session (and with it every channel).
+        if let Some(mut ended) = app.sessions.ended(&ctx.id) {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                // Err: the session ended first and was forgotten.
+                if ended.wait_for(Option::is_some).await.is_ok() {
+                    disconnect(&handle, "your jitgate user was removed").await;
+                }
+            });
+        }
         Arc::new(Conn {
             app,
             ctx,

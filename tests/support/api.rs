@@ -236,6 +236,30 @@ pub fn held_notice(id: &str, rule: &str) -> String {
     format!("jitgate: held for approval, request {id} (rule \"{rule}\")")
 }
 
+/// Runs `sql` as alice and reports whether it was held (a new pending request, which bob
+/// then denies) or finished without one.
+pub async fn held_or_ran(fx: &Fixture, s: &mut Session, sql: &str) -> Result<String, SimpleResult> {
+    let h = s.spawn_simple(sql);
+    let held = poll(&format!("{sql} to be held or to finish"), || {
+        if let Some(r) = fx.bob.pending(Some(ALICE)).first() {
+            Ok(Some(r["id"].as_str().unwrap().to_string()))
+        } else if h.is_finished() {
+            Ok(None)
+        } else {
+            Err("neither held nor finished".into())
+        }
+    });
+    match held {
+        Some(id) => {
+            assert_eq!(held_id(&s.notice().await).as_deref(), Some(id.as_str()));
+            fx.bob.deny_ok(&id, "outside the grant");
+            assert_eq!(failure(finish(h).await).0, "42501");
+            Ok(id)
+        }
+        None => Err(finish(h).await),
+    }
+}
+
 fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()

@@ -200,7 +200,7 @@ impl Relay {
     fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let started = std::time::Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
-        let analysis = self.app.cache.analyze(&text);
+        let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
         let (class, shown) = match self.resolve_runs(&analysis, own_class(&analysis, utf8), &text) {
             Resolution::Ready { class, shown } => (class, shown),
             Resolution::Wait => {
@@ -245,7 +245,7 @@ impl Relay {
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, _) = text_field(rest)?;
-        let analysis = self.app.cache.analyze(&text);
+        let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
         // An EXECUTE in it is resolved when it runs.
         let class = own_class(&analysis, utf8);
         let text: Arc<str> = Arc::from(text.as_ref());

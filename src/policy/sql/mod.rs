@@ -33,8 +33,8 @@
 //! - `walk.rs`: the one `Visitor` pass over the whole tree (statements, functions,
 //!   operators, `FROM` items, CTE scopes).
 //! - this file: [`analyze_sql`] (tokenize, bound, parse, walk) and [`resolve_class`].
-//! - [`shape`]: a statement's token stream with literals blanked, the cache's second key
-//!   (it uses none of the above).
+//! - [`shape`]: a statement with its value literals blanked, the cache's second key and a
+//!   grant's default scope (it uses only [`catalog`]).
 //! - `tests/`: the unit tests; `tests/testdata/` holds the texts psql and pgbench send.
 
 use sqlparser::ast::{Statement, Visit};
