@@ -124,6 +124,11 @@ impl Shutdown {
         *self.receiver.borrow()
     }
 
+    /// Why this session alone was ended, if it was.
+    pub fn ended_reason(&self) -> Option<String> {
+        self.ended.as_ref().and_then(|e| e.borrow().clone())
+    }
+
     fn is_ended(&self) -> bool {
         self.ended.as_ref().is_some_and(|e| e.borrow().is_some())
     }

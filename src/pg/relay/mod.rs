@@ -389,7 +389,9 @@ impl Relay {
                 }
             }
         };
-        self.finish(&end, &mut cw, &mut uw, client_eof).await;
+        let why = shutdown.ended_reason();
+        self.finish(&end, why.as_deref(), &mut cw, &mut uw, client_eof)
+            .await;
         if matches!(end, End::ProtocolError(_)) && !client_eof {
             // The client may still be sending the rest of what we refused. Closing with
             // unread input makes the kernel send a reset, which can destroy our error
@@ -416,6 +418,7 @@ impl Relay {
     async fn finish(
         &mut self,
         end: &End,
+        why: Option<&str>,
         cw: &mut WriteHalf<ClientStream>,
         uw: &mut WriteHalf<UpstreamStream>,
         client_eof: bool,
@@ -428,7 +431,7 @@ impl Relay {
                     "57P01",
                     "terminating connection due to administrator command",
                 )
-                .detail("jitgate is shutting down"),
+                .detail(why.unwrap_or("jitgate is shutting down")),
             );
         }
         if !client_eof {
