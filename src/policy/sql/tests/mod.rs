@@ -12,6 +12,7 @@ use crate::policy::test_support::{A, C, D, P, R, U, W, assert_classes};
 mod catalog;
 mod evasion;
 mod psql;
+mod server_grammar;
 mod shape;
 
 /// The analysis with `my_trusted_fn` and `app.safe_fn` trusted.
@@ -248,6 +249,22 @@ const BASIC: &[(&str, Class)] = &[
 #[test]
 fn basic_classes() {
     check(BASIC);
+}
+
+/// Every statement of the SQL test corpus with the class it must get.
+pub(super) fn corpus() -> Vec<(String, Class)> {
+    let tables = [
+        BASIC,
+        evasion::EVASION,
+        evasion::SESSION,
+        server_grammar::JUDGED,
+    ];
+    let mut out: Vec<(String, Class)> = tables
+        .iter()
+        .flat_map(|t| t.iter().map(|(text, class)| (text.to_string(), *class)))
+        .collect();
+    out.extend(psql::cases());
+    out
 }
 
 #[test]
