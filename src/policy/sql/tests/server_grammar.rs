@@ -2,45 +2,13 @@
 //! server's grammar does not (findings 1 and 2 of issue 12 among them), texts both read
 //! alike, and the names both trees give.
 
-use super::{check, classify};
+use super::{check_file, classify};
 use crate::policy::Class;
-use crate::policy::test_support::{R, U, W};
-
-#[rustfmt::skip]
-pub(super) const JUDGED: &[(&str, Class)] = &[
-    // Finding 1: ANALYSE is PostgreSQL's other spelling of ANALYZE in an option list.
-    ("EXPLAIN (ANALYSE) DELETE FROM accounts", U),
-    ("EXPLAIN (ANALYSE, COSTS off) INSERT INTO accounts VALUES (1)", U),
-    ("EXPLAIN (analyse true) UPDATE accounts SET balance = 0", U),
-    ("EXPLAIN (ANALYSE) SELECT 1", R),
-    ("EXPLAIN (ANALYSE off) DELETE FROM accounts", R),
-    // Finding 2's texts, each judged on its own: 0 / false / off are off, anything else on.
-    ("EXPLAIN (ANALYZE 0) DELETE FROM accounts", R),
-    ("EXPLAIN (ANALYZE 1) DELETE FROM accounts", W),
-    ("EXPLAIN (ANALYZE 'OFF') DELETE FROM accounts", R),
-    ("EXPLAIN (ANALYZE FALSE) DELETE FROM accounts", R),
-    ("EXPLAIN (ANALYZE 2) DELETE FROM accounts", W),
-    ("EXPLAIN (ANALYZE '0') DELETE FROM accounts", U),
-    ("EXPLAIN (ANALYZE 0.0) DELETE FROM accounts", W),
-    ("EXPLAIN (ANALYZE off, ANALYZE on) DELETE FROM accounts", W),
-    // plan-only EXPLAIN still plans, and never runs
-    ("EXPLAIN (COSTS off) DELETE FROM accounts", R),
-    ("EXPLAIN SELECT * INTO x FROM accounts", R),
-    ("EXPLAIN SELECT * FROM accounts FOR UPDATE", R),
-    ("EXPLAIN (ANALYSE) SELECT * FROM accounts FOR UPDATE", U),
-    ("EXPLAIN (ANALYSE) SELECT nextval('s')", U),
-    ("EXPLAIN (ANALYSE) WITH d AS (DELETE FROM accounts RETURNING 1) SELECT * FROM d", U),
-    // reads both grammars agree on
-    ("SELECT a ILIKE 'z' ESCAPE '!', EXTRACT(year FROM now()), x AT TIME ZONE 'UTC' FROM t", R),
-    ("SELECT * FROM t TABLESAMPLE BERNOULLI (5)", R),
-    ("COMMIT PREPARED 'x'", U),
-    ("ROLLBACK PREPARED 'x'", U),
-    ("SET TRANSACTION READ ONLY; SHOW work_mem; RESET ALL", R),
-];
+use crate::policy::test_support::{R, U};
 
 #[test]
 fn the_server_grammar_confirms_or_overrules_reads() {
-    check(JUDGED);
+    check_file("server_grammar");
 }
 
 #[test]
