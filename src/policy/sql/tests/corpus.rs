@@ -1,11 +1,11 @@
-//! The SQL test corpus: every statement the SQL unit tests classify, with the class each
-//! must get, kept as text files (`corpus/*.sql`, `testdata/`) so that the unit tests and the
-//! read-only oracle against real PostgreSQL (`tests/pg_read_only_oracle.rs`, through
-//! `include!`) read one list. This file therefore uses nothing but `std`.
-//!
-//! `corpus/*.sql` format: a line `-- ==== <class>` (a note may follow the class), then the
-//! text up to the next line starting `-- ====` or `-- ####`; `-- ####` lines are comments.
-//! Texts keep their bytes exactly (no escapes), empty texts included.
+// The SQL test corpus: every statement the SQL unit tests classify, with the class each
+// must get, kept as text files (`corpus/*.sql`, `testdata/`) so that the unit tests and the
+// read-only oracle against real PostgreSQL (`tests/pg_read_only_oracle.rs`, through
+// `include!`) read one list. This file therefore uses nothing but `std`.
+//
+// `corpus/*.sql` format: a line `-- ==== <class>` (a note may follow the class), then the
+// text up to the next line starting `-- ====` or `-- ####`; `-- ####` lines are comments.
+// Texts keep their bytes exactly (no escapes), empty texts included.
 
 /// The corpus files of tables of cases: (name, contents).
 pub const CORPUS_FILES: &[(&str, &str)] = &[

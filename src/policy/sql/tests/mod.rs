@@ -10,6 +10,9 @@ use crate::policy::Class;
 use crate::policy::test_support::{A, C, D, P, R, U, W, assert_classes};
 
 mod catalog;
+/// The SQL test corpus as text files, read here and by the read-only oracle against real
+/// PostgreSQL (`tests/pg_read_only_oracle.rs`, which `include!`s `corpus.rs`: so that file
+/// uses only `std` and has no inner doc comment; its format is described at its top).
 mod corpus;
 mod evasion;
 mod psql;
