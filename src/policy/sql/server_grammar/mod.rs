@@ -25,8 +25,11 @@ mod nodes;
 mod serializer;
 mod tree;
 
-/// What PostgreSQL's parse tree names, when it confirms a read.
+/// What PostgreSQL's parse tree names, when it confirms a read. Rules, grants and the audit
+/// trail still take their names from sqlparser's walk; a unit test checks over the whole
+/// corpus that these agree with them (only the test reads them, hence the `allow`).
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct ServerView {
     pub tables: NameSet,
     pub functions: NameSet,
