@@ -179,10 +179,12 @@ impl<'o> TreeJudge<'o> {
             return;
         };
         let off = o.has_arg && o.arg_false;
-        if o.of_explain && o.name == "analyze" && !off {
-            if let Some(e) = self.explains.last_mut() {
-                e.analyze = true;
-            }
+        if o.of_explain
+            && o.name == "analyze"
+            && !off
+            && let Some(e) = self.explains.last_mut()
+        {
+            e.analyze = true;
         }
     }
 
