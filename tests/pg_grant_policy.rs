@@ -125,7 +125,10 @@ async fn a_grant_ends_with_the_policy_that_made_it_and_a_removed_user_is_cut_off
         Some("57P01"),
         "not ended by the administrator: {ended:?}"
     );
-    let detail = ended.as_db_error().and_then(|e| e.detail()).unwrap_or_default();
+    let detail = ended
+        .as_db_error()
+        .and_then(|e| e.detail())
+        .unwrap_or_default();
     assert!(detail.contains("user was removed"), "{ended:?}");
     assert!(
         s.client

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command of jitgate: installs what a fresh Debian machine lacks (PostgreSQL 15 server
-# and client, pgbench, pgbouncer, OpenSSH server and client, tmux, systemd-analyze), then runs
+# and client, pgbench, pgbouncer, OpenSSH server and client, tmux, systemd-analyze, and libclang
+# for pg_query's bindgen), then runs
 # rustfmt, clippy and every test against real servers. A missing tool is an error, never a
 # skipped test.
 set -euo pipefail
@@ -33,6 +34,13 @@ done
 for tool in psql pgbench; do
     command -v "$tool" >/dev/null 2>&1 || missing+=(postgresql-client-15)
 done
+# pg_query (PostgreSQL's own parser, compiled from C) runs bindgen at build time, which loads
+# libclang; libclang-dev ships the unversioned libclang.so under whichever LLVM is current.
+have_libclang() {
+    compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null \
+        || compgen -G '/usr/lib/*-linux-gnu/libclang.so' >/dev/null
+}
+have_libclang || missing+=(libclang-dev)
 
 say "checking system packages"
 if ((${#missing[@]})); then
@@ -45,7 +53,7 @@ if ((${#missing[@]})); then
     apt-get update
     apt-get install -y "${missing[@]}"
 else
-    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd"
+    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, libclang-dev"
 fi
 
 for path in "${!needs[@]}"; do
@@ -54,6 +62,7 @@ done
 for tool in psql pgbench; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH"
 done
+have_libclang || die "libclang.so is still missing after installing libclang-dev"
 
 # postgres refuses to run as root: the tests start their clusters as the `postgres` OS user.
 if ! id postgres >/dev/null 2>&1; then

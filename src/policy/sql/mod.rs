@@ -52,7 +52,9 @@ pub mod shape;
 
 mod analysis;
 mod depth;
+mod functions;
 mod names;
+mod server_grammar;
 mod statement;
 mod walk;
 
@@ -77,7 +79,29 @@ pub fn analyze_sql(text: &str, opts: &SqlOptions) -> SqlAnalysis {
         Ok(s) => s,
         Err(e) => return failed(format!("cannot parse: {e}")),
     };
-    classify_statements(&statements, opts)
+    let analysis = classify_statements(&statements, opts);
+    if analysis.base_class != Class::Read {
+        return analysis;
+    }
+    match server_grammar::confirm_read(text, &statements, opts) {
+        Ok(_) => analysis,
+        Err(why) => disagreement(analysis, why),
+    }
+}
+
+/// sqlparser said read and PostgreSQL's grammar did not: the text is `unknown`, and so is
+/// every statement it prepares (a later `EXECUTE` must not inherit sqlparser's read).
+fn disagreement(mut analysis: SqlAnalysis, why: String) -> SqlAnalysis {
+    analysis.classification.class = Class::Unknown;
+    analysis.base_class = Class::Unknown;
+    analysis.classification.reason =
+        clip(format!("sqlparser: read; PostgreSQL grammar: {why}"), 200);
+    for effect in &mut analysis.effects {
+        if let SqlEffect::Prepare { class, .. } = effect {
+            *class = Class::Unknown;
+        }
+    }
+    analysis
 }
 
 fn classify_statements(statements: &[Statement], opts: &SqlOptions) -> SqlAnalysis {

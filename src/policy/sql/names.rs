@@ -54,8 +54,13 @@ pub(super) fn parts(name: &ObjectName) -> Option<Vec<String>> {
 /// `schema.table` for a relation name: `public.` (or `pg_catalog.` for a well-known system
 /// relation) when unqualified; a database prefix is dropped.
 pub(super) fn relation(name: &ObjectName) -> Option<String> {
-    let p = parts(name)?;
-    match p.as_slice() {
+    relation_from_parts(&parts(name)?)
+}
+
+/// [`relation`] for a name already split into normalised parts (as PostgreSQL's parse tree
+/// gives them: catalog, schema, relation).
+pub(super) fn relation_from_parts(p: &[String]) -> Option<String> {
+    match p {
         [t] if catalog_relation(t) => Some(format!("pg_catalog.{t}")),
         [t] => Some(format!("public.{t}")),
         [.., s, t] => Some(format!("{s}.{t}")),

@@ -18,7 +18,7 @@ use sqlparser::ast::{
 };
 
 use super::analysis::{SqlEffect, SqlOptions};
-use super::catalog::{FunctionKind, function_kind};
+use super::functions::{FunctionVerdict, function_verdict};
 use super::names::{NameSet, ident, parts, relation, stmt_name, truncate_identifier};
 use super::statement::{explain_runs, statement_class, statement_tables};
 use crate::policy::{Class, Worst};
@@ -117,31 +117,9 @@ impl<'o> Walk<'o> {
         let Some(p) = parts(name) else {
             return self.unknown("a computed function name");
         };
-        let (schema, bare) = match p.as_slice() {
-            [f] => (None, f.as_str()),
-            [s, f] => (Some(s.as_str()), f.as_str()),
-            _ => return self.unknown("a function name with more than two parts"),
-        };
-        let builtin = matches!(schema, None | Some("pg_catalog"));
-        let shown = if builtin {
-            bare.to_string()
-        } else {
-            p.join(".")
-        };
-        let kind = if builtin {
-            function_kind(bare)
-        } else {
-            FunctionKind::Unlisted
-        };
-        let trusted = || {
-            let t = self.opts.trusted_functions;
-            t.contains(&shown) || (schema.is_none() && t.contains(&format!("public.{bare}")))
-        };
-        let class = match kind {
-            FunctionKind::Dangerous(c) => Some(c),
-            FunctionKind::Pure => None,
-            FunctionKind::Unlisted if trusted() => None,
-            FunctionKind::Unlisted => Some(Class::Unknown),
+        let FunctionVerdict { shown, class } = match function_verdict(&p, self.opts) {
+            Ok(v) => v,
+            Err(what) => return self.unknown(what),
         };
         if let Some(c) = class
             && (self.plan_only == 0 || c == Class::Unknown)

@@ -7,24 +7,8 @@ use super::classify;
 use crate::policy::Class;
 use crate::policy::test_support::assert_classes;
 
-const PSQL: &str = include_str!("testdata/psql15_queries.sql");
-const PGBENCH: &str = include_str!("testdata/pgbench_queries.tsv");
-const SEPARATOR: &str = "\n-- ---- next query ----\n";
-
 pub(super) fn cases() -> Vec<(String, Class)> {
-    let mut out: Vec<(String, Class)> = PSQL
-        .split(SEPARATOR)
-        .skip(1)
-        .map(|q| (q.trim_end().to_string(), Class::Read))
-        .collect();
-    for line in PGBENCH.lines().filter(|l| !l.is_empty()) {
-        let (class, text) = line.split_once('\t').unwrap_or(("unknown", line));
-        out.push((
-            text.to_string(),
-            Class::parse(class).unwrap_or(Class::Unknown),
-        ));
-    }
-    out
+    super::with_classes(super::corpus::client_cases())
 }
 
 #[test]

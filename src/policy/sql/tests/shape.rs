@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::{BASIC, evasion, psql};
+use super::corpus;
 use crate::policy::cache::ClassifierCache;
 use crate::policy::sql::shape::{grant_shape, shape};
 use crate::policy::sql::{SqlAnalysis, SqlOptions, analyze_sql};
@@ -225,12 +225,9 @@ const EXTRA: &[&str] = &[
 
 #[test]
 fn the_cache_never_changes_a_verdict() {
-    let mut corpus: Vec<String> = BASIC
-        .iter()
-        .chain(evasion::EVASION)
-        .chain(evasion::SESSION)
-        .map(|(t, _)| t.to_string())
-        .chain(psql::cases().into_iter().map(|(t, _)| t))
+    let mut corpus: Vec<String> = corpus::all_cases()
+        .into_iter()
+        .map(|(_, t)| t)
         .chain(EXTRA.iter().map(|t| t.to_string()))
         .collect();
     corpus.sort();
