@@ -319,6 +319,7 @@ fn encode_cost() {
         for ev in &evs {
             let c = Canonical {
                 ev,
+                result: None,
                 redact_parameters: false,
             };
             b.push(1_764_000_000_000_000, b"steady", |buf| {
@@ -340,6 +341,7 @@ fn encode_cost() {
             v.clear();
             let c = Canonical {
                 ev,
+                result: None,
                 redact_parameters: false,
             };
             serde_json::to_writer(&mut v, &c).unwrap();

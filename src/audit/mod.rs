@@ -45,6 +45,7 @@
 mod chain;
 mod encode;
 mod event;
+mod joined;
 mod keys;
 mod recording;
 mod store;
@@ -68,6 +69,7 @@ pub use chain::Broken;
 pub use event::{
     EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord, TEXT_CAP, Text,
 };
+pub use joined::StatementHandle;
 
 use crate::config::OnAuditFailure;
 use store::Store;
@@ -306,6 +308,7 @@ impl Audit {
             ev: Some(ev),
             done: None,
             backlog: backlog.map(|b| b.0.clone()),
+            result: None,
         }))
     }
 
@@ -375,6 +378,7 @@ impl Audit {
             ev,
             done: Some(done),
             backlog: None,
+            result: None,
         }))?;
         self.inner.shared.wake_writer();
         match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
