@@ -414,3 +414,84 @@ fn encode_cost() {
     let per = t.elapsed().as_nanos() as f64 / (n * evs.len()) as f64;
     println!("json only: {per:.0} ns per event");
 }
+
+/// What one group commit of a few durable events costs, piece by piece: encoding, sled's
+/// batch, sled's flush; and beside it one `write` + `fdatasync` of the same bytes to a plain
+/// append-only file in the same directory (what a segment file of our own would cost).
+#[test]
+#[ignore]
+fn commit_cost() {
+    use super::chain::{BlockWriter, GENESIS};
+    use super::encode::Canonical;
+    use std::io::Write as _;
+    let d = TempDir::new("commit-cost");
+    let store = super::store::Store::open(&d.0).unwrap();
+    let text: Arc<str> =
+        Arc::from("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;");
+    let tables: Arc<[String]> = Arc::from(vec!["public.pgbench_accounts".to_string()]);
+    let rule: Arc<str> = Arc::from("writes pass");
+    let per_commit = std::env::var("AUDIT_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8usize);
+    let evs: Vec<EventKind> = (0..per_commit)
+        .map(|_| pgbench_statement(&text, &tables, &rule))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.0.join("segment-probe"))
+        .unwrap();
+    let (mut encode, mut batch, mut flush, mut append) = (vec![], vec![], vec![], vec![]);
+    let mut head = (1u64, GENESIS);
+    let mut packed = Vec::new();
+    let mut table = lz4_flex::block::CompressTable::large();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        let mut b = BlockWriter::new(head.0, head.1, Vec::new());
+        for ev in &evs {
+            let c = Canonical {
+                ev,
+                result: None,
+                redact_parameters: false,
+            };
+            b.push(1_764_000_000_000_000, b"session-0123456789", |buf| {
+                serde_json::to_writer(buf, &c)
+            })
+            .unwrap();
+        }
+        let first = b.first_seq;
+        head = (b.last_seq + 1, b.last_hash);
+        let (n, _) = b.finish_into(&mut packed, &mut table);
+        encode.push(t.elapsed());
+        let t = Instant::now();
+        let mut sb = sled::Batch::default();
+        sb.insert(&super::keys::block(first), &packed[..n]);
+        sb.insert(super::keys::index(b"session-0123456789", first), &[][..]);
+        sb.insert(super::keys::HEAD, &[0u8; 40][..]);
+        store.db.apply_batch(sb).unwrap();
+        batch.push(t.elapsed());
+        let t = Instant::now();
+        store.db.flush().unwrap();
+        flush.push(t.elapsed());
+        let t = Instant::now();
+        file.write_all(&packed[..n]).unwrap();
+        file.sync_data().unwrap();
+        append.push(t.elapsed());
+    }
+    for (label, v) in [
+        ("encode + hash + compress", &mut encode),
+        ("sled apply_batch", &mut batch),
+        ("sled flush", &mut flush),
+        ("plain write + fdatasync", &mut append),
+    ] {
+        v.sort();
+        report(&format!("{per_commit} events per commit, {label}"), v);
+    }
+    let plain = std::fs::metadata(d.0.join("segment-probe")).map_or(0, |m| m.len());
+    println!(
+        "sled store {} KiB after 1000 commits of {per_commit} events; the plain file {} KiB",
+        dir_size(&d.0).saturating_sub(plain) >> 10,
+        plain >> 10
+    );
+}
