@@ -165,7 +165,7 @@ for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b
             for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
             return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
         }
-        function ratio(a, b) { return b > 0 ? sprintf("%.3f", a / b) : "-" }
+        function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.3f", a / b) : "-" }
         $2 == w && $3 == m && $5 == c {
             k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $9
             ev[k] += $8; bytes[k] += $10
