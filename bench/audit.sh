@@ -3,12 +3,19 @@
 # recording ([audit] on, the default) and one not ([audit] enabled = false), driven alternately
 # by pgbench in one run, plus direct Postgres for reference. See bench/README.md.
 #
-#   bash bench/audit.sh [--quick] [-T SECONDS] [--rounds N]
+#   bash bench/audit.sh [--quick] [--durable] [-T SECONDS] [--rounds N]
+#
+# --durable: Postgres with fsync, synchronous_commit and full_page_writes on (what users run:
+# Postgres's own commit flush then stands beside jitgate's). Default: durability off.
+# JITGATE_BASELINE_BIN=PATH: a third jitgate (another build, audit on) run alternately with the
+# other two, reported as `base-on`, so a change is measured against its baseline in one run.
 #
 # Reports, per workload: tps of audit-on / audit-off (target: select-only >= 0.95), the store's
 # event throughput (events per second committed while audit-on ran), and the flush latency that
 # an allowed write waits for (it is on disk before it runs): pgbench -c 1 latency of a one-row
-# UPDATE, audit-on minus audit-off, and jitgate_audit_flush_seconds from /metrics.
+# UPDATE, audit-on minus audit-off, and jitgate_audit_flush_seconds from /metrics; and the
+# store's growth per event (bytes the audit data directory gained during the audit-on runs,
+# `du`, divided by the events committed meanwhile).
 #
 # env: T (seconds per run, default 10), ROUNDS (3), CLIENTS (8), THREADS (2), SCALE (10),
 #      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`).
@@ -27,6 +34,7 @@ usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) T=3 ROUNDS=1 ;;
+        --durable) PG_DURABLE=1 ;;
         -T) T=${2:?-T needs seconds}; shift ;;
         --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -56,6 +64,17 @@ EXTRA_PIDS+=("$JG_PID")
 start_jitgate audit-off $'[audit]\nenabled = false'
 OFF_PORT=$JG_PORT OFF_API=$API_PORT OFF_PID=$JG_PID
 EXTRA_PIDS+=("$JG_PID")
+TARGETS=(direct audit-off audit-on)
+BASE_PORT="" BASE_API=""
+if [[ -n ${JITGATE_BASELINE_BIN:-} ]]; then
+    [[ -x $JITGATE_BASELINE_BIN ]] || die "JITGATE_BASELINE_BIN=$JITGATE_BASELINE_BIN is not an executable"
+    NEW_BIN=$JITGATE_BIN JITGATE_BIN=$JITGATE_BASELINE_BIN
+    start_jitgate base-on ""
+    JITGATE_BIN=$NEW_BIN
+    BASE_PORT=$JG_PORT BASE_API=$API_PORT
+    EXTRA_PIDS+=("$JG_PID")
+    TARGETS+=(base-on)
+fi
 JG_PID=""
 
 printf '\\set aid random(1, %d)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n' \
@@ -65,16 +84,18 @@ metric() {  # metric API_PORT NAME: the sample's value (0 if absent)
     curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
 }
 
-RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events
+RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events lat_med_us store_bytes
 : >"$RESULTS"
 
 # run_one ROUND WORKLOAD MODE TARGET CLIENTS
 run_one() {
     local round=$1 workload=$2 mode=$3 target=$4 clients=$5 port pw args=() out rc=0 e0=0 e1=0
+    local api="" data="" b0=0 b1=0
     case $target in
         direct) port=$PG_PORT pw=$UPSTREAM_PW ;;
-        audit-on) port=$ON_PORT pw=$CLIENT_PW ;;
+        audit-on) port=$ON_PORT pw=$CLIENT_PW api=$ON_API data=$TMP/audit-on-data ;;
         audit-off) port=$OFF_PORT pw=$CLIENT_PW ;;
+        base-on) port=$BASE_PORT pw=$CLIENT_PW api=$BASE_API data=$TMP/base-on-data ;;
     esac
     case $workload in
         select-only) args=(-S) ;;
@@ -82,24 +103,34 @@ run_one() {
         update) args=(-f "$TMP/update.sql") ;;
     esac
     out=$TMP/r$round-$workload-$mode-$target-c$clients.out
-    [[ $target == audit-on ]] && e0=$(metric "$ON_API" jitgate_audit_events_total)
+    if [[ -n $api ]]; then
+        e0=$(metric "$api" jitgate_audit_events_total)
+        b0=$(du -sB1 "$data" | cut -f1)
+    fi
+    rm -f "$out".tx*
     PGPASSWORD=$pw pgbench -n "${args[@]}" -M "$mode" -c "$clients" -j "$(( clients < THREADS ? clients : THREADS ))" \
-        -T "$T" -h 127.0.0.1 -p "$port" -U bench bench >"$out" 2>&1 || rc=$?
-    [[ $target == audit-on ]] && e1=$(metric "$ON_API" jitgate_audit_events_total)
+        -T "$T" -h 127.0.0.1 -p "$port" -U bench -l --log-prefix="$out.tx" bench >"$out" 2>&1 || rc=$?
+    if [[ -n $api ]]; then
+        e1=$(metric "$api" jitgate_audit_events_total)
+        b1=$(du -sB1 "$data" | cut -f1)
+    fi
     [[ $rc -eq 0 ]] || { tail -n 20 "$out" >&2; die "pgbench $workload $mode $target failed"; }
-    local tps lat
+    local tps lat med
     tps=$(awk '/^tps = / {print $3; exit}' "$out")
     lat=$(awk '/^latency average = / {print $4}' "$out")
+    med=$(log_median_us "$out".tx*)
+    rm -f "$out".tx*
     [[ -n $tps && -n $lat ]] || { cat "$out" >&2; die "could not parse $out"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
-        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" >>"$RESULTS"
-    log "$(printf '%-12s %-9s %-9s c%-2s tps %9.0f  lat %7.3f ms' "$workload" "$mode" "$target" "$clients" "$tps" "$lat")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
+        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" "$med" "$((b1 - b0))" >>"$RESULTS"
+    log "$(printf '%-12s %-9s %-9s c%-2s tps %9.0f  lat %7.3f ms  med %6s µs' "$workload" "$mode" "$target" "$clients" "$tps" "$lat" "$med")"
 }
 
 log "warm-up"
-for target in direct audit-on audit-off; do
+port_of() { case $1 in direct) echo "$PG_PORT" ;; audit-on) echo "$ON_PORT" ;; audit-off) echo "$OFF_PORT" ;; base-on) echo "$BASE_PORT" ;; esac; }
+for target in "${TARGETS[@]}"; do
     PGPASSWORD=$([[ $target == direct ]] && echo "$UPSTREAM_PW" || echo "$CLIENT_PW") \
-        pgbench -n -S -c 2 -T 2 -h 127.0.0.1 -p "$(case $target in direct) echo "$PG_PORT" ;; audit-on) echo "$ON_PORT" ;; *) echo "$OFF_PORT" ;; esac)" \
+        pgbench -n -S -c 2 -T 2 -h 127.0.0.1 -p "$(port_of "$target")" \
         -U bench bench >/dev/null 2>&1 || die "warm-up through $target failed"
 done
 
@@ -108,7 +139,11 @@ for round in $(seq 1 "$ROUNDS"); do
     for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
         read -r workload mode clients <<<"$spec"
         # Alternate the order each round so drift hits both alike.
-        if (( round % 2 )); then order=(audit-on audit-off direct); else order=(direct audit-off audit-on); fi
+        if (( round % 2 )); then
+            order=("${TARGETS[@]}")
+        else
+            order=(); for (( i = ${#TARGETS[@]} - 1; i >= 0; i-- )); do order+=("${TARGETS[i]}"); done
+        fi
         for target in "${order[@]}"; do run_one "$round" "$workload" "$mode" "$target" "$clients"; done
     done
 done
@@ -118,29 +153,47 @@ flush_count=$(metric "$ON_API" jitgate_audit_flush_seconds_count)
 waits=$(metric "$ON_API" 'jitgate_audit_backpressure_waits_total{protocol="postgres"}')
 
 echo
-echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
+echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; Postgres $([[ -n $PG_DURABLE ]] && echo durable || echo 'fsync off'); $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
 echo
-echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | events/s (on) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | base-on tps | base/off | on/base | events/s (on) | store bytes/event (on) | store bytes/event (base) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
     read -r workload mode clients <<<"$spec"
     awk -F'\t' -v w="$workload" -v m="$mode" -v c="$clients" -v T="$T" '
         function median(arr, n,   i, j, t) {
+            if (n == 0) return 0
             for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
             return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
         }
+        function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.3f", a / b) : "-" }
         $2 == w && $3 == m && $5 == c {
-            k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $7
-            if (k == "audit-on") { ev += $8; runs++ }
+            k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $9
+            ev[k] += $8; bytes[k] += $10
         }
         END {
-            split("direct audit-off audit-on", ks, " ")
-            for (x = 1; x <= 3; x++) { k = ks[x]; delete a; for (i = 1; i <= n[k]; i++) a[i] = tps[k, i]; med[k] = median(a, n[k])
+            split("direct audit-off audit-on base-on", ks, " ")
+            for (x = 1; x <= 4; x++) { k = ks[x]; delete a; for (i = 1; i <= n[k]; i++) a[i] = tps[k, i]; med[k] = median(a, n[k])
                 delete b; for (i = 1; i <= n[k]; i++) b[i] = lat[k, i]; mlat[k] = median(b, n[k]) }
-            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %.3f | %.0f |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
-                med["audit-on"] / med["audit-off"], runs ? ev / (runs * T) : 0
-            if (c == 1) printf "\nflush wait of an allowed write (-c 1 UPDATE latency, audit-on minus audit-off): %.3f ms\n", mlat["audit-on"] - mlat["audit-off"]
+            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %s | %s |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
+                ratio(med["audit-on"], med["audit-off"]), n["base-on"] ? sprintf("%.0f", med["base-on"]) : "-",
+                ratio(med["base-on"], med["audit-off"]), ratio(med["audit-on"], med["base-on"]),
+                n["audit-on"] ? ev["audit-on"] / (n["audit-on"] * T) : 0,
+                ev["audit-on"] ? sprintf("%.0f", bytes["audit-on"] / ev["audit-on"]) : "-",
+                ev["base-on"] ? sprintf("%.0f", bytes["base-on"] / ev["base-on"]) : "-"
+            if (c == 1) {
+                printf "\nadded latency of an allowed autocommit write (-c 1 UPDATE, median µs): audit-on %+.0f over audit-off (%.0f vs %.0f)", mlat["audit-on"] - mlat["audit-off"], mlat["audit-on"], mlat["audit-off"]
+                if (n["base-on"]) printf "; base-on %+.0f", mlat["base-on"] - mlat["audit-off"]
+                printf "\n"
+            }
         }' "$RESULTS"
 done
-awk -v s="$flush_sum" -v c="$flush_count" -v w="$waits" 'BEGIN {
-    printf "store commits: %d, mean commit (encode + write + flush) %.3f ms; sessions waited for the audit writer: %d times\n", c, c ? s / c * 1000 : 0, w }'
+for t in audit-on base-on; do
+    api=$([[ $t == audit-on ]] && echo "$ON_API" || echo "$BASE_API")
+    [[ -n $api ]] || continue
+    flush_sum=$(metric "$api" jitgate_audit_flush_seconds_sum)
+    flush_count=$(metric "$api" jitgate_audit_flush_seconds_count)
+    events=$(metric "$api" jitgate_audit_events_total)
+    waits=$(metric "$api" 'jitgate_audit_backpressure_waits_total{protocol="postgres"}')
+    awk -v t="$t" -v s="$flush_sum" -v c="$flush_count" -v e="$events" -v w="$waits" 'BEGIN {
+        printf "%s: %d events in %d store commits (%.1f events/commit), mean commit (encode + write + flush) %.3f ms; sessions waited for the audit writer: %d times\n", t, e, c, c ? e / c : 0, c ? s / c * 1000 : 0, w }'
+done

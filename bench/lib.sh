@@ -138,10 +138,18 @@ wait_port() {  # wait_port PORT PID WHAT LOGFILE
 # --- the three servers ---------------------------------------------------------------------
 
 # start_pg MAX_CONNECTIONS: throwaway PG15 cluster as the postgres OS user; role and db `bench`.
+# PG_DURABLE=1: fsync, synchronous_commit and full_page_writes on (what users run); otherwise
+# durability is off so that the numbers show the proxies, not this machine's disk.
+PG_DURABLE=${PG_DURABLE:-}
 start_pg() {
-    local maxconn=$1
+    local maxconn=$1 durability
     PG_PORT=$(free_port)
-    log "initdb + start Postgres 15 on 127.0.0.1:$PG_PORT (max_connections=$maxconn)"
+    if [[ -n $PG_DURABLE ]]; then
+        durability=$'# --- jitgate bench: durable, as users run it ---\nfsync = on\nsynchronous_commit = on\nfull_page_writes = on'
+    else
+        durability=$'# --- jitgate bench (throwaway cluster: durability off on purpose) ---\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off'
+    fi
+    log "initdb + start Postgres 15 on 127.0.0.1:$PG_PORT (max_connections=$maxconn, $([[ -n $PG_DURABLE ]] && echo durable || echo 'fsync off'))"
     printf '%s\n' "$UPSTREAM_PW" >"$TMP/superuser.pw"
     chown postgres: "$TMP/superuser.pw"; chmod 600 "$TMP/superuser.pw"
     runuser -u postgres -- "$PGBIN/initdb" -D "$TMP/pg" -U postgres --auth-local=trust \
@@ -149,16 +157,13 @@ start_pg() {
         >"$TMP/initdb.log" 2>&1 || { tail -n 20 "$TMP/initdb.log" >&2; die "initdb failed"; }
     cat >>"$TMP/pg/postgresql.conf" <<EOF
 
-# --- jitgate bench (throwaway cluster: durability off on purpose) ---
+$durability
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$TMP'
 max_connections = $maxconn
 shared_buffers = 128MB
 password_encryption = 'scram-sha-256'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 logging_collector = off
 log_min_messages = warning
 EOF
@@ -298,6 +303,14 @@ cpu_ticks() {
     s=$(cat "/proc/$1/stat") || die "process $1 is gone"
     s=${s##*) }
     awk '{print $12 + $13}' <<<"$s"
+}
+
+# median of the latency column (3rd field, µs) of pgbench's per-transaction logs
+log_median_us() {
+    cat "$@" | awk '$3 ~ /^[0-9]+$/ {print $3}' | sort -n | awk '
+        {a[NR] = $1}
+        END { if (NR == 0) { print "nan"; exit }
+              if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

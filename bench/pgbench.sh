@@ -2,7 +2,9 @@
 # jitgate benchmark: pgbench through direct Postgres, pgbouncer (session mode) and jitgate, in
 # one run, alternating the three so machine noise hits them alike. See bench/README.md.
 #
-#   bash bench/pgbench.sh [--quick] [-T SECONDS] [--rounds N]
+#   bash bench/pgbench.sh [--quick] [--durable] [-T SECONDS] [--rounds N]
+#
+# --durable: Postgres with fsync, synchronous_commit and full_page_writes on (what users run).
 #
 # env: T (seconds per run, default 10), ROUNDS (default 3), CLIENTS (8), THREADS (2), SCALE (10),
 #      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`),
@@ -24,6 +26,7 @@ usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) T=3 ROUNDS=1 ;;
+        --durable) PG_DURABLE=1 ;;
         -T) T=${2:?-T needs seconds}; shift ;;
         --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -60,13 +63,6 @@ port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT
 pw_of() { if [[ $1 == jitgate ]]; then echo "$CLIENT_PW"; else echo "$UPSTREAM_PW"; fi; }
 pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; jitgate) echo "$JG_PID" ;; *) echo "" ;; esac; }
 
-# median of the latency column (3rd field, µs) of pgbench's per-transaction logs
-log_median_us() {
-    cat "$@" | awk '$3 ~ /^[0-9]+$/ {print $3}' | sort -n | awk '
-        {a[NR] = $1}
-        END { if (NR == 0) { print "nan"; exit }
-              if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
-}
 
 RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms lat_med_us tx cpu_us_tx
 : >"$RESULTS"
@@ -155,7 +151,7 @@ done
 
 # --- report ------------------------------------------------------------------------------
 echo
-echo "jitgate bench $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname), $(nproc) cores; pgbench $(pgbench --version | awk '{print $3}'), -c $CLIENTS -j $THREADS, ${T}s x $ROUNDS rounds, scale $SCALE"
+echo "jitgate bench $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname), $(nproc) cores; pgbench $(pgbench --version | awk '{print $3}'), -c $CLIENTS -j $THREADS, ${T}s x $ROUNDS rounds, scale $SCALE; Postgres $([[ -n $PG_DURABLE ]] && echo 'durable (fsync, synchronous_commit on)' || echo 'fsync off')"
 [[ -n $SKIP_JG ]] && echo "(BENCH_SKIP_JITGATE: jitgate not run)"
 awk -F'\t' -v skip="$SKIP_JG" -v clients="$CLIENTS" '
 function median(list,    n, a, i, j, t) {

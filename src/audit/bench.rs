@@ -75,7 +75,8 @@ async fn throughput_and_durable_latency() {
     let rule: Arc<str> = Arc::from("reads pass");
 
     if std::env::var_os("AUDIT_BENCH_STEADY").is_some() {
-        steady(&a, 60_000, &text, &tables, &rule).await;
+        let joined = std::env::var_os("AUDIT_BENCH_JOINED").is_some();
+        steady(&a, &d.0, 60_000, &text, &tables, &rule, joined).await;
         return;
     }
     // 1. Saturation: two producers as fast as they can, Statement + Result pairs.
@@ -152,6 +153,43 @@ async fn throughput_and_durable_latency() {
     let lat = durable_latency(&a, 500).await;
     report("record_durable idle", &lat);
 
+    // 2b. Durable writers at once (autocommit writes and COMMITs of many sessions): they
+    // should share group commits, not queue for one each.
+    for writers in [8usize, 32] {
+        let s0 = a.stats();
+        let t = Instant::now();
+        let rounds = 200 / writers.min(200) * 10;
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let a = a.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::with_capacity(rounds);
+                    let session: Arc<str> = Arc::from(format!("w{w}"));
+                    for r in 0..rounds {
+                        let t = Instant::now();
+                        a.record_durable(&session, stmt(&format!("UPDATE t SET n = {r}")))
+                            .await
+                            .unwrap();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.unwrap());
+        }
+        lat.sort();
+        let s1 = a.stats();
+        report(&format!("record_durable, {writers} writers at once"), &lat);
+        println!(
+            "  {:.0} durable writes/s, {:.1} per commit",
+            lat.len() as f64 / t.elapsed().as_secs_f64(),
+            lat.len() as f64 / (s1.commits - s0.commits) as f64
+        );
+    }
+
     // 3. record_durable under ~60k routine events/s (30k statements/s with results).
     let stop = Arc::new(AtomicBool::new(false));
     let bg = {
@@ -195,7 +233,11 @@ async fn throughput_and_durable_latency() {
 
     // 4. Steady pgbench-like load with nothing else: what it costs in CPU.
     for rate in [30_000u64, 60_000] {
-        steady(&a, rate, &text, &tables, &rule).await;
+        steady(&a, &d.0, rate, &text, &tables, &rule, false).await;
+    }
+    // The same with each result joined to its statement (record_statement_in/record_result_in).
+    for rate in [30_000u64, 60_000] {
+        steady(&a, &d.0, rate, &text, &tables, &rule, true).await;
     }
 
     let t = Instant::now();
@@ -247,30 +289,47 @@ fn cpu_secs(name: Option<&str>) -> f64 {
     }
 }
 
-/// `rate` statements/s (each a Statement and a Result event) for 4 s from one thread.
-async fn steady(a: &Audit, rate: u64, text: &Arc<str>, tables: &Arc<[String]>, rule: &Arc<str>) {
+/// `rate` statements/s (each a Statement and a Result event, or with `joined` one event when
+/// the result joins its statement) for 4 s from one thread.
+async fn steady(
+    a: &Audit,
+    dir: &std::path::Path,
+    rate: u64,
+    text: &Arc<str>,
+    tables: &Arc<[String]>,
+    rule: &Arc<str>,
+    joined: bool,
+) {
     const WRITER: &str = "jitgate-audit";
     const SLED: &str = "sled|log flusher";
     let (a2, text, tables, rule) = (a.clone(), text.clone(), tables.clone(), rule.clone());
     let s0 = a.stats();
+    let b0 = dir_size(dir);
     let (p0, w0, l0) = (cpu_secs(None), cpu_secs(Some(WRITER)), cpu_secs(Some(SLED)));
     let t0 = Instant::now();
     let (sent, call_ns) = tokio::task::spawn_blocking(move || {
         let session: Arc<str> = Arc::from("steady");
+        let backlog = a2.backlog();
         let start = Instant::now();
         let (mut sent, mut ns) = (0u64, 0u64);
         while start.elapsed() < Duration::from_secs(4) {
             let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
             let t = Instant::now();
             while sent < due {
-                let _ = a2.record(&session, pgbench_statement(&text, &tables, &rule));
-                let _ = a2.record(&session, result("SELECT 1", 1));
+                let ev = pgbench_statement(&text, &tables, &rule);
+                if joined {
+                    let h = a2.record_statement_in(&backlog, &session, ev).unwrap();
+                    let _ = a2.record_result_in(&backlog, &session, &h, result("SELECT 1", 1));
+                } else {
+                    let _ = a2.record_in(&backlog, &session, ev);
+                    let _ = a2.record_in(&backlog, &session, result("SELECT 1", 1));
+                }
                 sent += 1;
             }
             ns += t.elapsed().as_nanos() as u64;
             std::thread::sleep(Duration::from_micros(200));
         }
-        (sent * 2, ns)
+        (sent, ns)
     })
     .await
     .unwrap();
@@ -278,19 +337,24 @@ async fn steady(a: &Audit, rate: u64, text: &Arc<str>, tables: &Arc<[String]>, r
     let secs = t0.elapsed().as_secs_f64();
     let (p1, w1, l1) = (cpu_secs(None), cpu_secs(Some(WRITER)), cpu_secs(Some(SLED)));
     let s1 = a.stats();
+    let grown = dir_size(dir).saturating_sub(b0) as f64;
     let events = (s1.events - s0.events) as f64;
+    let statements = sent as f64;
     println!(
-        "steady {rate} statements/s: {:.0} events/s committed, {} commits; caller {:.0} ns per \
-         record(); writer thread {:.1} % of a core ({:.2} µs per event); sled's threads {:.1} % \
-         ({:.2} µs per event); whole process (with the benchmark's own producer) {:.1} %",
+        "steady {rate} statements/s{}: {:.0} events/s committed, {} commits; caller {:.0} ns \
+         per statement and result; writer thread {:.1} % of a core ({:.2} µs per statement); \
+         sled's threads {:.1} % ({:.2} µs per statement); whole process (with the benchmark's \
+         own producer) {:.1} %; store grew {:.0} bytes per statement",
+        if joined { " joined" } else { "" },
         events / secs,
         s1.commits - s0.commits,
-        call_ns as f64 / sent as f64,
+        call_ns as f64 / statements,
         (w1 - w0) / secs * 100.0,
-        (w1 - w0) / events * 1e6,
+        (w1 - w0) / statements * 1e6,
         (l1 - l0) / secs * 100.0,
-        (l1 - l0) / events * 1e6,
+        (l1 - l0) / statements * 1e6,
         (p1 - p0) / secs * 100.0,
+        grown / statements,
     );
 }
 
@@ -319,6 +383,7 @@ fn encode_cost() {
         for ev in &evs {
             let c = Canonical {
                 ev,
+                result: None,
                 redact_parameters: false,
             };
             b.push(1_764_000_000_000_000, b"steady", |buf| {
@@ -340,6 +405,7 @@ fn encode_cost() {
             v.clear();
             let c = Canonical {
                 ev,
+                result: None,
                 redact_parameters: false,
             };
             serde_json::to_writer(&mut v, &c).unwrap();
@@ -347,4 +413,85 @@ fn encode_cost() {
     }
     let per = t.elapsed().as_nanos() as f64 / (n * evs.len()) as f64;
     println!("json only: {per:.0} ns per event");
+}
+
+/// What one group commit of a few durable events costs, piece by piece: encoding, sled's
+/// batch, sled's flush; and beside it one `write` + `fdatasync` of the same bytes to a plain
+/// append-only file in the same directory (what a segment file of our own would cost).
+#[test]
+#[ignore]
+fn commit_cost() {
+    use super::chain::{BlockWriter, GENESIS};
+    use super::encode::Canonical;
+    use std::io::Write as _;
+    let d = TempDir::new("commit-cost");
+    let store = super::store::Store::open(&d.0).unwrap();
+    let text: Arc<str> =
+        Arc::from("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;");
+    let tables: Arc<[String]> = Arc::from(vec!["public.pgbench_accounts".to_string()]);
+    let rule: Arc<str> = Arc::from("writes pass");
+    let per_commit = std::env::var("AUDIT_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8usize);
+    let evs: Vec<EventKind> = (0..per_commit)
+        .map(|_| pgbench_statement(&text, &tables, &rule))
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.0.join("segment-probe"))
+        .unwrap();
+    let (mut encode, mut batch, mut flush, mut append) = (vec![], vec![], vec![], vec![]);
+    let mut head = (1u64, GENESIS);
+    let mut packed = Vec::new();
+    let mut table = lz4_flex::block::CompressTable::large();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        let mut b = BlockWriter::new(head.0, head.1, Vec::new());
+        for ev in &evs {
+            let c = Canonical {
+                ev,
+                result: None,
+                redact_parameters: false,
+            };
+            b.push(1_764_000_000_000_000, b"session-0123456789", |buf| {
+                serde_json::to_writer(buf, &c)
+            })
+            .unwrap();
+        }
+        let first = b.first_seq;
+        head = (b.last_seq + 1, b.last_hash);
+        let (n, _) = b.finish_into(&mut packed, &mut table);
+        encode.push(t.elapsed());
+        let t = Instant::now();
+        let mut sb = sled::Batch::default();
+        sb.insert(&super::keys::block(first), &packed[..n]);
+        sb.insert(super::keys::index(b"session-0123456789", first), &[][..]);
+        sb.insert(super::keys::HEAD, &[0u8; 40][..]);
+        store.db.apply_batch(sb).unwrap();
+        batch.push(t.elapsed());
+        let t = Instant::now();
+        store.db.flush().unwrap();
+        flush.push(t.elapsed());
+        let t = Instant::now();
+        file.write_all(&packed[..n]).unwrap();
+        file.sync_data().unwrap();
+        append.push(t.elapsed());
+    }
+    for (label, v) in [
+        ("encode + hash + compress", &mut encode),
+        ("sled apply_batch", &mut batch),
+        ("sled flush", &mut flush),
+        ("plain write + fdatasync", &mut append),
+    ] {
+        v.sort();
+        report(&format!("{per_commit} events per commit, {label}"), v);
+    }
+    let plain = std::fs::metadata(d.0.join("segment-probe")).map_or(0, |m| m.len());
+    println!(
+        "sled store {} KiB after 1000 commits of {per_commit} events; the plain file {} KiB",
+        dir_size(&d.0).saturating_sub(plain) >> 10,
+        plain >> 10
+    );
 }

@@ -10,6 +10,8 @@
 //!   at most [`PARAM_CAP`] bytes of the value; past [`PARAMS_BUDGET`] bytes per Bind only
 //!   sizes are kept.
 //! - `None` fields are left out; the object starts with `"kind"`.
+//! - A statement's result joined to it ([`super::joined`]) is its `"result"` object, with the
+//!   fields a `result` event has (without `kind`).
 
 use crate::policy::Decision;
 use base64::Engine as _;
@@ -23,7 +25,47 @@ use super::event::{EventKind, PARAM_CAP, PARAMS_BUDGET, TEXT_CAP, Text};
 /// The stored form of an event: `ev` with the store's options applied.
 pub struct Canonical<'a> {
     pub ev: &'a EventKind,
+    /// The statement's result joined to it ([`super::joined`]): stored as `"result"`.
+    pub result: Option<&'a EventKind>,
     pub redact_parameters: bool,
+}
+
+/// The fields of a `Result` event, as a JSON object of their own (a joined result).
+struct ResultFields<'a>(&'a EventKind);
+
+impl Serialize for ResultFields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        result_fields(&mut m, self.0)?;
+        m.end()
+    }
+}
+
+/// Write a `Result` event's fields (nothing for another kind).
+fn result_fields<M: SerializeMap>(m: &mut M, ev: &EventKind) -> Result<(), M::Error> {
+    if let EventKind::Result {
+        command_tag,
+        rows,
+        sqlstate,
+        message,
+        duration_us,
+    } = ev
+    {
+        if let Some(v) = command_tag {
+            m.serialize_entry("command_tag", v)?;
+        }
+        if let Some(v) = rows {
+            m.serialize_entry("rows", v)?;
+        }
+        if let Some(v) = sqlstate {
+            m.serialize_entry("sqlstate", v)?;
+        }
+        if let Some(v) = message {
+            m.serialize_entry("message", v)?;
+        }
+        m.serialize_entry("duration_us", duration_us)?;
+    }
+    Ok(())
 }
 
 /// Write `name` (and `name_len`, and `name_sha256` when cut) for a statement text.
@@ -181,6 +223,7 @@ impl Serialize for Canonical<'_> {
                 opt!("rule", rule);
                 opt!("request", request);
                 opt!("grant", grant);
+                opt!("result", &self.result.map(ResultFields));
             }
             EventKind::Parse {
                 statement_name,
@@ -204,19 +247,7 @@ impl Serialize for Canonical<'_> {
                     },
                 )?;
             }
-            EventKind::Result {
-                command_tag,
-                rows,
-                sqlstate,
-                message,
-                duration_us,
-            } => {
-                opt!("command_tag", command_tag);
-                opt!("rows", rows);
-                opt!("sqlstate", sqlstate);
-                opt!("message", message);
-                m.serialize_entry("duration_us", duration_us)?;
-            }
+            EventKind::Result { .. } => result_fields(&mut m, self.ev)?,
             EventKind::Command {
                 command,
                 class,

@@ -19,6 +19,10 @@
 //!   session slows itself first. [`Audit::put_request`] is as cheap: it leaves the request's
 //!   view for the writer's next commit (the latest view per request) and at most sends one
 //!   wake-up.
+//! - **A statement and its result, one event.** A front end that records a statement with
+//!   [`Audit::record_statement_in`] and its result with [`Audit::record_result_in`] gets one
+//!   event (the result as the statement's `"result"`) when the result arrives before the writer
+//!   takes the statement, else two; never neither, never both ([`joined`]).
 //! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
 //!   and hashes them into blocks (one LZ4-compressed sled value per ~64 KiB of events), and
 //!   commits blocks, session index entries, session records and the chain head in one atomic
@@ -39,12 +43,14 @@
 //!   derived or mutable state kept beside it for fast reads; they are not hashed.
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
+//! [`joined`] (results joined to their statements),
 //! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
 //! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast).
 
 mod chain;
 mod encode;
 mod event;
+mod joined;
 mod keys;
 mod recording;
 mod store;
@@ -68,6 +74,7 @@ pub use chain::Broken;
 pub use event::{
     EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord, TEXT_CAP, Text,
 };
+pub use joined::StatementHandle;
 
 use crate::config::OnAuditFailure;
 use store::Store;
@@ -306,6 +313,7 @@ impl Audit {
             ev: Some(ev),
             done: None,
             backlog: backlog.map(|b| b.0.clone()),
+            result: None,
         }))
     }
 
@@ -375,6 +383,7 @@ impl Audit {
             ev,
             done: Some(done),
             backlog: None,
+            result: None,
         }))?;
         self.inner.shared.wake_writer();
         match tokio::time::timeout(DURABLE_DEADLINE, rx).await {

@@ -35,6 +35,7 @@ impl Audit {
                 ev: None,
                 done: None,
                 backlog: None,
+                result: None,
             }));
         }
     }

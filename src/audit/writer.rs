@@ -26,6 +26,7 @@ use super::AuditError;
 use super::chain::{BlockWriter, Link};
 use super::encode::Canonical;
 use super::event::{EventKind, SessionRecord, Text};
+use super::joined::ResultSlot;
 use super::keys;
 use super::store::Store;
 use crate::request::RequestView;
@@ -44,6 +45,8 @@ pub struct Msg {
     pub done: Option<oneshot::Sender<Result<u64, AuditError>>>,
     /// The backlog of the session that recorded it, if it counts in one.
     pub backlog: Option<Arc<AtomicU64>>,
+    /// A statement's slot its result may join ([`super::joined`]).
+    pub result: Option<Arc<ResultSlot>>,
 }
 
 /// State shared by the callers and the writer.
@@ -222,8 +225,11 @@ impl Writer {
                 results.push(Some(u64::MAX)); // a barrier: answered with the final head
                 continue;
             };
+            // From here on a result of this statement is an event of its own.
+            let joined = m.result.as_ref().and_then(|slot| slot.seal());
             let canonical = Canonical {
                 ev,
+                result: joined.as_ref(),
                 redact_parameters: self.redact_parameters,
             };
             let session = m.session.as_bytes();

@@ -1,9 +1,11 @@
 //! Tests against the real sled store in a temporary directory, by idea: [`record`]
 //! (recording and reading back), [`upkeep`] (requests, restarts), [`chain`] (verification
-//! and tampering) and [`durability`] (failure and crashes). The helpers here serve them all
+//! and tampering), [`durability`] (failure and crashes) and [`commit`] (statements joined to
+//! their results, shared group commits). The helpers here serve them all
 //! (and `super::bench`).
 
 mod chain;
+mod commit;
 mod durability;
 mod record;
 mod upkeep;
