@@ -36,7 +36,7 @@ enum Slot {
     #[default]
     Open,
     /// The result arrived first: the writer stores it inside the statement's event.
-    Joined(EventKind),
+    Joined(Box<EventKind>),
     /// The writer has encoded the statement: a later result is an event of its own.
     Sealed,
 }
@@ -45,7 +45,7 @@ impl ResultSlot {
     /// The writer takes the statement: the result waiting, if any; later ones stay out.
     pub fn seal(&self) -> Option<EventKind> {
         match std::mem::replace(&mut *lock(&self.0), Slot::Sealed) {
-            Slot::Joined(r) => Some(r),
+            Slot::Joined(r) => Some(*r),
             Slot::Open | Slot::Sealed => None,
         }
     }
@@ -55,7 +55,7 @@ impl ResultSlot {
         let mut slot = lock(&self.0);
         match *slot {
             Slot::Open => {
-                *slot = Slot::Joined(result);
+                *slot = Slot::Joined(Box::new(result));
                 None
             }
             Slot::Joined(_) | Slot::Sealed => Some(result),
