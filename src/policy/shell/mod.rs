@@ -58,10 +58,12 @@
 
 use std::collections::BTreeSet;
 
+use arithmetic::{integer_literal, variable_name};
 use brush_parser::Parser;
 use brush_parser::ast::{
-    Assignment, AssignmentValue, Command, CommandPrefixOrSuffixItem, CompoundCommand, CompoundList,
-    ExtendedTestExpr, IoFileRedirectKind, IoFileRedirectTarget, IoRedirect, SimpleCommand,
+    Assignment, AssignmentValue, BinaryPredicate, Command, CommandPrefixOrSuffixItem,
+    CompoundCommand, CompoundList, ExtendedTestExpr, IoFileRedirectKind, IoFileRedirectTarget,
+    IoRedirect, SimpleCommand, UnaryPredicate,
 };
 
 use crate::policy::{Class, Classification, Worst, clip};
@@ -72,6 +74,7 @@ use verdict::Verdict;
 use words::{Arg, Word, analyse, heredoc_substitutions, options};
 use wrappers::env_assignment_ok;
 
+mod arithmetic;
 mod guard;
 mod programs;
 mod sed;
@@ -251,12 +254,35 @@ impl Walk {
             ExtendedTestExpr::Not(a) | ExtendedTestExpr::Parenthesized(a) => {
                 self.test(a, depth, nesting + 1)
             }
-            ExtendedTestExpr::UnaryTest(_, w) => {
-                self.word(&w.value, depth);
+            ExtendedTestExpr::UnaryTest(predicate, w) => {
+                let operand = self.word(&w.value, depth);
+                let names_variable = matches!(
+                    predicate,
+                    UnaryPredicate::ShellVariableIsSetAndAssigned
+                        | UnaryPredicate::ShellVariableIsSetAndNameRef
+                );
+                if names_variable && !operand.literal().is_some_and(variable_name) {
+                    self.unknown("[[ -v ]] on something other than a plain variable name (a subscript is code)");
+                }
             }
-            ExtendedTestExpr::BinaryTest(_, a, b) => {
-                self.word(&a.value, depth);
-                self.word(&b.value, depth);
+            ExtendedTestExpr::BinaryTest(predicate, a, b) => {
+                let left = self.word(&a.value, depth);
+                let right = self.word(&b.value, depth);
+                let arithmetic = matches!(
+                    predicate,
+                    BinaryPredicate::ArithmeticEqualTo
+                        | BinaryPredicate::ArithmeticNotEqualTo
+                        | BinaryPredicate::ArithmeticLessThan
+                        | BinaryPredicate::ArithmeticLessThanOrEqualTo
+                        | BinaryPredicate::ArithmeticGreaterThan
+                        | BinaryPredicate::ArithmeticGreaterThanOrEqualTo
+                );
+                let integers = [left, right]
+                    .iter()
+                    .all(|operand| operand.literal().is_some_and(integer_literal));
+                if arithmetic && !integers {
+                    self.unknown("a [[ ]] numeric comparison whose operand is not an integer (evaluated as code)");
+                }
             }
         }
     }
@@ -332,12 +358,12 @@ impl Walk {
                 None
             }
         };
-        let name = match &a.name {
-            brush_parser::ast::AssignmentName::VariableName(n) => n.as_str(),
-            brush_parser::ast::AssignmentName::ArrayElementName(n, _) => n.as_str(),
+        let (name, element) = match &a.name {
+            brush_parser::ast::AssignmentName::VariableName(n) => (n.as_str(), false),
+            brush_parser::ast::AssignmentName::ArrayElementName(n, _) => (n.as_str(), true),
         };
         let literal = value.as_ref().and_then(Arg::literal);
-        if !env_assignment_ok(name, literal) || a.append {
+        if element || !env_assignment_ok(name, literal) || a.append {
             let what = if standalone {
                 "shell variable"
             } else {
@@ -360,7 +386,10 @@ impl Walk {
                 CommandPrefixOrSuffixItem::IoRedirect(r) => self.redirect(r, depth),
                 CommandPrefixOrSuffixItem::ProcessSubstitution(_, sub) => {
                     self.list(&sub.list, depth);
-                    args.push(Arg::Opaque { dash_safe: true });
+                    args.push(Arg::Opaque {
+                        dash_safe: true,
+                        single: true,
+                    });
                 }
                 CommandPrefixOrSuffixItem::AssignmentWord(a, w) => {
                     if s.word_or_name.is_some() && args_started(s, item) {
@@ -415,7 +444,10 @@ impl Walk {
                 }
                 let first = inner.remove(0);
                 if extra {
-                    inner.push(Arg::Opaque { dash_safe: false });
+                    inner.push(Arg::Opaque {
+                        dash_safe: false,
+                        single: false,
+                    });
                 }
                 match first {
                     Arg::Literal(n) => self.run(&n, &inner, piped_into, depth, floor.max(f)),

@@ -14,7 +14,7 @@ use crate::policy::Class;
 pub const READ_ANY_ARGS: &[&str] = &[
     "cat", "tac", "nl", "head", "tail", "ls", "dir", "vdir", "stat", "wc", "du", "df", "free",
     "uptime", "uname", "id", "whoami", "groups", "who", "w", "last", "lastb", "users",
-    "logname", "echo", "pwd", "true", "false", "test", "[", ":", "basename", "dirname",
+    "logname", "echo", "pwd", "true", "false", ":", "basename", "dirname",
     "realpath", "readlink", "md5sum", "sha1sum", "sha224sum", "sha256sum", "sha384sum",
     "sha512sum", "b2sum", "cksum", "sum", "grep", "egrep", "fgrep", "zgrep", "zcat", "bzcat",
     "xzcat", "zstdcat", "cut", "tr", "paste", "join", "comm", "diff", "cmp", "column", "fold",
@@ -93,6 +93,17 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
     }
     if ADMIN.contains(&name) {
         return Verdict::class(Class::Admin, format!("{name} is admin"));
+    }
+    if matches!(name, "test" | "[") {
+        let args = match (name, args.split_last()) {
+            ("[", Some((last, rest))) if last.literal() == Some("]") => rest,
+            ("[", _) => return Verdict::unknown("[ without its closing ]"),
+            _ => args,
+        };
+        return match super::arithmetic::test_arguments(args) {
+            Ok(()) => Verdict::class(Class::Read, format!("{name} is read")),
+            Err(why) => Verdict::unknown(why),
+        };
     }
     let checked = match name {
         "find" => Some(find(args)),

@@ -20,11 +20,20 @@ fn wrap(at: usize, floor: Class, extra: bool, name: &str) -> Verdict {
     }
 }
 
-/// Environment variables an assignment may set without changing what programs run.
-/// Pager variables are accepted only as empty or `cat`.
+/// Environment variables an assignment may set without changing what programs run, with a
+/// plain value: a later arithmetic context or `${…@P}` would run code found in the value
+/// (`LC_A='a[$(…)]'; echo $((LC_A))`), so a value holding `$`, a backquote, `[`, `]` or `(`
+/// is refused, as is a value not known now. Pager variables are accepted only as empty or
+/// `cat`.
 pub fn env_assignment_ok(name: &str, value: Option<&str>) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
+    if value.contains(['$', '`', '[', ']', '(']) {
+        return false;
+    }
     match name {
-        "PAGER" | "SYSTEMD_PAGER" | "MANPAGER" | "GIT_PAGER" => matches!(value, Some("" | "cat")),
+        "PAGER" | "SYSTEMD_PAGER" | "MANPAGER" | "GIT_PAGER" => matches!(value, "" | "cat"),
         "LANG"
         | "LANGUAGE"
         | "TZ"
