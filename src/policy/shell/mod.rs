@@ -75,7 +75,9 @@ use words::{Arg, Word, analyse, heredoc_substitutions, options};
 use wrappers::env_assignment_ok;
 
 mod arithmetic;
+mod checks;
 mod guard;
+mod options;
 mod programs;
 mod sed;
 mod verdict;
