@@ -12,11 +12,16 @@
 //!   and error recovery that accepts broken input, which is the wrong default here.
 //!
 //! ## Rules (fail closed)
-//! - `read` only for programs on the reviewed read-only list (`programs.rs`)
-//!   whose arguments keep them read-only (`find` without `-delete`/`-exec`…, `sed` without
-//!   `-i` and without `w`/`e` in its script, `sort` without `-o`, `systemctl` with a read
-//!   verb, `journalctl` without `--vacuum*`/`--rotate`/`--flush`, …). A program on no list is
-//!   `unknown`, so only reviewed programs are ever `read`.
+//! - `read` only for programs on the reviewed read-only list (`programs.rs`, each entry
+//!   with its reason) or whose checked arguments keep them read-only. Options are read with
+//!   one getopt_long model (`options.rs`: clusters, `-oVALUE`, `--opt=value`, abbreviated
+//!   long options, `--`, GNU permutation) against a per-program allow-list (`specs.rs`):
+//!   an option not on it is `unknown` (`find` predicates and `sed` scripts likewise). A
+//!   program on no list is `unknown`, so only reviewed programs are ever `read`.
+//! - Arithmetic and other evaluating contexts are code whatever their quoting
+//!   (`arithmetic.rs`): an operand of `[[ -eq ]]`, `test -v`, `$(( ))`, a subscript, a
+//!   substring offset, `${!x}`, `${x@P}` that is not a plain integer is `unknown`;
+//!   environment assignments accept only plain values.
 //! - `write`: an output redirection to anything but `/dev/null`, `/dev/stdout`,
 //!   `/dev/stderr`; `tee`; file-changing programs.
 //! - `admin`: sudo, su, doas, state-changing systemctl verbs, kill, reboot, package
@@ -45,13 +50,16 @@
 //!
 //! Files, each using only the ones listed before it (no cycles):
 //! - `guard.rs`: the bounds checked before any text reaches brush-parser.
+//! - `arithmetic.rs`: evaluating contexts (integer operands, `${…}` forms, `test`).
 //! - `words.rs`: what one shell word can expand to (`Arg`), and the command
 //!   substitutions inside it.
 //! - `sed.rs`: the scanner for `sed` scripts.
 //! - `verdict.rs`: the decision for one program with its arguments.
+//! - `options.rs`: the getopt_long model; `specs.rs`: the programs' option tables.
+//! - `checks.rs`: the argument checks of programs read only with some options.
 //! - `wrappers.rs`: programs that run another program (env, sudo, timeout, xargs, …) and
 //!   the verb checks of `systemctl` and `ip`.
-//! - `programs.rs`: the reviewed program lists and the argument checks.
+//! - `programs.rs`: the reviewed program lists, dispatching to the checks.
 //! - this file: [`classify_shell`], the walk over brush-parser's AST.
 //! - `tests/`: the unit tests (the case table, hostile inputs and fuzzer findings, words,
 //!   `sed` scripts).
@@ -80,6 +88,7 @@ mod guard;
 mod options;
 mod programs;
 mod sed;
+mod specs;
 mod verdict;
 mod words;
 mod wrappers;
