@@ -22,6 +22,10 @@ declare -A needs=(
     [/usr/sbin/pgbouncer]=pgbouncer
     # systemd-analyze checks systemd/jitgate.service offline; nothing here boots systemd.
     [/usr/bin/systemd-analyze]=systemd
+    # The bash oracle (tests/ssh_bash_oracle.rs): namespaces, dropping to nobody, tracing.
+    [/usr/bin/strace]=strace
+    [/usr/bin/unshare]=util-linux
+    [/usr/bin/setpriv]=util-linux
 )
 missing=()
 for path in "${!needs[@]}"; do

@@ -151,6 +151,10 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
     Verdict::unknown(format!("program {name} is not on a reviewed list"))
 }
 
+/// The single-letter options of `sh`/`bash` that change nothing but how the script runs
+/// (`o`/`O` take a shell option name).
+const SHELL_FLAGS: &str = "ceuxvfnhBCEHPTabkmproO";
+
 /// `sh -c SCRIPT [ARG0 ARGS…]`; any other use of a shell is unknown.
 fn shell_c(name: &str, args: &[Arg]) -> Verdict {
     let mut has_c = false;
@@ -164,15 +168,17 @@ fn shell_c(name: &str, args: &[Arg]) -> Verdict {
             break;
         }
         if s.starts_with("--") {
-            if !matches!(
-                s,
-                "--norc" | "--noprofile" | "--login" | "--posix" | "--noediting"
-            ) {
+            if !matches!(s, "--norc" | "--noprofile" | "--posix" | "--noediting") {
                 return Verdict::unknown(format!("{name} {s}"));
             }
         } else if let Some(flags) = s.strip_prefix(['-', '+']) {
             if flags.is_empty() {
                 break;
+            }
+            // -l/--login and -i read profile and rc files (code we cannot see: the bash
+            // oracle caught `bash -lc` running /etc/profile); -s reads the script from stdin.
+            if let Some(other) = flags.chars().find(|c| !SHELL_FLAGS.contains(*c)) {
+                return Verdict::unknown(format!("{name} -{other} is not a reviewed option"));
             }
             has_c |= flags.contains('c');
             if flags.ends_with(['o', 'O']) {

@@ -4,7 +4,7 @@
 
 use super::classify_shell;
 use crate::policy::Class;
-use crate::policy::test_support::assert_classes;
+use crate::policy::test_support::{F, U, assert_classes};
 
 mod hostile;
 mod sed;
@@ -72,4 +72,10 @@ fn reasons_name_the_culprit() {
             .contains("/etc/motd")
     );
     assert!(classify_shell("frobnicate").reason.contains("frobnicate"));
+}
+
+#[test]
+fn a_file_transfer_is_one_command_alone() {
+    assert_eq!(classify_shell("scp -t /tmp").class, F);
+    assert_eq!(classify_shell("scp -t /tmp; ls").class, U);
 }
