@@ -7,6 +7,7 @@ use crate::policy::Class;
 use crate::policy::test_support::{F, U, assert_classes};
 
 mod hostile;
+mod options;
 mod sed;
 mod words;
 
