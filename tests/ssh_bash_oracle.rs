@@ -10,8 +10,8 @@
 //!   the command, on an open for writing (`O_WRONLY`/`O_RDWR`/`O_CREAT`/`O_TRUNC`) of
 //!   anything but `/dev/null`, the terminal or the standard streams, any unlink, rename,
 //!   mkdir, rmdir, chmod, chown, truncate, link, mknod or utime call, an `execve` of a
-//!   program the classifier did not list for the command, or a signal sent to another
-//!   process. A timeout is not a failure.
+//!   program the classifier did not list for the command, or a signal sent outside the
+//!   command's own processes. A timeout is not a failure.
 //!
 //! Needs root (namespaces; CI runs as root), `unshare`, `setpriv`, `strace` (installed by
 //! `tests/run.sh`) and a kernel that allows ptrace: a self-check proves the sandbox sees a

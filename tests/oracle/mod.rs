@@ -181,7 +181,7 @@ fn exec_allowed(call: &str, allowed: &BTreeSet<String>) -> bool {
     matches!(base, "setpriv" | "env" | "bash") || allowed.contains(base)
 }
 
-/// `kill(pid, sig)` to a process outside the traced tree, or any signal but 0 to another.
+/// A signal (other than 0, the probe) to a process or group outside the traced tree.
 fn signals_another(call: &str, pids: &BTreeSet<String>) -> bool {
     let args = call
         .split_once('(')
@@ -194,7 +194,10 @@ fn signals_another(call: &str, pids: &BTreeSet<String>) -> bool {
         [_, tid, sig] => (*tid, *sig),
         _ => return true,
     };
-    signal != "0" && !pids.contains(target)
+    // 0 is the sender's own process group (timeout ending its command); a negative pid
+    // is a group led by a traced process.
+    let own = target == "0" || pids.contains(target.trim_start_matches('-'));
+    signal != "0" && !own
 }
 
 pub fn allowed_programs(command: &str) -> BTreeSet<String> {

@@ -58,6 +58,19 @@ fn operands(name: &str, p: &Parsed) -> Result<Class, String> {
             }
         }
         "hostname" if !p.operands.is_empty() => Admin,
+        // Without low-level probing or a /dev/null cache, blkid creates and refreshes its
+        // cache (/run/blkid/blkid.tab), even as an unprivileged user (seen by the bash
+        // oracle).
+        "blkid" => {
+            let no_cache = p
+                .values("c")
+                .all(|v| v == Some(Value::Literal("/dev/null")));
+            if no_cache && (p.has("p") || p.has("c")) {
+                Class::Read
+            } else {
+                Write
+            }
+        }
         "sysctl" => {
             if p.operands
                 .iter()

@@ -12,7 +12,7 @@ use crate::policy::Class;
 /// Read-only whatever their arguments: none has an option that writes a file, runs a
 /// program or changes state (reviewed against each program's option table, issue 13).
 /// Programs with such an option are checked instead (`checks.rs`: `zcat` and friends,
-/// `tree -o`, `blkid -c`, `lsof -D`, `journalctl --cursor-file`, `test -v`…).
+/// `tree -o`, `blkid` (its cache), `lsof -D`, `journalctl --cursor-file`, `test -v`…).
 /// - coreutils readers: cat tac nl head tail ls dir vdir stat wc du df basename dirname
 ///   realpath readlink cut tr paste join comm fold fmt expand unexpand seq yes sleep
 ///   printenv nproc tty numfmt factor expr tsort base64 base32 basenc md5sum sha*sum b2sum

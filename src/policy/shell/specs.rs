@@ -443,10 +443,10 @@ pub static TREE: Spec = Spec {
     ])
 };
 
-/// blkid; run as root without `-p` it refreshes its cache (/run/blkid/blkid.tab), which
-/// is accepted as a cache, not state. The options naming a cache file write it.
+/// blkid: `-c FILE` and `-w FILE` name the cache it writes; `checks.rs` accepts only
+/// `-p` (probing without the cache) or `-c /dev/null` as a read.
 pub static BLKID: Spec = Spec::gnu(&[
-    value('c', "cache-file").is(Write),
+    value('c', "cache-file"),
     flag('d', "no-encoding"),
     flag('D', "no-part-details"),
     flag('g', "garbage-collect").is(Write),
