@@ -46,7 +46,11 @@
 //!
 //! Known limits: pagers (`systemctl status` through `less` on a pty) can spawn a shell;
 //! the SSH front end should run exec channels with `SYSTEMD_PAGER=cat`/`PAGER=cat` or
-//! without a pty. PATH on the target is trusted.
+//! without a pty. PATH on the target is trusted, and so are the profile files a
+//! non-login `bash -c` does not read (`BASH_ENV` must not be accepted by the target's
+//! sshd; `sh -l`/`-i`, which read profiles, are `unknown`). `tests/ssh_bash_oracle.rs`
+//! runs every corpus command classified `read` under the real bash in a traced,
+//! read-only sandbox.
 //!
 //! Files, each using only the ones listed before it (no cycles):
 //! - `guard.rs`: the bounds checked before any text reaches brush-parser.
