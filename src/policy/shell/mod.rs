@@ -455,7 +455,11 @@ impl Walk {
                 self.raise(f, || why);
                 let mut inner: Vec<Arg> = args.get(at..).unwrap_or_default().to_vec();
                 if inner.is_empty() {
-                    return;
+                    if !extra {
+                        return;
+                    }
+                    // xargs without a command runs echo (found by the fuzzed bash oracle).
+                    inner.push(Arg::Literal("echo".into()));
                 }
                 let first = inner.remove(0);
                 if extra {

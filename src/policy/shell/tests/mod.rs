@@ -52,6 +52,7 @@ fn commands_are_listed() {
             vec!["env", "grep", "nice", "xargs"],
         ),
         ("ls; ls; ls", vec!["ls"]),
+        ("LANG=C xargs; ls", vec!["echo", "ls", "xargs"]),
         ("/tmp/x", vec!["/tmp/x"]),
         ("", vec![]),
     ] {
