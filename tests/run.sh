@@ -23,6 +23,10 @@ declare -A needs=(
     [/usr/sbin/pgbouncer]=pgbouncer
     # systemd-analyze checks systemd/jitgate.service offline; nothing here boots systemd.
     [/usr/bin/systemd-analyze]=systemd
+    # The bash oracle (tests/ssh_bash_oracle.rs): namespaces, dropping to nobody, tracing.
+    [/usr/bin/strace]=strace
+    [/usr/bin/unshare]=util-linux
+    [/usr/bin/setpriv]=util-linux
 )
 missing=()
 for path in "${!needs[@]}"; do
@@ -53,7 +57,7 @@ if ((${#missing[@]})); then
     apt-get update
     apt-get install -y "${missing[@]}"
 else
-    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, libclang-dev"
+    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, strace, util-linux, libclang-dev"
 fi
 
 for path in "${!needs[@]}"; do

@@ -1,26 +1,49 @@
 //! Reviewed program lists and argument checks for shell classification.
 //!
-//! Invariant: only programs listed in [`READ_ANY_ARGS`] or handled by a checker in
-//! [`program`] can be `read`; a checker says `read` only when every argument is known to
+//! Invariant: only programs listed in [`READ_ANY_ARGS`] or handled by a checker
+//! (`checks.rs`, the `systemctl`/`ip` verb checks) can be `read`; a checker says `read` only when every argument is known to
 //! keep the program read-only. Programs on no list are `unknown`.
 
-use super::sed::sed_script_class;
+use super::checks;
 use super::verdict::Verdict;
 use super::words::Arg;
 use crate::policy::Class;
 
-/// Read-only whatever their arguments (none can write, run commands or change state).
+/// Read-only whatever their arguments: none has an option that writes a file, runs a
+/// program or changes state (reviewed against each program's option table, issue 13).
+/// Programs with such an option are checked instead (`checks.rs`: `zcat` and friends,
+/// `tree -o`, `blkid` (its cache), `lsof -D`, `journalctl --cursor-file`, `test -v`…).
+/// - coreutils readers: cat tac nl head tail ls dir vdir stat wc du df basename dirname
+///   realpath readlink cut tr paste join comm fold fmt expand unexpand seq yes sleep
+///   printenv nproc tty numfmt factor expr tsort base64 base32 basenc md5sum sha*sum b2sum
+///   cksum sum uname id whoami groups who users logname pwd hostid arch (their file
+///   arguments are read; `--files0-from` reads a list; none has an output-file option);
+/// - `echo`, `true`, `false`, `:`, `cd`, `exit`, `wait`, `type`, `pwd`: bash builtins that
+///   change nothing outside the shell (`exit`/`wait` read numbers with `legal_number`,
+///   never arithmetic evaluation, checked with bash 5.2);
+/// - `sync`: flushes buffers already written; it changes no data;
+/// - text tools: `grep`/`egrep`/`fgrep` (`-f` reads patterns), `diff`, `cmp`, `column`,
+///   `rev`, `od`, `hexdump`, `strings`, `jq` (jq has no file-writing builtin);
+/// - system readers (procfs/sysfs/utmp/NSS): `free`, `uptime`, `w`, `last`, `lastb`,
+///   `ps` (procps parses its own BSD/UNIX/GNU syntax; `ps aux` included; none of its
+///   options writes), `pgrep` (never signals), `pidof`, `netstat`, `lsblk`, `findmnt`,
+///   `locale`, `getent`, `lscpu`, `lsmem`, `lspci`, `lsusb`, `vmstat`, `iostat`,
+///   `mpstat`, `getconf`, `cal`, `which`, `whereis`.
+///
+/// Removed in issue 13: `zgrep` (a shell script feeding file names to sed: CVE-2022-1271
+/// wrote files through crafted names), `zcat`/`bzcat`/`xzcat`/`zstdcat`, `tree`, `blkid`,
+/// `lsof` (checked now), `test`/`[` (arithmetic operands are code).
 #[rustfmt::skip]
 pub const READ_ANY_ARGS: &[&str] = &[
     "cat", "tac", "nl", "head", "tail", "ls", "dir", "vdir", "stat", "wc", "du", "df", "free",
     "uptime", "uname", "id", "whoami", "groups", "who", "w", "last", "lastb", "users",
-    "logname", "echo", "pwd", "true", "false", "test", "[", ":", "basename", "dirname",
+    "logname", "echo", "pwd", "true", "false", ":", "basename", "dirname",
     "realpath", "readlink", "md5sum", "sha1sum", "sha224sum", "sha256sum", "sha384sum",
-    "sha512sum", "b2sum", "cksum", "sum", "grep", "egrep", "fgrep", "zgrep", "zcat", "bzcat",
-    "xzcat", "zstdcat", "cut", "tr", "paste", "join", "comm", "diff", "cmp", "column", "fold",
-    "fmt", "expand", "unexpand", "rev", "seq", "yes", "sleep", "ps", "pgrep", "pidof", "lsof",
-    "netstat", "lsblk", "blkid", "findmnt", "printenv", "locale", "getent", "nproc", "lscpu",
-    "lsmem", "lspci", "lsusb", "vmstat", "iostat", "mpstat", "tree", "jq", "od", "hexdump",
+    "sha512sum", "b2sum", "cksum", "sum", "grep", "egrep", "fgrep",
+    "cut", "tr", "paste", "join", "comm", "diff", "cmp", "column", "fold",
+    "fmt", "expand", "unexpand", "rev", "seq", "yes", "sleep", "ps", "pgrep", "pidof",
+    "netstat", "lsblk", "findmnt", "printenv", "locale", "getent", "nproc", "lscpu",
+    "lsmem", "lspci", "lsusb", "vmstat", "iostat", "mpstat", "jq", "od", "hexdump",
     "strings", "type", "which", "whereis", "hostid", "arch", "tty", "getconf", "numfmt",
     "factor", "expr", "tsort", "base64", "base32", "basenc", "cal", "cd", "exit", "wait",
     "sync",
@@ -94,53 +117,32 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
     if ADMIN.contains(&name) {
         return Verdict::class(Class::Admin, format!("{name} is admin"));
     }
+    if matches!(name, "test" | "[") {
+        let args = match (name, args.split_last()) {
+            ("[", Some((last, rest))) if last.literal() == Some("]") => rest,
+            ("[", _) => return Verdict::unknown("[ without its closing ]"),
+            _ => args,
+        };
+        return match super::arithmetic::test_arguments(args) {
+            Ok(()) => Verdict::class(Class::Read, format!("{name} is read")),
+            Err(why) => Verdict::unknown(why),
+        };
+    }
     let checked = match name {
-        "find" => Some(find(args)),
-        "sed" => Some(sed(args)),
-        "sort" => Some(sort(args)),
-        "uniq" => Some(uniq(args)),
         "systemctl" => Some(super::wrappers::systemctl(args)),
-        "journalctl" => Some(journalctl(args)),
-        "date" => Some(date(args)),
-        "hostname" => Some(hostname(args)),
-        "dmesg" => Some(dmesg(args)),
-        "sysctl" => Some(sysctl(args)),
-        "ss" => Some(flags_forbid(
-            args,
-            &["-K", "--kill"],
-            'K',
-            Class::Admin,
-            "ss --kill",
-        )),
-        "file" => Some(flags_forbid(
-            args,
-            &["-C", "--compile"],
-            'C',
-            Class::Write,
-            "file --compile",
-        )),
-        "printf" => Some(flags_forbid(
-            args,
-            &["-v"],
-            'v',
-            Class::Unknown,
-            "printf -v",
-        )),
-        "ip" => Some(super::wrappers::ip(args)),
-        _ => None,
+        "ip" => Some(Ok(super::wrappers::ip(args))),
+        _ => checks::checked(name, args),
     };
-    if let Some(c) = checked {
+    if let Some(result) = checked {
         if args
             .iter()
             .any(|a| !a.not_option() && a.literal().is_none())
         {
             return Verdict::unknown(format!("the arguments of {name} cannot be checked"));
         }
-        return match c {
-            Class::Read => {
-                Verdict::class(Class::Read, format!("{name} with these arguments is read"))
-            }
-            c => Verdict::class(c, format!("{name} with these arguments is {c}")),
+        return match result {
+            Ok(c) => Verdict::class(c, format!("{name} with these arguments is {c}")),
+            Err(why) => Verdict::unknown(why),
         };
     }
     if READ_ANY_ARGS.contains(&name) {
@@ -148,6 +150,10 @@ pub fn program(name: &str, args: &[Arg]) -> Verdict {
     }
     Verdict::unknown(format!("program {name} is not on a reviewed list"))
 }
+
+/// The single-letter options of `sh`/`bash` that change nothing but how the script runs
+/// (`o`/`O` take a shell option name).
+const SHELL_FLAGS: &str = "ceuxvfnhBCEHPTabkmproO";
 
 /// `sh -c SCRIPT [ARG0 ARGS…]`; any other use of a shell is unknown.
 fn shell_c(name: &str, args: &[Arg]) -> Verdict {
@@ -162,15 +168,17 @@ fn shell_c(name: &str, args: &[Arg]) -> Verdict {
             break;
         }
         if s.starts_with("--") {
-            if !matches!(
-                s,
-                "--norc" | "--noprofile" | "--login" | "--posix" | "--noediting"
-            ) {
+            if !matches!(s, "--norc" | "--noprofile" | "--posix" | "--noediting") {
                 return Verdict::unknown(format!("{name} {s}"));
             }
         } else if let Some(flags) = s.strip_prefix(['-', '+']) {
             if flags.is_empty() {
                 break;
+            }
+            // -l/--login and -i read profile and rc files (code we cannot see: the bash
+            // oracle caught `bash -lc` running /etc/profile); -s reads the script from stdin.
+            if let Some(other) = flags.chars().find(|c| !SHELL_FLAGS.contains(*c)) {
+                return Verdict::unknown(format!("{name} -{other} is not a reviewed option"));
             }
             has_c |= flags.contains('c');
             if flags.ends_with(['o', 'O']) {
@@ -193,241 +201,4 @@ fn shell_c(name: &str, args: &[Arg]) -> Verdict {
             "{name} -c with a script that is not a literal string"
         )),
     }
-}
-
-/// Short-option clusters: `-abc` → `['a','b','c']`; long options and words → None.
-fn cluster(s: &str) -> Option<&str> {
-    s.strip_prefix('-')
-        .filter(|r| !r.is_empty() && !r.starts_with('-'))
-}
-
-fn flags_forbid(args: &[Arg], long: &[&str], short: char, c: Class, _what: &str) -> Class {
-    let bad = args.iter().filter_map(Arg::literal).any(|s| {
-        long.iter()
-            .any(|l| s == *l || (l.starts_with("--") && s.starts_with(&format!("{l}="))))
-            || cluster(s).is_some_and(|f| f.contains(short))
-    });
-    if bad { c } else { Class::Read }
-}
-
-fn find(args: &[Arg]) -> Class {
-    let mut c = Class::Read;
-    for s in args.iter().filter_map(Arg::literal) {
-        match s {
-            "-exec" | "-execdir" | "-ok" | "-okdir" => return Class::Unknown,
-            "-delete" | "-fls" => c = c.max(Class::Write),
-            _ if s.starts_with("-fprint") => c = c.max(Class::Write),
-            _ => {}
-        }
-    }
-    c
-}
-
-fn sed(args: &[Arg]) -> Class {
-    let mut scripts: Vec<&str> = Vec::new();
-    let mut positional = Vec::new();
-    let mut sandbox = false;
-    let mut i = 0;
-    let mut rest_positional = false;
-    while let Some(a) = args.get(i) {
-        i += 1;
-        let Some(s) = a.literal() else {
-            positional.push(None);
-            continue;
-        };
-        if rest_positional || s == "-" || !s.starts_with('-') {
-            positional.push(Some(s));
-            continue;
-        }
-        if s == "--" {
-            rest_positional = true;
-        } else if let Some(long) = s.strip_prefix("--") {
-            let (key, value) = long
-                .split_once('=')
-                .map_or((long, None), |(k, v)| (k, Some(v)));
-            match key {
-                "in-place" => return Class::Write,
-                "file" => return Class::Unknown,
-                "sandbox" => sandbox = true,
-                "expression" => match value {
-                    Some(v) => scripts.push(v),
-                    None => match args.get(i).and_then(Arg::literal) {
-                        Some(v) => {
-                            scripts.push(v);
-                            i += 1;
-                        }
-                        None => return Class::Unknown,
-                    },
-                },
-                "line-length" if value.is_some() => {}
-                "quiet" | "silent" | "regexp-extended" | "separate" | "unbuffered"
-                | "null-data" | "zero-terminated" | "posix" | "debug" | "follow-symlinks" => {}
-                _ => return Class::Unknown,
-            }
-        } else if let Some(flags) = cluster(s) {
-            for (at, f) in flags.char_indices() {
-                let rest = &flags[at + f.len_utf8()..];
-                match f {
-                    'i' => return Class::Write,
-                    'f' => return Class::Unknown,
-                    'e' | 'l' => {
-                        let v = if rest.is_empty() {
-                            i += 1;
-                            args.get(i - 1).and_then(Arg::literal)
-                        } else {
-                            Some(rest)
-                        };
-                        match (f, v) {
-                            ('e', Some(v)) => scripts.push(v),
-                            ('l', Some(_)) => {}
-                            _ => return Class::Unknown,
-                        }
-                        break;
-                    }
-                    'n' | 'E' | 'r' | 's' | 'u' | 'z' | 'b' => {}
-                    _ => return Class::Unknown,
-                }
-            }
-        } else {
-            return Class::Unknown;
-        }
-    }
-    if scripts.is_empty() {
-        match positional.first() {
-            Some(Some(s)) => scripts.push(s),
-            _ => return Class::Unknown,
-        }
-    }
-    if sandbox {
-        return Class::Read;
-    }
-    scripts
-        .into_iter()
-        .map(sed_script_class)
-        .max()
-        .unwrap_or(Class::Unknown)
-}
-
-fn sort(args: &[Arg]) -> Class {
-    for s in args.iter().filter_map(Arg::literal) {
-        if s == "--" {
-            break;
-        }
-        if s.starts_with("--output") {
-            return Class::Write;
-        }
-        if s.starts_with("--compress-program") {
-            return Class::Unknown;
-        }
-        if let Some(flags) = cluster(s) {
-            for f in flags.chars() {
-                match f {
-                    'o' => return Class::Write,
-                    'k' | 't' | 'S' | 'T' => break,
-                    'b' | 'd' | 'f' | 'g' | 'h' | 'i' | 'M' | 'n' | 'R' | 'r' | 's' | 'u' | 'V'
-                    | 'c' | 'C' | 'z' | 'm' => {}
-                    _ => return Class::Unknown,
-                }
-            }
-        }
-    }
-    Class::Read
-}
-
-fn uniq(args: &[Arg]) -> Class {
-    let mut positional = 0;
-    let mut skip = false;
-    let mut only_positional = false;
-    for a in args {
-        if skip {
-            skip = false;
-            continue;
-        }
-        match a.literal() {
-            Some("--") if !only_positional => only_positional = true,
-            Some(s) if !only_positional && s.starts_with('-') && s.len() > 1 => {
-                if let Some(f) = cluster(s) {
-                    skip = f.ends_with(['f', 's', 'w']);
-                } else if matches!(s, "--skip-fields" | "--skip-chars" | "--check-chars") {
-                    skip = true;
-                }
-            }
-            _ => positional += 1,
-        }
-    }
-    if positional > 1 {
-        Class::Write
-    } else {
-        Class::Read
-    }
-}
-
-fn journalctl(args: &[Arg]) -> Class {
-    let bad = args.iter().filter_map(Arg::literal).any(|s| {
-        s.starts_with("--vacuum")
-            || matches!(
-                s.split('=').next().unwrap_or(s),
-                "--rotate"
-                    | "--flush"
-                    | "--sync"
-                    | "--relinquish-var"
-                    | "--smart-relinquish-var"
-                    | "--setup-keys"
-                    | "--update-catalog"
-            )
-    });
-    if bad { Class::Admin } else { Class::Read }
-}
-
-fn date(args: &[Arg]) -> Class {
-    let mut skip = false;
-    for a in args {
-        if std::mem::take(&mut skip) {
-            continue;
-        }
-        let Some(s) = a.literal() else { continue };
-        if s.starts_with("--set") {
-            return Class::Admin;
-        }
-        if let Some(f) = cluster(s) {
-            if f.contains('s') {
-                return Class::Admin;
-            }
-            skip = f.ends_with(['d', 'f', 'r']);
-        } else if !s.starts_with('-') && !s.starts_with('+') {
-            return Class::Admin;
-        }
-    }
-    Class::Read
-}
-
-fn hostname(args: &[Arg]) -> Class {
-    let sets = args.iter().any(|a| match a.literal() {
-        Some(s) => {
-            !s.starts_with('-')
-                || s.starts_with("--file")
-                || cluster(s).is_some_and(|f| f.contains(['F', 'b']))
-        }
-        None => true,
-    });
-    if sets { Class::Admin } else { Class::Read }
-}
-
-fn dmesg(args: &[Arg]) -> Class {
-    let bad = args.iter().filter_map(Arg::literal).any(|s| {
-        matches!(
-            s.split('=').next().unwrap_or(s),
-            "--clear" | "--read-clear" | "--console-off" | "--console-on" | "--console-level"
-        ) || cluster(s).is_some_and(|f| f.contains(['c', 'C', 'D', 'E', 'n']))
-    });
-    if bad { Class::Admin } else { Class::Read }
-}
-
-fn sysctl(args: &[Arg]) -> Class {
-    let bad = args.iter().filter_map(Arg::literal).any(|s| {
-        s.contains('=')
-            || matches!(s, "--write" | "--load" | "--system")
-            || cluster(s).is_some_and(|f| f.contains(['w', 'p', 'f']))
-    });
-    if bad { Class::Admin } else { Class::Read }
 }

@@ -8,13 +8,19 @@
 //! documents) are returned for classification.
 
 use brush_parser::ParserOptions;
+
+use super::arithmetic::{braced_reason, expression_ok};
 use brush_parser::word::{WordPiece, WordPieceWithSource};
 
 /// One argument as the program will (or may) see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Arg {
     Literal(String),
-    Opaque { dash_safe: bool },
+    /// `single`: certainly exactly one word (a quoted expansion, no globbing or splitting).
+    Opaque {
+        dash_safe: bool,
+        single: bool,
+    },
 }
 
 impl Arg {
@@ -25,11 +31,19 @@ impl Arg {
         }
     }
 
+    /// Certainly one argument (a literal, or an expansion that cannot split or glob).
+    pub fn single_word(&self) -> bool {
+        match self {
+            Arg::Literal(_) => true,
+            Arg::Opaque { single, .. } => *single,
+        }
+    }
+
     /// Cannot turn into an option: a literal not starting with `-`, or a dash-safe opaque word.
     pub fn not_option(&self) -> bool {
         match self {
             Arg::Literal(s) => !s.starts_with('-'),
-            Arg::Opaque { dash_safe } => *dash_safe,
+            Arg::Opaque { dash_safe, .. } => *dash_safe,
         }
     }
 }
@@ -49,7 +63,10 @@ impl Word {
     /// found in it.
     fn opaque(reason: Option<&'static str>) -> Word {
         Word {
-            arg: Arg::Opaque { dash_safe: false },
+            arg: Arg::Opaque {
+                dash_safe: false,
+                single: false,
+            },
             substitutions: Vec::new(),
             opaque_reason: reason,
         }
@@ -75,14 +92,27 @@ fn is_pattern(s: &str) -> bool {
 /// unbalanced subscripts (`${s[}` five times takes ~1 s; found by fuzzing). A word holding
 /// `${` is therefore never parsed: it is opaque, may start with `-`, and is unknown when it
 /// also holds a substitution (which then cannot be located exactly).
+/// Such a word is also checked for evaluating contexts (`arithmetic::braced_reason`);
+/// it is one word only when it is a single double-quoted string.
 fn braced_expansion(raw: &str) -> Option<Word> {
-    if !raw.contains("${") {
+    if !raw.contains("${") && !raw.contains("$[") {
         return None;
     }
-    let substitution = ["$(", "`", "<(", ">("].iter().any(|s| raw.contains(s));
-    Some(Word::opaque(
-        substitution.then_some("a command substitution beside a ${…} expansion"),
-    ))
+    let substitution = ["$(", "`", "<(", ">(", "$(("]
+        .iter()
+        .any(|s| raw.contains(s));
+    let mut word = Word::opaque(braced_reason(raw).or(
+        substitution.then_some("a command or arithmetic substitution beside a ${…} expansion"),
+    ));
+    let quoted = raw.len() >= 2
+        && raw.starts_with('"')
+        && raw.ends_with('"')
+        && raw[1..raw.len() - 1].find(['"', '\\']).is_none();
+    word.arg = Arg::Opaque {
+        dash_safe: false,
+        single: quoted,
+    };
+    Some(word)
 }
 
 /// Analyses a word as written in the command (quotes included).
@@ -125,6 +155,8 @@ struct State {
     literal: bool,
     /// An unquoted expansion or glob can split into several words.
     splits: bool,
+    /// An unquoted glob can become several words.
+    globbed: bool,
     first: Option<bool>,
     substitutions: Vec<String>,
     opaque_reason: Option<&'static str>,
@@ -135,6 +167,7 @@ fn from_pieces(raw: &str, pieces: &[WordPieceWithSource]) -> Word {
         text: String::new(),
         literal: true,
         splits: false,
+        globbed: false,
         first: None,
         substitutions: Vec::new(),
         opaque_reason: None,
@@ -145,6 +178,7 @@ fn from_pieces(raw: &str, pieces: &[WordPieceWithSource]) -> Word {
     } else {
         Arg::Opaque {
             dash_safe: st.first == Some(true) && !st.splits,
+            single: !st.splits && !st.globbed,
         }
     };
     Word {
@@ -166,6 +200,7 @@ fn walk(raw: &str, pieces: &[WordPieceWithSource], quoted: bool, st: &mut State)
             WordPiece::Text(s) => {
                 if !quoted && is_pattern(s) {
                     st.literal = false;
+                    st.globbed = true;
                     st.splits |= s.contains(['{', '}']) && st.first.is_none();
                 }
                 if st.first.is_none() && !s.is_empty() {
@@ -219,9 +254,10 @@ fn walk(raw: &str, pieces: &[WordPieceWithSource], quoted: bool, st: &mut State)
             WordPiece::ArithmeticExpression(e) => {
                 st.literal = false;
                 st.first.get_or_insert(false);
-                if e.value.contains(['$', '`', '[']) {
+                st.splits |= !quoted;
+                if !expression_ok(&e.value) {
                     st.opaque_reason =
-                        Some("an arithmetic expansion with substitutions or subscripts");
+                        Some("an arithmetic expansion with names, expansions or subscripts (code)");
                 }
             }
         }

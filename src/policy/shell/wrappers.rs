@@ -4,6 +4,7 @@
 //! value; any option not known here makes the command `unknown`, because misreading an
 //! option's value as the wrapped program (or the verb) could hide what really runs.
 
+use super::options::{Spec, flag, optional, parse, value};
 use super::verdict::Verdict;
 use super::words::Arg;
 use crate::policy::Class;
@@ -20,11 +21,20 @@ fn wrap(at: usize, floor: Class, extra: bool, name: &str) -> Verdict {
     }
 }
 
-/// Environment variables an assignment may set without changing what programs run.
-/// Pager variables are accepted only as empty or `cat`.
+/// Environment variables an assignment may set without changing what programs run, with a
+/// plain value: a later arithmetic context or `${…@P}` would run code found in the value
+/// (`LC_A='a[$(…)]'; echo $((LC_A))`), so a value holding `$`, a backquote, `[`, `]` or `(`
+/// is refused, as is a value not known now. Pager variables are accepted only as empty or
+/// `cat`.
 pub fn env_assignment_ok(name: &str, value: Option<&str>) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
+    if value.contains(['$', '`', '[', ']', '(']) {
+        return false;
+    }
     match name {
-        "PAGER" | "SYSTEMD_PAGER" | "MANPAGER" | "GIT_PAGER" => matches!(value, Some("" | "cat")),
+        "PAGER" | "SYSTEMD_PAGER" | "MANPAGER" | "GIT_PAGER" => matches!(value, "" | "cat"),
         "LANG"
         | "LANGUAGE"
         | "TZ"
@@ -39,63 +49,115 @@ pub fn env_assignment_ok(name: &str, value: Option<&str>) -> bool {
     }
 }
 
-/// Option parsing shared by wrappers: `with_value` options consume the next word (or the
-/// rest of a short cluster / the part after `=`); `flags` take none; `stop` options make
-/// the whole command unknown. Returns the index of the first operand.
-struct Opts<'a> {
-    short_value: &'a str,
-    short_flags: &'a str,
-    long_value: &'a [&'a str],
-    long_flags: &'a [&'a str],
+/// Where the wrapped command starts: the first operand after the wrapper's options, read
+/// with the one getopt model (the wrappers' optstrings start with `+`: no permutation).
+fn operand(name: &str, spec: &Spec, args: &[Arg]) -> Result<usize, Verdict> {
+    parse(name, spec, args)
+        .map(|p| p.first_operand)
+        .map_err(Verdict::unknown)
 }
 
-impl Opts<'_> {
-    fn operand(&self, name: &str, args: &[Arg]) -> Result<usize, Verdict> {
-        let mut i = 0;
-        while let Some(a) = args.get(i) {
-            let Some(s) = a.literal() else {
-                return if a.not_option() {
-                    Ok(i)
-                } else {
-                    Err(Verdict::unknown(format!(
-                        "the options of {name} cannot be checked"
-                    )))
-                };
-            };
-            if s == "--" {
-                return Ok(i + 1);
-            }
-            if let Some(long) = s.strip_prefix("--") {
-                let key = long.split('=').next().unwrap_or(long);
-                if self.long_value.contains(&key) {
-                    i += if long.contains('=') { 1 } else { 2 };
-                } else if self.long_flags.contains(&key) {
-                    i += 1;
-                } else {
-                    return Err(Verdict::unknown(format!("{name} {s}")));
-                }
-                continue;
-            }
-            match s.strip_prefix('-') {
-                Some(flags) if !flags.is_empty() => {
-                    i += 1;
-                    for (at, c) in flags.char_indices() {
-                        if self.short_value.contains(c) {
-                            if flags.len() == at + c.len_utf8() {
-                                i += 1;
-                            }
-                            break;
-                        } else if !self.short_flags.contains(c) {
-                            return Err(Verdict::unknown(format!("{name} {s}")));
-                        }
-                    }
-                }
-                _ => return Ok(i),
-            }
-        }
-        Ok(i)
-    }
+/// Like [`operand`], also giving the greatest class of the options found.
+fn operand_and_class(name: &str, spec: &Spec, args: &[Arg]) -> Result<(usize, Class), Verdict> {
+    parse(name, spec, args)
+        .map(|p| (p.first_operand, p.class))
+        .map_err(Verdict::unknown)
 }
+
+static TIMEOUT: Spec = Spec::posix(&[
+    value('s', "signal"),
+    value('k', "kill-after"),
+    flag('v', "verbose"),
+    flag('\0', "preserve-status"),
+    flag('\0', "foreground"),
+]);
+
+static NICE: Spec = Spec {
+    numeric: true,
+    ..Spec::posix(&[value('n', "adjustment")])
+};
+
+static XARGS: Spec = Spec::posix(&[
+    value('a', "arg-file"),
+    value('d', "delimiter"),
+    value('n', "max-args"),
+    value('P', "max-procs"),
+    optional('i', "replace"),
+    value('I', ""),
+    optional('l', "max-lines"),
+    value('L', ""),
+    value('s', "max-chars"),
+    optional('e', "eof"),
+    value('E', ""),
+    value('\0', "process-slot-var"),
+    flag('0', "null"),
+    flag('r', "no-run-if-empty"),
+    flag('t', "verbose"),
+    flag('p', "interactive"),
+    flag('x', "exit"),
+    flag('o', "open-tty"),
+    flag('\0', "show-limits"),
+]);
+
+static STDBUF: Spec = Spec::posix(&[
+    value('i', "input"),
+    value('o', "output"),
+    value('e', "error"),
+]);
+
+static TIME: Spec = Spec::posix(&[
+    value('f', "format"),
+    value('o', "output").is(Class::Write),
+    flag('a', "append"),
+    flag('p', "portability"),
+    flag('v', "verbose"),
+    flag('q', "quiet"),
+]);
+
+static SUDO: Spec = Spec::posix(&[
+    value('u', "user"),
+    value('g', "group"),
+    value('C', "close-from"),
+    value('D', "chdir"),
+    optional('h', "host"),
+    value('p', "prompt"),
+    value('r', "role"),
+    value('t', "type"),
+    value('T', "command-timeout"),
+    value('U', "other-user"),
+    value('R', "chroot"),
+    flag('A', "askpass"),
+    flag('b', "background"),
+    optional('E', "preserve-env"),
+    flag('H', "set-home"),
+    flag('K', "remove-timestamp"),
+    flag('k', "reset-timestamp"),
+    flag('l', "list"),
+    flag('n', "non-interactive"),
+    flag('P', "preserve-groups"),
+    flag('S', "stdin"),
+    flag('V', "version"),
+    flag('v', "validate"),
+    flag('B', "bell"),
+    flag('N', "no-update"),
+]);
+
+static DOAS: Spec = Spec::posix(&[
+    value('u', "user"),
+    value('C', ""),
+    flag('n', ""),
+    flag('L', ""),
+    flag('\0', "disable-internal-agent"),
+    flag('\0', "keep-cwd"),
+]);
+
+static ENV: Spec = Spec::posix(&[
+    value('u', "unset"),
+    value('C', "chdir"),
+    flag('i', "ignore-environment"),
+    flag('0', "null"),
+    flag('v', "debug"),
+]);
 
 /// `Some` when `name` is a wrapper.
 pub fn wrapper(name: &str, args: &[Arg]) -> Option<Verdict> {
@@ -111,150 +173,34 @@ pub fn wrapper(name: &str, args: &[Arg]) -> Option<Verdict> {
                 wrap(at, Class::Read, false, name)
             }
         }
-        "timeout" => match (Opts {
-            short_value: "sk",
-            short_flags: "v",
-            long_value: &["signal", "kill-after"],
-            long_flags: &["preserve-status", "foreground", "verbose"],
-        })
-        .operand(name, args)
-        {
-            // The operand is the duration; the command follows it.
+        // The first operand is the duration; the command follows it.
+        "timeout" => match operand(name, &TIMEOUT, args) {
             Ok(i) => wrap(i + 1, Class::Read, false, name),
             Err(v) => v,
         },
-        "nice" => {
-            // `nice -10 cmd` is an old spelling of `-n 10`.
-            let numeric = args.first().and_then(Arg::literal).is_some_and(|s| {
-                s.len() > 1 && s.starts_with('-') && s[1..].bytes().all(|b| b.is_ascii_digit())
-            });
-            let parsed = if numeric {
-                Ok(1)
-            } else {
-                Opts {
-                    short_value: "n",
-                    short_flags: "",
-                    long_value: &["adjustment"],
-                    long_flags: &[],
-                }
-                .operand(name, args)
-            };
-            match parsed {
-                Ok(i) => wrap(i, Class::Read, false, name),
-                Err(v) => v,
-            }
-        }
-        "xargs" => match (Opts {
-            short_value: "IiLlnPsdEeaa",
-            short_flags: "0rtpxo",
-            long_value: &[
-                "arg-file",
-                "delimiter",
-                "max-args",
-                "max-procs",
-                "replace",
-                "max-lines",
-                "max-chars",
-                "eof",
-                "process-slot-var",
-            ],
-            long_flags: &[
-                "null",
-                "no-run-if-empty",
-                "verbose",
-                "interactive",
-                "exit",
-                "open-tty",
-                "show-limits",
-            ],
-        })
-        .operand(name, args)
-        {
-            Ok(i) => wrap(i, Class::Read, true, name),
-            Err(v) => v,
-        },
-        "stdbuf" => match (Opts {
-            short_value: "ioe",
-            short_flags: "",
-            long_value: &["input", "output", "error"],
-            long_flags: &[],
-        })
-        .operand(name, args)
-        {
+        // `nice -10 cmd` is an old spelling of `-n 10`.
+        "nice" => match operand(name, &NICE, args) {
             Ok(i) => wrap(i, Class::Read, false, name),
             Err(v) => v,
         },
-        "time" => {
-            let writes = args
-                .iter()
-                .map_while(Arg::literal)
-                .take_while(|s| s.starts_with('-'))
-                .any(|s| {
-                    s == "-o" || s.starts_with("--output") || (s.starts_with("-o") && s.len() > 2)
-                });
-            match (Opts {
-                short_value: "fo",
-                short_flags: "apvq",
-                long_value: &["format", "output"],
-                long_flags: &["append", "portability", "verbose", "quiet"],
-            })
-            .operand(name, args)
-            {
-                Ok(i) => wrap(
-                    i,
-                    if writes { Class::Write } else { Class::Read },
-                    false,
-                    name,
-                ),
-                Err(v) => v,
-            }
-        }
-        "sudo" => match (Opts {
-            short_value: "ugCDhprtTUR",
-            short_flags: "AbEHKklnPSVvBN",
-            long_value: &[
-                "user",
-                "group",
-                "close-from",
-                "chdir",
-                "host",
-                "prompt",
-                "role",
-                "type",
-                "command-timeout",
-                "other-user",
-                "chroot",
-            ],
-            long_flags: &[
-                "askpass",
-                "background",
-                "preserve-env",
-                "set-home",
-                "remove-timestamp",
-                "reset-timestamp",
-                "list",
-                "non-interactive",
-                "preserve-groups",
-                "stdin",
-                "version",
-                "validate",
-                "bell",
-            ],
-        })
-        .operand(name, args)
-        {
+        "xargs" => match operand(name, &XARGS, args) {
+            Ok(i) => wrap(i, Class::Read, true, name),
+            Err(v) => v,
+        },
+        "stdbuf" => match operand(name, &STDBUF, args) {
+            Ok(i) => wrap(i, Class::Read, false, name),
+            Err(v) => v,
+        },
+        "time" => match operand_and_class(name, &TIME, args) {
+            Ok((i, class)) => wrap(i, class, false, name),
+            Err(v) => v,
+        },
+        "sudo" => match operand(name, &SUDO, args) {
             Ok(i) if i >= args.len() => Verdict::class(Class::Admin, "sudo is admin"),
             Ok(i) => wrap(i, Class::Admin, false, name),
             Err(v) => v,
         },
-        "doas" | "pkexec" => match (Opts {
-            short_value: "uC",
-            short_flags: "nL",
-            long_value: &["user"],
-            long_flags: &["disable-internal-agent", "keep-cwd"],
-        })
-        .operand(name, args)
-        {
+        "doas" | "pkexec" => match operand(name, &DOAS, args) {
             Ok(i) if i >= args.len() => {
                 Verdict::unknown(format!("{name} without a command starts a shell"))
             }
@@ -268,15 +214,9 @@ pub fn wrapper(name: &str, args: &[Arg]) -> Option<Verdict> {
 }
 
 fn env(args: &[Arg]) -> Verdict {
-    let opts = Opts {
-        short_value: "uC",
-        short_flags: "i0v",
-        long_value: &["unset", "chdir"],
-        long_flags: &["ignore-environment", "null", "debug"],
-    };
     let mut i = match args.first().and_then(Arg::literal) {
         Some("-") => 1,
-        _ => match opts.operand("env", args) {
+        _ => match operand("env", &ENV, args) {
             Ok(i) => i,
             Err(v) => return v,
         },
@@ -356,77 +296,74 @@ const SYSTEMCTL_READ_VERBS: &[&str] = &[
     "show-environment",
 ];
 
+/// systemctl's options (getopt_long with permutation); the verb is the first operand.
+static SYSTEMCTL: Spec = Spec::gnu(&[
+    value('t', "type"),
+    value('p', "property"),
+    value('P', ""),
+    value('s', "signal"),
+    value('n', "lines"),
+    value('o', "output"),
+    value('H', "host"),
+    value('M', "machine"),
+    flag('a', "all"),
+    flag('l', "full"),
+    flag('q', "quiet"),
+    flag('r', "recursive"),
+    flag('f', ""),
+    flag('i', ""),
+    value('\0', "state"),
+    value('\0', "kill-whom"),
+    value('\0', "kill-value"),
+    value('\0', "root"),
+    value('\0', "image"),
+    value('\0', "job-mode"),
+    value('\0', "what"),
+    value('\0', "timestamp"),
+    value('\0', "message"),
+    value('\0', "when"),
+    value('\0', "preset-mode"),
+    value('\0', "boot-loader-menu"),
+    value('\0', "boot-loader-entry"),
+    value('\0', "reboot-argument"),
+    value('\0', "drop-in"),
+    flag('\0', "reverse"),
+    flag('\0', "after"),
+    flag('\0', "before"),
+    flag('\0', "with-dependencies"),
+    flag('\0', "show-types"),
+    flag('\0', "value"),
+    flag('\0', "failed"),
+    flag('\0', "no-pager"),
+    flag('\0', "no-legend"),
+    flag('\0', "legend"),
+    flag('\0', "no-ask-password"),
+    flag('\0', "no-block"),
+    flag('\0', "wait"),
+    flag('\0', "user"),
+    flag('\0', "system"),
+    flag('\0', "global"),
+    flag('\0', "runtime"),
+    flag('\0', "now"),
+    flag('\0', "force"),
+    flag('\0', "no-reload"),
+    flag('\0', "no-warn"),
+    flag('\0', "plain"),
+    flag('\0', "dry-run"),
+    flag('\0', "check-inhibitors"),
+]);
+
 /// `systemctl` is read only with a read verb (status, show, is-*, list-*, …) or none.
-pub fn systemctl(args: &[Arg]) -> Class {
-    let opts = Opts {
-        short_value: "tpPsnoHM",
-        short_flags: "alqrfi",
-        long_value: &[
-            "type",
-            "state",
-            "property",
-            "signal",
-            "kill-whom",
-            "kill-value",
-            "lines",
-            "output",
-            "host",
-            "machine",
-            "root",
-            "image",
-            "job-mode",
-            "what",
-            "timestamp",
-            "message",
-            "when",
-            "preset-mode",
-            "boot-loader-menu",
-            "boot-loader-entry",
-            "reboot-argument",
-            "drop-in",
-        ],
-        long_flags: &[
-            "all",
-            "recursive",
-            "reverse",
-            "after",
-            "before",
-            "with-dependencies",
-            "show-types",
-            "value",
-            "failed",
-            "full",
-            "no-pager",
-            "no-legend",
-            "legend",
-            "no-ask-password",
-            "quiet",
-            "no-block",
-            "wait",
-            "user",
-            "system",
-            "global",
-            "runtime",
-            "now",
-            "force",
-            "no-reload",
-            "no-warn",
-            "plain",
-            "dry-run",
-            "check-inhibitors",
-        ],
-    };
-    match opts.operand("systemctl", args) {
-        Err(_) => Class::Unknown,
-        Ok(i) => match args.get(i) {
-            None => Class::Read,
-            Some(a) => match a.literal() {
-                Some(v) if SYSTEMCTL_READ_VERBS.contains(&v) => Class::Read,
-                Some(_) => Class::Admin,
-                None => Class::Unknown,
-            },
+pub fn systemctl(args: &[Arg]) -> Result<Class, String> {
+    let parsed = parse("systemctl", &SYSTEMCTL, args)?;
+    Ok(match parsed.operands.first() {
+        None => Class::Read,
+        Some(a) => match a.literal() {
+            Some(v) if SYSTEMCTL_READ_VERBS.contains(&v) => Class::Read,
+            Some(_) => Class::Admin,
+            None => return Err("a systemctl verb not known now".into()),
         },
-    }
+    })
 }
 
 /// `ip [OPTIONS] OBJECT [show|list|ls|lst|get …]` is read; any other verb is admin.
