@@ -25,6 +25,8 @@ declare -A needs=(
     [/usr/bin/systemd-analyze]=systemd
     # The bash oracle (tests/ssh_bash_oracle.rs): namespaces, dropping to nobody, tracing.
     [/usr/bin/strace]=strace
+    # zstdcat: tests/ssh_exec_hostile.rs proves `zstdcat -o FILE` writes on the target.
+    [/usr/bin/zstdcat]=zstd
     [/usr/bin/unshare]=util-linux
     [/usr/bin/setpriv]=util-linux
 )
@@ -57,7 +59,7 @@ if ((${#missing[@]})); then
     apt-get update
     apt-get install -y "${missing[@]}"
 else
-    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, strace, util-linux, libclang-dev"
+    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, strace, util-linux, zstd, libclang-dev"
 fi
 
 for path in "${!needs[@]}"; do

@@ -22,6 +22,8 @@ const PAYLOADS: &[&str] = &[
     "LC_A='a[$(touch {path})]'; echo $((LC_A))",
     "TERM='$(touch {path})'; echo \"${TERM@P}\"",
     "sort --o={path} /etc/hostname",
+    "sort --outp={path} /etc/hostname",
+    "zstdcat -f -o {path} /etc/hostname",
 ];
 
 fn path_for(index: usize) -> String {
