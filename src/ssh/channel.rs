@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, ChannelWriteHalf, Pty};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Pty};
 
 use super::Conn;
 use super::hold;
@@ -278,6 +278,45 @@ pub(super) async fn run(
 }
 
 /// Tell the user why, then end the channel the way a failed command does.
+/// What the target says about a channel besides its data and its close, passed on to the
+/// user: exit status (recorded), exit signal, the answer to the channel's request (a refusal
+/// is told once, on stderr) and end of output. Anything else is dropped.
+pub(super) async fn control(
+    conn: &Conn,
+    id: ChannelId,
+    tx: &ChannelWriteHalf<Msg>,
+    msg: ChannelMsg,
+    confirmed: &mut bool,
+) {
+    match msg {
+        ChannelMsg::ExitStatus { exit_status } => {
+            trail::exit_status(&conn.app, &conn.ctx, exit_status);
+            let _ = tx.exit_status(exit_status).await;
+        }
+        ChannelMsg::ExitSignal {
+            signal_name,
+            core_dumped,
+            error_message,
+            lang_tag,
+        } => {
+            let _ = conn
+                .handle
+                .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
+                .await;
+        }
+        ChannelMsg::Success => *confirmed = true,
+        ChannelMsg::Failure if !*confirmed => {
+            *confirmed = true;
+            let msg = Bytes::from_static(b"jitgate: the target refused the request\n");
+            let _ = tx.extended_data_bytes(1, msg).await;
+        }
+        ChannelMsg::Eof => {
+            let _ = tx.eof().await;
+        }
+        _ => {}
+    }
+}
+
 async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
     let message = Bytes::from(message.to_string());
     let _ = tokio::time::timeout(hold::NOTICE_LIMIT, tx.extended_data_bytes(1, message)).await;
@@ -373,35 +412,11 @@ async fn relay(
                         break;
                     }
                 }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    trail::exit_status(&conn.app, &conn.ctx, exit_status);
-                    let _ = tx.exit_status(exit_status).await;
-                }
-                Some(ChannelMsg::ExitSignal {
-                    signal_name,
-                    core_dumped,
-                    error_message,
-                    lang_tag,
-                }) => {
-                    let _ = conn
-                        .handle
-                        .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
-                        .await;
-                }
-                Some(ChannelMsg::Success) => confirmed = true,
-                Some(ChannelMsg::Failure) if !confirmed => {
-                    confirmed = true;
-                    let msg = Bytes::from_static(b"jitgate: the target refused the request\n");
-                    let _ = tx.extended_data_bytes(1, msg).await;
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = tx.eof().await;
-                }
                 Some(ChannelMsg::Close) | None => {
                     let _ = tx.close().await;
                     break;
                 }
-                Some(_) => {}
+                Some(other) => control(conn, id, &tx, other, &mut confirmed).await,
             }
         }
     };

@@ -28,6 +28,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf};
 use tokio::sync::mpsc;
 
 use super::Conn;
+use super::channel::control;
 use super::hold;
 use super::inbox::Inbox;
 use super::trail;
@@ -152,32 +153,8 @@ pub(super) async fn relay(
                     conn.count_out(data.len());
                     let _ = tx.extended_data_bytes(ext, data).await;
                 }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    trail::exit_status(&conn.app, &conn.ctx, exit_status);
-                    let _ = tx.exit_status(exit_status).await;
-                }
-                Some(ChannelMsg::ExitSignal {
-                    signal_name,
-                    core_dumped,
-                    error_message,
-                    lang_tag,
-                }) => {
-                    let _ = conn
-                        .handle
-                        .exit_signal_request(id, signal_name, core_dumped, error_message, lang_tag)
-                        .await;
-                }
-                Some(ChannelMsg::Success) => confirmed = true,
-                Some(ChannelMsg::Failure) if !confirmed => {
-                    confirmed = true;
-                    let msg = Bytes::from_static(b"jitgate: the target refused the request\n");
-                    let _ = tx.extended_data_bytes(1, msg).await;
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = tx.eof().await;
-                }
                 Some(ChannelMsg::Close) | None => return Ok(()),
-                Some(_) => {}
+                Some(other) => control(conn, id, &tx, other, &mut confirmed).await,
             }
         }
     };
