@@ -19,6 +19,7 @@
 
 mod oracle;
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use jitgate::policy::Class;
@@ -125,4 +126,19 @@ fn commands_classified_read_write_nothing_under_bash() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn a_signal_strace_split_in_two_is_judged_by_its_target() {
+    let allowed = BTreeSet::new();
+    let own = "27 execve(\"/usr/bin/yes\", [\"yes\"], 0x0 /* 1 var */) = 0\n\
+               28 read(0, \"\", 1) = 0\n\
+               27 kill(28, SIGCONT <unfinished ...>\n";
+    assert!(
+        violations(own, &allowed)
+            .iter()
+            .all(|l| !l.contains("kill"))
+    );
+    let other = "27 kill(1, SIGTERM <unfinished ...>\n";
+    assert_eq!(violations(other, &allowed).len(), 1);
 }

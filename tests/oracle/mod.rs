@@ -183,9 +183,12 @@ fn exec_allowed(call: &str, allowed: &BTreeSet<String>) -> bool {
 
 /// A signal (other than 0, the probe) to a process or group outside the traced tree.
 fn signals_another(call: &str, pids: &BTreeSet<String>) -> bool {
+    // strace splits a call that another traced process interrupts:
+    // `kill(28, SIGCONT <unfinished ...>`; the arguments are complete either way.
     let args = call
         .split_once('(')
-        .and_then(|(_, a)| a.split_once(')'))
+        .map(|(_, a)| a)
+        .and_then(|a| a.split_once(')').or_else(|| a.split_once(" <unfinished")))
         .map(|(a, _)| a)
         .unwrap_or_default();
     let parts: Vec<&str> = args.split(',').map(str::trim).collect();
