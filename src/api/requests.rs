@@ -158,6 +158,53 @@ fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
         .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
+/// Which way a decision goes.
+#[derive(Clone, Copy)]
+enum Verdict {
+    Approve,
+    Deny,
+}
+
+/// Approve or deny request `id` as `user` with `body` (a [`Decision`]): the body is checked
+/// against the verdict (a grant's scope needs the grant; a denial needs a reason and takes
+/// no grant), then the approvals decide.
+fn decide(
+    api: &Api,
+    id: &str,
+    user: &crate::config::User,
+    body: &axum::body::Bytes,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
+    let d = decision_body(body)?;
+    let r = match verdict {
+        Verdict::Approve => {
+            if d.scope.is_some() && d.grant_secs.is_none() {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "scope applies to a grant: give grant_secs too",
+                ));
+            }
+            let scope = d.scope.unwrap_or_default();
+            api.app
+                .approvals
+                .approve(id, user, &d.reason, d.grant_secs, scope)?
+        }
+        Verdict::Deny => {
+            if d.grant_secs.is_some() || d.scope.is_some() {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "grant_secs and scope make no sense on a denial",
+                ));
+            }
+            if d.reason.trim().is_empty() {
+                return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
+            }
+            api.app.approvals.deny(id, user, &d.reason)?
+        }
+    };
+    Ok(Json(r).into_response())
+}
+
 /// Approve a pending request (with `grant_secs`: also grant similar statements for a while).
 #[utoipa::path(
     post,
@@ -181,21 +228,7 @@ pub(super) async fn approve(
     AuthUser(user): AuthUser,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let d = decision_body(&body)?;
-    if d.scope.is_some() && d.grant_secs.is_none() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "scope applies to a grant: give grant_secs too",
-        ));
-    }
-    let r = api.app.approvals.approve(
-        &id,
-        &user,
-        &d.reason,
-        d.grant_secs,
-        d.scope.unwrap_or_default(),
-    )?;
-    Ok(Json(r).into_response())
+    decide(&api, &id, &user, &body, Verdict::Approve)
 }
 
 /// Deny a pending request; the held statement fails with the reason.
@@ -221,18 +254,7 @@ pub(super) async fn deny(
     AuthUser(user): AuthUser,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let d = decision_body(&body)?;
-    if d.grant_secs.is_some() || d.scope.is_some() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "grant_secs and scope make no sense on a denial",
-        ));
-    }
-    if d.reason.trim().is_empty() {
-        return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
-    }
-    let r = api.app.approvals.deny(&id, &user, &d.reason)?;
-    Ok(Json(r).into_response())
+    decide(&api, &id, &user, &body, Verdict::Deny)
 }
 
 /// Live grants.
