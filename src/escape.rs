@@ -1,5 +1,6 @@
 //! Escaping user-supplied text for the humans who read it: an approver's terminal (CLI
-//! tables, `jitgate replay`) and chat (the webhook's Slack `text`).
+//! tables, `jitgate requests show`, `jitgate replay`, `--json` output) and chat (the
+//! webhook's Slack `text`).
 //!
 //! Invariant: what these functions return contains no character a terminal or Slack
 //! interprets: no C0 or C1 control character (newline, carriage return and escape included),
@@ -73,6 +74,28 @@ pub fn slack(text: &str) -> String {
     out
 }
 
+/// `text` (JSON serde_json wrote) safe to print on a terminal, and still the same JSON value:
+/// every character [`terminal`] escapes that serde_json leaves raw (DEL, C1 controls, invisible
+/// formatting) becomes a `\uXXXX` escape. serde_json escapes every C0 control inside strings
+/// itself, so the newlines, tabs and carriage returns left are layout between tokens and stay.
+pub fn json(text: &str) -> Cow<'_, str> {
+    let raw = |c: char| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t');
+    if !text.chars().any(raw) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if raw(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +126,25 @@ mod tests {
             slack("<!here> <https://evil.example|Approve> & \n"),
             "&lt;!here&gt; &lt;https://evil.example|Approve&gt; &amp; \\n"
         );
+    }
+
+    #[test]
+    fn json_keeps_its_value_and_loses_every_raw_control() {
+        let value = serde_json::json!({
+            "statement": "UPDATE t\n\x1b[2J\r\u{7f}\u{9b}31m\u{202e}\u{1f600}",
+            "n": [1, 2],
+        });
+        let text = serde_json::to_string_pretty(&value).expect("json");
+        let safe = json(&text);
+        assert!(
+            !safe
+                .chars()
+                .any(|c| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t')),
+            "{safe}"
+        );
+        assert!(safe.contains("\\u007f\\u009b31m\\u202e\u{1f600}"), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, value);
+        assert!(matches!(json("{\n  \"a\": 1\n}"), Cow::Borrowed(_)));
     }
 }

@@ -53,9 +53,13 @@ enum Command {
     /// Read a password on stdin and print a SCRAM-SHA-256 verifier for the config.
     #[command(after_help = "Example:\n  printf '%s' 's3cret' | jitgate hash-password")]
     HashPassword,
-    /// List approval requests.
-    #[command(after_help = "Example:\n  JITGATE_TOKEN=... jitgate requests --state pending")]
+    /// List approval requests, or show one whole.
+    #[command(
+        after_help = "Examples:\n  JITGATE_TOKEN=... jitgate requests --state pending\n  jitgate requests show r4k2..."
+    )]
     Requests {
+        #[command(subcommand)]
+        command: Option<RequestsCommand>,
         /// pending | approved | denied | expired | cancelled
         #[arg(long)]
         state: Option<String>,
@@ -146,6 +150,19 @@ enum Command {
     #[command(after_help = "Example:\n  jitgate revoke g7x1...")]
     Revoke {
         grant_id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RequestsCommand {
+    /// One request whole: statement, tables, impact estimate, rule, requester, source,
+    /// application, session, age, expiry, approvals so far, state.
+    #[command(after_help = "Example:\n  jitgate requests show r4k2...")]
+    Show {
+        /// The request's id, as `jitgate requests` and the hold notice show it.
+        id: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -248,7 +265,15 @@ fn main() -> ExitCode {
             input,
         } => cli::classify(&config, &target, &user, source, stdin, input.as_deref()),
         Command::HashPassword => cli::hash_password(),
-        Command::Requests { state, api } => api.client().requests(state.as_deref()),
+        Command::Requests {
+            command: Some(RequestsCommand::Show { id, api }),
+            ..
+        } => api.client().show(&id),
+        Command::Requests {
+            command: None,
+            state,
+            api,
+        } => api.client().requests(state.as_deref()),
         Command::Approve {
             id,
             grant,

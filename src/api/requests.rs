@@ -78,7 +78,20 @@ pub(super) async fn list_requests(
 /// At most this many requests in one list (the most recent).
 const MAX_LISTED: usize = 1000;
 
-/// One request.
+/// One request, with what an approver decides from: [`RequestView`] and the session's
+/// application. Only the API's reader needs this schema; the body is built as JSON.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(super) struct RequestDetail {
+    #[serde(flatten)]
+    request: RequestView,
+    /// The requesting session's Postgres `application_name` or SSH client version, as the
+    /// client sent it (absent when it sent none or the audit trail no longer has the session).
+    #[schema(required = false)]
+    application: Option<String>,
+}
+
+/// One request, with its session's application.
 #[utoipa::path(
     get,
     path = "/v1/requests/{id}",
@@ -86,7 +99,7 @@ const MAX_LISTED: usize = 1000;
     params(("id" = String, Path, description = "Request id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The request", body = RequestView),
+        (status = 200, description = "The request", body = RequestDetail),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
         (status = 404, description = "No such request", body = openapi::ErrorBody),
     )
@@ -96,14 +109,27 @@ pub(super) async fn get_request(
     Path(id): Path<String>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
-    if let Some(r) = api.app.approvals.get(&id) {
-        return Ok(Json(r).into_response());
-    }
     let audit = api.app.audit.clone();
-    let r = read(move || audit.request(&id))
-        .await?
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such request"))?;
-    Ok(Json(r).into_response())
+    let live = api
+        .app
+        .approvals
+        .get(&id)
+        .and_then(|r| serde_json::to_value(r).ok());
+    let (mut request, application) = read(move || {
+        let request = live.or_else(|| audit.request(&id))?;
+        let application = request
+            .get("session")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|session| audit.session(session))
+            .and_then(|s| s.application);
+        Some((request, application))
+    })
+    .await?
+    .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such request"))?;
+    if let (Some(a), Some(fields)) = (application, request.as_object_mut()) {
+        fields.insert("application".into(), serde_json::Value::String(a));
+    }
+    Ok(Json(request).into_response())
 }
 
 /// An approval or a denial. An empty body approves with no reason and no grant.
@@ -132,6 +158,53 @@ fn decision_body(body: &axum::body::Bytes) -> Result<Decision, ApiError> {
         .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
 }
 
+/// Which way a decision goes.
+#[derive(Clone, Copy)]
+enum Verdict {
+    Approve,
+    Deny,
+}
+
+/// Approve or deny request `id` as `user` with `body` (a [`Decision`]): the body is checked
+/// against the verdict (a grant's scope needs the grant; a denial needs a reason and takes
+/// no grant), then the approvals decide.
+fn decide(
+    api: &Api,
+    id: &str,
+    user: &crate::config::User,
+    body: &axum::body::Bytes,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
+    let d = decision_body(body)?;
+    let r = match verdict {
+        Verdict::Approve => {
+            if d.scope.is_some() && d.grant_secs.is_none() {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "scope applies to a grant: give grant_secs too",
+                ));
+            }
+            let scope = d.scope.unwrap_or_default();
+            api.app
+                .approvals
+                .approve(id, user, &d.reason, d.grant_secs, scope)?
+        }
+        Verdict::Deny => {
+            if d.grant_secs.is_some() || d.scope.is_some() {
+                return Err(err(
+                    StatusCode::BAD_REQUEST,
+                    "grant_secs and scope make no sense on a denial",
+                ));
+            }
+            if d.reason.trim().is_empty() {
+                return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
+            }
+            api.app.approvals.deny(id, user, &d.reason)?
+        }
+    };
+    Ok(Json(r).into_response())
+}
+
 /// Approve a pending request (with `grant_secs`: also grant similar statements for a while).
 #[utoipa::path(
     post,
@@ -155,21 +228,7 @@ pub(super) async fn approve(
     AuthUser(user): AuthUser,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let d = decision_body(&body)?;
-    if d.scope.is_some() && d.grant_secs.is_none() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "scope applies to a grant: give grant_secs too",
-        ));
-    }
-    let r = api.app.approvals.approve(
-        &id,
-        &user,
-        &d.reason,
-        d.grant_secs,
-        d.scope.unwrap_or_default(),
-    )?;
-    Ok(Json(r).into_response())
+    decide(&api, &id, &user, &body, Verdict::Approve)
 }
 
 /// Deny a pending request; the held statement fails with the reason.
@@ -195,18 +254,7 @@ pub(super) async fn deny(
     AuthUser(user): AuthUser,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let d = decision_body(&body)?;
-    if d.grant_secs.is_some() || d.scope.is_some() {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "grant_secs and scope make no sense on a denial",
-        ));
-    }
-    if d.reason.trim().is_empty() {
-        return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
-    }
-    let r = api.app.approvals.deny(&id, &user, &d.reason)?;
-    Ok(Json(r).into_response())
+    decide(&api, &id, &user, &body, Verdict::Deny)
 }
 
 /// Live grants.

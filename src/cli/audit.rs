@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::client::{ApiClient, table};
+use super::client::{ApiClient, print_json, table};
 use crate::audit::{Audit, AuditError, AuditOptions, SessionFilter, VerifyError};
 
 /// Where to read the trail from.
@@ -164,10 +164,7 @@ pub fn sessions(w: Where, a: SessionArgs) -> ExitCode {
         }
     };
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).unwrap_or_default()
-        );
+        print_json(&Value::from(list));
         return ExitCode::SUCCESS;
     }
     let rows: Vec<Vec<String>> = list

@@ -1,12 +1,23 @@
-//! `jitgate requests | approve | deny | grants | revoke`: clients of the control API.
+//! `jitgate requests [show ID] | approve | deny | grants | revoke`: clients of the control API.
 //!
 //! They read `JITGATE_URL` (default `http://127.0.0.1:8080`) and `JITGATE_TOKEN`, or
 //! `--url` / `--token`, print readable tables, or the API's JSON with `--json`.
+//!
+//! Invariant: nothing the API returns reaches the terminal raw. Every table cell, every
+//! field of `requests show`, every message line goes through [`crate::escape::terminal`]
+//! (one line, no control or invisible formatting character) and `--json` through
+//! [`crate::escape::json`]; a table cell is also cut to [`MAX_CELL`] characters, so a user's
+//! statement, `application_name` or name can neither forge a line nor break a table.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
+
+use crate::escape;
+
+/// The most characters a table cell shows; a longer value is cut and ends with `...`.
+pub const MAX_CELL: usize = 60;
 
 pub struct ApiClient {
     pub url: String,
@@ -26,11 +37,11 @@ impl Failure {
     pub fn report(self) -> ExitCode {
         match self {
             Failure::Unreachable(m) => {
-                eprintln!("jitgate: {m}");
+                eprintln!("jitgate: {}", escape::terminal(&m));
                 ExitCode::from(2)
             }
             Failure::Http(code, m) => {
-                eprintln!("jitgate: HTTP {code}: {m}");
+                eprintln!("jitgate: HTTP {code}: {}", escape::terminal(&m));
                 ExitCode::from(1)
             }
         }
@@ -125,7 +136,7 @@ impl ApiClient {
         match self.call(method, path, body) {
             Ok(v) => {
                 if self.json {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    print_json(&v);
                 } else {
                     show(&v);
                 }
@@ -137,7 +148,7 @@ impl ApiClient {
 
     pub fn requests(&self, state: Option<&str>) -> ExitCode {
         let path = match state {
-            Some(s) => format!("/v1/requests?state={s}"),
+            Some(s) => format!("/v1/requests?state={}", super::audit::urlencode(s)),
             None => "/v1/requests".to_string(),
         };
         self.run(reqwest::Method::GET, &path, None, |v| {
@@ -161,6 +172,14 @@ impl ApiClient {
         })
     }
 
+    /// `jitgate requests show ID`: one request whole, what an approver decides from.
+    pub fn show(&self, id: &str) -> ExitCode {
+        let path = format!("/v1/requests/{}", super::audit::urlencode(id));
+        self.run(reqwest::Method::GET, &path, None, |r| {
+            print!("{}", super::show::request_detail(r, now()));
+        })
+    }
+
     /// `scope`: `shape`, `tables` or `exact` (with a grant only; the server's default is
     /// `shape`).
     pub fn approve(
@@ -179,13 +198,13 @@ impl ApiClient {
         }
         self.run(
             reqwest::Method::POST,
-            &format!("/v1/requests/{id}/approve"),
+            &format!("/v1/requests/{}/approve", super::audit::urlencode(id)),
             Some(body),
             |v| {
                 let state = s(v, "state");
                 match v.get("grant").and_then(Value::as_str) {
-                    Some(g) => println!("{id}: {state}, grant {g}"),
-                    None => println!("{id}: {state}"),
+                    Some(g) => print_line(&format!("{id}: {state}, grant {g}")),
+                    None => print_line(&format!("{id}: {state}")),
                 }
             },
         )
@@ -195,11 +214,9 @@ impl ApiClient {
         let body = json!({ "reason": reason });
         self.run(
             reqwest::Method::POST,
-            &format!("/v1/requests/{id}/deny"),
+            &format!("/v1/requests/{}/deny", super::audit::urlencode(id)),
             Some(body),
-            |v| {
-                println!("{id}: {}", s(v, "state"));
-            },
+            |v| print_line(&format!("{id}: {}", s(v, "state"))),
         )
     }
 
@@ -243,16 +260,14 @@ impl ApiClient {
     pub fn revoke(&self, id: &str) -> ExitCode {
         self.run(
             reqwest::Method::DELETE,
-            &format!("/v1/grants/{id}"),
+            &format!("/v1/grants/{}", super::audit::urlencode(id)),
             None,
-            |_| {
-                println!("{id}: revoked");
-            },
+            |_| print_line(&format!("{id}: revoked")),
         )
     }
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(super) fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(x)) => x.clone(),
         Some(Value::Null) | None => String::new(),
@@ -260,7 +275,7 @@ fn s(v: &Value, k: &str) -> String {
     }
 }
 
-fn list(v: &Value, k: &str) -> String {
+pub(super) fn list(v: &Value, k: &str) -> String {
     v.get(k)
         .and_then(Value::as_array)
         .map(|a| {
@@ -284,19 +299,20 @@ fn remaining(at: Option<u64>) -> String {
     }
 }
 
-fn request_row(r: &Value) -> Vec<String> {
-    let age = r
-        .get("created_at")
+fn age(r: &Value) -> String {
+    r.get("created_at")
         .and_then(Value::as_u64)
         .map(|t| format!("{}s", now().saturating_sub(t)))
-        .unwrap_or_default();
-    let mut stmt: String = s(r, "statement")
+        .unwrap_or_default()
+}
+
+fn request_row(r: &Value) -> Vec<String> {
+    // Runs of ordinary whitespace (a multi-line statement) read better as one space here;
+    // `requests show` prints the statement exactly, escaped.
+    let stmt: String = s(r, "statement")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    if stmt.chars().count() > 60 {
-        stmt = stmt.chars().take(57).collect::<String>() + "...";
-    }
     vec![
         s(r, "id"),
         s(r, "state"),
@@ -304,15 +320,42 @@ fn request_row(r: &Value) -> Vec<String> {
         s(r, "target"),
         s(r, "class"),
         s(r, "rule"),
-        age,
+        age(r),
         stmt,
     ]
 }
 
-/// Print left-aligned columns.
+/// `text` as a table cell: escaped to one line ([`escape::terminal`]), at most [`MAX_CELL`]
+/// characters.
+fn cell(text: &str) -> String {
+    let text = escape::terminal(text);
+    if text.chars().count() <= MAX_CELL {
+        return text.into_owned();
+    }
+    text.chars().take(MAX_CELL - 3).collect::<String>() + "..."
+}
+
+/// One line of output, escaped: what the API returns may hold anything a user typed.
+fn print_line(line: &str) {
+    println!("{}", escape::terminal(line));
+}
+
+/// The API's JSON, pretty and escaped for the terminal ([`escape::json`]): the same value.
+pub fn print_json(v: &Value) {
+    println!(
+        "{}",
+        escape::json(&serde_json::to_string_pretty(v).unwrap_or_default())
+    );
+}
+
+/// Print left-aligned columns; every cell is escaped and cut ([`cell`]).
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (i, c) in r.iter().enumerate() {
             if let Some(w) = widths.get_mut(i) {
                 *w = (*w).max(c.chars().count());
@@ -331,10 +374,34 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         println!("{}", out.trim_end());
     };
     line(header.to_vec());
-    for r in rows {
+    for r in &rows {
         line(r.iter().map(String::as_str).collect());
     }
     if rows.is_empty() {
         println!("(none)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "UPDATE t SET v = 1\n+  0.000s  approved by bob\r\x1b[2J\u{9b}\u{202e}";
+
+    /// Nothing but the line ends a terminal would interpret.
+    fn no_raw_control(text: &str) -> bool {
+        text.chars()
+            .all(|c| c == '\n' || escape::terminal(&c.to_string()) == c.to_string())
+    }
+
+    #[test]
+    fn cells_are_one_escaped_line_of_bounded_length() {
+        let c = cell(HOSTILE);
+        assert!(no_raw_control(&c) && !c.contains('\n'), "{c:?}");
+        assert!(c.starts_with("UPDATE t SET v = 1\\n+"), "{c:?}");
+        let long = cell(&"x".repeat(500));
+        assert_eq!(long.chars().count(), MAX_CELL);
+        assert!(long.ends_with("..."));
+        assert_eq!(cell("alice"), "alice");
     }
 }

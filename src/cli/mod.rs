@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod client;
 pub mod replay;
+mod show;
 
 use std::io::{BufRead, Read, Write};
 use std::net::IpAddr;

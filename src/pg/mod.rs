@@ -218,7 +218,7 @@ impl PgServer {
                 return None;
             }
         };
-        info!(application_name = %auth.application_name, "session started");
+        info!(application_name = %crate::escape::terminal(&auth.application_name), "session started");
         let _ = start_on_disk.await;
         let key = self.registry.register(&target.address, up.pid, up.secret);
         let mut hello = BytesMut::with_capacity(512);

@@ -21,6 +21,7 @@ use super::tracker::{Name, Stmt};
 use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
+use crate::pg::impact::Parameters;
 use crate::pg::msg::{self, Fields};
 use crate::policy::sql::SqlAnalysis;
 use crate::policy::{Class, Classification};
@@ -169,7 +170,7 @@ impl Relay {
         frame: BytesMut,
         kind: HeldKind,
         verdict: Verdict,
-        preview: impl FnOnce() -> Option<(Class, Arc<str>)>,
+        preview: impl FnOnce() -> Option<(Class, Arc<str>, Parameters)>,
         deferrable: bool,
     ) {
         // Until the next ReadyForQuery, the transaction may have ended.
@@ -226,7 +227,8 @@ impl Relay {
             },
         );
         // Only a hold needs its own copy of the text.
-        let preview = matches!(verdict, Verdict::Hold(_)).then(|| (class, Arc::from(statement)));
+        let preview = matches!(verdict, Verdict::Hold(_))
+            .then(|| (class, Arc::from(statement), Parameters::default()));
         self.observe(started);
         self.decide(
             frame,
@@ -244,7 +246,7 @@ impl Relay {
 
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let (name, name_text, rest) = name_field(&frame[5..])?;
-        let (text, utf8, _) = text_field(rest)?;
+        let (text, utf8, after_text) = text_field(rest)?;
         let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
         // An EXECUTE in it is resolved when it runs.
         let class = own_class(&analysis, utf8);
@@ -260,6 +262,7 @@ impl Relay {
             text,
             analysis,
             class,
+            parameters: Parameters::declared(after_text),
         });
         self.tracker.parse(name, stmt);
         self.to_server.extend_from_slice(&frame);
@@ -268,12 +271,12 @@ impl Relay {
 
     fn on_bind(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let (portal, portal_text, rest) = name_field(&frame[5..])?;
-        let (stmt, stmt_text, _) = name_field(rest)?;
+        let (stmt, stmt_text, after_names) = name_field(rest)?;
         if self.tracker.stmt_pending(&stmt) {
             self.parked = Some((b'B', frame));
             return Ok(());
         }
-        self.tracker.bind(portal, &stmt);
+        self.tracker.bind(portal, &stmt, after_names);
         let (portal, statement_name) = (portal_text, stmt_text);
         self.to_server.extend_from_slice(&frame);
         let ev = EventKind::Bind {
@@ -352,7 +355,18 @@ impl Relay {
             },
         );
         self.observe(started);
-        let preview = || stmt.is_some().then(|| (class, statement.clone()));
+        // The Bind's values belong to the portal's own text, not to a prepared text shown
+        // in place of an EXECUTE.
+        let preview = || {
+            stmt.as_ref().map(|s| {
+                let parameters = if Arc::ptr_eq(&s.text, &statement) {
+                    s.parameters.clone()
+                } else {
+                    Parameters::default()
+                };
+                (class, statement.clone(), parameters)
+            })
+        };
         let runs = stmt
             .as_ref()
             .map(|s| effects(&s.analysis, &s.text, s.class != Class::Unknown));
@@ -418,15 +432,17 @@ impl Relay {
         hold: Hold,
         frame: BytesMut,
         kind: HeldKind,
-        preview: Option<(Class, Arc<str>)>,
+        preview: Option<(Class, Arc<str>, Parameters)>,
     ) {
-        if let Some((Class::Write, statement)) = preview {
+        if let Some((Class::Write, statement, parameters)) = preview {
             let approvals = self.app.approvals.clone();
             let target = self.ctx.target.clone();
             let tls = self.upstream.tls.clone();
             let id = hold.request.clone();
             tokio::spawn(async move {
-                let impact = crate::pg::impact::preview(&target, tls.as_ref(), &statement).await;
+                let impact =
+                    crate::pg::impact::preview(&target, tls.as_ref(), &statement, &parameters)
+                        .await;
                 approvals.set_impact(&id, impact);
             });
         }

@@ -124,6 +124,7 @@ pub(super) fn effects(analysis: &SqlAnalysis, text: &Arc<str>, trusted: bool) ->
                         text: text.clone(),
                         analysis: Arc::new(prepared),
                         class: *class,
+                        parameters: Default::default(),
                     }),
                 ))
             }

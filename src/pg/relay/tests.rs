@@ -21,6 +21,7 @@ fn stmt(name: &str, class: Class) -> Arc<Stmt> {
             effects: Vec::new(),
         }),
         class,
+        parameters: Default::default(),
     })
 }
 
@@ -83,7 +84,7 @@ pub(super) fn run(name: &str, steps: &[Step]) {
         let what = format!("{name}, step {i} ({step:?})");
         match *step {
             Parse(n, c) => t.parse(wire(n), stmt(n, c)),
-            Bind(p, s) => t.bind(wire(p), &wire(s)),
+            Bind(p, s) => t.bind(wire(p), &wire(s), &[0, 0, 0, 0, 0, 0]),
             Close(k, n) => t.close(k, wire(n)),
             Execute(n) => t.execute(at(n), Vec::new()),
             ExecutePrepare(n, name, c) => {

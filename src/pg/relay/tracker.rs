@@ -46,6 +46,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use super::name::Name;
+use crate::pg::impact::Parameters;
 use crate::policy::Class;
 use crate::policy::sql::SqlAnalysis;
 
@@ -58,6 +59,26 @@ pub struct Stmt {
     /// Its class by itself: `unknown` for text that was not UTF-8; an `EXECUTE name` in it
     /// is resolved when it runs, not here.
     pub class: Class,
+    /// The parameter types its Parse declared and, for a portal of a write, the values its
+    /// Bind gave: what the impact preview plans it with.
+    pub parameters: Parameters,
+}
+
+impl Stmt {
+    /// What a portal bound to `stmt` runs. Only a write keeps the Bind's values (`after_names`:
+    /// the Bind after its portal and statement names), for the impact preview; any other
+    /// portal shares its statement.
+    fn bound(stmt: Arc<Stmt>, after_names: &[u8]) -> Arc<Stmt> {
+        if stmt.class != Class::Write {
+            return stmt;
+        }
+        Arc::new(Stmt {
+            text: stmt.text.clone(),
+            analysis: stmt.analysis.clone(),
+            class: stmt.class,
+            parameters: stmt.parameters.bind(after_names),
+        })
+    }
 }
 
 /// What running a statement does to the prepared-statement names, in text order.
@@ -242,8 +263,9 @@ impl Tracker {
         self.awaiting.push_back(Awaiting::Parse(name, stmt));
     }
 
-    pub fn bind(&mut self, portal: Name, stmt: &Name) {
-        let s = self.stmt(stmt);
+    /// A Bind of `portal` to `stmt`; `after_names`: the Bind after the two names.
+    pub fn bind(&mut self, portal: Name, stmt: &Name, after_names: &[u8]) {
+        let s = self.stmt(stmt).map(|s| Stmt::bound(s, after_names));
         self.awaiting.push_back(Awaiting::Bind(portal, s));
     }
 
