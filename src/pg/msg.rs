@@ -122,12 +122,14 @@ pub fn backend_key_data(out: &mut BytesMut, pid: i32, secret: i32) {
     encode(&BackendKeyData::new(pid, SecretKey::I32(secret)), out);
 }
 
-/// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options.
+/// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options. The version field is
+/// the whole version code (major << 16 | minor), as PostgreSQL sends it and libpq reads it.
+/// Callers bound `unsupported` (it comes from a startup packet of at most 10,000 bytes).
 pub fn negotiate_protocol_version(out: &mut BytesMut, unsupported: &[String]) {
     let len = 4 + 4 + 4 + unsupported.iter().map(|s| s.len() + 1).sum::<usize>();
     out.put_u8(b'v');
     out.put_i32(len as i32);
-    out.put_i32(0);
+    out.put_i32(PROTOCOL_3_0);
     out.put_i32(unsupported.len() as i32);
     for s in unsupported {
         out.put_slice(s.as_bytes());
