@@ -137,6 +137,16 @@ pub fn negotiate_protocol_version(out: &mut BytesMut, unsupported: &[String]) {
     }
 }
 
+/// A FATAL error as PostgreSQL sends it to a client that asked for a protocol older than 3.0
+/// (it refuses those, in their format): `E`, then `FATAL:  <text>` and a newline as a C string,
+/// with no length word.
+pub fn error_before_3_0(out: &mut BytesMut, text: &str) {
+    out.put_u8(b'E');
+    out.put_slice(b"FATAL:  ");
+    out.put_slice(text.replace('\0', "").as_bytes());
+    out.put_slice(b"\n\0");
+}
+
 /// A frontend message with a one-byte tag: tag, length (without the tag), body.
 pub fn frame(out: &mut BytesMut, tag: u8, body: &[u8]) {
     out.put_u8(tag);

@@ -167,6 +167,17 @@ async fn startup(
     }
     let major = code >> 16;
     let minor = code & 0xffff;
+    if major < 3 && code != 0 {
+        // PostgreSQL answers 1.x and 2.x in their own format: the text alone, no length (0.0
+        // it takes for "not known yet", and answers in 3.0's).
+        let text =
+            format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0");
+        let mut out = BytesMut::new();
+        msg::error_before_3_0(&mut out, &text);
+        let _ = send(&mut stream, &out).await;
+        let _ = stream.shutdown().await;
+        return Err(StartupError::Refused(text));
+    }
     if major != 3 {
         return Err(refuse(
             &mut stream,

@@ -14,7 +14,12 @@ pub const CANCEL_REQUEST: u32 = 80_877_102;
 
 /// A StartupMessage with `params` (user, database, application_name…).
 pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
+    startup_packet_version(PROTOCOL_3_0, params)
+}
+
+/// A StartupMessage asking for protocol `version` (major << 16 | minor).
+pub fn startup_packet_version(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = version.to_be_bytes().to_vec();
     for (k, v) in params {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
@@ -214,6 +219,8 @@ pub struct RawSession {
     pub backend_pid: u32,
     pub secret_key: u32,
     pub parameters: Vec<(String, String)>,
+    /// The body of the NegotiateProtocolVersion the server sent before authenticating, if any.
+    pub negotiated: Option<Vec<u8>>,
 }
 
 /// Why a raw login failed: the stage it got to, and the ErrorResponse.
@@ -233,15 +240,34 @@ impl RawSession {
         password: &str,
         extra: &[(&str, &str)],
     ) -> Result<RawSession, LoginRefused> {
+        Self::login_version(addr, PROTOCOL_3_0, user, database, password, extra)
+    }
+
+    /// Like [`RawSession::login`], asking for protocol `version`; a NegotiateProtocolVersion
+    /// before authentication is kept in `negotiated`.
+    pub fn login_version(
+        addr: SocketAddr,
+        version: u32,
+        user: &str,
+        database: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<RawSession, LoginRefused> {
         let mut s = connect(addr);
         let mut params = vec![("user", user), ("database", database)];
         params.extend_from_slice(extra);
-        s.write_all(&startup_packet(&params)).expect("send startup");
+        s.write_all(&startup_packet_version(version, &params))
+            .expect("send startup");
         let refused = |stage, body: &[u8]| LoginRefused {
             stage,
             fields: Fields::parse(body),
         };
-        let (tag, body) = expect_message(&mut s, "startup");
+        let (mut tag, mut body) = expect_message(&mut s, "startup");
+        let mut negotiated = None;
+        if tag == b'v' {
+            negotiated = Some(body);
+            (tag, body) = expect_message(&mut s, "startup");
+        }
         let auth = match (tag, auth_code(&body)) {
             (b'E', _) => return Err(refused("startup", &body)),
             (b'R', Some(0)) => "trust",
@@ -275,6 +301,7 @@ impl RawSession {
             backend_pid: 0,
             secret_key: 0,
             parameters: Vec::new(),
+            negotiated,
         };
         loop {
             let (tag, body) = expect_message(&mut session.stream, "after-auth");
