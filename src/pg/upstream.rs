@@ -474,33 +474,29 @@ mod tests {
     use super::*;
     use crate::scram::{MECHANISM, MECHANISM_PLUS};
 
-    /// The gs2 header each choice puts in front of the client-first-message.
-    fn header(offered: &[&str], link: &Link) -> Result<(&'static str, String), String> {
-        let (mechanism, binding) = choose_mechanism(offered, link).map_err(|e| e.to_string())?;
-        let first = ScramSha256::new(b"pw", binding).message().to_vec();
-        let first = String::from_utf8(first).expect("ASCII");
-        let end = first.find(",n=").expect("gs2 header");
-        Ok((mechanism, first[..end + 1].to_string()))
+    /// The mechanism chosen and the gs2 header it puts in front of the client-first-message.
+    fn header(offered: &[&str], link: &Link) -> Option<(&'static str, String)> {
+        let (mechanism, binding) = choose_mechanism(offered, link).ok()?;
+        let first = String::from_utf8(ScramSha256::new(b"pw", binding).message().to_vec()).ok()?;
+        Some((mechanism, first[..first.find(",n=")? + 1].to_string()))
     }
 
     #[test]
     fn binds_over_tls_when_offered_and_says_y_when_not() {
-        let tls = Link::Tls(Some(vec![1; 32]));
-        let both = [MECHANISM_PLUS, MECHANISM];
-        assert_eq!(
-            header(&both, &tls),
-            Ok((MECHANISM_PLUS, "p=tls-server-end-point,,".into()))
-        );
-        assert_eq!(
-            header(&[MECHANISM_PLUS], &tls),
-            Ok((MECHANISM_PLUS, "p=tls-server-end-point,,".into()))
-        );
-        assert_eq!(header(&[MECHANISM], &tls), Ok((MECHANISM, "y,,".into())));
-        assert_eq!(header(&both, &Link::Plain), Ok((MECHANISM, "n,,".into())));
+        let (tls, both) = (Link::Tls(Some(vec![1; 32])), [MECHANISM_PLUS, MECHANISM]);
+        let bound = Some((MECHANISM_PLUS, "p=tls-server-end-point,,".to_string()));
+        assert_eq!(header(&both, &tls), bound);
+        assert_eq!(header(&[MECHANISM_PLUS], &tls), bound);
+        assert_eq!(header(&[MECHANISM], &tls), Some((MECHANISM, "y,,".into())));
+        assert_eq!(header(&both, &Link::Plain), Some((MECHANISM, "n,,".into())));
         // Fail closed: PLUS offered but no hash to bind with; PLUS alone without TLS.
-        assert!(header(&both, &Link::Tls(None)).is_err());
-        assert!(header(&[MECHANISM_PLUS], &Link::Plain).is_err());
-        assert!(header(&["SCRAM-SHA-1"], &tls).is_err());
-        assert!(header(&[], &Link::Plain).is_err());
+        for (offered, link) in [
+            (&both[..], Link::Tls(None)),
+            (&[MECHANISM_PLUS], Link::Plain),
+            (&["SCRAM-SHA-1"], tls),
+            (&[], Link::Plain),
+        ] {
+            assert_eq!(header(offered, &link), None, "{offered:?}");
+        }
     }
 }
