@@ -90,6 +90,26 @@ pub fn read_message(r: &mut impl Read) -> std::io::Result<Option<(u8, Vec<u8>)>>
     Ok(Some((tag[0], body)))
 }
 
+/// One message from an async stream within `timeout` (panics when it passes); `None` at a
+/// clean end of stream or a reset.
+pub async fn read_message_async<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    timeout: Duration,
+) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let tag = s.read_u8().await.ok()?;
+        let len = s.read_u32().await.ok()? as usize;
+        assert!((4..=1 << 30).contains(&len), "bad length {len}");
+        let mut body = vec![0; len - 4];
+        s.read_exact(&mut body).await.ok()?;
+        Some((tag, body))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| panic!("no message within {timeout:?}"))
+}
+
 /// Reads messages until one with tag `until` (returned last); panics on EOF or timeout.
 pub fn read_until(r: &mut impl Read, until: u8) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
