@@ -3,7 +3,15 @@
 //! The proxy stores only verifiers (`SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`, the
 //! format of `pg_authid.rolpassword`), never passwords. An unknown user runs the same exchange
 //! against a mock verifier derived from a per-process secret, so a wrong password and an unknown
-//! user are indistinguishable on the wire. Channel binding (`-PLUS`) is not offered.
+//! user are indistinguishable on the wire.
+//!
+//! Channel binding (`SCRAM-SHA-256-PLUS`, `tls-server-end-point`) follows RFC 5802's gs2 rules
+//! as PostgreSQL applies them: PLUS is offered, first, exactly when the connection has binding
+//! data ([`ChannelBinding::TlsServerEndPoint`], i.e. the client came over TLS); `p=` is accepted
+//! only with PLUS and PLUS only with `p=tls-server-end-point`; `y` ("I could bind, I think you
+//! cannot") while PLUS was offered is a downgrade and fails; `n` with plain SCRAM is fine; the
+//! client-final `c=` must be exactly base64(gs2 header + binding data). Every failure is an
+//! `Err` the caller reports as a wrong password, so nothing tells a client which check failed.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,6 +22,28 @@ use subtle::ConstantTimeEq;
 type HmacSha256 = Hmac<Sha256>;
 
 pub const MECHANISM: &str = "SCRAM-SHA-256";
+pub const MECHANISM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+/// The one channel-binding type PostgreSQL (and so jitgate) supports.
+pub const BINDING_TYPE: &str = "tls-server-end-point";
+
+/// What the server can bind an exchange on this connection to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelBinding {
+    /// Not over TLS (or a certificate whose signature algorithm defines no binding).
+    Unavailable,
+    /// Over TLS: the `tls-server-end-point` data of the certificate the handshake served.
+    TlsServerEndPoint(Vec<u8>),
+}
+
+impl ChannelBinding {
+    /// The mechanisms to offer, in PostgreSQL's order (PLUS first).
+    pub fn mechanisms(&self) -> &'static [&'static str] {
+        match self {
+            ChannelBinding::Unavailable => &[MECHANISM],
+            ChannelBinding::TlsServerEndPoint(_) => &[MECHANISM_PLUS, MECHANISM],
+        }
+    }
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Verifier {
@@ -35,8 +65,12 @@ pub enum ScramError {
     BadVerifier,
     #[error("malformed SCRAM message")]
     Malformed,
-    #[error("channel binding is not supported")]
+    #[error("unknown SASL mechanism")]
+    Mechanism,
+    #[error("channel binding does not match the mechanism and the connection")]
     ChannelBinding,
+    #[error("the client can bind to the channel but believes the server cannot (downgrade)")]
+    Downgrade,
     #[error("nonce mismatch")]
     Nonce,
     #[error("wrong password")]
@@ -98,33 +132,52 @@ pub fn hash_password(password: &str) -> String {
 /// The server's state between the first and the final client message.
 pub struct Exchange {
     verifier: Verifier,
-    gs2_header: String,
+    /// What the client-final `c=` must be: base64(gs2 header + binding data).
+    channel_binding: String,
     client_first_bare: String,
     server_first: String,
     nonce: String,
 }
 
 impl Exchange {
-    /// Handle client-first-message; returns the state and server-first-message.
+    /// Handle client-first-message for `mechanism` on a connection that can bind to
+    /// `binding`; returns the state and server-first-message.
     pub fn start(
         verifier: Verifier,
+        mechanism: &str,
         client_first: &[u8],
+        binding: &ChannelBinding,
     ) -> Result<(Exchange, String), ScramError> {
+        let plus = match mechanism {
+            MECHANISM => false,
+            MECHANISM_PLUS => true,
+            _ => return Err(ScramError::Mechanism),
+        };
+        let binding_data = match binding {
+            ChannelBinding::TlsServerEndPoint(data) => Some(data.as_slice()),
+            ChannelBinding::Unavailable => None,
+        };
         let msg = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed)?;
         // gs2-header: cbind-flag "," [authzid] ","
         let mut parts = msg.splitn(3, ',');
         let cbind = parts.next().ok_or(ScramError::Malformed)?;
         let authzid = parts.next().ok_or(ScramError::Malformed)?;
         let bare = parts.next().ok_or(ScramError::Malformed)?;
-        match cbind {
-            // "y": the client supports binding but thinks we don't — true, we never offer -PLUS.
-            "n" | "y" => {}
-            c if c.starts_with("p=") => return Err(ScramError::ChannelBinding),
+        let bound = match (cbind, plus, binding_data) {
+            ("n", false, _) => None,
+            ("y", false, None) => None,
+            ("y", false, Some(_)) => return Err(ScramError::Downgrade),
+            (c, true, Some(data)) if c.strip_prefix("p=") == Some(BINDING_TYPE) => Some(data),
+            ("n" | "y", true, _) => return Err(ScramError::ChannelBinding),
+            (c, _, _) if c.starts_with("p=") => return Err(ScramError::ChannelBinding),
             _ => return Err(ScramError::Malformed),
-        }
+        };
         if !authzid.is_empty() {
             return Err(ScramError::Malformed);
         }
+        let gs2_header = format!("{cbind},{authzid},");
+        let mut channel_binding = gs2_header.into_bytes();
+        channel_binding.extend_from_slice(bound.unwrap_or_default());
         let mut client_nonce = None;
         for attr in bare.split(',') {
             match attr.split_once('=') {
@@ -152,7 +205,7 @@ impl Exchange {
         Ok((
             Exchange {
                 verifier,
-                gs2_header: format!("{cbind},{authzid},"),
+                channel_binding: B64.encode(channel_binding),
                 client_first_bare: bare.to_string(),
                 server_first: server_first.clone(),
                 nonce,
@@ -174,10 +227,8 @@ impl Exchange {
                 _ => {}
             }
         }
-        let cbind = B64
-            .decode(cbind.ok_or(ScramError::Malformed)?)
-            .map_err(|_| ScramError::Malformed)?;
-        if cbind != self.gs2_header.as_bytes() {
+        // Compared as text, as PostgreSQL does: one encoding is right.
+        if cbind.ok_or(ScramError::Malformed)? != self.channel_binding {
             return Err(ScramError::ChannelBinding);
         }
         if nonce != Some(self.nonce.as_str()) {
@@ -208,11 +259,24 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    use postgres_protocol::authentication::sasl::{self, ScramSha256};
 
-    fn run(verifier: &Verifier, password: &str) -> Result<(), ScramError> {
-        let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-        let (ex, server_first) = Exchange::start(verifier.clone(), client.message())?;
+    const CERT_HASH: &[u8] = &[7; 32];
+
+    fn run_with(
+        verifier: &Verifier,
+        password: &str,
+        mechanism: &str,
+        client_binding: sasl::ChannelBinding,
+        server_binding: &ChannelBinding,
+    ) -> Result<(), ScramError> {
+        let mut client = ScramSha256::new(password.as_bytes(), client_binding);
+        let (ex, server_first) = Exchange::start(
+            verifier.clone(),
+            mechanism,
+            client.message(),
+            server_binding,
+        )?;
         client
             .update(server_first.as_bytes())
             .map_err(|_| ScramError::Malformed)?;
@@ -222,11 +286,120 @@ mod tests {
             .map_err(|_| ScramError::Malformed)
     }
 
+    fn run(verifier: &Verifier, password: &str) -> Result<(), ScramError> {
+        run_with(
+            verifier,
+            password,
+            MECHANISM,
+            sasl::ChannelBinding::unsupported(),
+            &ChannelBinding::Unavailable,
+        )
+    }
+
     #[test]
     fn round_trip_with_the_rust_postgres_client() {
         let v = Verifier::parse(&hash_password("correct horse")).unwrap();
         assert_eq!(run(&v, "correct horse"), Ok(()));
         assert_eq!(run(&v, "wrong"), Err(ScramError::WrongPassword));
+    }
+
+    #[test]
+    fn channel_binding_follows_the_gs2_rules() {
+        let v = Verifier::parse(&hash_password("pw")).unwrap();
+        let tls = ChannelBinding::TlsServerEndPoint(CERT_HASH.to_vec());
+        let plain = ChannelBinding::Unavailable;
+        let bind = |hash: &[u8]| sasl::ChannelBinding::tls_server_end_point(hash.to_vec());
+        let cases = [
+            // PLUS with the certificate's hash: bound.
+            (MECHANISM_PLUS, bind(CERT_HASH), &tls, Ok(())),
+            // The hash of another certificate (a machine in the middle): refused.
+            (
+                MECHANISM_PLUS,
+                bind(&[8; 32]),
+                &tls,
+                Err(ScramError::ChannelBinding),
+            ),
+            // Plain SCRAM over TLS with "n" is the client's choice; with "y" a downgrade.
+            (MECHANISM, sasl::ChannelBinding::unsupported(), &tls, Ok(())),
+            (
+                MECHANISM,
+                sasl::ChannelBinding::unrequested(),
+                &tls,
+                Err(ScramError::Downgrade),
+            ),
+            // Without TLS, "y" is right (nothing was offered) and PLUS is impossible.
+            (
+                MECHANISM,
+                sasl::ChannelBinding::unrequested(),
+                &plain,
+                Ok(()),
+            ),
+            (
+                MECHANISM_PLUS,
+                bind(CERT_HASH),
+                &plain,
+                Err(ScramError::ChannelBinding),
+            ),
+            // "p=" needs PLUS, and PLUS needs "p=".
+            (
+                MECHANISM,
+                bind(CERT_HASH),
+                &tls,
+                Err(ScramError::ChannelBinding),
+            ),
+            (
+                MECHANISM_PLUS,
+                sasl::ChannelBinding::unsupported(),
+                &tls,
+                Err(ScramError::ChannelBinding),
+            ),
+            (
+                MECHANISM_PLUS,
+                sasl::ChannelBinding::unrequested(),
+                &tls,
+                Err(ScramError::ChannelBinding),
+            ),
+            (
+                "SCRAM-SHA-1",
+                sasl::ChannelBinding::unsupported(),
+                &tls,
+                Err(ScramError::Mechanism),
+            ),
+        ];
+        for (i, (mechanism, client, server, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                run_with(&v, "pw", mechanism, client, server),
+                expected,
+                "case {i}"
+            );
+        }
+        assert_eq!(tls.mechanisms(), &[MECHANISM_PLUS, MECHANISM]);
+        assert_eq!(plain.mechanisms(), &[MECHANISM]);
+    }
+
+    #[test]
+    fn client_final_must_repeat_the_exact_binding() {
+        let v = Verifier::parse(&hash_password("pw")).unwrap();
+        let tls = ChannelBinding::TlsServerEndPoint(CERT_HASH.to_vec());
+        let first = b"p=tls-server-end-point,,n=,r=abc";
+        let (ex, _) = Exchange::start(v.clone(), MECHANISM_PLUS, first, &tls).unwrap();
+        // "c=" of the gs2 header alone (no binding data), as a client that drops it would send.
+        let header_only = B64.encode("p=tls-server-end-point,,");
+        let final_msg = format!("c={header_only},r=abc,p=AAAA");
+        assert_eq!(
+            ex.finish(final_msg.as_bytes()),
+            Err(ScramError::ChannelBinding)
+        );
+        for unknown in [&b"p=tls-unique,,n=,r=abc"[..], b"p=,,n=,r=abc"] {
+            assert!(Exchange::start(v.clone(), MECHANISM_PLUS, unknown, &tls).is_err());
+        }
+        // "y" then "c=biws" ("n,,") in the final message: the flag must not change.
+        let (ex, _) =
+            Exchange::start(v, MECHANISM, b"y,,n=,r=abc", &ChannelBinding::Unavailable).unwrap();
+        assert_eq!(
+            ex.finish(b"c=biws,r=abc,p=AAAA"),
+            Err(ScramError::ChannelBinding)
+        );
     }
 
     #[test]
@@ -239,16 +412,22 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         let v = Verifier::parse(&hash_password("x")).unwrap();
+        let none = ChannelBinding::Unavailable;
         for bad in [
             &b""[..],
             b"n,,",
             b"\xff\xfe",
             b"p=tls-server-end-point,,n=,r=abc",
             b"n,,n=,",
+            b"x,,n=,r=abc",
+            b"n,a=bob,n=,r=abc",
         ] {
-            assert!(Exchange::start(v.clone(), bad).is_err(), "{bad:?}");
+            assert!(
+                Exchange::start(v.clone(), MECHANISM, bad, &none).is_err(),
+                "{bad:?}"
+            );
         }
-        let (ex, _) = Exchange::start(v, b"n,,n=,r=abc").unwrap();
+        let (ex, _) = Exchange::start(v, MECHANISM, b"n,,n=,r=abc", &none).unwrap();
         assert!(ex.finish(b"c=biws,r=abc,p=AAAA").is_err());
         assert!(Verifier::parse("md5abc").is_err());
         assert!(Verifier::parse("SCRAM-SHA-256$0:AAAA$AAAA:AAAA").is_err());

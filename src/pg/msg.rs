@@ -122,17 +122,29 @@ pub fn backend_key_data(out: &mut BytesMut, pid: i32, secret: i32) {
     encode(&BackendKeyData::new(pid, SecretKey::I32(secret)), out);
 }
 
-/// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options.
+/// NegotiateProtocolVersion: we speak 3.0 and none of the `_pq_` options. The version field is
+/// the whole version code (major << 16 | minor), as PostgreSQL sends it and libpq reads it.
+/// Callers bound `unsupported` (it comes from a startup packet of at most 10,000 bytes).
 pub fn negotiate_protocol_version(out: &mut BytesMut, unsupported: &[String]) {
     let len = 4 + 4 + 4 + unsupported.iter().map(|s| s.len() + 1).sum::<usize>();
     out.put_u8(b'v');
     out.put_i32(len as i32);
-    out.put_i32(0);
+    out.put_i32(PROTOCOL_3_0);
     out.put_i32(unsupported.len() as i32);
     for s in unsupported {
         out.put_slice(s.as_bytes());
         out.put_u8(0);
     }
+}
+
+/// A FATAL error as PostgreSQL sends it to a client that asked for a protocol older than 3.0
+/// (it refuses those, in their format): `E`, then `FATAL:  <text>` and a newline as a C string,
+/// with no length word.
+pub fn error_before_3_0(out: &mut BytesMut, text: &str) {
+    out.put_u8(b'E');
+    out.put_slice(b"FATAL:  ");
+    out.put_slice(text.replace('\0', "").as_bytes());
+    out.put_slice(b"\n\0");
 }
 
 /// A frontend message with a one-byte tag: tag, length (without the tag), body.

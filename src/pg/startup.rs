@@ -1,11 +1,19 @@
-//! The client's side of connection start-up: SSL/GSS negotiation, the startup packet, and
-//! SCRAM-SHA-256 authentication against the user's verifier.
+//! The client's side of connection start-up: SSL/GSS negotiation, the startup packet, protocol
+//! version negotiation, and SCRAM-SHA-256(-PLUS) authentication against the user's verifier.
 //!
 //! Invariants: nothing is read past a packet's declared length before TLS starts (so bytes a
 //! client pipelines after SSLRequest cannot be injected into the TLS session); every length is
 //! bounded before any allocation; a wrong password and an unknown user produce byte-identical
 //! failures; only the start-up parameters `startup_params.rs` allows are forwarded (anything
 //! else is FATAL 42501 naming it, before authentication).
+//!
+//! Protocol versions as PostgreSQL 15–18 handle them: major 3 only (anything else is FATAL
+//! 0A000); a minor above 0 or any `_pq_.` option gets NegotiateProtocolVersion (3.0 and the
+//! options not recognised, which is all of them) and the session goes on at 3.0; `_pq_.`
+//! options are never forwarded upstream, where jitgate always speaks 3.0.
+//! Channel binding: over TLS, SCRAM-SHA-256-PLUS is offered with the `tls-server-end-point`
+//! data of the certificate this connection's handshake served ([`crate::tls`]), so a reload
+//! that renews the certificate never changes what an exchange in progress binds to.
 
 use std::sync::Arc;
 
@@ -17,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, MaybeTls};
 use crate::config::{Config, Target, TargetKind, User};
-use crate::scram::{self, Exchange, Verifier};
+use crate::scram::{ChannelBinding, Exchange, Verifier};
 
 /// PostgreSQL's own cap on a startup packet (MAX_STARTUP_PACKET_LENGTH).
 const MAX_STARTUP_PACKET: usize = 10_000;
@@ -102,10 +110,19 @@ pub async fn handshake(
             Some(msg::SSL_REQUEST_CODE) if packet.len() == 4 => match tls {
                 Some(acceptor) => {
                     tcp.write_all(b"S").await?;
-                    let tls_stream = acceptor.accept(tcp).await.map_err(StartupError::Tls)?;
+                    let (tls_stream, certificate) =
+                        crate::tls::accept_telling_certificate(acceptor, tcp)
+                            .await
+                            .map_err(StartupError::Tls)?;
+                    let binding = certificate
+                        .and_then(|c| crate::tls::server_end_point(&c))
+                        .map_or(
+                            ChannelBinding::Unavailable,
+                            ChannelBinding::TlsServerEndPoint,
+                        );
                     let mut stream = MaybeTls::Tls(Box::new(tls_stream));
                     let packet = read_packet(&mut stream).await?;
-                    return startup(stream, packet, &ctx).await;
+                    return startup(stream, packet, &ctx, binding).await;
                 }
                 None => {
                     tcp.write_all(b"N").await?;
@@ -120,7 +137,10 @@ pub async fn handshake(
                 tcp.write_all(b"N").await?;
                 packet = read_packet(&mut tcp).await?;
             }
-            _ => return startup(MaybeTls::Plain(tcp), packet, &ctx).await,
+            _ => {
+                let plain = MaybeTls::Plain(tcp);
+                return startup(plain, packet, &ctx, ChannelBinding::Unavailable).await;
+            }
         }
     }
 }
@@ -135,6 +155,7 @@ async fn startup(
     mut stream: ClientStream,
     packet: BytesMut,
     ctx: &Ctx<'_>,
+    binding: ChannelBinding,
 ) -> Result<Hello, StartupError> {
     let (config, process_secret) = (ctx.config, ctx.process_secret);
     let code = msg::i32_at(&packet, 0).ok_or(StartupError::Protocol("short"))?;
@@ -146,6 +167,17 @@ async fn startup(
     }
     let major = code >> 16;
     let minor = code & 0xffff;
+    if major < 3 && code != 0 {
+        // PostgreSQL answers 1.x and 2.x in their own format: the text alone, no length (0.0
+        // it takes for "not known yet", and answers in 3.0's).
+        let text =
+            format!("unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0");
+        let mut out = BytesMut::new();
+        msg::error_before_3_0(&mut out, &text);
+        let _ = send(&mut stream, &out).await;
+        let _ = stream.shutdown().await;
+        return Err(StartupError::Refused(text));
+    }
     if major != 3 {
         return Err(refuse(
             &mut stream,
@@ -196,6 +228,13 @@ async fn startup(
             }
         }
     }
+    // As PostgreSQL's ProcessStartupPacket: right after the parameters, before any check of
+    // them, so a client that asked for more learns what it got even when refused next.
+    if minor > 0 || !unsupported.is_empty() {
+        let mut out = BytesMut::new();
+        msg::negotiate_protocol_version(&mut out, &unsupported);
+        send(&mut stream, &out).await?;
+    }
     let forward = match super::startup_params::vet(&settings) {
         Ok(f) => f,
         Err(refused) => {
@@ -225,14 +264,14 @@ async fn startup(
         )
         .await);
     }
-    if minor > 0 || !unsupported.is_empty() {
-        let mut out = BytesMut::new();
-        msg::negotiate_protocol_version(&mut out, &unsupported);
-        send(&mut stream, &out).await?;
-    }
 
     let user = config.user(&user_name).cloned();
-    authenticate(&mut stream, &user_name, user.as_deref(), process_secret).await?;
+    let verifier = user
+        .as_ref()
+        .and_then(|u| u.password.clone())
+        .unwrap_or_else(|| Verifier::mock(&user_name, process_secret));
+    let known = user.is_some();
+    authenticate(&mut stream, &user_name, verifier, known, &binding).await?;
     let Some(user) = user else {
         // authenticate() cannot succeed against a mock verifier.
         return Err(StartupError::Refused("unknown user".into()));
@@ -272,15 +311,15 @@ async fn read_auth_message(stream: &mut ClientStream) -> Result<BytesMut, Startu
     Ok(body)
 }
 
+/// SCRAM against `verifier` (a mock one for an unknown user: `known` is false and the
+/// exchange fails exactly like a wrong password).
 async fn authenticate(
     stream: &mut ClientStream,
     user_name: &str,
-    user: Option<&User>,
-    process_secret: &[u8; 32],
+    verifier: Verifier,
+    known: bool,
+    binding: &ChannelBinding,
 ) -> Result<(), StartupError> {
-    let verifier = user
-        .and_then(|u| u.password.clone())
-        .unwrap_or_else(|| Verifier::mock(user_name, process_secret));
     let failed = || {
         Fields::new(
             "FATAL",
@@ -289,7 +328,7 @@ async fn authenticate(
         )
     };
     let mut out = BytesMut::new();
-    msg::auth_sasl(&mut out, &[scram::MECHANISM]);
+    msg::auth_sasl(&mut out, binding.mechanisms());
     send(stream, &out).await?;
 
     // SASLInitialResponse: mechanism, then an Int32-prefixed client-first-message.
@@ -301,12 +340,16 @@ async fn authenticate(
     let client_first = usize::try_from(data_len)
         .ok()
         .and_then(|n| rest.get(4..4 + n));
-    let started = match (mechanism, client_first) {
-        (scram::MECHANISM, Some(first)) => Exchange::start(verifier, first).ok(),
-        _ => None,
+    let started = match client_first {
+        Some(first) => Exchange::start(verifier, mechanism, first, binding),
+        None => Err(crate::scram::ScramError::Malformed),
     };
-    let Some((exchange, server_first)) = started else {
-        return Err(refuse(stream, failed()).await);
+    let (exchange, server_first) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::info!(user = %user_name, "SCRAM refused: {e}");
+            return Err(refuse(stream, failed()).await);
+        }
     };
     out.clear();
     msg::auth_sasl_continue(&mut out, server_first.as_bytes());
@@ -314,12 +357,16 @@ async fn authenticate(
 
     let client_final = read_auth_message(stream).await?;
     match exchange.finish(&client_final) {
-        Ok(server_final) if user.is_some() => {
+        Ok(server_final) if known => {
             out.clear();
             msg::auth_sasl_final(&mut out, server_final.as_bytes());
             send(stream, &out).await?;
             Ok(())
         }
-        _ => Err(refuse(stream, failed()).await),
+        Ok(_) => Err(refuse(stream, failed()).await),
+        Err(e) => {
+            tracing::info!(user = %user_name, "SCRAM refused: {e}");
+            Err(refuse(stream, failed()).await)
+        }
     }
 }

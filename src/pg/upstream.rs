@@ -9,6 +9,12 @@
 //! Authentication: SCRAM-SHA-256 (rust-postgres' client); MD5 and cleartext only for a
 //! target with `allow_weak_auth = true`, so by default a server (or a machine in the middle
 //! of a `tls = "prefer"` link) that asks for them never receives the password.
+//! Channel binding as libpq's default (`channel_binding=prefer`), failing closed: over TLS,
+//! when the server offers SCRAM-SHA-256-PLUS, the exchange binds to the `tls-server-end-point`
+//! hash of the certificate the target presented (a machine in the middle, with a certificate
+//! of its own, cannot relay the exchange); a certificate that defines no such hash then fails
+//! the connection. Over TLS without PLUS offered the client-first says `y` (a server that
+//! can bind sees the downgrade); without TLS, `n`, and PLUS alone is refused.
 
 use std::sync::Arc;
 
@@ -45,6 +51,13 @@ pub enum UpstreamError {
     NoPassword,
     #[error("unsupported authentication method {0}")]
     UnsupportedAuth(i32),
+    #[error("the target offers no SASL mechanism jitgate can use: {0}")]
+    UnsupportedSasl(String),
+    #[error(
+        "the target offers channel binding, but its certificate's signature algorithm defines \
+         no tls-server-end-point hash"
+    )]
+    NoBindingHash,
     #[error(
         "the target asked for the password {0}; refused so that the password never leaves in a \
          reusable form (use SCRAM-SHA-256 on the target, or set allow_weak_auth = true)"
@@ -230,7 +243,8 @@ pub async fn connect(
     out.put_slice(&body);
     write(&mut stream, &out).await?;
 
-    authenticate(&mut stream, target).await?;
+    let link = channel_binding(&stream);
+    authenticate(&mut stream, target, &link).await?;
 
     let mut up = Upstream {
         stream,
@@ -298,7 +312,51 @@ async fn show_search_path(up: &mut Upstream) -> Result<Option<String>, UpstreamE
     }
 }
 
-async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<(), UpstreamError> {
+/// What an upstream connection can bind a SCRAM exchange to.
+enum Link {
+    Plain,
+    /// The `tls-server-end-point` data of the target's certificate, `None` if its signature
+    /// algorithm defines none.
+    Tls(Option<Vec<u8>>),
+}
+
+fn channel_binding(stream: &UpstreamStream) -> Link {
+    match stream {
+        MaybeTls::Plain(_) => Link::Plain,
+        MaybeTls::Tls(tls) => Link::Tls(
+            tls.get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| crate::tls::server_end_point(leaf)),
+        ),
+    }
+}
+
+/// The SASL mechanism and gs2 channel-binding choice for the mechanisms a target offers.
+fn choose_mechanism(
+    offered: &[&str],
+    link: &Link,
+) -> Result<(&'static str, ChannelBinding), UpstreamError> {
+    let plus = offered.contains(&crate::scram::MECHANISM_PLUS);
+    let plain = offered.contains(&crate::scram::MECHANISM);
+    match link {
+        Link::Tls(Some(hash)) if plus => Ok((
+            crate::scram::MECHANISM_PLUS,
+            ChannelBinding::tls_server_end_point(hash.clone()),
+        )),
+        Link::Tls(None) if plus => Err(UpstreamError::NoBindingHash),
+        Link::Tls(_) if plain => Ok((crate::scram::MECHANISM, ChannelBinding::unrequested())),
+        Link::Plain if plain => Ok((crate::scram::MECHANISM, ChannelBinding::unsupported())),
+        _ => Err(UpstreamError::UnsupportedSasl(offered.join(", "))),
+    }
+}
+
+async fn authenticate(
+    stream: &mut UpstreamStream,
+    target: &Target,
+    link: &Link,
+) -> Result<(), UpstreamError> {
     let password = || target.password.as_ref().ok_or(UpstreamError::NoPassword);
     let mut scram: Option<ScramSha256> = None;
     let mut out = BytesMut::new();
@@ -308,6 +366,12 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
             let fields = msg::fields(&body).unwrap_or_default();
             let code = msg::field(&fields, b'C').unwrap_or("");
             return Err(if code.starts_with("28") {
+                // The client is told only that the proxy's credentials failed; the operator
+                // sees why (a channel-binding mismatch reads differently from a bad password).
+                tracing::warn!(
+                    target_message = msg::field(&fields, b'M').unwrap_or("?"),
+                    "the target refused the proxy's authentication"
+                );
                 UpstreamError::AuthFailed(fields)
             } else {
                 UpstreamError::Refused(fields)
@@ -346,18 +410,14 @@ async fn authenticate(stream: &mut UpstreamStream, target: &Target) -> Result<()
             10 => {
                 let mechanisms: Vec<&str> = body[4..]
                     .split(|&c| c == 0)
+                    .filter(|m| !m.is_empty())
                     .filter_map(|m| std::str::from_utf8(m).ok())
                     .collect();
-                if !mechanisms.contains(&crate::scram::MECHANISM) {
-                    return Err(UpstreamError::UnsupportedAuth(kind));
-                }
-                let client = ScramSha256::new(
-                    password()?.expose().as_bytes(),
-                    ChannelBinding::unsupported(),
-                );
+                let (mechanism, channel_binding) = choose_mechanism(&mechanisms, link)?;
+                let client = ScramSha256::new(password()?.expose().as_bytes(), channel_binding);
                 let first = client.message();
                 let mut b = BytesMut::new();
-                b.put_slice(crate::scram::MECHANISM.as_bytes());
+                b.put_slice(mechanism.as_bytes());
                 b.put_u8(0);
                 b.put_i32(first.len() as i32);
                 b.put_slice(first);
@@ -407,4 +467,36 @@ pub async fn cancel(address: &str, pid: i32, secret: i32) -> std::io::Result<()>
     let mut sink = [0u8; 1];
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut sink)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scram::{MECHANISM, MECHANISM_PLUS};
+
+    /// The mechanism chosen and the gs2 header it puts in front of the client-first-message.
+    fn header(offered: &[&str], link: &Link) -> Option<(&'static str, String)> {
+        let (mechanism, binding) = choose_mechanism(offered, link).ok()?;
+        let first = String::from_utf8(ScramSha256::new(b"pw", binding).message().to_vec()).ok()?;
+        Some((mechanism, first[..first.find(",n=")? + 1].to_string()))
+    }
+
+    #[test]
+    fn binds_over_tls_when_offered_and_says_y_when_not() {
+        let (tls, both) = (Link::Tls(Some(vec![1; 32])), [MECHANISM_PLUS, MECHANISM]);
+        let bound = Some((MECHANISM_PLUS, "p=tls-server-end-point,,".to_string()));
+        assert_eq!(header(&both, &tls), bound);
+        assert_eq!(header(&[MECHANISM_PLUS], &tls), bound);
+        assert_eq!(header(&[MECHANISM], &tls), Some((MECHANISM, "y,,".into())));
+        assert_eq!(header(&both, &Link::Plain), Some((MECHANISM, "n,,".into())));
+        // Fail closed: PLUS offered but no hash to bind with; PLUS alone without TLS.
+        for (offered, link) in [
+            (&both[..], Link::Tls(None)),
+            (&[MECHANISM_PLUS], Link::Plain),
+            (&["SCRAM-SHA-1"], tls),
+            (&[], Link::Plain),
+        ] {
+            assert_eq!(header(offered, &link), None, "{offered:?}");
+        }
+    }
 }

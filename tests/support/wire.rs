@@ -14,7 +14,12 @@ pub const CANCEL_REQUEST: u32 = 80_877_102;
 
 /// A StartupMessage with `params` (user, database, application_name…).
 pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
+    startup_packet_version(PROTOCOL_3_0, params)
+}
+
+/// A StartupMessage asking for protocol `version` (major << 16 | minor).
+pub fn startup_packet_version(version: u32, params: &[(&str, &str)]) -> Vec<u8> {
+    let mut body = version.to_be_bytes().to_vec();
     for (k, v) in params {
         body.extend_from_slice(k.as_bytes());
         body.push(0);
@@ -83,6 +88,26 @@ pub fn read_message(r: &mut impl Read) -> std::io::Result<Option<(u8, Vec<u8>)>>
     let mut body = vec![0; len - 4];
     r.read_exact(&mut body)?;
     Ok(Some((tag[0], body)))
+}
+
+/// One message from an async stream within `timeout` (panics when it passes); `None` at a
+/// clean end of stream or a reset.
+pub async fn read_message_async<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    timeout: Duration,
+) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let tag = s.read_u8().await.ok()?;
+        let len = s.read_u32().await.ok()? as usize;
+        assert!((4..=1 << 30).contains(&len), "bad length {len}");
+        let mut body = vec![0; len - 4];
+        s.read_exact(&mut body).await.ok()?;
+        Some((tag, body))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or_else(|_| panic!("no message within {timeout:?}"))
 }
 
 /// Reads messages until one with tag `until` (returned last); panics on EOF or timeout.
@@ -214,6 +239,8 @@ pub struct RawSession {
     pub backend_pid: u32,
     pub secret_key: u32,
     pub parameters: Vec<(String, String)>,
+    /// The body of the NegotiateProtocolVersion the server sent before authenticating, if any.
+    pub negotiated: Option<Vec<u8>>,
 }
 
 /// Why a raw login failed: the stage it got to, and the ErrorResponse.
@@ -233,15 +260,34 @@ impl RawSession {
         password: &str,
         extra: &[(&str, &str)],
     ) -> Result<RawSession, LoginRefused> {
+        Self::login_version(addr, PROTOCOL_3_0, user, database, password, extra)
+    }
+
+    /// Like [`RawSession::login`], asking for protocol `version`; a NegotiateProtocolVersion
+    /// before authentication is kept in `negotiated`.
+    pub fn login_version(
+        addr: SocketAddr,
+        version: u32,
+        user: &str,
+        database: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<RawSession, LoginRefused> {
         let mut s = connect(addr);
         let mut params = vec![("user", user), ("database", database)];
         params.extend_from_slice(extra);
-        s.write_all(&startup_packet(&params)).expect("send startup");
+        s.write_all(&startup_packet_version(version, &params))
+            .expect("send startup");
         let refused = |stage, body: &[u8]| LoginRefused {
             stage,
             fields: Fields::parse(body),
         };
-        let (tag, body) = expect_message(&mut s, "startup");
+        let (mut tag, mut body) = expect_message(&mut s, "startup");
+        let mut negotiated = None;
+        if tag == b'v' {
+            negotiated = Some(body);
+            (tag, body) = expect_message(&mut s, "startup");
+        }
         let auth = match (tag, auth_code(&body)) {
             (b'E', _) => return Err(refused("startup", &body)),
             (b'R', Some(0)) => "trust",
@@ -275,6 +321,7 @@ impl RawSession {
             backend_pid: 0,
             secret_key: 0,
             parameters: Vec::new(),
+            negotiated,
         };
         loop {
             let (tag, body) = expect_message(&mut session.stream, "after-auth");
