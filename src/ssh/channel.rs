@@ -11,6 +11,12 @@
 //!   exit-status and exit-signal exactly as the target sent them, close after both. Each
 //!   direction writes only as fast as the receiving side's window opens.
 //! - Closing the user's channel (or the connection) while held withdraws the request.
+//! - Recorded channels (all but sftp, whose operations are audited one by one) start their
+//!   recording before the target starts the command, and forward only what was recorded
+//!   ([`super::record`]). When the session's recording stops (limit reached, store failed),
+//!   the channel stops forwarding at once, closes the target's channel, tells the user on
+//!   stderr why, ends with [`STOPPED_STATUS`], and the session is ended
+//!   ([`Conn::recording_stopped`]); a session whose recording stopped starts no channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +28,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Pty};
 use super::Conn;
 use super::hold;
 use super::inbox::Inbox;
-use super::record::ChannelRecorder;
+use super::record::{ChannelRecorder, Stop};
 use super::trail;
 use crate::policy::Class;
 use crate::policy::shell::classify_shell;
@@ -38,6 +44,8 @@ pub const HELD_INPUT_CAP: usize = 1 << 20;
 const REFUSED_STATUS: u32 = 126;
 /// Exit status when the target could not be reached (as ssh itself).
 const UNREACHABLE_STATUS: u32 = 255;
+/// Exit status of a channel ended because its session can no longer be recorded.
+pub const STOPPED_STATUS: u32 = 255;
 /// After the user closed the channel, how long the target may take to close its side.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -170,6 +178,15 @@ pub(super) async fn run(
     };
     let pty = setup.pty.is_some();
     let eol = if pty { "\r\n" } else { "\n" };
+    if let Some(stop) = conn.recorder.stopped() {
+        refuse(
+            &tx,
+            &format!("{}{eol}", stop.user_message()),
+            STOPPED_STATUS,
+        )
+        .await;
+        return;
+    }
 
     let sftp = matches!(&start, Start::Subsystem(name) if name == "sftp");
     let pending = if sftp {
@@ -243,6 +260,20 @@ pub(super) async fn run(
     for (k, v) in std::mem::take(&mut setup.env) {
         let _ = target.set_env(false, k, v).await;
     }
+    // The recording starts before the command does: a channel that cannot be recorded
+    // never runs.
+    let recorder = if sftp {
+        None
+    } else {
+        match start_recording(&conn, id, &statement, setup.pty.as_ref()) {
+            Ok(r) => Some(r),
+            Err(stop) => {
+                let _ = target.close().await;
+                stopped(&conn, &tx, None, &stop, eol).await;
+                return;
+            }
+        }
+    };
     let started = match start {
         Start::Exec(cmd) => target.exec(true, cmd).await,
         Start::Shell => target.request_shell(true).await,
@@ -266,15 +297,46 @@ pub(super) async fn run(
         super::sftp::relay(&conn, id, rx, tx, target, early).await;
         return;
     }
-    let recorder =
-        (classification.class != Class::FileTransfer).then(|| conn.recorder.channel(u32::from(id)));
-    if let (Some(r), Some(p)) = (&recorder, &setup.pty) {
-        r.resize(p.cols, p.rows);
+    let Some(recorder) = recorder else {
+        return;
+    };
+    relay(&conn, id, rx, tx, target, setup, &recorder, eol).await;
+    if let Err(stop) = recorder.close() {
+        tracing::warn!(channel = %id, "the channel's recording ended incomplete: {}", stop.audit_reason());
     }
-    relay(&conn, id, rx, tx, target, setup, recorder.as_ref()).await;
-    if let Some(r) = &recorder {
-        r.close();
+}
+
+fn start_recording(
+    conn: &Conn,
+    id: ChannelId,
+    statement: &str,
+    pty: Option<&PtyReq>,
+) -> Result<ChannelRecorder, Stop> {
+    let r = conn
+        .recorder
+        .channel(u32::from(id), statement, pty.is_some())?;
+    if let Some(p) = pty {
+        r.resize(p.cols, p.rows)?;
     }
+    Ok(r)
+}
+
+/// The session's recording stopped: tell the user on this channel (and in its recording),
+/// end the channel, then the session.
+async fn stopped(
+    conn: &Conn,
+    tx: &ChannelWriteHalf<Msg>,
+    rec: Option<&ChannelRecorder>,
+    stop: &Stop,
+    eol: &str,
+) {
+    let message = format!("{eol}{}{eol}", stop.user_message());
+    tracing::warn!(session = %conn.ctx.id, "{}", stop.audit_reason());
+    if let Some(r) = rec {
+        r.notice(&message);
+    }
+    refuse(tx, &message, STOPPED_STATUS).await;
+    conn.recording_stopped(stop);
 }
 
 /// Tell the user why, then end the channel the way a failed command does.
@@ -325,6 +387,9 @@ async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
     let _ = tx.close().await;
 }
 
+/// Relay until either side closes; every byte is recorded before it is forwarded. When the
+/// recording stops, nothing more is forwarded and the user is told.
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     conn: &Conn,
     id: russh::ChannelId,
@@ -332,17 +397,17 @@ async fn relay(
     tx: ChannelWriteHalf<Msg>,
     target: Channel<russh::client::Msg>,
     setup: Setup,
-    rec: Option<&ChannelRecorder>,
+    rec: &ChannelRecorder,
+    eol: &str,
 ) {
     let (mut trx, ttx) = target.split();
     let up = async {
         for d in setup.early {
-            if let Some(r) = rec {
-                r.input(&d);
-            }
+            rec.room().await;
+            rec.input(&d)?;
             conn.count_in(d.len());
             if ttx.data_bytes(d).await.is_err() {
-                return;
+                return Ok(());
             }
         }
         if setup.eof {
@@ -350,17 +415,16 @@ async fn relay(
         }
         if setup.closed {
             let _ = ttx.close().await;
-            return;
+            return Ok(());
         }
         loop {
             match rx.recv().await {
                 Some(ChannelMsg::Data { data }) => {
-                    if let Some(r) = rec {
-                        r.input(&data);
-                    }
+                    rec.room().await;
+                    rec.input(&data)?;
                     conn.count_in(data.len());
                     if ttx.data_bytes(data).await.is_err() {
-                        break;
+                        return Ok(());
                     }
                 }
                 Some(ChannelMsg::Eof) => {
@@ -372,9 +436,7 @@ async fn relay(
                     pix_width,
                     pix_height,
                 }) => {
-                    if let Some(r) = rec {
-                        r.resize(col_width, row_height);
-                    }
+                    rec.resize(col_width, row_height)?;
                     let _ = ttx
                         .window_change(col_width, row_height, pix_width, pix_height)
                         .await;
@@ -384,7 +446,7 @@ async fn relay(
                 }
                 Some(ChannelMsg::Close) | None => {
                     let _ = ttx.close().await;
-                    break;
+                    return Ok(());
                 }
                 Some(_) => {}
             }
@@ -395,42 +457,51 @@ async fn relay(
         loop {
             match trx.wait().await {
                 Some(ChannelMsg::Data { data }) => {
-                    if let Some(r) = rec {
-                        r.output(&data);
-                    }
+                    rec.room().await;
+                    rec.output(&data)?;
                     conn.count_out(data.len());
                     if tx.data_bytes(data).await.is_err() {
-                        break;
+                        return Ok(());
                     }
                 }
                 Some(ChannelMsg::ExtendedData { data, ext }) => {
-                    if let Some(r) = rec {
-                        r.output(&data);
-                    }
+                    rec.room().await;
+                    rec.output(&data)?;
                     conn.count_out(data.len());
                     if tx.extended_data_bytes(ext, data).await.is_err() {
-                        break;
+                        return Ok(());
                     }
                 }
                 Some(ChannelMsg::Close) | None => {
                     let _ = tx.close().await;
-                    break;
+                    return Ok(());
                 }
                 Some(other) => control(conn, id, &tx, other, &mut confirmed).await,
             }
         }
     };
-    let force = conn.forced();
-    tokio::pin!(up, down, force);
-    tokio::select! {
-        // The target closed: nothing more can reach it, so stop reading the user.
-        _ = &mut down => {}
-        _ = &mut up => {
-            // The user closed: give the target a moment to close its side.
-            let _ = tokio::time::timeout(CLOSE_GRACE, &mut down).await;
+    let ended: Result<(), Stop> = {
+        let force = conn.forced();
+        tokio::pin!(up, down, force);
+        tokio::select! {
+            // The target closed: nothing more can reach it, so stop reading the user.
+            r = &mut down => r,
+            r = &mut up => match r {
+                // The user closed: give the target a moment to close its side.
+                Ok(()) => tokio::time::timeout(CLOSE_GRACE, &mut down)
+                    .await
+                    .unwrap_or(Ok(())),
+                Err(stop) => Err(stop),
+            },
+            _ = &mut force => {
+                let _ = tx.close().await;
+                Ok(())
+            }
         }
-        _ = &mut force => {
-            let _ = tx.close().await;
-        }
+    };
+    if let Err(stop) = ended {
+        // Whatever the target still runs on this channel ends with it.
+        let _ = ttx.close().await;
+        stopped(conn, &tx, Some(rec), &stop, eol).await;
     }
 }
