@@ -148,3 +148,63 @@ impl Recordings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::{EventRecord, Recordings};
+
+    fn frame(seq: u64, channel: u32, t: f64, stream: &str, data: &str) -> EventRecord {
+        let fields: Map<String, Value> = json!({
+            "kind": "recording", "channel": channel, "t": t, "stream": stream, "data": data,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+        EventRecord {
+            seq,
+            at: 1_800_000_000.0 + t,
+            session: "s1".into(),
+            fields,
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn each_channel_has_its_own_cast_with_its_command() {
+        let r = Recordings::new(
+            None,
+            vec![
+                frame(1, 0, 0.5, "c", "cat"),
+                frame(2, 0, 0.6, "i", "one\n"),
+                frame(3, 1, 1.0, "c", "<interactive shell>"),
+                frame(4, 1, 1.0, "r", "100x30"),
+                frame(5, 0, 1.1, "o", "one\n"),
+                frame(6, 1, 1.3, "i", "ls\r"),
+            ],
+        );
+        let channels = r.channels();
+        assert_eq!(channels.len(), 2);
+        assert_eq!(channels[0].command.as_deref(), Some("cat"));
+        assert_eq!((channels[0].input_bytes, channels[0].output_bytes), (4, 4));
+        assert_eq!(channels[1].command.as_deref(), Some("<interactive shell>"));
+        assert_eq!(r.only(), None, "two channels: no single cast");
+
+        let cast = r.cast(1).expect("channel 1");
+        let lines: Vec<Value> = cast
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines[0]["command"], "<interactive shell>");
+        assert_eq!(
+            (lines[0]["width"].clone(), lines[0]["height"].clone()),
+            (100.into(), 30.into())
+        );
+        assert_eq!(
+            &lines[1..],
+            &[json!([0.0, "r", "100x30"]), json!([0.3, "i", "ls\r"])]
+        );
+        assert!(r.cast(7).is_none());
+    }
+}
