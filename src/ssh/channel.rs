@@ -11,19 +11,20 @@
 //!   exit-status and exit-signal exactly as the target sent them, close after both. Each
 //!   direction writes only as fast as the receiving side's window opens.
 //! - Closing the user's channel (or the connection) while held withdraws the request.
-//! - Recorded channels (all but sftp, whose operations are audited one by one) start their
-//!   recording before the target starts the command, and forward only what was recorded
-//!   ([`super::record`]). When the session's recording stops (limit reached, store failed),
-//!   the channel stops forwarding at once, closes the target's channel, tells the user on
-//!   stderr why, ends with [`STOPPED_STATUS`], and the session is ended
-//!   ([`Conn::recording_stopped`]); a session whose recording stopped starts no channel.
+//! - Recorded channels (all but file transfers: sftp, scp, rsync, whose commands and sftp
+//!   operations are audited instead) start their recording before the target starts the
+//!   command, and forward only what was recorded ([`super::record`]). When the session's
+//!   recording stops (limit reached, store failed), the channel stops forwarding at once,
+//!   closes the target's channel, tells the user on stderr why, ends with
+//!   [`STOPPED_STATUS`], and the session is ended ([`Conn::recording_stopped`]); a session
+//!   whose recording stopped starts no channel.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use russh::server::Msg;
-use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Pty};
+use russh::{ChannelId, ChannelMsg, ChannelWriteHalf, Pty};
 
 use super::Conn;
 use super::hold;
@@ -32,6 +33,9 @@ use super::record::{ChannelRecorder, Stop};
 use super::trail;
 use crate::policy::Class;
 use crate::policy::shell::classify_shell;
+use relay::{relay, stopped};
+
+mod relay;
 
 /// Environment variables passed to the target; everything else is refused.
 pub(super) fn env_allowed(name: &str) -> bool {
@@ -261,8 +265,9 @@ pub(super) async fn run(
         let _ = target.set_env(false, k, v).await;
     }
     // The recording starts before the command does: a channel that cannot be recorded
-    // never runs.
-    let recorder = if sftp {
+    // never runs. File transfers (sftp, scp, rsync) are not terminal sessions: their
+    // commands and, for sftp, each operation are audited instead.
+    let recorder = if classification.class == Class::FileTransfer {
         None
     } else {
         match start_recording(&conn, id, &statement, setup.pty.as_ref()) {
@@ -297,11 +302,8 @@ pub(super) async fn run(
         super::sftp::relay(&conn, id, rx, tx, target, early).await;
         return;
     }
-    let Some(recorder) = recorder else {
-        return;
-    };
-    relay(&conn, id, rx, tx, target, setup, &recorder, eol).await;
-    if let Err(stop) = recorder.close() {
+    relay(&conn, id, rx, tx, target, setup, recorder.as_ref(), eol).await;
+    if let Some(Err(stop)) = recorder.as_ref().map(ChannelRecorder::close) {
         tracing::warn!(channel = %id, "the channel's recording ended incomplete: {}", stop.audit_reason());
     }
 }
@@ -319,24 +321,6 @@ fn start_recording(
         r.resize(p.cols, p.rows)?;
     }
     Ok(r)
-}
-
-/// The session's recording stopped: tell the user on this channel (and in its recording),
-/// end the channel, then the session.
-async fn stopped(
-    conn: &Conn,
-    tx: &ChannelWriteHalf<Msg>,
-    rec: Option<&ChannelRecorder>,
-    stop: &Stop,
-    eol: &str,
-) {
-    let message = format!("{eol}{}{eol}", stop.user_message());
-    tracing::warn!(session = %conn.ctx.id, "{}", stop.audit_reason());
-    if let Some(r) = rec {
-        r.notice(&message);
-    }
-    refuse(tx, &message, STOPPED_STATUS).await;
-    conn.recording_stopped(stop);
 }
 
 /// Tell the user why, then end the channel the way a failed command does.
@@ -385,123 +369,4 @@ async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
     let _ = tx.exit_status(status).await;
     let _ = tx.eof().await;
     let _ = tx.close().await;
-}
-
-/// Relay until either side closes; every byte is recorded before it is forwarded. When the
-/// recording stops, nothing more is forwarded and the user is told.
-#[allow(clippy::too_many_arguments)]
-async fn relay(
-    conn: &Conn,
-    id: russh::ChannelId,
-    rx: Arc<Inbox>,
-    tx: ChannelWriteHalf<Msg>,
-    target: Channel<russh::client::Msg>,
-    setup: Setup,
-    rec: &ChannelRecorder,
-    eol: &str,
-) {
-    let (mut trx, ttx) = target.split();
-    let up = async {
-        for d in setup.early {
-            rec.room().await;
-            rec.input(&d)?;
-            conn.count_in(d.len());
-            if ttx.data_bytes(d).await.is_err() {
-                return Ok(());
-            }
-        }
-        if setup.eof {
-            let _ = ttx.eof().await;
-        }
-        if setup.closed {
-            let _ = ttx.close().await;
-            return Ok(());
-        }
-        loop {
-            match rx.recv().await {
-                Some(ChannelMsg::Data { data }) => {
-                    rec.room().await;
-                    rec.input(&data)?;
-                    conn.count_in(data.len());
-                    if ttx.data_bytes(data).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = ttx.eof().await;
-                }
-                Some(ChannelMsg::WindowChange {
-                    col_width,
-                    row_height,
-                    pix_width,
-                    pix_height,
-                }) => {
-                    rec.resize(col_width, row_height)?;
-                    let _ = ttx
-                        .window_change(col_width, row_height, pix_width, pix_height)
-                        .await;
-                }
-                Some(ChannelMsg::Signal { signal }) => {
-                    let _ = ttx.signal(signal).await;
-                }
-                Some(ChannelMsg::Close) | None => {
-                    let _ = ttx.close().await;
-                    return Ok(());
-                }
-                Some(_) => {}
-            }
-        }
-    };
-    let down = async {
-        let mut confirmed = false;
-        loop {
-            match trx.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    rec.room().await;
-                    rec.output(&data)?;
-                    conn.count_out(data.len());
-                    if tx.data_bytes(data).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Some(ChannelMsg::ExtendedData { data, ext }) => {
-                    rec.room().await;
-                    rec.output(&data)?;
-                    conn.count_out(data.len());
-                    if tx.extended_data_bytes(ext, data).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Some(ChannelMsg::Close) | None => {
-                    let _ = tx.close().await;
-                    return Ok(());
-                }
-                Some(other) => control(conn, id, &tx, other, &mut confirmed).await,
-            }
-        }
-    };
-    let ended: Result<(), Stop> = {
-        let force = conn.forced();
-        tokio::pin!(up, down, force);
-        tokio::select! {
-            // The target closed: nothing more can reach it, so stop reading the user.
-            r = &mut down => r,
-            r = &mut up => match r {
-                // The user closed: give the target a moment to close its side.
-                Ok(()) => tokio::time::timeout(CLOSE_GRACE, &mut down)
-                    .await
-                    .unwrap_or(Ok(())),
-                Err(stop) => Err(stop),
-            },
-            _ = &mut force => {
-                let _ = tx.close().await;
-                Ok(())
-            }
-        }
-    };
-    if let Err(stop) = ended {
-        // Whatever the target still runs on this channel ends with it.
-        let _ = ttx.close().await;
-        stopped(conn, &tx, Some(rec), &stop, eol).await;
-    }
 }

@@ -1,5 +1,6 @@
 //! Terminal recordings of SSH session channels, as audit `Recording` events: each channel
-//! (exec, shell, other subsystems; sftp is audited per operation instead) records apart,
+//! (exec, shell, subsystem; not file transfers, whose commands and sftp operations are
+//! audited instead) records apart,
 //! under its own channel id, what the client sent (`i`), what the target sent on stdout and
 //! stderr (`o`), terminal sizes (`r`) and, first, its start request (`c`: the command,
 //! `<interactive shell>` or `subsystem NAME`).
