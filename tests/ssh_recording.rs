@@ -459,3 +459,46 @@ fn reaching_the_recording_limit_ends_the_session_and_nothing_typed_after_runs() 
         "{shell_cast}"
     );
 }
+
+#[test]
+fn a_shell_that_prints_past_the_limit_is_ended_with_the_message() {
+    let mut env = SshEnv::builder()
+        .rule_first(ALL_OK)
+        .audit("recording_limit_bytes", &LIMIT.to_string())
+        .start();
+    let after = unique_path("shell-after");
+    let mut shell = Typing::spawn({
+        let mut c = env.ssh();
+        c.arg("-tt");
+        c
+    });
+    assert!(shell.type_in("echo ready-$((1 + 1))\n"));
+    shell.wait_for("ready-2");
+    assert!(shell.type_in("yes | head -c 300000\n"));
+    shell.wait_for("reached its recording limit");
+    let _ = shell.type_in(&format!("touch {after}\n"));
+    let (code, text) = shell.finish();
+    assert_eq!(code, Some(255), "{text}\n{}", env.logs());
+    assert!(
+        text.contains(&format!(
+            "\r\njitgate: this session reached its recording limit ({LIMIT} bytes); the session is ended\r\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.len() < LIMIT + 1024,
+        "only what was recorded was shown"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !Path::new(&after).exists(),
+        "a command typed after the limit ran on the target"
+    );
+
+    let session = ended_session(&env);
+    let id = session["id"].as_str().expect("session id").to_string();
+    let audit = stopped_store(&mut env);
+    let cast = audit.recording(&id).expect("the shell's recording");
+    assert!(!cast_stream(&cast, "i").contains("touch"), "{cast}");
+    assert!(cast_stream(&cast, "i").contains("yes | head -c 300000"));
+}
