@@ -8,6 +8,10 @@
 //! Invariants:
 //! - **Complete or stopped.** Bytes are recorded before they are forwarded, and a channel
 //!   forwards only what [`ChannelRecorder::input`] / [`ChannelRecorder::output`] accepted.
+//!   On a terminal, input that ends a line (what makes a shell act) is forwarded only once
+//!   the recording up to it is on disk ([`ChannelRecorder::commit`]: one group-commit
+//!   flush per Enter); other input and all output are recorded through the audit queue, so
+//!   a store failure stops the session at the next chunk.
 //!   Once the session's recording limit (`audit.recording_limit_bytes`, counted over every
 //!   channel's input and output) would be passed, or the audit store refuses an event, the
 //!   recorder is [`Stop`]ped for good: every later call fails, for every channel of the
@@ -304,6 +308,26 @@ impl ChannelRecorder {
             'r',
             Text::from(format!("{cols}x{rows}")),
         )
+    }
+
+    /// Whether forwarding `data` must wait for [`Self::commit`]: on a terminal, a line end
+    /// is what makes the target act on what was typed.
+    pub fn ends_line(&self, data: &[u8]) -> bool {
+        self.terminal && data.iter().any(|&c| c == b'\r' || c == b'\n')
+    }
+
+    /// Emit what is buffered and resolve once the session's recording so far is on disk.
+    pub async fn commit(&self) -> Result<(), Stop> {
+        {
+            let mut b = self.lock();
+            self.flush(&mut b, true)?;
+        }
+        if let Some((app, _)) = &self.rec.room
+            && let Err(e) = app.audit.flush().await
+        {
+            return Err(self.rec.stop(Stop::Store(e.to_string())));
+        }
+        Ok(())
     }
 
     /// Resolves when the audit writer has room for this session's events (backpressure: a

@@ -1,7 +1,7 @@
 //! The relay of a started channel, and how it ends when the session's recording stops.
 //!
 //! Invariants: every byte is recorded ([`ChannelRecorder`]) before it is forwarded, either
-//! way; a chunk the recording refuses is not forwarded, the target's channel is closed and
+//! way, and a line typed on a terminal is on disk before its line end is forwarded; a chunk the recording refuses is not forwarded, the target's channel is closed and
 //! the user told ([`stopped`]). Each direction reads only as fast as the other side's window
 //! and the audit writer ([`ChannelRecorder::room`]) allow.
 
@@ -58,6 +58,9 @@ pub(super) async fn relay(
         for d in setup.early {
             room().await;
             input(&d)?;
+            if let Some(r) = rec.filter(|r| r.ends_line(&d)) {
+                r.commit().await?;
+            }
             conn.count_in(d.len());
             if ttx.data_bytes(d).await.is_err() {
                 return Ok(());
@@ -75,6 +78,9 @@ pub(super) async fn relay(
                 Some(ChannelMsg::Data { data }) => {
                     room().await;
                     input(&data)?;
+                    if let Some(r) = rec.filter(|r| r.ends_line(&data)) {
+                        r.commit().await?;
+                    }
                     conn.count_in(data.len());
                     if ttx.data_bytes(data).await.is_err() {
                         return Ok(());

@@ -141,3 +141,20 @@ fn password_prompts() {
         assert!(!asks_secret(no.as_bytes()), "{no}");
     }
 }
+
+#[tokio::test]
+async fn a_commit_emits_what_is_buffered() {
+    let (rec, events) = recorder(1 << 20, None);
+    let shell = rec
+        .channel(0, "<interactive shell>", true)
+        .expect("channel");
+    shell.input(b"l").expect("input");
+    assert!(!shell.ends_line(b"l"));
+    assert!(shell.ends_line(b"s\r"));
+    shell.input(b"s\r").expect("input");
+    assert_eq!(stream(&events, 0, 'i'), "", "still coalescing");
+    shell.commit().await.expect("commit");
+    assert_eq!(stream(&events, 0, 'i'), "ls\r");
+    let exec = rec.channel(1, "cat", false).expect("channel");
+    assert!(!exec.ends_line(b"data\n"), "no terminal: nothing waits");
+}
