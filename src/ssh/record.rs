@@ -37,7 +37,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::trail;
 use crate::app::AppState;
-use crate::audit::{Backlog, Text};
+use crate::audit::{Audit, Backlog, Text};
 use crate::gate::SessionCtx;
 
 pub const COALESCE_BYTES: usize = 16 * 1024;
@@ -85,7 +85,8 @@ type Sink = Box<dyn Fn(u32, f64, char, Text) -> Result<(), String> + Send + Sync
 /// The session's recording: its limit, what it used, and whether it stopped.
 pub(crate) struct Recorder {
     sink: Sink,
-    room: Option<(Arc<AppState>, Backlog)>,
+    /// The store and the session's backlog, for backpressure and commits.
+    room: Option<(Audit, Backlog)>,
     start: Instant,
     limit: usize,
     used: AtomicUsize,
@@ -94,21 +95,41 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub fn new(app: Arc<AppState>, session: &SessionCtx, start: Instant) -> Recorder {
-        let limit = app.config().audit.recording_limit_bytes;
-        let id: Arc<str> = Arc::from(session.id.as_str());
-        let backlog = session.backlog.clone();
-        let sink_app = app.clone();
-        let sink_backlog = backlog.clone();
+        Recorder::on_audit(
+            app.audit.clone(),
+            Arc::from(session.id.as_str()),
+            session.backlog.clone(),
+            start,
+            app.config().audit.recording_limit_bytes,
+        )
+    }
+
+    fn on_audit(
+        audit: Audit,
+        session: Arc<str>,
+        backlog: Backlog,
+        start: Instant,
+        limit: usize,
+    ) -> Recorder {
+        let (sink_audit, sink_backlog) = (audit.clone(), backlog.clone());
         let sink: Sink = Box::new(move |channel, t, stream, data| {
-            trail::recording(&sink_app, &sink_backlog, &id, channel, t, stream, data)
-                .map_err(|e| e.to_string())
+            trail::recording(
+                &sink_audit,
+                &sink_backlog,
+                &session,
+                channel,
+                t,
+                stream,
+                data,
+            )
+            .map_err(|e| e.to_string())
         });
-        Recorder::with_sink(sink, Some((app, backlog)), start, limit)
+        Recorder::with_sink(sink, Some((audit, backlog)), start, limit)
     }
 
     fn with_sink(
         sink: Sink,
-        room: Option<(Arc<AppState>, Backlog)>,
+        room: Option<(Audit, Backlog)>,
         start: Instant,
         limit: usize,
     ) -> Recorder {
@@ -322,8 +343,8 @@ impl ChannelRecorder {
             let mut b = self.lock();
             self.flush(&mut b, true)?;
         }
-        if let Some((app, _)) = &self.rec.room
-            && let Err(e) = app.audit.flush().await
+        if let Some((audit, _)) = &self.rec.room
+            && let Err(e) = audit.flush().await
         {
             return Err(self.rec.stop(Stop::Store(e.to_string())));
         }
@@ -333,10 +354,10 @@ impl ChannelRecorder {
     /// Resolves when the audit writer has room for this session's events (backpressure: a
     /// session that produces recordings faster than they are written waits here).
     pub async fn room(&self) {
-        if let Some((app, backlog)) = &self.rec.room
-            && !app.audit.has_room(backlog)
+        if let Some((audit, backlog)) = &self.rec.room
+            && !audit.has_room(backlog)
         {
-            app.audit.room(backlog).await;
+            audit.room(backlog).await;
         }
     }
 

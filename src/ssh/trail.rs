@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::audit::{AuditError, Backlog, EventKind, Text};
+use crate::audit::{Audit, AuditError, Backlog, EventKind, Text};
 use crate::gate::{Action, Permit, Refusal, SessionCtx, Verdict};
 use crate::policy::{Class, Classification};
 
@@ -109,7 +109,7 @@ pub(super) fn exit_status(app: &AppState, ctx: &SessionCtx, status: u32) {
 }
 
 pub(super) fn recording(
-    app: &AppState,
+    audit: &Audit,
     backlog: &Backlog,
     session: &Arc<str>,
     channel: u32,
@@ -117,7 +117,7 @@ pub(super) fn recording(
     stream: char,
     data: Text,
 ) -> Result<(), AuditError> {
-    app.audit.record_in(
+    audit.record_in(
         backlog,
         session.clone(),
         EventKind::Recording {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::{HIDDEN, Recorder, Sink, Stop, asks_secret, utf8_whole};
+use crate::audit::{Audit, AuditOptions};
 
 type Events = Arc<Mutex<Vec<(u32, char, String)>>>;
 
@@ -157,4 +158,54 @@ async fn a_commit_emits_what_is_buffered() {
     assert_eq!(stream(&events, 0, 'i'), "ls\r");
     let exec = rec.channel(1, "cat", false).expect("channel");
     assert!(!exec.ends_line(b"data\n"), "no terminal: nothing waits");
+}
+
+/// The real store: what a channel records is read back in order, and once the store fails
+/// the recording stops (a commit refuses, and so does the next chunk).
+#[tokio::test]
+async fn on_the_real_store_a_failure_stops_the_recording() {
+    let dir = std::env::temp_dir().join(format!(
+        "jitgate-record-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let audit = Audit::open(&dir, AuditOptions::default()).expect("open the store");
+    audit.start();
+    let backlog = audit.backlog();
+    let rec = Arc::new(Recorder::on_audit(
+        audit.clone(),
+        Arc::from("s-rec"),
+        backlog,
+        Instant::now(),
+        1 << 20,
+    ));
+    let shell = rec
+        .channel(4, "<interactive shell>", true)
+        .expect("channel");
+    shell.input(b"ls\r").expect("input");
+    shell.commit().await.expect("on disk");
+    let events = audit.events("s-rec");
+    let kinds: Vec<(Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.str("stream"), e.str("data")))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some("c"), Some("<interactive shell>")),
+            (Some("i"), Some("ls\r"))
+        ]
+    );
+    assert_eq!(events[0].u64("channel"), Some(4));
+
+    audit.inject_failure();
+    shell
+        .input(b"rm -rf /srv/app\r")
+        .expect("queued before the failure is known");
+    assert!(matches!(shell.commit().await, Err(Stop::Store(_))));
+    assert!(matches!(shell.output(b"x"), Err(Stop::Store(_))));
+    assert!(rec.channel(5, "ls", false).is_err());
+    drop(audit);
+    let _ = std::fs::remove_dir_all(&dir);
 }
