@@ -508,3 +508,26 @@ fn a_shell_that_prints_past_the_limit_is_ended_with_the_message() {
     assert!(!cast_stream(&cast, "i").contains("touch"), "{cast}");
     assert!(cast_stream(&cast, "i").contains("yes | head -c 300000"));
 }
+
+/// A multiplexed client whose stdin has ended closes its channel as soon as the target's EOF
+/// reaches it; the exit status still arrives first.
+#[test]
+fn a_multiplexed_shell_with_ended_stdin_gets_its_exit_status() {
+    let env = SshEnv::builder().rule_first(ALL_OK).start();
+    let master = Master::start(&env);
+    for round in 0..12 {
+        let out = run_timeout(
+            master.client().arg("-tt"),
+            Some(format!("echo round-{round}\nexit 3\n").as_bytes()),
+            T,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "round {round}: {}\n{}",
+            output_text(&out),
+            env.logs()
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("round-{round}")));
+    }
+}

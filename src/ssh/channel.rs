@@ -8,8 +8,10 @@
 //!   window throttling pauses the client) and delivered first once allowed; a held channel
 //!   still sees its close at once however much input is queued ([`super::hold`]).
 //! - The relay keeps SSH semantics: stdout, stderr (extended data 1), EOF each way,
-//!   exit-status and exit-signal exactly as the target sent them, close after both. Each
-//!   direction writes only as fast as the receiving side's window opens.
+//!   exit-status and exit-signal exactly as the target sent them, close after both; only
+//!   the target's EOF waits for its exit status (or close), so that a client that closes
+//!   on EOF still gets the status. Each direction writes only as fast as the receiving
+//!   side's window opens.
 //! - Closing the user's channel (or the connection) while held withdraws the request.
 //! - Recorded channels (all but file transfers: sftp, scp, rsync, whose commands and sftp
 //!   operations are audited instead) start their recording before the target starts the

@@ -115,6 +115,10 @@ pub(super) async fn relay(
     };
     let down = async {
         let mut confirmed = false;
+        // The target's EOF (sshd sends it just before the exit status) is passed on after
+        // the exit status, or with the close: a client whose input has ended closes the
+        // channel on EOF, and an exit status relayed after that would be lost.
+        let mut eof_held = false;
         loop {
             match trx.wait().await {
                 Some(ChannelMsg::Data { data }) => {
@@ -133,11 +137,24 @@ pub(super) async fn relay(
                         return Ok(());
                     }
                 }
+                Some(ChannelMsg::Eof) => eof_held = true,
                 Some(ChannelMsg::Close) | None => {
+                    if eof_held {
+                        let _ = tx.eof().await;
+                    }
                     let _ = tx.close().await;
                     return Ok(());
                 }
-                Some(other) => control(conn, id, &tx, other, &mut confirmed).await,
+                Some(other) => {
+                    let exit = matches!(
+                        other,
+                        ChannelMsg::ExitStatus { .. } | ChannelMsg::ExitSignal { .. }
+                    );
+                    control(conn, id, &tx, other, &mut confirmed).await;
+                    if exit && std::mem::take(&mut eof_held) {
+                        let _ = tx.eof().await;
+                    }
+                }
             }
         }
     };
