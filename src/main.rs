@@ -123,7 +123,7 @@ enum Command {
     },
     /// Replay a session: a Postgres statement timeline, or an SSH terminal recording.
     #[command(
-        after_help = "Examples:\n  jitgate replay s8f3...                     # timeline, or the SSH session played back\n  jitgate replay s8f3... --speed 4 --idle-cap 1\n  jitgate replay s8f3... --format json\n  jitgate replay s8f3... --format cast -o session.cast && asciinema play session.cast"
+        after_help = "Examples:\n  jitgate replay s8f3...                     # timeline, or the SSH session played back\n  jitgate replay s8f3... --speed 4 --idle-cap 1\n  jitgate replay s8f3... --format json\n  jitgate replay s8f3... --format cast -o session.cast && asciinema play session.cast\n  jitgate replay s8f3... --channel 1 --stream input   # what was typed on channel 1"
     )]
     Replay {
         session_id: String,
@@ -138,6 +138,13 @@ enum Command {
         /// Write to this file instead of stdout.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// The SSH channel to replay (a session lists its channels when it recorded several).
+        #[arg(long)]
+        channel: Option<u32>,
+        /// Which side of an SSH recording to show: what the user typed, what the target
+        /// printed, or both (input marked).
+        #[arg(long, value_enum, default_value = "both")]
+        stream: cli::replay::Streams,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
@@ -308,6 +315,8 @@ fn main() -> ExitCode {
             speed,
             idle_cap,
             output,
+            channel,
+            stream,
             store,
             api,
         } => cli::replay::replay(
@@ -318,6 +327,8 @@ fn main() -> ExitCode {
                 speed,
                 idle_cap,
                 output,
+                channel,
+                streams: stream,
             },
         ),
         Command::Audit(AuditCommand::Verify { data_dir, api }) => {

@@ -87,6 +87,7 @@ pub fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(sessions::get_session))
         .routes(routes!(sessions::session_events))
         .routes(routes!(sessions::session_recording))
+        .routes(routes!(sessions::session_recordings))
         .routes(routes!(sessions::export_events))
         .routes(routes!(sessions::verify_chain))
 }

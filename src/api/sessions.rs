@@ -6,9 +6,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
 use super::{Api, ApiError, err, openapi, parse_since, read};
@@ -113,29 +113,109 @@ pub(super) async fn session_events(
     Ok(Json(events).into_response())
 }
 
-/// The terminal recording of an SSH session.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct RecordingQuery {
+    /// The channel whose recording to return (see `GET /v1/sessions/{id}/recordings`);
+    /// may be left out when the session recorded one channel.
+    channel: Option<u32>,
+}
+
+/// One recorded channel of an SSH session: the schema of
+/// [`crate::audit::ChannelRecording`].
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(super) struct ChannelRecording {
+    /// The SSH channel id.
+    channel: u32,
+    /// The start request: a command, `<interactive shell>` or `subsystem NAME`.
+    #[schema(required = false)]
+    command: Option<String>,
+    /// Unix seconds when the channel's recording started.
+    started_at: f64,
+    /// Bytes the client sent.
+    input_bytes: u64,
+    /// Bytes the target sent on stdout and stderr.
+    output_bytes: u64,
+}
+
+/// The recorded channels of an SSH session (each channel is recorded on its own, with its
+/// input and output).
 #[utoipa::path(
     get,
-    path = "/v1/sessions/{id}/recording",
+    path = "/v1/sessions/{id}/recordings",
     tag = "audit",
     params(("id" = String, Path, description = "Session id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "asciicast v2", content_type = "application/x-asciicast", body = String),
+        (status = 200, description = "Recorded channels, by channel id", body = [ChannelRecording]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such session, or it has no recording", body = openapi::ErrorBody),
+        (status = 404, description = "No such session", body = openapi::ErrorBody),
     )
 )]
-pub(super) async fn session_recording(
+pub(super) async fn session_recordings(
     State(api): State<Api>,
     Path(id): Path<String>,
     _user: AuthUser,
 ) -> Result<Response, ApiError> {
     let audit = api.app.audit.clone();
-    let cast = read(move || audit.recording(&id)).await?.ok_or_else(|| {
+    let (session, channels) =
+        read(move || (audit.session(&id), audit.recordings(&id).channels())).await?;
+    if session.is_none() && channels.is_empty() {
+        return Err(err(StatusCode::NOT_FOUND, "no such session"));
+    }
+    Ok(Json(channels).into_response())
+}
+
+/// The terminal recording of one channel of an SSH session: input (`i`) and output (`o`).
+#[utoipa::path(
+    get,
+    path = "/v1/sessions/{id}/recording",
+    tag = "audit",
+    params(("id" = String, Path, description = "Session id"), RecordingQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "asciicast v2 of the channel", content_type = "application/x-asciicast", body = String),
+        (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, or no recording of that channel", body = openapi::ErrorBody),
+        (status = 409, description = "The session recorded several channels and none was named", body = openapi::ErrorBody),
+    )
+)]
+pub(super) async fn session_recording(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<RecordingQuery>,
+    _user: AuthUser,
+) -> Result<Response, ApiError> {
+    let audit = api.app.audit.clone();
+    let cast = read(move || {
+        let recordings = audit.recordings(&id);
+        match q.channel {
+            Some(c) => Ok(recordings.cast(c)),
+            None => {
+                let channels = recordings.channels();
+                if channels.len() > 1 {
+                    let ids: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
+                    return Err(ids.join(", "));
+                }
+                Ok(recordings.only())
+            }
+        }
+    })
+    .await?;
+    let cast = match cast {
+        Ok(c) => c,
+        Err(ids) => {
+            return Err(err(
+                StatusCode::CONFLICT,
+                format!("this session recorded channels {ids}: name one with ?channel=N"),
+            ));
+        }
+    };
+    let cast = cast.ok_or_else(|| {
         err(
             StatusCode::NOT_FOUND,
-            "no recording for this session (only SSH shell and exec channels are recorded)",
+            "no recording for this session or channel (only SSH shell, exec and subsystem channels other than sftp are recorded)",
         )
     })?;
     Ok((

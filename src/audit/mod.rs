@@ -45,7 +45,7 @@
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
 //! [`joined`] (results joined to their statements),
 //! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
-//! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast).
+//! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel).
 
 mod chain;
 mod encode;
@@ -75,6 +75,7 @@ pub use event::{
     EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord, TEXT_CAP, Text,
 };
 pub use joined::StatementHandle;
+pub use recording::{ChannelRecording, Recordings};
 
 use crate::config::OnAuditFailure;
 use store::Store;
@@ -469,9 +470,15 @@ impl Audit {
             .export(since_unix_secs.saturating_mul(1_000_000))
     }
 
-    /// The asciicast v2 text of an SSH session's recording, if it has one.
+    /// An SSH session's recordings, one asciicast v2 per channel.
+    pub fn recordings(&self, session: &str) -> Recordings {
+        Recordings::new(self.session(session), self.events(session))
+    }
+
+    /// The asciicast v2 text of an SSH session's recording, if it recorded exactly one
+    /// channel (else see [`Self::recordings`]).
     pub fn recording(&self, session: &str) -> Option<String> {
-        recording::asciicast(self.session(session).as_ref(), &self.events(session))
+        self.recordings(session).only()
     }
 
     /// Walk the chain of this open store (what [`verify`] does offline).

@@ -92,4 +92,7 @@ pub struct AuditSection {
     pub redact_parameters: bool,
     pub on_failure: Option<String>,
     pub retention_days: Option<u32>,
+    /// Bytes an SSH session may record (input and output of all its channels) before it is
+    /// ended.
+    pub recording_limit_bytes: Option<usize>,
 }

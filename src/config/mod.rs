@@ -153,6 +153,9 @@ pub struct Audit {
     pub redact_parameters: bool,
     pub on_failure: OnAuditFailure,
     pub retention_days: Option<u32>,
+    /// An SSH session that would record more than this (input and output of all its
+    /// channels together) is ended: it never continues unrecorded.
+    pub recording_limit_bytes: usize,
 }
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -160,6 +163,9 @@ pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 256;
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_SOURCE: usize = 64;
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub const DEFAULT_MESSAGE_MEMORY_BYTES: usize = 1 << 30;
+pub const DEFAULT_RECORDING_LIMIT_BYTES: usize = 256 << 20;
+/// A smaller recording limit would end sessions at their first screenful.
+pub const MIN_RECORDING_LIMIT_BYTES: usize = 64 << 10;
 
 /// Every problem found, one human line each.
 #[derive(Debug, thiserror::Error)]

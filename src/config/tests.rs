@@ -72,3 +72,22 @@ password_file = "PW"
     assert!(!format!("{cfg:?}").contains("s3cr3t"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn recording_limit_has_a_default_and_a_minimum() {
+    let base = "[server]\napi_listen = \"127.0.0.1:1\"\ndata_dir = \"/tmp\"\n";
+    let cfg = Config::parse(base, Path::new("/")).unwrap();
+    assert_eq!(
+        cfg.audit.recording_limit_bytes,
+        DEFAULT_RECORDING_LIMIT_BYTES
+    );
+    let set = format!("{base}[audit]\nrecording_limit_bytes = 1048576\n");
+    let cfg = Config::parse(&set, Path::new("/")).unwrap();
+    assert_eq!(cfg.audit.recording_limit_bytes, 1 << 20);
+    let tiny = format!("{base}[audit]\nrecording_limit_bytes = 100\n");
+    let errs = Config::parse(&tiny, Path::new("/")).unwrap_err().0;
+    assert!(
+        errs.iter().any(|e| e.contains("recording_limit_bytes")),
+        "{errs:?}"
+    );
+}

@@ -123,6 +123,16 @@ pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigEr
         }
     };
 
+    let recording_limit_bytes = file
+        .audit
+        .recording_limit_bytes
+        .unwrap_or(DEFAULT_RECORDING_LIMIT_BYTES);
+    if recording_limit_bytes < MIN_RECORDING_LIMIT_BYTES {
+        errs.push(format!(
+            "audit.recording_limit_bytes: {recording_limit_bytes} is below the minimum of {MIN_RECORDING_LIMIT_BYTES}"
+        ));
+    }
+
     if !errs.is_empty() {
         return Err(ConfigErrors(errs));
     }
@@ -146,6 +156,7 @@ pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigEr
             redact_parameters: file.audit.redact_parameters,
             on_failure,
             retention_days: file.audit.retention_days,
+            recording_limit_bytes,
         },
     })
 }

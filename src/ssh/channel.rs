@@ -8,24 +8,36 @@
 //!   window throttling pauses the client) and delivered first once allowed; a held channel
 //!   still sees its close at once however much input is queued ([`super::hold`]).
 //! - The relay keeps SSH semantics: stdout, stderr (extended data 1), EOF each way,
-//!   exit-status and exit-signal exactly as the target sent them, close after both. Each
-//!   direction writes only as fast as the receiving side's window opens.
+//!   exit-status and exit-signal exactly as the target sent them, close after both; only
+//!   the target's EOF waits for its exit status (or close), so that a client that closes
+//!   on EOF still gets the status. Each direction writes only as fast as the receiving
+//!   side's window opens.
 //! - Closing the user's channel (or the connection) while held withdraws the request.
+//! - Recorded channels (all but file transfers: sftp, scp, rsync, whose commands and sftp
+//!   operations are audited instead) start their recording before the target starts the
+//!   command, and forward only what was recorded ([`super::record`]). When the session's
+//!   recording stops (limit reached, store failed), the channel stops forwarding at once,
+//!   closes the target's channel, tells the user on stderr why, ends with
+//!   [`STOPPED_STATUS`], and the session is ended ([`Conn::recording_stopped`]); a session
+//!   whose recording stopped starts no channel.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use russh::server::Msg;
-use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Pty};
+use russh::{ChannelId, ChannelMsg, ChannelWriteHalf, Pty};
 
 use super::Conn;
 use super::hold;
 use super::inbox::Inbox;
-use super::record::ChannelRecorder;
+use super::record::{ChannelRecorder, Stop};
 use super::trail;
 use crate::policy::Class;
 use crate::policy::shell::classify_shell;
+use relay::{relay, stopped};
+
+mod relay;
 
 /// Environment variables passed to the target; everything else is refused.
 pub(super) fn env_allowed(name: &str) -> bool {
@@ -38,6 +50,8 @@ pub const HELD_INPUT_CAP: usize = 1 << 20;
 const REFUSED_STATUS: u32 = 126;
 /// Exit status when the target could not be reached (as ssh itself).
 const UNREACHABLE_STATUS: u32 = 255;
+/// Exit status of a channel ended because its session can no longer be recorded.
+pub const STOPPED_STATUS: u32 = 255;
 /// After the user closed the channel, how long the target may take to close its side.
 pub(super) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -170,6 +184,15 @@ pub(super) async fn run(
     };
     let pty = setup.pty.is_some();
     let eol = if pty { "\r\n" } else { "\n" };
+    if let Some(stop) = conn.recorder.stopped() {
+        refuse(
+            &tx,
+            &format!("{}{eol}", stop.user_message()),
+            STOPPED_STATUS,
+        )
+        .await;
+        return;
+    }
 
     let sftp = matches!(&start, Start::Subsystem(name) if name == "sftp");
     let pending = if sftp {
@@ -243,6 +266,21 @@ pub(super) async fn run(
     for (k, v) in std::mem::take(&mut setup.env) {
         let _ = target.set_env(false, k, v).await;
     }
+    // The recording starts before the command does: a channel that cannot be recorded
+    // never runs. File transfers (sftp, scp, rsync) are not terminal sessions: their
+    // commands and, for sftp, each operation are audited instead.
+    let recorder = if classification.class == Class::FileTransfer {
+        None
+    } else {
+        match start_recording(&conn, id, &statement, setup.pty.as_ref()) {
+            Ok(r) => Some(r),
+            Err(stop) => {
+                let _ = target.close().await;
+                stopped(&conn, &tx, None, &stop, eol).await;
+                return;
+            }
+        }
+    };
     let started = match start {
         Start::Exec(cmd) => target.exec(true, cmd).await,
         Start::Shell => target.request_shell(true).await,
@@ -266,15 +304,25 @@ pub(super) async fn run(
         super::sftp::relay(&conn, id, rx, tx, target, early).await;
         return;
     }
-    let recorder =
-        (classification.class != Class::FileTransfer).then(|| conn.recorder.channel(u32::from(id)));
-    if let (Some(r), Some(p)) = (&recorder, &setup.pty) {
-        r.resize(p.cols, p.rows);
+    relay(&conn, id, rx, tx, target, setup, recorder.as_ref(), eol).await;
+    if let Some(Err(stop)) = recorder.as_ref().map(ChannelRecorder::close) {
+        tracing::warn!(channel = %id, "the channel's recording ended incomplete: {}", stop.audit_reason());
     }
-    relay(&conn, id, rx, tx, target, setup, recorder.as_ref()).await;
-    if let Some(r) = &recorder {
-        r.close();
+}
+
+fn start_recording(
+    conn: &Conn,
+    id: ChannelId,
+    statement: &str,
+    pty: Option<&PtyReq>,
+) -> Result<ChannelRecorder, Stop> {
+    let r = conn
+        .recorder
+        .channel(u32::from(id), statement, pty.is_some())?;
+    if let Some(p) = pty {
+        r.resize(p.cols, p.rows)?;
     }
+    Ok(r)
 }
 
 /// Tell the user why, then end the channel the way a failed command does.
@@ -323,114 +371,4 @@ async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
     let _ = tx.exit_status(status).await;
     let _ = tx.eof().await;
     let _ = tx.close().await;
-}
-
-async fn relay(
-    conn: &Conn,
-    id: russh::ChannelId,
-    rx: Arc<Inbox>,
-    tx: ChannelWriteHalf<Msg>,
-    target: Channel<russh::client::Msg>,
-    setup: Setup,
-    rec: Option<&ChannelRecorder>,
-) {
-    let (mut trx, ttx) = target.split();
-    let up = async {
-        for d in setup.early {
-            if let Some(r) = rec {
-                r.input(&d);
-            }
-            conn.count_in(d.len());
-            if ttx.data_bytes(d).await.is_err() {
-                return;
-            }
-        }
-        if setup.eof {
-            let _ = ttx.eof().await;
-        }
-        if setup.closed {
-            let _ = ttx.close().await;
-            return;
-        }
-        loop {
-            match rx.recv().await {
-                Some(ChannelMsg::Data { data }) => {
-                    if let Some(r) = rec {
-                        r.input(&data);
-                    }
-                    conn.count_in(data.len());
-                    if ttx.data_bytes(data).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ChannelMsg::Eof) => {
-                    let _ = ttx.eof().await;
-                }
-                Some(ChannelMsg::WindowChange {
-                    col_width,
-                    row_height,
-                    pix_width,
-                    pix_height,
-                }) => {
-                    if let Some(r) = rec {
-                        r.resize(col_width, row_height);
-                    }
-                    let _ = ttx
-                        .window_change(col_width, row_height, pix_width, pix_height)
-                        .await;
-                }
-                Some(ChannelMsg::Signal { signal }) => {
-                    let _ = ttx.signal(signal).await;
-                }
-                Some(ChannelMsg::Close) | None => {
-                    let _ = ttx.close().await;
-                    break;
-                }
-                Some(_) => {}
-            }
-        }
-    };
-    let down = async {
-        let mut confirmed = false;
-        loop {
-            match trx.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    if let Some(r) = rec {
-                        r.output(&data);
-                    }
-                    conn.count_out(data.len());
-                    if tx.data_bytes(data).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ChannelMsg::ExtendedData { data, ext }) => {
-                    if let Some(r) = rec {
-                        r.output(&data);
-                    }
-                    conn.count_out(data.len());
-                    if tx.extended_data_bytes(ext, data).await.is_err() {
-                        break;
-                    }
-                }
-                Some(ChannelMsg::Close) | None => {
-                    let _ = tx.close().await;
-                    break;
-                }
-                Some(other) => control(conn, id, &tx, other, &mut confirmed).await,
-            }
-        }
-    };
-    let force = conn.forced();
-    tokio::pin!(up, down, force);
-    tokio::select! {
-        // The target closed: nothing more can reach it, so stop reading the user.
-        _ = &mut down => {}
-        _ = &mut up => {
-            // The user closed: give the target a moment to close its side.
-            let _ = tokio::time::timeout(CLOSE_GRACE, &mut down).await;
-        }
-        _ = &mut force => {
-            let _ = tx.close().await;
-        }
-    }
 }

@@ -16,7 +16,9 @@
 //!   (`channel_buffer_size` packets), and a relay task never reads ahead of its writer, so a
 //!   slow reader slows its writer.
 //!   Input that arrives while a command is held is kept up to [`channel::HELD_INPUT_CAP`].
-//!   Recordings are capped per session ([`record`]).
+//!   Recordings are limited per session (`audit.recording_limit_bytes`); a session that
+//!   reaches the limit, or whose recording the store refuses, is ended, never continued
+//!   unrecorded ([`record`]).
 //! - A hold lasts no longer than its client ([`hold`]): it ends when the channel closes or
 //!   the connection ends, whatever was queued, and expires at its hold_timeout whether or
 //!   not the client could be told it is held.
@@ -55,6 +57,9 @@ use crate::app::AppState;
 use crate::gate::SessionCtx;
 use crate::lifecycle::{Admission, FrontEnd, Phase, Shutdown};
 
+/// After a session's recording stopped, how long its client has to read why before it is
+/// disconnected.
+const RECORDING_STOP_GRACE: Duration = Duration::from_secs(1);
 /// Messages russh queues per channel before it stops reading the connection.
 const CHANNEL_BUFFER: usize = 32;
 
@@ -299,6 +304,22 @@ impl Conn {
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_secs(10)).await;
             disconnect(&handle, "session refused").await;
+        });
+    }
+
+    /// The session's recording stopped (see [`record::Stop`]): the channel that found it has
+    /// told its user; every other channel and new channel is refused by the recorder. The
+    /// client is disconnected after a short grace so that message arrives first.
+    fn recording_stopped(&self, stop: &record::Stop) {
+        self.set_end_reason(&stop.audit_reason());
+        let handle = self.handle.clone();
+        let gone = self.gone();
+        let message = stop.user_message();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = gone => {}
+                _ = tokio::time::sleep(RECORDING_STOP_GRACE) => disconnect(&handle, &message).await,
+            }
         });
     }
 

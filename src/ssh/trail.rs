@@ -4,14 +4,15 @@
 //! in `ssh/`: it turns a verdict into either an
 //! outcome now or a future to await (after showing the held line, when there is one). The
 //! Gate records the command event itself, and session start and end; the helpers here add
-//! exit statuses and recordings. Recording never blocks and never fails a session.
+//! exit statuses and recordings. Recording never blocks; a recording the store refuses ends
+//! the session ([`super::record`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::app::AppState;
-use crate::audit::{Backlog, EventKind, Text};
+use crate::audit::{Audit, AuditError, Backlog, EventKind, Text};
 use crate::gate::{Action, Permit, Refusal, SessionCtx, Verdict};
 use crate::policy::{Class, Classification};
 
@@ -108,15 +109,15 @@ pub(super) fn exit_status(app: &AppState, ctx: &SessionCtx, status: u32) {
 }
 
 pub(super) fn recording(
-    app: &AppState,
+    audit: &Audit,
     backlog: &Backlog,
     session: &Arc<str>,
     channel: u32,
     t: f64,
     stream: char,
     data: Text,
-) {
-    if let Err(e) = app.audit.record_in(
+) -> Result<(), AuditError> {
+    audit.record_in(
         backlog,
         session.clone(),
         EventKind::Recording {
@@ -125,7 +126,5 @@ pub(super) fn recording(
             stream,
             data,
         },
-    ) {
-        tracing::debug!("audit record failed: {e}");
-    }
+    )
 }

@@ -269,6 +269,8 @@ pub struct SshEnvBuilder {
     pub drain_timeout: Option<String>,
     /// Extra `[server]` lines with raw TOML values.
     pub server: Vec<(&'static str, String)>,
+    /// `[audit]` lines with raw TOML values.
+    pub audit: Vec<(&'static str, String)>,
 }
 
 impl Default for SshEnvBuilder {
@@ -280,6 +282,7 @@ impl Default for SshEnvBuilder {
             pinned_host_key: None,
             drain_timeout: None,
             server: Vec::new(),
+            audit: Vec::new(),
         }
     }
 }
@@ -293,6 +296,12 @@ impl SshEnvBuilder {
     /// An extra `[server]` line with a raw TOML value.
     pub fn server(mut self, key: &'static str, raw: &str) -> Self {
         self.server.push((key, raw.to_string()));
+        self
+    }
+
+    /// An `[audit]` line with a raw TOML value.
+    pub fn audit(mut self, key: &'static str, raw: &str) -> Self {
+        self.audit.push((key, raw.to_string()));
         self
     }
 
@@ -338,6 +347,14 @@ impl SshEnvBuilder {
         }
         for r in &self.first {
             b = b.rule(r);
+        }
+        if !self.audit.is_empty() {
+            let lines: Vec<String> = self
+                .audit
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            b = b.raw_toml(&format!("[audit]\n{}", lines.join("\n")));
         }
         b = b
             .rule("name = \"reads pass\"\nclasses = [\"read\"]\naction = \"allow\"")
