@@ -347,7 +347,7 @@ async fn authenticate(
     let (exchange, server_first) = match started {
         Ok(started) => started,
         Err(e) => {
-            tracing::info!(user = %user_name, "SCRAM refused: {e}");
+            tracing::info!(user = %crate::escape::terminal(user_name), "SCRAM refused: {e}");
             return Err(refuse(stream, failed()).await);
         }
     };
@@ -365,7 +365,7 @@ async fn authenticate(
         }
         Ok(_) => Err(refuse(stream, failed()).await),
         Err(e) => {
-            tracing::info!(user = %user_name, "SCRAM refused: {e}");
+            tracing::info!(user = %crate::escape::terminal(user_name), "SCRAM refused: {e}");
             Err(refuse(stream, failed()).await)
         }
     }

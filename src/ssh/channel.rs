@@ -221,7 +221,7 @@ pub(super) async fn run(
     let permit = match outcome {
         Ok(p) => p,
         Err(refusal) => {
-            tracing::info!(channel = %id, statement = %statement, "refused: {}", refusal.message);
+            tracing::info!(channel = %id, statement = %crate::escape::terminal(&statement), "refused: {}", refusal.message);
             refuse(&tx, &format!("{}{eol}", refusal.message), REFUSED_STATUS).await;
             return;
         }
@@ -230,7 +230,7 @@ pub(super) async fn run(
         channel = %id,
         class = %permit.class,
         rule = permit.rule.as_deref().unwrap_or(""),
-        statement = %statement,
+        statement = %crate::escape::terminal(&statement),
         "allowed"
     );
 

@@ -41,11 +41,11 @@ pub(super) async fn run(
     // The channel is not open yet: the client cannot close it, but the connection's end
     // closes its inbox, and `hold::outcome` watches the session too.
     let Some(outcome) = hold::outcome(&conn, pending, None, inbox.closed()).await else {
-        tracing::info!(%statement, "port forward withdrawn: the session ended");
+        tracing::info!(statement = %crate::escape::terminal(&statement), "port forward withdrawn: the session ended");
         return;
     };
     if let Err(r) = outcome {
-        tracing::info!(%statement, "refused: {}", r.message);
+        tracing::info!(statement = %crate::escape::terminal(&statement), "refused: {}", r.message);
         let reason = ChannelOpenFailure::Other {
             code: PROHIBITED,
             reason: r.message,
@@ -77,7 +77,7 @@ pub(super) async fn run(
     {
         Ok(t) => t,
         Err(e) => {
-            tracing::info!(%statement, "target refused the forward: {e}");
+            tracing::info!(statement = %crate::escape::terminal(&statement), "target refused the forward: {e}");
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return;
         }

@@ -113,7 +113,7 @@ impl russh::server::Handler for ConnHandler {
                 Ok(Auth::Accept)
             }
             None => {
-                tracing::info!(peer = %self.peer, target = %user, "ssh public key refused");
+                tracing::info!(peer = %self.peer, target = %crate::escape::terminal(user), "ssh public key refused");
                 Ok(Auth::reject())
             }
         }

@@ -110,7 +110,7 @@ pub(super) async fn relay(
                         batch.extend_from_slice(&request);
                     }
                     Err(refusal) => {
-                        tracing::info!(statement = %op.statement, "refused: {}", refusal.message);
+                        tracing::info!(statement = %crate::escape::terminal(&op.statement), "refused: {}", refusal.message);
                         let reply = packet::status(op.id, FX_PERMISSION_DENIED, &refusal.message);
                         if refusals.send(reply).await.is_err() {
                             return Ok(());
