@@ -4,10 +4,14 @@
 //!
 //! Invariants:
 //! - **Only what a reader can resolve.** The writer ([`Defined`]) references a text only if
-//!   an event of the *same session* committed earlier in the chain stores it whole, less than
-//!   [`REFERENCE_WINDOW`] ago; otherwise the event is a definition. Pruning keeps that window
-//!   more than the retention asks (see `Audit::prune`), so a reference whose definition was
-//!   pruned belongs to an event that was itself past its retention.
+//!   one of its session's last [`PER_SESSION`] definitions (events committed earlier in the
+//!   chain that store a text whole) stores it, less than [`REFERENCE_WINDOW`] ago; otherwise
+//!   the event is a definition. A reader ([`Resolver`]) keeps the same last [`PER_SESSION`]
+//!   definitions per session (every `statement` or `parse` event with a `text_len` of at
+//!   least [`MIN_REFERENCED`] is one, for both), so its memory is bounded however long a
+//!   session runs. Pruning keeps one window more than the retention asks (see
+//!   `Audit::prune`), so a reference whose definition was pruned belongs to an event that
+//!   was itself past its retention.
 //! - **The key is the hash of what a definition stores.** For a text stored whole, SHA-256 of
 //!   the stored string (the same bytes a reader gets back, even for input that was not
 //!   UTF-8); for a text cut at [`super::TEXT_CAP`], its `text_sha256` (of the full text). A
@@ -16,11 +20,12 @@
 //! - **Readers see no difference.** [`Resolver`] puts back `text`, `text_len` and
 //!   `text_sha256` exactly as the definition has them; a reference it cannot resolve stays
 //!   `text_ref`.
-//! - **Bounded.** The writer keeps 16 bytes and a time per text and session, forgets a
-//!   session at its end, and forgets everything past [`MAX_KEYS`] (texts are then defined
-//!   again). Only `statement` and `parse` texts are referenced.
+//! - **Bounded.** The writer keeps 16 bytes and a time per definition, at most
+//!   [`PER_SESSION`] per session, forgets a session at its end, and forgets every session
+//!   past [`MAX_SESSIONS`] (texts are then defined again). Only `statement` and `parse` texts
+//!   are referenced.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -32,10 +37,49 @@ pub type TextKey = [u8; 16];
 
 /// A text is referenced only if its definition is at most this old (µs): one hour.
 pub const REFERENCE_WINDOW: u64 = 3_600 * 1_000_000;
-/// Texts the writer remembers across all sessions before it forgets them all.
-const MAX_KEYS: usize = 1 << 20;
-/// A text shorter than this is always stored whole (a reference would not be smaller).
-const MIN_REFERENCED: usize = 40;
+/// Definitions a session's events may reference: its latest ones.
+pub const PER_SESSION: usize = 256;
+/// Sessions the writer remembers texts of before it forgets them all.
+const MAX_SESSIONS: usize = 1 << 16;
+/// A text shorter than this (in bytes) is always stored whole (a reference would not be
+/// smaller).
+pub const MIN_REFERENCED: usize = 40;
+
+/// A session's latest [`PER_SESSION`] definitions, the same for the writer and a reader.
+struct Recent<V> {
+    order: VecDeque<TextKey>,
+    values: HashMap<TextKey, V>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            order: VecDeque::new(),
+            values: HashMap::new(),
+        }
+    }
+}
+
+impl<V> Recent<V> {
+    fn get(&self, key: &TextKey) -> Option<&V> {
+        self.values.get(key)
+    }
+
+    /// A definition of `key`: it becomes the latest; the oldest beyond the bound goes.
+    fn define(&mut self, key: TextKey, value: V) {
+        if self.values.insert(key, value).is_some()
+            && let Some(i) = self.order.iter().position(|k| *k == key)
+        {
+            self.order.remove(i);
+        }
+        self.order.push_back(key);
+        if self.order.len() > PER_SESSION
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.values.remove(&oldest);
+        }
+    }
+}
 
 /// The statement text of an event that may be referenced, if it has one.
 pub fn referable(ev: &EventKind) -> Option<&Text> {
@@ -68,8 +112,7 @@ pub fn key(t: &Text) -> TextKey {
 /// The writer's memory of which texts each session has defined, and when.
 #[derive(Default)]
 pub struct Defined {
-    sessions: HashMap<Box<[u8]>, HashMap<TextKey, u64>>,
-    keys: usize,
+    sessions: HashMap<Box<[u8]>, Recent<u64>>,
 }
 
 impl Defined {
@@ -83,24 +126,21 @@ impl Defined {
 
     /// An event at `at_us` of `session` stored the text with `key` whole (committed with it).
     pub fn define(&mut self, session: &[u8], key: TextKey, at_us: u64) {
-        if self.keys >= MAX_KEYS {
-            self.sessions.clear();
-            self.keys = 0;
-        }
         let texts = match self.sessions.get_mut(session) {
             Some(t) => t,
-            None => self.sessions.entry(Box::from(session)).or_default(),
+            None => {
+                if self.sessions.len() >= MAX_SESSIONS {
+                    self.sessions.clear();
+                }
+                self.sessions.entry(Box::from(session)).or_default()
+            }
         };
-        if texts.insert(key, at_us).is_none() {
-            self.keys += 1;
-        }
+        texts.define(key, at_us);
     }
 
     /// The session ended: none of its texts will be referenced again.
     pub fn end(&mut self, session: &[u8]) {
-        if let Some(texts) = self.sessions.remove(session) {
-            self.keys -= texts.len();
-        }
+        self.sessions.remove(session);
     }
 }
 
@@ -115,7 +155,7 @@ struct Whole {
 /// Resolves references while reading a session (or the chain) in order.
 #[derive(Default)]
 pub struct Resolver {
-    sessions: HashMap<String, HashMap<TextKey, Whole>>,
+    sessions: HashMap<String, Recent<Whole>>,
 }
 
 /// The key a definition's stored fields give (see the module's invariants).
@@ -169,8 +209,13 @@ impl Resolver {
             }
             return true;
         }
+        // The writer's test, on the full text's length (what `text_len` records).
+        let long = fields
+            .get("text_len")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n >= MIN_REFERENCED as u64);
         if let Some(text) = fields.get("text")
-            && text.as_str().is_some_and(|t| t.len() >= MIN_REFERENCED)
+            && long
             && let Some(k) = stored_key(fields)
         {
             let whole = Whole {
@@ -179,15 +224,12 @@ impl Resolver {
                 sha256: fields.get("text_sha256").cloned(),
             };
             match self.sessions.get_mut(session) {
-                Some(texts) => {
-                    texts.insert(k, whole);
-                }
-                None => {
-                    self.sessions
-                        .entry(session.to_string())
-                        .or_default()
-                        .insert(k, whole);
-                }
+                Some(texts) => texts.define(k, whole),
+                None => self
+                    .sessions
+                    .entry(session.to_string())
+                    .or_default()
+                    .define(k, whole),
             }
         }
         true

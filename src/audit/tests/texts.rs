@@ -185,3 +185,27 @@ async fn a_joined_result_and_a_referenced_text_in_one_event() {
     assert_eq!(ev[0].fields, ev[1].fields);
     assert_eq!(ev[1].get("result").unwrap()["command_tag"], "SELECT 1");
 }
+
+#[tokio::test]
+async fn only_a_sessions_latest_definitions_are_referenced() {
+    let d = TempDir::new("texts-ring");
+    let a = started(&d.0);
+    let text = |i: usize| format!("SELECT * FROM pgbench_accounts WHERE aid = {i:08}");
+    let n = crate::audit::texts::PER_SESSION;
+    // Text 0, then n others, then text 0 again (no longer among the latest n) and text n (is).
+    for i in 0..=n {
+        a.record("s1", stmt(&text(i))).unwrap();
+    }
+    a.record("s1", stmt(&text(0))).unwrap();
+    a.record("s1", stmt(&text(n))).unwrap();
+    a.flush().await.unwrap();
+    let raw = stored(&a);
+    assert_eq!(raw.len(), n + 3);
+    assert!(raw[..=n].iter().all(|(_, v)| v.get("text").is_some()));
+    assert!(raw[n + 1].1.get("text").is_some(), "{}", raw[n + 1].1);
+    assert!(raw[n + 2].1.get("text_ref").is_some(), "{}", raw[n + 2].1);
+    let ev = a.events("s1");
+    assert_eq!(ev[n + 1].str("text"), Some(text(0).as_str()));
+    assert_eq!(ev[n + 2].str("text"), Some(text(n).as_str()));
+    assert_eq!(a.verify().unwrap(), n as u64 + 3);
+}

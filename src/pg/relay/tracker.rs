@@ -29,8 +29,9 @@
 //! of a transaction; a simple Query destroys the unnamed statement and portal.
 //!
 //! The same queue says which statement a CommandComplete or ErrorResponse is the result of
-//! (for the audit trail, with its duration): the oldest simple Query, Execute,
-//! FunctionCall, Sync or CopyEnd still queued. How each answer pops the queue:
+//! (for the audit trail, with its duration and the statement's audit record, which the
+//! result joins when it can): the oldest simple Query, Execute, FunctionCall, Sync or
+//! CopyEnd still queued. How each answer pops the queue:
 //!
 //! | from the server | pops |
 //! | --- | --- |
