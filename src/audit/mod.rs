@@ -67,6 +67,8 @@ mod writer;
 #[cfg(test)]
 mod bench;
 #[cfg(test)]
+mod bench_size;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
