@@ -15,7 +15,9 @@
 # an allowed write waits for (it is on disk before it runs): pgbench -c 1 latency of a one-row
 # UPDATE, audit-on minus audit-off, and jitgate_audit_flush_seconds from /metrics; and the
 # store's growth per event (bytes the audit data directory gained during the audit-on runs,
-# `du`, divided by the events committed meanwhile).
+# `du`, divided by the events committed meanwhile), and per statement: events and store bytes
+# per statement pgbench ran (a result joined to its statement makes one event of two; a text
+# stored once per session makes the later events smaller).
 #
 # env: T (seconds per run, default 10), ROUNDS (3), CLIENTS (8), THREADS (2), SCALE (10),
 #      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`).
@@ -84,7 +86,7 @@ metric() {  # metric API_PORT NAME: the sample's value (0 if absent)
     curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
 }
 
-RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events lat_med_us store_bytes
+RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events lat_med_us store_bytes transactions
 : >"$RESULTS"
 
 # run_one ROUND WORKLOAD MODE TARGET CLIENTS
@@ -115,14 +117,15 @@ run_one() {
         b1=$(du -sB1 "$data" | cut -f1)
     fi
     [[ $rc -eq 0 ]] || { tail -n 20 "$out" >&2; die "pgbench $workload $mode $target failed"; }
-    local tps lat med
+    local tps lat med txs
     tps=$(awk '/^tps = / {print $3; exit}' "$out")
+    txs=$(awk '/^number of transactions actually processed: / {split($6, n, "/"); print n[1]; exit}' "$out")
     lat=$(awk '/^latency average = / {print $4}' "$out")
     med=$(log_median_us "$out".tx*)
     rm -f "$out".tx*
     [[ -n $tps && -n $lat ]] || { cat "$out" >&2; die "could not parse $out"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
-        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" "$med" "$((b1 - b0))" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
+        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" "$med" "$((b1 - b0))" "${txs:-0}" >>"$RESULTS"
     log "$(printf '%-12s %-9s %-9s c%-2s tps %9.0f  lat %7.3f ms  med %6s µs' "$workload" "$mode" "$target" "$clients" "$tps" "$lat" "$med")"
 }
 
@@ -155,11 +158,12 @@ waits=$(metric "$ON_API" 'jitgate_audit_backpressure_waits_total{protocol="postg
 echo
 echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; Postgres $([[ -n $PG_DURABLE ]] && echo durable || echo 'fsync off'); $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
 echo
-echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | base-on tps | base/off | on/base | events/s (on) | store bytes/event (on) | store bytes/event (base) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | base-on tps | base/off | on/base | events/s (on) | store bytes/event (on) | store bytes/event (base) | events/statement (on) | events/statement (base) | store bytes/statement (on) | store bytes/statement (base) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
     read -r workload mode clients <<<"$spec"
-    awk -F'\t' -v w="$workload" -v m="$mode" -v c="$clients" -v T="$T" '
+    # Statements per pgbench transaction: TPC-B is BEGIN, 3 UPDATEs, a SELECT, an INSERT, END.
+    awk -F'\t' -v w="$workload" -v m="$mode" -v c="$clients" -v T="$T" -v spt="$([[ $workload == tpc-b ]] && echo 7 || echo 1)" '
         function median(arr, n,   i, j, t) {
             if (n == 0) return 0
             for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
@@ -168,18 +172,23 @@ for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b
         function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.3f", a / b) : "-" }
         $2 == w && $3 == m && $5 == c {
             k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $9
-            ev[k] += $8; bytes[k] += $10
+            ev[k] += $8; bytes[k] += $10; stmts[k] += $11 * spt
         }
+        function per(a, b) { return b > 0 ? a / b : 0 }
         END {
             split("direct audit-off audit-on base-on", ks, " ")
             for (x = 1; x <= 4; x++) { k = ks[x]; delete a; for (i = 1; i <= n[k]; i++) a[i] = tps[k, i]; med[k] = median(a, n[k])
                 delete b; for (i = 1; i <= n[k]; i++) b[i] = lat[k, i]; mlat[k] = median(b, n[k]) }
-            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %s | %s |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
+            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
                 ratio(med["audit-on"], med["audit-off"]), n["base-on"] ? sprintf("%.0f", med["base-on"]) : "-",
                 ratio(med["base-on"], med["audit-off"]), ratio(med["audit-on"], med["base-on"]),
                 n["audit-on"] ? ev["audit-on"] / (n["audit-on"] * T) : 0,
                 ev["audit-on"] ? sprintf("%.0f", bytes["audit-on"] / ev["audit-on"]) : "-",
-                ev["base-on"] ? sprintf("%.0f", bytes["base-on"] / ev["base-on"]) : "-"
+                ev["base-on"] ? sprintf("%.0f", bytes["base-on"] / ev["base-on"]) : "-",
+                stmts["audit-on"] ? sprintf("%.2f", per(ev["audit-on"], stmts["audit-on"])) : "-",
+                stmts["base-on"] ? sprintf("%.2f", per(ev["base-on"], stmts["base-on"])) : "-",
+                stmts["audit-on"] ? sprintf("%.0f", per(bytes["audit-on"], stmts["audit-on"])) : "-",
+                stmts["base-on"] ? sprintf("%.0f", per(bytes["base-on"], stmts["base-on"])) : "-"
             if (c == 1) {
                 printf "\nadded latency of an allowed autocommit write (-c 1 UPDATE, median µs): audit-on %+.0f over audit-off (%.0f vs %.0f)", mlat["audit-on"] - mlat["audit-off"], mlat["audit-on"], mlat["audit-off"]
                 if (n["base-on"]) printf "; base-on %+.0f", mlat["base-on"] - mlat["audit-off"]

@@ -5,6 +5,8 @@
 
 #[path = "support/api.rs"]
 mod api;
+#[path = "support/events.rs"]
+mod events;
 mod support;
 
 use std::io::Write;
@@ -12,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use api::{Api, BOB_TOKEN, CAROL_TOKEN, Fixture, POLL, WRITE_RULE, finish, poll, wait_for_pending};
+use events::{joined, with_results};
 use serde_json::Value;
 use support::proc::wait_child;
 use support::{ALICE, ALICE_PASSWORD, jitgate_cmd, output_text, psql_cmd, run_timeout};
@@ -119,7 +122,12 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not during the freeze"), "{stderr}");
 
-    let (session, events) = ended_session(&fx.bob, ALICE);
+    let (session, stored) = ended_session(&fx.bob, ALICE);
+    // The read's and the failed SELECT's results may each be inside their statement's event
+    // (routine statements); the approved UPDATE's never is (on disk before it ran).
+    let events = with_results(&stored);
+    assert!(joined(&stored) <= 2, "{stored:#?}");
+    assert_eq!(events.len(), stored.len() + joined(&stored));
     assert_eq!(session["protocol"], "postgres");
     assert!(
         stderr.contains("division by zero"),
@@ -149,10 +157,10 @@ fn a_psql_session_comes_back_complete_and_in_order() {
         "{events:#?}"
     );
     // Sequence numbers increase and the chain hashes are all there.
-    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = stored.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(
-        events
+        stored
             .iter()
             .all(|e| e["hash"].as_str().unwrap().len() == 64)
     );
@@ -198,6 +206,7 @@ fn a_psql_session_comes_back_complete_and_in_order() {
         "SELECT count(*) FROM t;  [read allow (rule \"reads pass\")]",
         &format!("[write held {first_id} (rule \"{WRITE_RULE}\")]"),
         &format!("request {first_id} approved by bob: \"ticket 42\""),
+        "-> SELECT 1",
         "-> UPDATE 1",
         &format!("request {second_id} denied by carol: \"not during the freeze\""),
         "-> ERROR 22012: division by zero",
@@ -208,7 +217,7 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     let json = cli(&url, CAROL_TOKEN, &["replay", id, "--format", "json"]);
     assert!(json.status.success(), "{}", output_text(&json));
     let v: Value = serde_json::from_slice(&json.stdout).expect("replay JSON");
-    assert_eq!(v["events"].as_array().unwrap().len(), events.len());
+    assert_eq!(v["events"].as_array().unwrap(), &stored);
     assert_eq!(v["session"]["id"], id);
 
     // A query string axum cannot parse still gets the API's JSON error body.
@@ -230,7 +239,7 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     let out = offline(&["audit", "verify"], &data, Duration::from_secs(60));
     assert!(out.starts_with("ok "), "{out}");
     let n: usize = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(n >= events.len(), "{out}");
+    assert!(n >= stored.len(), "{out}");
     let lines = exported(
         &["--since", "1h", "--format", "jsonl"],
         &data,
@@ -240,6 +249,18 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     assert!(lines.iter().any(|l| l["reason"] == "not during the freeze"));
     let r = offline(&["replay", id], &data, Duration::from_secs(60));
     assert!(r.contains("-> UPDATE 1"), "{r}");
+    // A joined result's line comes right under its statement, as a `result` event's does.
+    let lines: Vec<&str> = r.lines().collect();
+    let read = lines
+        .iter()
+        .position(|l| l.contains("SELECT count(*) FROM t;"))
+        .expect("the read in the replay");
+    assert!(lines[read + 1].contains("-> SELECT 1"), "{r}");
+    let failed = lines
+        .iter()
+        .position(|l| l.contains("SELECT 1/0;"))
+        .expect("the failed read in the replay");
+    assert!(lines[failed + 1].contains("-> ERROR 22012"), "{r}");
 }
 
 async fn extended_session_events(redact: bool) -> Vec<Value> {
@@ -267,7 +288,7 @@ async fn extended_session_events(redact: bool) -> Vec<Value> {
         assert_eq!(finish(upd).await.expect("approved update"), 1);
     }
     let (_, events) = ended_session(&fx.bob, ALICE);
-    events
+    with_results(&events)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

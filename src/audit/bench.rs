@@ -385,6 +385,7 @@ fn encode_cost() {
                 ev,
                 result: None,
                 redact_parameters: false,
+                text_ref: None,
             };
             b.push(1_764_000_000_000_000, b"steady", |buf| {
                 serde_json::to_writer(buf, &c)
@@ -407,6 +408,7 @@ fn encode_cost() {
                 ev,
                 result: None,
                 redact_parameters: false,
+                text_ref: None,
             };
             serde_json::to_writer(&mut v, &c).unwrap();
         }
@@ -454,6 +456,7 @@ fn commit_cost() {
                 ev,
                 result: None,
                 redact_parameters: false,
+                text_ref: None,
             };
             b.push(1_764_000_000_000_000, b"session-0123456789", |buf| {
                 serde_json::to_writer(buf, &c)

@@ -6,6 +6,9 @@
 //! (u32 BE) ‖ JSON`. `hash(0)` is [`GENESIS`], or after pruning the anchor's hash. Because the
 //! seq, time, session and content are all inside the hashed bytes, editing, deleting,
 //! inserting or reordering any event changes some link, and [`walk`] names the first one.
+//! [`walk`] also resolves each statement's `text_ref` against its session's earlier texts
+//! ([`super::texts`]): a definition edited and re-hashed together with every later event
+//! still leaves its references naming nothing.
 //!
 //! A block (one sled value; a group commit writes one or more) is
 //! `1 ‖ prev hash (32) ‖ count (u32 BE) ‖ count × (record ‖ hash (32))`, stored under the
@@ -292,8 +295,49 @@ fn broken(seq: u64, reason: impl Into<String>) -> Broken {
     }
 }
 
+/// Statement texts referenced by later events of their session ([`super::texts`]), checked
+/// as the walk goes: each reference must name a text its session stored whole earlier in
+/// the chain, so a definition edited and re-hashed with everything after it still shows.
+/// After pruning, events within one reference window of the first one kept may name a
+/// definition that was pruned.
+#[derive(Default)]
+struct References {
+    resolver: super::texts::Resolver,
+    first_at: Option<u64>,
+}
+
+impl References {
+    fn check(&mut self, e: &RawEvent<'_>, anchored: bool) -> Result<(), Broken> {
+        let first_at = *self.first_at.get_or_insert(e.at_us);
+        // Canonical JSON starts with its kind: only these can define, reference or end.
+        let relevant = [
+            &b"{\"kind\":\"statement\""[..],
+            b"{\"kind\":\"parse\"",
+            b"{\"kind\":\"session_end\"",
+        ]
+        .iter()
+        .any(|p| e.json.starts_with(p));
+        if !relevant {
+            return Ok(());
+        }
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(e.json) else {
+            return Err(broken(e.seq, "its content is not a JSON object"));
+        };
+        let session = String::from_utf8_lossy(e.session);
+        let pruned_before =
+            anchored && e.at_us < first_at.saturating_add(super::texts::REFERENCE_WINDOW);
+        if self.resolver.read(&session, &mut fields) || pruned_before {
+            return Ok(());
+        }
+        Err(broken(
+            e.seq,
+            "its text_ref names no text its session stored before",
+        ))
+    }
+}
+
 /// Walk the whole chain of `tree` from its anchor (or the genesis): `Ok(events walked)` or
-/// the first broken link.
+/// the first broken link (of the chain, or a text reference that resolves to nothing).
 pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
     let read = |k: &[u8]| {
         tree.get(k)
@@ -303,6 +347,8 @@ pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
         None => Link::START,
         Some(v) => Link::decode(&v).ok_or_else(|| broken(0, "the pruning anchor is malformed"))?,
     };
+    let anchored = at != Link::START;
+    let mut texts = References::default();
     let mut walked = 0u64;
     for item in tree.scan_prefix(keys::BLOCK) {
         let (k, v) = item.map_err(|e| broken(at.seq + 1, format!("cannot read the store: {e}")))?;
@@ -360,6 +406,7 @@ pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
                     ),
                 ));
             }
+            texts.check(e, anchored)?;
             at = Link {
                 seq: e.seq,
                 hash: e.hash,

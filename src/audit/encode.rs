@@ -4,7 +4,9 @@
 //! Invariants:
 //! - Statement texts (Statement, Parse, RequestCreated, Command) are stored up to
 //!   [`TEXT_CAP`] bytes, cut on a character boundary, with `<field>_len` (bytes of the full
-//!   text) always and `<field>_sha256` (of the full text) when the stored text was cut.
+//!   text) always and `<field>_sha256` (of the full text) when the stored text was cut; a
+//!   Statement or Parse text its session stored before is `"text_ref"` instead
+//!   ([`super::texts`]).
 //! - Bind parameters are stored as `null` (SQL NULL) or `{"len":N}` plus, unless
 //!   `redact_parameters`, `"text"` (UTF-8 without control characters) or `"base64"` holding
 //!   at most [`PARAM_CAP`] bytes of the value; past [`PARAMS_BUDGET`] bytes per Bind only
@@ -21,6 +23,7 @@ use serde::ser::{SerializeMap, Serializer};
 use sha2::{Digest, Sha256};
 
 use super::event::{EventKind, PARAM_CAP, PARAMS_BUDGET, TEXT_CAP, Text};
+use super::texts::TextKey;
 
 /// The stored form of an event: `ev` with the store's options applied.
 pub struct Canonical<'a> {
@@ -28,6 +31,9 @@ pub struct Canonical<'a> {
     /// The statement's result joined to it ([`super::joined`]): stored as `"result"`.
     pub result: Option<&'a EventKind>,
     pub redact_parameters: bool,
+    /// The statement text is stored as this reference to its session's earlier definition
+    /// ([`super::texts`]) instead of whole.
+    pub text_ref: Option<TextKey>,
 }
 
 /// The fields of a `Result` event, as a JSON object of their own (a joined result).
@@ -178,6 +184,16 @@ impl Serialize for Pairs<'_> {
     }
 }
 
+impl Canonical<'_> {
+    /// A statement's `text`: whole, or as `text_ref` when its session defined it before.
+    fn text<M: SerializeMap>(&self, m: &mut M, t: &Text) -> Result<(), M::Error> {
+        match &self.text_ref {
+            Some(k) => m.serialize_entry("text_ref", &hex(k)),
+            None => capped(m, "text", t),
+        }
+    }
+}
+
 impl Serialize for Canonical<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
@@ -216,7 +232,7 @@ impl Serialize for Canonical<'_> {
                 request,
                 grant,
             } => {
-                capped(&mut m, "text", text)?;
+                self.text(&mut m, text)?;
                 m.serialize_entry("class", class)?;
                 m.serialize_entry("tables", &**tables)?;
                 m.serialize_entry("decision", trail_name(*decision))?;
@@ -230,7 +246,7 @@ impl Serialize for Canonical<'_> {
                 text,
             } => {
                 m.serialize_entry("statement_name", statement_name)?;
-                capped(&mut m, "text", text)?;
+                self.text(&mut m, text)?;
             }
             EventKind::Bind {
                 portal,

@@ -64,9 +64,20 @@ impl ResultSlot {
 }
 
 /// A statement recorded with [`Audit::record_statement_in`]; pass it to
-/// [`Audit::record_result_in`] with the statement's result. Cheap to keep (an `Arc`).
+/// [`Audit::record_result_in`] with the statement's result. Cheap to keep (an `Arc`). The
+/// default joins nothing: a result given with it is an event of its own.
 #[derive(Clone, Default)]
 pub struct StatementHandle(Option<Arc<ResultSlot>>);
+
+impl std::fmt::Debug for StatementHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StatementHandle(joinable)"
+        } else {
+            "StatementHandle(none)"
+        })
+    }
+}
 
 impl Audit {
     /// Record a session's routine statement (as [`Audit::record_in`]) and get a handle its

@@ -23,6 +23,12 @@
 //!   [`Audit::record_statement_in`] and its result with [`Audit::record_result_in`] gets one
 //!   event (the result as the statement's `"result"`) when the result arrives before the writer
 //!   takes the statement, else two; never neither, never both ([`joined`]).
+//! - **Texts once per session.** A `statement` or `parse` text its session stored a moment
+//!   before is stored as `"text_ref"` (a hash of it); [`Audit::events`] and [`Audit::export`]
+//!   put the text back, so readers see every event whole, and [`verify`] checks every
+//!   reference resolves ([`texts`]). The session id is not in an event's JSON: it is in the
+//!   record header, hashed with it (see [`chain`]), and the front ends hand it over as a
+//!   shared `Arc<str>`.
 //! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
 //!   and hashes them into blocks (one LZ4-compressed sled value per ~64 KiB of events), and
 //!   commits blocks, session index entries, session records and the chain head in one atomic
@@ -43,7 +49,7 @@
 //!   derived or mutable state kept beside it for fast reads; they are not hashed.
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
-//! [`joined`] (results joined to their statements),
+//! [`joined`] (results joined to their statements), [`texts`] (texts stored once per session),
 //! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
 //! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel).
 
@@ -54,11 +60,14 @@ mod joined;
 mod keys;
 mod recording;
 mod store;
+mod texts;
 mod upkeep;
 mod writer;
 
 #[cfg(test)]
 mod bench;
+#[cfg(test)]
+mod bench_size;
 #[cfg(test)]
 mod tests;
 
@@ -212,6 +221,7 @@ impl Audit {
             raw: Vec::new(),
             packed: Vec::new(),
             table: lz4_flex::block::CompressTable::large(),
+            texts: Default::default(),
         };
         Ok(Audit {
             inner: Arc::new(Inner {

@@ -10,6 +10,7 @@
 //! - `m:head` → seq ‖ hash of the last committed event
 //! - `m:anchor` → seq ‖ hash of the last pruned event (absent until the first prune)
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::AuditError;
@@ -17,6 +18,7 @@ use super::chain::{self, Link, RawEvent};
 use super::encode::hex;
 use super::event::{EventRecord, SessionFilter, SessionRecord};
 use super::keys;
+use super::texts::Resolver;
 
 /// The sled database behind the audit trail.
 #[derive(Clone)]
@@ -101,14 +103,27 @@ impl Store {
         out
     }
 
-    /// The events of one session, in order.
+    /// The events of one session, in order, with referenced texts put back.
     pub fn events(&self, session: &str) -> Vec<EventRecord> {
+        let mut texts = Resolver::default();
         let mut out = Vec::new();
+        self.session_events(session, u64::MAX, |mut r| {
+            texts.read(session, &mut r.fields);
+            out.push(r);
+        });
+        out
+    }
+
+    /// Each event of `session` before seq `before`, in order, as stored.
+    fn session_events(&self, session: &str, before: u64, mut each: impl FnMut(EventRecord)) {
         for kv in self.db.scan_prefix(keys::index_prefix(session.as_bytes())) {
             let Ok((k, _)) = kv else { continue };
             let Some(seq) = keys::index_block_seq(&k) else {
                 continue;
             };
+            if seq >= before {
+                break;
+            }
             // A block pruned after the index scan started is simply gone.
             let Ok(Some(v)) = self.db.get(keys::block(seq)) else {
                 continue;
@@ -119,21 +134,23 @@ impl Store {
             let Some(b) = chain::decode(&raw) else {
                 continue;
             };
-            out.extend(
-                b.events
-                    .iter()
-                    .filter(|e| e.session == session.as_bytes())
-                    .map(record),
-            );
+            b.events
+                .iter()
+                .filter(|e| e.session == session.as_bytes() && e.seq < before)
+                .for_each(|e| each(record(e)));
         }
-        out
     }
 
-    /// Every event at or after `since_us`, in chain order, read block by block.
+    /// Every event at or after `since_us`, in chain order, read block by block, with
+    /// referenced texts put back. A reference whose definition precedes `since_us` is
+    /// resolved from its session's earlier events (read once per such session).
     pub fn export(&self, since_us: u64) -> impl Iterator<Item = EventRecord> + Send + use<> {
+        let store = self.clone();
+        let mut texts = Resolver::default();
+        let mut looked_back: HashSet<String> = HashSet::new();
         self.db.scan_prefix(keys::BLOCK).flat_map(move |kv| {
             let Ok((_, v)) = kv else { return Vec::new() };
-            chain::unpack(&v)
+            let Some(b) = chain::unpack(&v)
                 .as_deref()
                 .and_then(chain::decode)
                 .map(|b| {
@@ -141,9 +158,21 @@ impl Store {
                         .iter()
                         .filter(|e| e.at_us >= since_us)
                         .map(record)
-                        .collect()
+                        .collect::<Vec<_>>()
                 })
-                .unwrap_or_default()
+            else {
+                return Vec::new();
+            };
+            let mut b = b;
+            for r in &mut b {
+                if !texts.read(&r.session, &mut r.fields) && looked_back.insert(r.session.clone()) {
+                    store.session_events(&r.session, r.seq, |mut earlier| {
+                        texts.read(&earlier.session, &mut earlier.fields);
+                    });
+                    texts.read(&r.session, &mut r.fields);
+                }
+            }
+            b
         })
     }
 

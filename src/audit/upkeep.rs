@@ -122,16 +122,21 @@ impl Audit {
         open.len()
     }
 
-    /// Delete what is older than `retention_days` (nothing without it): the chain's oldest
-    /// blocks (moving the anchor), sessions that ended before the cutoff and decided
-    /// requests created before it. Returns how many sessions went. Blocking (sled scans);
+    /// Delete what is older than `retention_days` plus one hour (nothing without it): the
+    /// chain's oldest blocks (moving the anchor), sessions that ended before the cutoff and
+    /// decided requests created before it. Returns how many sessions went. Blocking (sled scans);
     /// call it from `spawn_blocking` or a timer thread.
     pub fn prune(&self, now_unix_secs: u64) -> usize {
         let Some(days) = self.inner.opts.retention_days else {
             return 0;
         };
         let cutoff = now_unix_secs.saturating_sub(u64::from(days) * 86_400);
-        match self.inner.store.prune(cutoff.saturating_mul(1_000_000)) {
+        // Kept one reference window longer, so that a text referenced by an event within the
+        // retention is still stored whole in an event that is kept (see `texts`).
+        let cutoff_us = cutoff
+            .saturating_mul(1_000_000)
+            .saturating_sub(super::texts::REFERENCE_WINDOW);
+        match self.inner.store.prune(cutoff_us) {
             Ok(n) => n,
             Err(e) => {
                 self.inner.shared.fail(format!("pruning failed: {e}"));

@@ -29,6 +29,7 @@ use super::event::{EventKind, SessionRecord, Text};
 use super::joined::ResultSlot;
 use super::keys;
 use super::store::Store;
+use super::texts;
 use crate::request::RequestView;
 
 /// Most messages committed at once.
@@ -117,6 +118,8 @@ pub struct Writer {
     pub packed: Vec<u8>,
     /// Reused LZ4 hash table (allocating a fresh one per block cost more than compressing).
     pub table: lz4_flex::block::CompressTable,
+    /// The statement texts each session has stored whole ([`super::texts`]).
+    pub texts: texts::Defined,
 }
 
 impl Writer {
@@ -227,12 +230,16 @@ impl Writer {
             };
             // From here on a result of this statement is an event of its own.
             let joined = m.result.as_ref().and_then(|slot| slot.seal());
+            let session = m.session.as_bytes();
+            // A text this session stored a moment ago is referenced, not stored again.
+            let text = texts::referable(ev).map(texts::key);
+            let text_ref = text.filter(|k| self.texts.may_reference(session, k, m.at_us));
             let canonical = Canonical {
                 ev,
                 result: joined.as_ref(),
                 redact_parameters: self.redact_parameters,
+                text_ref,
             };
-            let session = m.session.as_bytes();
             match block.push(m.at_us, session, |buf| {
                 serde_json::to_writer(buf, &canonical)
             }) {
@@ -245,6 +252,11 @@ impl Writer {
                     results.push(None);
                     continue;
                 }
+            }
+            match (text, text_ref) {
+                (Some(k), None) => self.texts.define(session, k, m.at_us),
+                _ if matches!(ev, EventKind::SessionEnd { .. }) => self.texts.end(session),
+                _ => {}
             }
             in_block.insert(session);
             self.session_update(&mut sessions, m, ev);

@@ -386,17 +386,7 @@ fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::
                 one_line(e["text"].as_str().unwrap_or(""), 90)
             ),
             "bind" => format!("  bind {}", params_text(&e["params"])),
-            "result" => {
-                let ms = e["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
-                match (e["command_tag"].as_str(), e["sqlstate"].as_str()) {
-                    (Some(tag), _) => format!("  -> {tag}  ({ms:.1} ms)"),
-                    (None, state) => format!(
-                        "  -> ERROR {}: {}  ({ms:.1} ms)",
-                        state.unwrap_or("?"),
-                        one_line(e["message"].as_str().unwrap_or(""), 90)
-                    ),
-                }
-            }
+            "result" => result_text(e),
             "exit_status" => format!("  -> exit status {}", e["status"]),
             "request_created" => format!(
                 "  request {} opened (rule \"{}\")",
@@ -435,8 +425,28 @@ fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::
         };
         // Every field may be user-typed: the whole line is escaped, so nothing forges a line.
         writeln!(out, "{:>+10.3}s  {}", off, crate::escape::terminal(&what))?;
+        // A result stored inside its statement's event: its line, as a `result` event's,
+        // when it arrived.
+        if let Some(r) = e.get("result").filter(|r| r.is_object()) {
+            let off = off + r["duration_us"].as_u64().unwrap_or(0) as f64 / 1e6;
+            let what = result_text(r);
+            writeln!(out, "{:>+10.3}s  {}", off, crate::escape::terminal(&what))?;
+        }
     }
     out.flush()
+}
+
+/// A statement's result: a `result` event, or the `result` object joined to a statement.
+fn result_text(r: &Value) -> String {
+    let ms = r["duration_us"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    match (r["command_tag"].as_str(), r["sqlstate"].as_str()) {
+        (Some(tag), _) => format!("  -> {tag}  ({ms:.1} ms)"),
+        (None, state) => format!(
+            "  -> ERROR {}: {}  ({ms:.1} ms)",
+            state.unwrap_or("?"),
+            one_line(r["message"].as_str().unwrap_or(""), 90)
+        ),
+    }
 }
 
 fn quote_name(n: &str) -> String {

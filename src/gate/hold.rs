@@ -104,6 +104,8 @@ pub(super) async fn wait(
                 rule: Some(rule.clone()),
                 request: Some(id.clone()),
                 grant,
+                // On disk before it runs: its result is an event of its own.
+                statement: Default::default(),
                 _seal: Seal,
             })
         }

@@ -16,8 +16,10 @@
 //! itself, so no front end can forget it. No record, no action: a statement allowed by an
 //! approval or a grant, and any allowed statement that is not a `read`, is forwarded only
 //! once the events that authorise it are on disk (the [`Hold`] and [`Commit`] futures end
-//! with a durable write). Reads are queued for the group commit and never wait. While the
-//! store is failed, `[audit] on_failure` decides what is refused.
+//! with a durable write). Reads are queued for the group commit and never wait; their
+//! [`Permit`] carries the statement's audit record, so the relay can join the result to it
+//! (one event instead of two). While the store is failed, `[audit] on_failure` decides what
+//! is refused.
 //!
 //! [`Gate::check_opening`] decides a channel whose actions are each decided later (the SFTP
 //! subsystem): only a deny refuses it, it is never held.
@@ -41,17 +43,59 @@ pub use verdict::{Commit, Permit, Refusal, RefusalKind};
 use verdict::{Seal, audit_refusal};
 
 use crate::approval::{Approvals, Candidate, NewRequest};
-use crate::audit::{Audit, EventKind, Text};
+use crate::audit::{Audit, EventKind, StatementHandle, Text};
 use crate::config::{LiveConfig, Target, User};
 use crate::lifecycle::Protocol;
 use crate::metrics::Metrics;
 use crate::policy::rules::{self, Subject};
 use crate::policy::{Class, Classification, Decision};
 
+/// A session's id, shared by everything that names the session (each audit event takes a
+/// reference count, not a copy).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id itself, shared.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for SessionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(id: String) -> SessionId {
+        SessionId(Arc::from(id))
+    }
+}
+
+impl From<&SessionId> for Text {
+    fn from(id: &SessionId) -> Text {
+        Text::from(&id.0)
+    }
+}
+
 /// Who is acting, from where, on what. One per client session.
 #[derive(Debug, Clone)]
 pub struct SessionCtx {
-    pub id: String,
+    pub id: SessionId,
     pub user: Arc<User>,
     pub target: Arc<Target>,
     pub source: IpAddr,
@@ -119,6 +163,23 @@ impl Gate {
         let _ = self.audit.record_in(&s.backlog, Text::from(&s.id), event);
     }
 
+    /// Record an allowed statement that need not be on disk before it runs, with a handle
+    /// its result can join (Postgres: the relay matches results to statements; an SSH
+    /// command's exit status is an event of its own).
+    fn record_statement(&self, s: &SessionCtx, event: EventKind) -> StatementHandle {
+        let session = Text::from(&s.id);
+        match event {
+            EventKind::Statement { .. } => self
+                .audit
+                .record_statement_in(&s.backlog, session, event)
+                .unwrap_or_default(),
+            other => {
+                let _ = self.audit.record_in(&s.backlog, session, other);
+                StatementHandle::default()
+            }
+        }
+    }
+
     pub fn check(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
         let config = self.config.get();
         let resolved;
@@ -152,11 +213,12 @@ impl Gate {
                     &a,
                     classification,
                 );
-                let permit = Permit {
+                let mut permit = Permit {
                     class: a.class,
                     rule: rule_name,
                     request: None,
                     grant: None,
+                    statement: StatementHandle::default(),
                     _seal: Seal,
                 };
                 if sensitive && !a.deferrable {
@@ -164,8 +226,8 @@ impl Gate {
                     self.durable(s, ev, permit)
                 } else {
                     // Deferred to the transaction's commit point (sensitive) or routine: the
-                    // audit never drops it.
-                    self.record(s, ev);
+                    // audit never drops it, and its result may join its event.
+                    permit.statement = self.record_statement(s, ev);
                     Verdict::Allow(permit)
                 }
             }
@@ -236,6 +298,7 @@ impl Gate {
             rule,
             request: None,
             grant: None,
+            statement: StatementHandle::default(),
             _seal: Seal,
         };
         self.durable(s, ev, permit)
@@ -266,6 +329,7 @@ impl Gate {
             rule: Some(rule.name.clone()),
             request: Some(g.request),
             grant: Some(g.id),
+            statement: StatementHandle::default(),
             _seal: Seal,
         };
         self.durable(s, ev, permit)
@@ -312,7 +376,7 @@ impl Gate {
             functions: c.functions.clone(),
             rule: rule.name.clone(),
             source: s.source.to_string(),
-            session: s.id.clone(),
+            session: s.id.to_string(),
             runs_prepared: a.runs_prepared,
             approvers: rule.approvers.clone(),
             approvals_required: rule.approvals_required,

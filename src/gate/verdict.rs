@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::audit::StatementHandle;
 use crate::policy::Class;
 
 /// Proof that the Gate allowed one action. Only the `gate` module can make one: its seal
@@ -18,6 +19,10 @@ pub struct Permit {
     pub rule: Option<String>,
     pub request: Option<String>,
     pub grant: Option<String>,
+    /// The statement's audit record, for its result to join
+    /// ([`crate::audit::Audit::record_result_in`]): set for a routine Postgres statement,
+    /// empty (the result is an event of its own) for what was on disk before it ran.
+    pub statement: StatementHandle,
     pub(super) _seal: Seal,
 }
 

@@ -104,7 +104,7 @@ impl PgServer {
                     return;
                 };
                 let ctx = SessionCtx {
-                    id: crate::approval::new_id("s"),
+                    id: crate::approval::new_id("s").into(),
                     user: auth.user.clone(),
                     target: auth.target.clone(),
                     source: peer.ip(),

@@ -133,7 +133,7 @@ impl russh::server::Handler for ConnHandler {
             );
         }
         let ctx = SessionCtx {
-            id: crate::approval::new_id("s"),
+            id: crate::approval::new_id("s").into(),
             user,
             target,
             source: self.peer.ip(),

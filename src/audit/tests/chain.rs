@@ -224,3 +224,58 @@ async fn pruning_keeps_the_rest_verifiable() {
         .unwrap();
     assert_eq!(broken_at(&a), 6);
 }
+
+// ---- texts stored once per session: the definition is evidence like any event ----
+
+const LONG: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
+
+/// s1 stores LONG whole (event 1), then references it (events 2 and 3).
+async fn referenced(a: &Audit) {
+    for _ in 0..3 {
+        a.record("s1", stmt(LONG)).unwrap();
+    }
+    a.flush().await.unwrap();
+    let raw = super::texts::stored(a);
+    assert!(raw[1].1.get("text_ref").is_some(), "{:?}", raw[1]);
+}
+
+#[tokio::test]
+async fn editing_a_referenced_text_breaks_its_link() {
+    let d = TempDir::new("t-text");
+    let a = started(&d.0);
+    referenced(&a).await;
+    assert_eq!(a.verify().unwrap(), 3);
+    tamper(&a, 1, |evs| {
+        replace(&mut evs[0].0, b"abalance", b"bbalance")
+    });
+    assert_eq!(broken_at(&a), 1);
+}
+
+#[tokio::test]
+async fn editing_a_referenced_text_and_rehashing_everything_leaves_its_references_naming_nothing() {
+    let d = TempDir::new("t-text-rehash");
+    let a = started(&d.0);
+    referenced(&a).await;
+    let mut head = Link::START;
+    tamper(&a, 1, |evs| {
+        replace(&mut evs[0].0, b"abalance", b"bbalance");
+        let mut prev = chain::GENESIS;
+        for (record, hash) in evs.iter_mut() {
+            *hash = chain::link(&prev, record);
+            prev = *hash;
+        }
+        head = Link { seq: 3, hash: prev };
+    });
+    a.inner
+        .store
+        .db
+        .insert(keys::HEAD, head.encode().to_vec())
+        .unwrap();
+    let e = a.verify().unwrap_err().to_string();
+    assert_eq!(broken_at(&a), 2);
+    assert!(e.contains("text_ref"), "{e}");
+    // Readers show what is stored: the edited text, and references that resolve to nothing.
+    let ev = a.events("s1");
+    assert!(ev[0].str("text").unwrap().contains("bbalance"));
+    assert!(ev[1].get("text").is_none() && ev[1].get("text_ref").is_some());
+}

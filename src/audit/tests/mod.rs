@@ -1,13 +1,14 @@
 //! Tests against the real sled store in a temporary directory, by idea: [`record`]
 //! (recording and reading back), [`upkeep`] (requests, restarts), [`chain`] (verification
-//! and tampering), [`durability`] (failure and crashes) and [`commit`] (statements joined to
-//! their results, shared group commits). The helpers here serve them all
+//! and tampering), [`durability`] (failure and crashes), [`commit`] (statements joined to
+//! their results, shared group commits) and [`texts`] (texts stored once per session). The helpers here serve them all
 //! (and `super::bench`).
 
 mod chain;
 mod commit;
 mod durability;
 mod record;
+mod texts;
 mod upkeep;
 
 use std::path::{Path, PathBuf};

@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use super::framer::{Cut, Side};
 use super::hold::{Held, HeldKind, Waiting};
 use super::resolve::{Resolution, effects, own_class};
-use super::tracker::{Name, Stmt};
+use super::tracker::{Name, Sent, Stmt};
 use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
@@ -404,17 +404,21 @@ impl Relay {
 
     /// The Gate said yes: send it upstream.
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, permit: Permit) {
-        let now = std::time::Instant::now();
         self.settings_sent(&frame, kind, permit.class);
+        // The statement's audit record travels with it, for its result to join.
+        let sent = Sent {
+            at: std::time::Instant::now(),
+            statement: permit.statement,
+        };
         match kind {
-            HeldKind::Query(a) => self.track_query(a, &frame, now),
+            HeldKind::Query(a) => self.track_query(a, &frame, sent),
             HeldKind::FunctionCall => self.tracker.function_call(),
-            HeldKind::Execute(effects) => self.tracker.execute(now, effects.clone()),
+            HeldKind::Execute(effects) => self.tracker.execute(sent, effects.clone()),
         }
         self.to_server.extend_from_slice(&frame);
     }
 
-    fn track_query(&mut self, a: &Arc<SqlAnalysis>, frame: &[u8], started: std::time::Instant) {
+    fn track_query(&mut self, a: &Arc<SqlAnalysis>, frame: &[u8], sent: Sent) {
         let effects = if a.effects.is_empty() {
             Vec::new()
         } else {
@@ -424,7 +428,7 @@ impl Relay {
                 .unwrap_or_else(|_| (Arc::from(""), false));
             effects(a, &text, utf8)
         };
-        self.tracker.query(effects, started);
+        self.tracker.query(effects, sent);
     }
 
     fn start_hold(

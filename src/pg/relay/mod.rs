@@ -187,7 +187,7 @@ impl Relay {
         let target_user = ctx.target.user.clone();
         Relay {
             latency: app.metrics.proxy_latency.with_label_values(&["postgres"]),
-            sid: Arc::from(ctx.id.as_str()),
+            sid: ctx.id.shared(),
             app,
             ctx,
             upstream: Upstream {

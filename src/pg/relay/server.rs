@@ -7,7 +7,9 @@
 //! `tracker.rs` for which answer pops what): completions confirm names, an ErrorResponse
 //! drops what the server skips, ReadyForQuery ends a Query, FunctionCall or Sync and carries
 //! the transaction status. CommandComplete and ErrorResponse are recorded in the audit trail
-//! as the result of the oldest statement awaiting the server, with its duration. Proxy-made
+//! as the result of the oldest statement awaiting the server, with its duration, joined to
+//! that statement's event when the audit writer has not taken it yet (see
+//! [`crate::audit::Audit::record_result_in`]; exactly once either way). Proxy-made
 //! messages for the client (the hold notice) go in only between two server frames.
 
 use bytes::BytesMut;
@@ -140,18 +142,28 @@ impl Relay {
         self.to_client.extend_from_slice(&frame);
     }
 
-    /// Record the result of the oldest statement awaiting the server.
+    /// Record the result of the oldest statement awaiting the server: inside that
+    /// statement's event if the audit writer has not taken it yet, else on its own.
     fn result(&mut self, tag: Option<Text>, sqlstate: Option<Text>, message: Option<Text>) {
-        let started = self.tracker.result(tag.is_some());
+        let sent = self.tracker.result(tag.is_some());
         let rows = tag.as_ref().and_then(|t| tag_rows(&t.as_str()));
         let ev = EventKind::Result {
             command_tag: tag,
             rows,
             sqlstate,
             message,
-            duration_us: started.map_or(0, |t| t.elapsed().as_micros() as u64),
+            duration_us: sent
+                .as_ref()
+                .map_or(0, |s| s.at.elapsed().as_micros() as u64),
         };
-        self.record(ev);
+        let statement = sent.map(|s| s.statement).unwrap_or_default();
+        // A failed store is the Gate's concern, statement by statement.
+        let _ = self.app.audit.record_result_in(
+            &self.ctx.backlog,
+            Text::from(&self.sid),
+            &statement,
+            ev,
+        );
     }
 
     /// If this error is the failure of an injected refusal, the message to send instead.

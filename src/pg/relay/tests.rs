@@ -86,21 +86,25 @@ pub(super) fn run(name: &str, steps: &[Step]) {
             Parse(n, c) => t.parse(wire(n), stmt(n, c)),
             Bind(p, s) => t.bind(wire(p), &wire(s), &[0, 0, 0, 0, 0, 0]),
             Close(k, n) => t.close(k, wire(n)),
-            Execute(n) => t.execute(at(n), Vec::new()),
-            ExecutePrepare(n, name, c) => {
-                t.execute(at(n), vec![Effect::Prepare(Name::sql(name), stmt(name, c))])
-            }
-            ExecuteDeallocate(n, name) => {
-                t.execute(at(n), vec![Effect::Deallocate(Some(Name::sql(name)))])
-            }
+            Execute(n) => t.execute(at(n).into(), Vec::new()),
+            ExecutePrepare(n, name, c) => t.execute(
+                at(n).into(),
+                vec![Effect::Prepare(Name::sql(name), stmt(name, c))],
+            ),
+            ExecuteDeallocate(n, name) => t.execute(
+                at(n).into(),
+                vec![Effect::Deallocate(Some(Name::sql(name)))],
+            ),
             Query(n, prepares) => {
                 let prepares = prepares
                     .iter()
                     .map(|(name, c)| Effect::Prepare(Name::sql(name), stmt(name, *c)))
                     .collect();
-                t.query(prepares, at(n));
+                t.query(prepares, at(n).into());
             }
-            Deallocate(n, name) => t.query(vec![Effect::Deallocate(name.map(Name::sql))], at(n)),
+            Deallocate(n, name) => {
+                t.query(vec![Effect::Deallocate(name.map(Name::sql))], at(n).into())
+            }
             FunctionCall => t.function_call(),
             RefusedQuery => t.refused(),
             Sync => t.sync(),
@@ -108,11 +112,11 @@ pub(super) fn run(name: &str, steps: &[Step]) {
             ParseComplete => t.parse_complete(),
             BindComplete => t.bind_complete(),
             CloseComplete => t.close_complete(),
-            CommandComplete(n) => assert_eq!(t.result(true), n.map(at), "{what}"),
+            CommandComplete(n) => assert_eq!(t.result(true).map(|s| s.at), n.map(at), "{what}"),
             Error(n) => {
                 // The relay records the result first; the error then drops what the server
                 // skips.
-                assert_eq!(t.result(false), n.map(at), "{what}");
+                assert_eq!(t.result(false).map(|s| s.at), n.map(at), "{what}");
                 t.error();
             }
             RefusalError => t.error(),

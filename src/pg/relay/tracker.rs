@@ -29,8 +29,9 @@
 //! of a transaction; a simple Query destroys the unnamed statement and portal.
 //!
 //! The same queue says which statement a CommandComplete or ErrorResponse is the result of
-//! (for the audit trail, with its duration): the oldest simple Query, Execute,
-//! FunctionCall, Sync or CopyEnd still queued. How each answer pops the queue:
+//! (for the audit trail, with its duration and the statement's audit record, which the
+//! result joins when it can): the oldest simple Query, Execute, FunctionCall, Sync or
+//! CopyEnd still queued. How each answer pops the queue:
 //!
 //! | from the server | pops |
 //! | --- | --- |
@@ -46,9 +47,28 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use super::name::Name;
+use crate::audit::StatementHandle;
 use crate::pg::impact::Parameters;
 use crate::policy::Class;
 use crate::policy::sql::SqlAnalysis;
+
+/// When a statement went upstream, and its audit record, which its result may join
+/// ([`crate::audit::Audit::record_result_in`]).
+#[derive(Clone)]
+pub struct Sent {
+    pub at: Instant,
+    pub statement: StatementHandle,
+}
+
+impl From<Instant> for Sent {
+    /// A statement whose result joins nothing (recorded on its own).
+    fn from(at: Instant) -> Sent {
+        Sent {
+            at,
+            statement: StatementHandle::default(),
+        }
+    }
+}
 
 /// A statement the session prepared (or a portal bound to one).
 #[derive(Debug)]
@@ -115,17 +135,14 @@ enum Awaiting {
     Query {
         effects: Vec<Effect>,
         errored: bool,
-        started: Instant,
+        sent: Sent,
     },
     /// A refused simple Query or FunctionCall, replaced upstream by a Query that fails:
     /// ends at ReadyForQuery and is the result of nothing.
     Refused,
     /// An Execute: ends with its CommandComplete, ErrorResponse, EmptyQueryResponse or
     /// PortalSuspended; its effects apply with its result (a PREPARE only without error).
-    Execute {
-        started: Instant,
-        effects: Vec<Effect>,
-    },
+    Execute { sent: Sent, effects: Vec<Effect> },
     /// A FunctionCall: ends at ReadyForQuery.
     FunctionCall,
     /// A Sync: ends at ReadyForQuery.
@@ -274,17 +291,16 @@ impl Tracker {
     }
 
     /// An Execute goes upstream; `effects`: what the portal's statement does to names.
-    pub fn execute(&mut self, started: Instant, effects: Vec<Effect>) {
-        self.awaiting
-            .push_back(Awaiting::Execute { started, effects });
+    pub fn execute(&mut self, sent: Sent, effects: Vec<Effect>) {
+        self.awaiting.push_back(Awaiting::Execute { sent, effects });
     }
 
     /// A simple Query goes upstream with what it does to names.
-    pub fn query(&mut self, effects: Vec<Effect>, started: Instant) {
+    pub fn query(&mut self, effects: Vec<Effect>, sent: Sent) {
         self.awaiting.push_back(Awaiting::Query {
             effects,
             errored: false,
-            started,
+            sent,
         });
     }
 
@@ -406,23 +422,25 @@ impl Tracker {
     }
 
     /// A CommandComplete (`succeeded`) or ErrorResponse: when the statement it is the
-    /// result of started (`None`: no statement, or one that is not timed). The result ends
-    /// an Execute, and applies what it did to names.
-    pub fn result(&mut self, succeeded: bool) -> Option<Instant> {
+    /// result of went upstream, and its audit record (`None`: no statement, or one that is
+    /// not timed). The result ends an Execute, and applies what it did to names. Every
+    /// result of a multi-statement Query gets that Query's record: the first may join it,
+    /// the others are recorded on their own.
+    pub fn result(&mut self, succeeded: bool) -> Option<Sent> {
         let i = self.awaiting.iter().position(|a| !a.is_name_effect())?;
         match &self.awaiting[i] {
-            Awaiting::Query { started, .. } => Some(*started),
+            Awaiting::Query { sent, .. } => Some(sent.clone()),
             Awaiting::Execute { .. } => {
                 // An error while a Parse, Bind or Close before it is unanswered is theirs:
                 // the Execute was skipped (its result is still where the error is recorded).
                 let skipped =
                     !succeeded && self.awaiting.iter().take(i).any(|a| a.is_name_effect());
                 match self.awaiting.remove(i) {
-                    Some(Awaiting::Execute { started, effects }) => {
+                    Some(Awaiting::Execute { sent, effects }) => {
                         if !skipped {
                             apply(&mut self.stmts, effects, succeeded);
                         }
-                        Some(started)
+                        Some(sent)
                     }
                     _ => None,
                 }
