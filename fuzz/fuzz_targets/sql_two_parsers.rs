@@ -1,6 +1,8 @@
 //! The two SQL grammars must never disagree in jitgate's favour of `read`: whenever
 //! jitgate classifies a text `read`, PostgreSQL's own grammar (pg_query) must see exactly
-//! as many statements as sqlparser and no modifying node, no `EXPLAIN` that analyses a
+//! as many statements as sqlparser, each of a kind that can be a read (no `COPY … FROM`,
+//! no `COPY` to a file or program, no two-phase commit, no `SET ROLE` or
+//! `SET SESSION AUTHORIZATION`), and no modifying node, no `EXPLAIN` that analyses a
 //! modifying statement, no `SELECT INTO`, no row lock. This checks the judge inside
 //! `analyze_sql` from the outside, with pg_query's own node iterator (a different walk).
 #![no_main]
@@ -32,17 +34,22 @@ fuzz_target!(|data: &[u8]| {
         Ok(t) => t,
         Err(e) => panic!("read, but PostgreSQL's grammar rejects it ({e}): {text:?}"),
     };
-    let sqlparser_statements = sqlparser::parser::Parser::parse_sql(
-        &sqlparser::dialect::PostgreSqlDialect {},
-        text,
-    )
-    .map(|s| s.len())
-    .unwrap_or(usize::MAX);
+    let sqlparser_statements =
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, text)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
     assert_eq!(
         tree.protobuf.stmts.len(),
         sqlparser_statements,
         "read, but the parsers count statements differently: {text:?}"
     );
+    for raw in &tree.protobuf.stmts {
+        let statement = raw.stmt.as_ref().and_then(|s| s.node.as_ref());
+        assert!(
+            can_be_read(statement),
+            "read, but PostgreSQL's statement kind is never a read: {text:?}"
+        );
+    }
     for (node, _, _, _) in tree.protobuf.nodes() {
         let modifying = match node {
             NodeRef::InsertStmt(_)
@@ -61,6 +68,51 @@ fuzz_target!(|data: &[u8]| {
         assert!(!modifying, "read, but PostgreSQL's tree modifies: {text:?}");
     }
 });
+
+/// Whether a top-level statement of PostgreSQL's tree is of a kind that can be a read (its
+/// parts are checked node by node).
+fn can_be_read(statement: Option<&pg_query::NodeEnum>) -> bool {
+    use pg_query::NodeEnum as N;
+    use pg_query::protobuf::{TransactionStmtKind as T, VariableSetKind};
+    match statement {
+        Some(
+            N::SelectStmt(_)
+            | N::ExplainStmt(_)
+            | N::VariableShowStmt(_)
+            | N::ListenStmt(_)
+            | N::UnlistenStmt(_)
+            | N::DiscardStmt(_)
+            | N::DeclareCursorStmt(_)
+            | N::FetchStmt(_)
+            | N::ClosePortalStmt(_)
+            | N::PrepareStmt(_)
+            | N::ExecuteStmt(_)
+            | N::DeallocateStmt(_),
+        ) => true,
+        // Only to the client: not from it, not to a server file or program.
+        Some(N::CopyStmt(c)) => !c.is_from && !c.is_program && c.filename.is_empty(),
+        Some(N::TransactionStmt(t)) => [
+            T::TransStmtBegin,
+            T::TransStmtStart,
+            T::TransStmtCommit,
+            T::TransStmtRollback,
+            T::TransStmtSavepoint,
+            T::TransStmtRelease,
+            T::TransStmtRollbackTo,
+        ]
+        .iter()
+        .any(|k| *k as i32 == t.kind),
+        // Settings that change who the session is.
+        Some(N::VariableSetStmt(v)) => {
+            v.kind != VariableSetKind::VarSetValue as i32
+                || !matches!(
+                    v.name.as_str(),
+                    "role" | "session_authorization" | "session_replication_role"
+                )
+        }
+        _ => false,
+    }
+}
 
 /// Whether every statement of the text is an `EXPLAIN` without an `analyze` option (a
 /// modifying node in the tree is then only planned). Coarse on purpose: a text mixing
