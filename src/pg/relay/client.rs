@@ -392,6 +392,13 @@ impl Relay {
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, permit: Permit) {
         let now = std::time::Instant::now();
         self.settings_sent(&frame, kind, permit.class);
+        if !matches!(permit.class, Class::Read | Class::Write) && self.schema_change.is_none() {
+            self.schema_change = Some(crate::pg::target_catalog::SchemaChange::begin(
+                &self.app,
+                &self.ctx.target,
+                self.upstream.tls.clone(),
+            ));
+        }
         match kind {
             HeldKind::Query(a) => self.track_query(a, &frame, now),
             HeldKind::FunctionCall => self.tracker.function_call(),
