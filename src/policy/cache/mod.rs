@@ -38,7 +38,7 @@ use lru::LruCache;
 mod targets;
 pub use targets::{CatalogTicket, TargetCaches};
 
-use super::sql::{SqlAnalysis, SqlOptions, TargetCatalog, analyze_sql_on};
+use super::sql::{SqlAnalysis, SqlOptions, TargetCatalog, analyze_sql_on, analyze_tokens_on};
 
 /// Number of independently locked shards.
 pub const SHARDS: usize = 8;
@@ -102,7 +102,12 @@ impl ClassifierCache {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return hit;
         }
-        let shape = super::sql::shape::shape(text);
+        // One tokenization for the shape and, on a miss, the analysis.
+        let tokens = super::sql::tokenize(text);
+        let shape = tokens
+            .as_ref()
+            .ok()
+            .and_then(|t| super::sql::shape::shape_of_tokens(text, t));
         let shape_shard = shape
             .as_ref()
             .map(|k| &self.shapes[self.hasher.hash_one(k) as usize % SHARDS]);
@@ -114,7 +119,14 @@ impl ClassifierCache {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         // Analysed outside the lock: a slow parse never blocks other sessions' hits.
-        let fresh = Arc::new(self.run(text));
+        let fresh = Arc::new(analyze_tokens_on(
+            text,
+            tokens,
+            &SqlOptions {
+                trusted_functions: &self.trusted_functions,
+            },
+            &self.catalog,
+        ));
         shard
             .lock()
             .unwrap_or_else(|p| p.into_inner())

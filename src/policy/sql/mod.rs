@@ -46,7 +46,7 @@
 use sqlparser::ast::{Statement, Visit};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Tokenizer;
+use sqlparser::tokenizer::{TokenWithSpan, Tokenizer, TokenizerError};
 
 use crate::policy::{Class, Classification, clip};
 use depth::check_depth;
@@ -79,8 +79,24 @@ pub fn analyze_sql(text: &str, opts: &SqlOptions) -> SqlAnalysis {
 /// [`analyze_sql`] for a target whose own objects are `catalog`: a read that resolves a
 /// name the target also defines outside `pg_catalog` is `unknown` (see [`target`]).
 pub fn analyze_sql_on(text: &str, opts: &SqlOptions, catalog: &TargetCatalog) -> SqlAnalysis {
+    analyze_tokens_on(text, tokenize(text), opts, catalog)
+}
+
+/// sqlparser's tokens of `text` (`PostgreSqlDialect`), for [`analyze_tokens_on`] and
+/// [`shape::shape_of_tokens`].
+pub fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, TokenizerError> {
+    Tokenizer::new(&PostgreSqlDialect {}, text).tokenize_with_location()
+}
+
+/// [`analyze_sql_on`] with `text` already tokenized by [`tokenize`].
+pub fn analyze_tokens_on(
+    text: &str,
+    tokens: Result<Vec<TokenWithSpan>, TokenizerError>,
+    opts: &SqlOptions,
+    catalog: &TargetCatalog,
+) -> SqlAnalysis {
     let dialect = PostgreSqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, text).tokenize_with_location() {
+    let tokens = match tokens {
         Ok(t) => t,
         Err(e) => return failed(format!("cannot parse: {e}")),
     };
