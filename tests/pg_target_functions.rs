@@ -150,3 +150,66 @@ async fn a_function_created_through_jitgate_later_is_caught() {
     refused(&fx, &other, "SELECT upper(1)").await;
     proven_harmful(&fx, "SELECT upper(1)");
 }
+
+/// A protocol-level Parse that names a domain's OID as a parameter type: binding a value runs
+/// the domain's CHECK, though the text is a plain `SELECT $1`.
+#[test]
+fn a_parameter_of_a_user_type_is_not_read() {
+    use std::io::Write;
+    use support::wire::{RawSession, extended, first_error, message, read_until, summary};
+
+    let fx = fixture();
+    fx.sql(&format!(
+        "{}\nCREATE DOMAIN public.d AS integer CHECK (public.evil_check(VALUE));",
+        evil_function("public.evil_check", "integer", "boolean", "true")
+    ));
+    let oid: u32 = fx
+        .sql("SELECT 'public.d'::regtype::oid;")
+        .parse()
+        .expect("an OID");
+    let mut s = RawSession::login(
+        fx.env.jg.pg_addr(),
+        ALICE,
+        support::APP_TARGET,
+        support::ALICE_PASSWORD,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("raw login as alice: {e:?}"));
+    let parse_typed = |oid: u32| {
+        let mut b = b"s\0SELECT $1\0".to_vec();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&oid.to_be_bytes());
+        message(b'P', &b)
+    };
+    // Bind "" to "s": one text parameter '1', results in text.
+    let mut bind = b"\0s\0".to_vec();
+    bind.extend_from_slice(&0i16.to_be_bytes());
+    bind.extend_from_slice(&1i16.to_be_bytes());
+    bind.extend_from_slice(&1i32.to_be_bytes());
+    bind.extend_from_slice(b"1");
+    bind.extend_from_slice(&0i16.to_be_bytes());
+    let run = |s: &mut RawSession, oid: u32| {
+        // The refused pipeline leaves "s" prepared: close it first.
+        let mut out = extended::close(b'S', b"s");
+        out.extend(parse_typed(oid));
+        out.extend(message(b'B', &bind));
+        out.extend(extended::execute(b""));
+        out.extend(extended::close(b'S', b"s"));
+        out.extend(extended::sync());
+        s.stream.write_all(&out).expect("send the pipeline");
+        read_until(&mut s.stream, b'Z')
+    };
+    let r = run(&mut s, oid);
+    assert_eq!(
+        first_error(&r).map(|f| f.code().to_string()).as_deref(),
+        Some("42501"),
+        "{}",
+        summary(&r)
+    );
+    assert_eq!(rows(&fx), ROWS.to_string(), "the domain's check ran");
+    // The same statement typed int4 (OID 23) is a read.
+    let r = run(&mut s, 23);
+    assert!(first_error(&r).is_none(), "{}", summary(&r));
+    s.close();
+    proven_harmful(&fx, "PREPARE p(d) AS SELECT $1; EXECUTE p('1');");
+}
