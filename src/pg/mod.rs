@@ -12,6 +12,7 @@ pub mod relay;
 pub mod startup;
 mod startup_params;
 pub mod stream;
+pub mod target_catalog;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -219,6 +220,8 @@ impl PgServer {
             }
         };
         info!(application_name = %crate::escape::terminal(&auth.application_name), "session started");
+        // The target's own functions, operators and types, before its first statement.
+        target_catalog::first_use(&self.app, &target, tls_for_relay.clone()).await;
         let _ = start_on_disk.await;
         let key = self.registry.register(&target.address, up.pid, up.secret);
         let mut hello = BytesMut::with_capacity(512);

@@ -60,6 +60,18 @@ fn name_field(b: &[u8]) -> Result<(Name, Text, &[u8]), Fatal> {
     ))
 }
 
+/// FirstNormalObjectId: OIDs from here on belong to objects created after initdb.
+const FIRST_USER_OID: u32 = 16384;
+
+/// Whether a Parse's parameter type list (after its query string) names a type created after
+/// initdb; a malformed list counts as one (fail closed; the server rejects it anyway).
+fn declares_user_types(list: &[u8]) -> bool {
+    let Some(count) = msg::i16_at(list, 0).and_then(|n| usize::try_from(n).ok()) else {
+        return true;
+    };
+    (0..count).any(|i| msg::i32_at(list, 2 + 4 * i).is_none_or(|oid| oid as u32 >= FIRST_USER_OID))
+}
+
 /// The client's side of the framer: which frames are read whole, what is refused.
 struct FromClient<'a>(&'a mut Relay);
 
@@ -248,8 +260,13 @@ impl Relay {
         let (name, name_text, rest) = name_field(&frame[5..])?;
         let (text, utf8, after_text) = text_field(rest)?;
         let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
-        // An EXECUTE in it is resolved when it runs.
-        let class = own_class(&analysis, utf8);
+        // An EXECUTE in it is resolved when it runs. A parameter of a type created after
+        // initdb (a domain, an enum, an extension's type) runs that type's input function and
+        // checks on the bound value: user code the text does not show.
+        let class = match declares_user_types(after_text) {
+            false => own_class(&analysis, utf8),
+            true => Class::Unknown,
+        };
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
@@ -405,6 +422,13 @@ impl Relay {
     /// The Gate said yes: send it upstream.
     fn forward(&mut self, frame: BytesMut, kind: &HeldKind, permit: Permit) {
         self.settings_sent(&frame, kind, permit.class);
+        if !matches!(permit.class, Class::Read | Class::Write) && self.schema_change.is_none() {
+            self.schema_change = Some(crate::pg::target_catalog::SchemaChange::begin(
+                &self.app,
+                &self.ctx.target,
+                self.upstream.tls.clone(),
+            ));
+        }
         // The statement's audit record travels with it, for its result to join.
         let sent = Sent {
             at: std::time::Instant::now(),

@@ -154,6 +154,9 @@ pub struct Relay {
     refusals: Refusals,
     /// The client sent Terminate.
     terminated: bool,
+    /// A statement that may change the schema was forwarded and its transaction has not
+    /// ended: the target's catalog snapshot is re-read when it does (or the session ends).
+    schema_change: Option<crate::pg::target_catalog::SchemaChange>,
     /// Shutdown began: end the session as soon as it is idle.
     draining: bool,
     /// The server sent a FATAL or PANIC error, or a stream that cannot be framed.
@@ -213,6 +216,7 @@ impl Relay {
             discard_until_sync: false,
             refusals: Refusals::default(),
             terminated: false,
+            schema_change: None,
             draining: false,
             upstream_fatal: false,
             bytes_in: 0,

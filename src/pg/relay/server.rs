@@ -102,6 +102,10 @@ impl Relay {
                 // Nothing sent or waiting to be sent after this point: the status is current.
                 let settled = !self.tracker.in_flight() && self.held.is_none();
                 self.txn.ready(status, settled);
+                if status == b'I' && settled {
+                    // A schema change's transaction is over: the catalog is read again.
+                    self.schema_change = None;
+                }
                 self.settings.ready(status, settled);
                 if !self.tracker.busy() {
                     self.refusals.clear();

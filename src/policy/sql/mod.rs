@@ -18,6 +18,10 @@
 //!   stack (sqlparser's AST drop is recursive) nor take quadratic time. sqlparser's own
 //!   recursion limit (50 nested levels, its default) is kept: deeper nesting is `unknown`.
 //!
+//! - A read is `read` on a target only if what it resolves by name (functions, operators,
+//!   cast types, as PostgreSQL's tree shows them) collides with nothing the target defines
+//!   outside `pg_catalog` ([`analyze_sql_on`], [`target`]); the snapshot is fixed per cache.
+//!
 //! Known limits (syntax cannot see them): a view, rule or trigger can run functions the
 //! statement does not name; unqualified names are reported as `public.` here, and the
 //! Postgres relay lists them under the schemas of the session's `search_path`
@@ -33,6 +37,8 @@
 //! - `walk.rs`: the one `Visitor` pass over the whole tree (statements, functions,
 //!   operators, `FROM` items, CTE scopes).
 //! - this file: [`analyze_sql`] (tokenize, bound, parse, walk) and [`resolve_class`].
+//! - [`target`]: what a read resolves by name, checked against the target's own objects
+//!   (functions, operators, types and casts outside `pg_catalog`).
 //! - [`shape`]: a statement with its value literals blanked, the cache's second key and a
 //!   grant's default scope (it uses only [`catalog`]).
 //! - `tests/`: the unit tests; `tests/testdata/` holds the texts psql and pgbench send.
@@ -40,7 +46,7 @@
 use sqlparser::ast::{Statement, Visit};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Tokenizer;
+use sqlparser::tokenizer::{TokenWithSpan, Tokenizer, TokenizerError};
 
 use crate::policy::{Class, Classification, clip};
 use depth::check_depth;
@@ -49,6 +55,7 @@ use walk::Walk;
 pub mod catalog;
 pub mod session;
 pub mod shape;
+pub mod target;
 
 mod analysis;
 mod depth;
@@ -61,11 +68,35 @@ mod walk;
 pub use analysis::{SqlAnalysis, SqlEffect, SqlOptions};
 pub use depth::MAX_OPEN_TOKENS;
 pub use names::{NAME_MAX_BYTES, truncate_identifier};
+pub use target::{TargetCatalog, TargetObjects};
 
-/// Analyses one query string as a Postgres simple-query message would carry it.
+/// Analyses one query string as a Postgres simple-query message would carry it, with no
+/// target (names are judged by the catalogue alone: see [`analyze_sql_on`]).
 pub fn analyze_sql(text: &str, opts: &SqlOptions) -> SqlAnalysis {
+    analyze_sql_on(text, opts, &TargetCatalog::NotConsulted)
+}
+
+/// [`analyze_sql`] for a target whose own objects are `catalog`: a read that resolves a
+/// name the target also defines outside `pg_catalog` is `unknown` (see [`target`]).
+pub fn analyze_sql_on(text: &str, opts: &SqlOptions, catalog: &TargetCatalog) -> SqlAnalysis {
+    analyze_tokens_on(text, tokenize(text), opts, catalog)
+}
+
+/// sqlparser's tokens of `text` (`PostgreSqlDialect`), for [`analyze_tokens_on`] and
+/// [`shape::shape_of_tokens`].
+pub fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, TokenizerError> {
+    Tokenizer::new(&PostgreSqlDialect {}, text).tokenize_with_location()
+}
+
+/// [`analyze_sql_on`] with `text` already tokenized by [`tokenize`].
+pub fn analyze_tokens_on(
+    text: &str,
+    tokens: Result<Vec<TokenWithSpan>, TokenizerError>,
+    opts: &SqlOptions,
+    catalog: &TargetCatalog,
+) -> SqlAnalysis {
     let dialect = PostgreSqlDialect {};
-    let tokens = match Tokenizer::new(&dialect, text).tokenize_with_location() {
+    let tokens = match tokens {
         Ok(t) => t,
         Err(e) => return failed(format!("cannot parse: {e}")),
     };
@@ -84,18 +115,24 @@ pub fn analyze_sql(text: &str, opts: &SqlOptions) -> SqlAnalysis {
         return analysis;
     }
     match server_grammar::confirm_read(text, &statements, opts) {
-        Ok(_) => analysis,
-        Err(why) => disagreement(analysis, why),
+        Ok(view) => match target::check(&view.called, catalog, opts) {
+            Ok(()) => analysis,
+            Err(why) => not_proven(analysis, why),
+        },
+        Err(why) => not_proven(
+            analysis,
+            format!("sqlparser: read; PostgreSQL grammar: {why}"),
+        ),
     }
 }
 
-/// sqlparser said read and PostgreSQL's grammar did not: the text is `unknown`, and so is
-/// every statement it prepares (a later `EXECUTE` must not inherit sqlparser's read).
-fn disagreement(mut analysis: SqlAnalysis, why: String) -> SqlAnalysis {
+/// A read that could not be proven (the grammars disagree, or the target defines a name it
+/// calls): the text is `unknown`, and so is every statement it prepares (a later `EXECUTE`
+/// must not inherit the read).
+fn not_proven(mut analysis: SqlAnalysis, why: String) -> SqlAnalysis {
     analysis.classification.class = Class::Unknown;
     analysis.base_class = Class::Unknown;
-    analysis.classification.reason =
-        clip(format!("sqlparser: read; PostgreSQL grammar: {why}"), 200);
+    analysis.classification.reason = clip(why, 200);
     for effect in &mut analysis.effects {
         if let SqlEffect::Prepare { class, .. } = effect {
             *class = Class::Unknown;

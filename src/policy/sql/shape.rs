@@ -76,15 +76,26 @@ pub fn grant_shape(text: &str) -> Option<String> {
     key(text).map(|(k, _)| k)
 }
 
+/// [`shape`] from the tokens sqlparser's tokenizer (`PostgreSqlDialect`) made of `text`, so
+/// a cache miss tokenizes once for the shape and the analysis.
+pub fn shape_of_tokens(text: &str, tokens: &[TokenWithSpan]) -> Option<String> {
+    let (key, blanked) = key_of_tokens(text, tokens)?;
+    (blanked > 0).then_some(key)
+}
+
 /// The key and how many literals it blanked.
 fn key(text: &str) -> Option<(String, usize)> {
-    if text.contains(MARK) {
-        return None;
-    }
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize_with_location()
         .ok()?;
-    if !every_statement_is_data(&tokens) {
+    key_of_tokens(text, &tokens)
+}
+
+fn key_of_tokens(text: &str, tokens: &[TokenWithSpan]) -> Option<(String, usize)> {
+    if text.contains(MARK) {
+        return None;
+    }
+    if !every_statement_is_data(tokens) {
         return Some((text.to_string(), 0));
     }
     let mut cursor = Cursor::new(text);
@@ -94,7 +105,7 @@ fn key(text: &str) -> Option<(String, usize)> {
     let mut previous: Option<&Token> = None;
     // One entry per open parenthesis: whether it opens a dangerous function's arguments.
     let mut open: Vec<bool> = Vec::new();
-    for t in &tokens {
+    for t in tokens {
         if matches!(t.token, Token::Whitespace(_)) {
             continue;
         }

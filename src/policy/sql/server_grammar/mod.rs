@@ -19,6 +19,7 @@ use sqlparser::ast::{DescribeAlias, Statement};
 
 use super::analysis::SqlOptions;
 use super::names::NameSet;
+use super::target::CalledNames;
 use tree::TreeJudge;
 
 mod nodes;
@@ -26,13 +27,16 @@ mod serializer;
 mod tree;
 
 /// What PostgreSQL's parse tree names, when it confirms a read. Rules, grants and the audit
-/// trail still take their names from sqlparser's walk; a unit test checks over the whole
-/// corpus that these agree with them (only the test reads them, hence the `allow`).
+/// trail still take their tables and functions from sqlparser's walk; a unit test checks
+/// over the whole corpus that these agree with them (only the test reads them, hence the
+/// `allow`). `called` is what the target resolves by name (`super::target`).
 #[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) struct ServerView {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub tables: NameSet,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub functions: NameSet,
+    pub called: CalledNames,
 }
 
 /// Confirms sqlparser's `read` for `text` (parsed by sqlparser into `statements`), or says
@@ -76,6 +80,7 @@ pub(super) fn confirm_read(
     Ok(ServerView {
         tables: judge.tables,
         functions: judge.functions,
+        called: judge.called,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::policy::sql::analysis::SqlOptions;
 use crate::policy::sql::catalog::harmless_setting;
 use crate::policy::sql::functions::{FunctionVerdict, function_verdict};
 use crate::policy::sql::names::{NameSet, relation_from_parts};
+use crate::policy::sql::target::CalledNames;
 
 /// Where top-level statements sit: `ParseResult.stmts[].stmt.node`.
 const STATEMENT_PATH: &[&str] = &["ParseResult", "stmts", "RawStmt", "stmt", "Node", "node"];
@@ -62,6 +63,11 @@ pub(super) struct TreeJudge<'o> {
     pub problem: Option<String>,
     pub tables: NameSet,
     pub functions: NameSet,
+    /// What the tree resolves by name, for the check against the target's own objects.
+    pub called: CalledNames,
+    /// Strings seen so far in the `ColumnRef` being walked (its first names a relation or
+    /// column; later ones may name a function: `t.f` is `f(t)`).
+    column_parts: usize,
 }
 
 impl<'o> TreeJudge<'o> {
@@ -77,6 +83,8 @@ impl<'o> TreeJudge<'o> {
             problem: None,
             tables: NameSet::new(),
             functions: NameSet::new(),
+            called: CalledNames::default(),
+            column_parts: 0,
         }
     }
 
@@ -116,6 +124,9 @@ impl<'o> TreeJudge<'o> {
             self.functions.insert(bare.clone());
             return;
         }
+        if let Some(bare) = resolved_by_name(&parts) {
+            self.called.functions.insert(bare.to_string());
+        }
         let FunctionVerdict { shown, class } = match function_verdict(&parts, self.opts) {
             Ok(v) => v,
             Err(what) => return self.problem(|| what.to_string()),
@@ -152,6 +163,17 @@ impl<'o> TreeJudge<'o> {
                     self.problem(|| format!("TABLESAMPLE {} is not a core method", parts.join(".")))
                 }
             }
+            "TypeName" => {
+                if let Some(bare) = resolved_by_name(&parts) {
+                    self.called.types.insert(bare.to_string());
+                }
+            }
+            // `IN (SELECT …)`, `EXISTS`: no name, `=` (the grammar leaves it to analysis).
+            "SubLink" if parts.is_empty() => {
+                self.called.operators.insert("=".into());
+            }
+            // `ORDER BY x` without `USING`: the type's default sort operators, not a name.
+            "SortBy" if parts.is_empty() => {}
             // Operators: only unqualified or pg_catalog ones.
             _ => {
                 if parts.len() > 1 && parts.first().is_some_and(|s| s != "pg_catalog") {
@@ -159,7 +181,21 @@ impl<'o> TreeJudge<'o> {
                         format!("OPERATOR({}) is not a pg_catalog operator", parts.join("."))
                     })
                 }
+                if let [op] = parts.as_slice() {
+                    self.operator(op);
+                }
             }
+        }
+    }
+
+    /// An operator named unqualified; the `BETWEEN` forms name the comparisons they become.
+    fn operator(&mut self, op: &str) {
+        if op.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            for implied in [">=", "<=", "<", ">"] {
+                self.called.operators.insert(implied.into());
+            }
+        } else {
+            self.called.operators.insert(op.to_string());
         }
     }
 
@@ -233,11 +269,16 @@ impl TreeEvents for TreeJudge<'_> {
                 analyze: false,
                 deferred: Vec::new(),
             }),
-            "FuncCall" | "RangeVar" | "RangeTableSample" | "AExpr" | "SubLink" => {
-                self.named.push(Named {
-                    node: name,
-                    parts: Vec::new(),
-                })
+            "FuncCall" | "RangeVar" | "RangeTableSample" | "AExpr" | "SubLink" | "SortBy"
+            | "TypeName" => self.named.push(Named {
+                node: name,
+                parts: Vec::new(),
+            }),
+            "TypeCast" => self.called.casts = true,
+            "ColumnRef" => self.column_parts = 0,
+            // `CASE x WHEN y`, `JOIN … USING` / `NATURAL JOIN`: `=` by name.
+            "CaseExpr" | "JoinExpr" => {
+                self.called.operators.insert("=".into());
             }
             "DefElem" => self.options.push(OptionBeingRead {
                 of_explain,
@@ -258,9 +299,8 @@ impl TreeEvents for TreeJudge<'_> {
         self.path.pop();
         match name {
             "ExplainStmt" => self.explain_end(),
-            "FuncCall" | "RangeVar" | "RangeTableSample" | "AExpr" | "SubLink" => {
-                self.named_end(name)
-            }
+            "FuncCall" | "RangeVar" | "RangeTableSample" | "AExpr" | "SubLink" | "SortBy"
+            | "TypeName" => self.named_end(name),
             "DefElem" => self.option_end(),
             "VariableSetStmt" => self.setting_end(),
             _ => {}
@@ -281,6 +321,8 @@ impl TreeEvents for TreeJudge<'_> {
             ("AExpr", "name"),
             ("SubLink", "oper_name"),
             ("RangeTableSample", "method"),
+            ("SortBy", "use_op"),
+            ("TypeName", "names"),
         ]
         .into_iter()
         .find(|(node, field)| self.in_name_list(node, field))
@@ -296,6 +338,13 @@ impl TreeEvents for TreeJudge<'_> {
                 Some(n) if n.node == owner => n.parts.push(value.to_string()),
                 _ => self.problem(|| format!("a name of {owner} out of place")),
             }
+        } else if self.in_name_list("ColumnRef", "fields") {
+            if self.column_parts > 0 {
+                self.called.attributes.insert(value.to_string());
+            }
+            self.column_parts += 1;
+        } else if self.in_name_list("AIndirection", "indirection") {
+            self.called.attributes.insert(value.to_string());
         } else if self.ends_with(&["DefElem", "defname"]) {
             if let Some(o) = self.options.last_mut() {
                 o.name = value.to_string();
@@ -349,5 +398,15 @@ impl TreeEvents for TreeJudge<'_> {
                 self.problem(|| "a two-phase-commit TransactionStmt".into());
             }
         }
+    }
+}
+
+/// The bare name of a function or type that is looked up by name outside `pg_catalog`:
+/// unqualified, or qualified with another schema. `None` for `pg_catalog.name`.
+fn resolved_by_name(parts: &[String]) -> Option<&str> {
+    match parts {
+        [schema, _] if schema == "pg_catalog" => None,
+        [.., bare] => Some(bare),
+        [] => None,
     }
 }

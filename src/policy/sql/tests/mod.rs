@@ -18,6 +18,7 @@ mod evasion;
 mod psql;
 mod server_grammar;
 mod shape;
+mod target;
 
 /// The analysis with `my_trusted_fn` and `app.safe_fn` trusted.
 fn classify(text: &str) -> SqlAnalysis {
