@@ -112,6 +112,16 @@ async fn a_function_created_through_jitgate_later_is_caught() {
     let fx = fixture();
     let s = fx.alice_session().await;
     assert_eq!(s.value("SELECT upper('abc')").await, "ABC");
+    // Prepared (protocol Parse) while `upper` is only PostgreSQL's: a read then.
+    let prepared = s
+        .client
+        .prepare("SELECT upper($1::text)")
+        .await
+        .expect("prepare SELECT upper($1::text)");
+    s.client
+        .query(&prepared, &[&"abc"])
+        .await
+        .expect("the prepared read runs before the CREATE");
     let create = evil_function("public.upper", "integer", "text", "'gone'");
     // Only the CREATE (the owner is app already, as alice connects as app).
     let create = create
@@ -145,6 +155,14 @@ async fn a_function_created_through_jitgate_later_is_caught() {
         }
     }
     refused(&fx, &s, "SELECT upper(1)").await;
+    // The statement prepared before the CREATE is judged when it runs, under the catalog in
+    // force now: its `upper` is no longer only PostgreSQL's.
+    let (code, message) = failure(s.client.query(&prepared, &[&"abc"]).await);
+    assert_eq!(
+        code, "42501",
+        "the prepared upper() after the CREATE: {message}"
+    );
+    assert_eq!(rows(&fx), ROWS.to_string());
     // A new session sees the same snapshot.
     let other = fx.alice_session().await;
     refused(&fx, &other, "SELECT upper(1)").await;

@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use super::framer::{Cut, Side};
 use super::hold::{Held, HeldKind, Waiting};
 use super::resolve::{Resolution, effects, own_class};
-use super::tracker::{Name, Sent, Stmt};
+use super::tracker::{Name, Origin, Sent, Stmt};
 use super::{Fatal, Relay};
 use crate::audit::{EventKind, Text};
 use crate::gate::{Action, Hold, Permit, Refusal, Verdict};
@@ -280,6 +280,7 @@ impl Relay {
             analysis,
             class,
             parameters: Parameters::declared(after_text),
+            origin: Origin::Parse,
         });
         self.tracker.parse(name, stmt);
         self.to_server.extend_from_slice(&frame);
@@ -327,7 +328,8 @@ impl Relay {
             self.parked = Some((b'E', frame));
             return Ok(());
         }
-        let stmt = self.tracker.portal(&portal);
+        // Judged under the target's catalog as it is now, not as it was at Parse.
+        let stmt = self.tracker.portal(&portal).map(|s| self.in_force(s));
         let fallback;
         let (statement, classification, class, runs_prepared) = match &stmt {
             Some(s) => match self.resolve_runs(&s.analysis, s.class, &s.text) {

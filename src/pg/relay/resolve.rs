@@ -17,7 +17,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use super::Relay;
-use super::tracker::{Effect, Name, Stmt};
+use super::tracker::{Effect, Name, Origin, Stmt};
 use crate::policy::Class;
 use crate::policy::sql::{self, SqlAnalysis, SqlEffect};
 
@@ -73,6 +73,46 @@ impl Relay {
         }
     }
 
+    /// `s` as the target's catalog in force now judges it. A function, operator or type
+    /// created on the target after the statement was prepared (an approved `CREATE FUNCTION
+    /// public.lower(integer)` between Parse and Execute) changes what its names run, so its
+    /// analysis is made again, from the cache (a hit unless the catalog changed), and its
+    /// class is never lowered: the greater of the class it was prepared with and the new one.
+    pub(super) fn in_force(&self, s: Arc<Stmt>) -> Arc<Stmt> {
+        let fresh = self.app.cache.analyze(&self.ctx.target.name, &s.text);
+        let (analysis, class) = match &s.origin {
+            Origin::Parse if Arc::ptr_eq(&fresh, &s.analysis) => return s,
+            Origin::Parse => {
+                let class = s.class.max(own_class(&fresh, true));
+                (fresh, class)
+            }
+            Origin::SqlPrepare(name) => {
+                let now = fresh
+                    .effects
+                    .iter()
+                    .find_map(|e| match e {
+                        SqlEffect::Prepare { name: n, class } if n == name => Some(*class),
+                        _ => None,
+                    })
+                    .unwrap_or(Class::Unknown);
+                if now <= s.class {
+                    return s;
+                }
+                let mut analysis = (*s.analysis).clone();
+                analysis.classification.class = now;
+                analysis.base_class = now;
+                (Arc::new(analysis), now)
+            }
+        };
+        Arc::new(Stmt {
+            text: s.text.clone(),
+            analysis,
+            class,
+            parameters: s.parameters.clone(),
+            origin: s.origin.clone(),
+        })
+    }
+
     fn run_class(
         &self,
         analysis: &SqlAnalysis,
@@ -93,7 +133,7 @@ impl Relay {
                 wait.set(true);
                 return Some(Class::Unknown);
             }
-            let s = self.tracker.stmt(&key)?;
+            let s = self.in_force(self.tracker.stmt(&key)?);
             runs.borrow_mut().push((name.to_string(), s.text.clone()));
             Some(self.run_class(&s.analysis, s.class, depth + 1, runs, wait))
         })
@@ -125,6 +165,7 @@ pub(super) fn effects(analysis: &SqlAnalysis, text: &Arc<str>, trusted: bool) ->
                         analysis: Arc::new(prepared),
                         class: *class,
                         parameters: Default::default(),
+                        origin: Origin::SqlPrepare(name.clone()),
                     }),
                 ))
             }

@@ -22,6 +22,7 @@ fn stmt(name: &str, class: Class) -> Arc<Stmt> {
         }),
         class,
         parameters: Default::default(),
+        origin: Default::default(),
     })
 }
 

@@ -82,6 +82,19 @@ pub struct Stmt {
     /// The parameter types its Parse declared and, for a portal of a write, the values its
     /// Bind gave: what the impact preview plans it with.
     pub parameters: Parameters,
+    /// Where `analysis` came from, so it is made again under the target's catalog in force
+    /// when the statement runs (`resolve.rs`, `Relay::in_force`).
+    pub origin: Origin,
+}
+
+/// What a prepared statement's analysis is the analysis of.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// Its own `text`, from a protocol Parse.
+    #[default]
+    Parse,
+    /// The statement SQL `PREPARE name` in `text` prepares.
+    SqlPrepare(String),
 }
 
 impl Stmt {
@@ -97,6 +110,7 @@ impl Stmt {
             analysis: stmt.analysis.clone(),
             class: stmt.class,
             parameters: stmt.parameters.bind(after_names),
+            origin: stmt.origin.clone(),
         })
     }
 }
