@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Api, ApiError, err};
-use crate::config::User;
+use crate::config::{Config, User};
 
 /// The user whose bearer token came with the request.
 pub struct AuthUser(pub Arc<User>);
@@ -23,12 +23,12 @@ impl FromRequestParts<Api> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
-        authenticate(api, &parts.headers).map(AuthUser)
+        authenticate(&api.app.config(), &parts.headers).map(AuthUser)
     }
 }
 
-/// The user a bearer token belongs to.
-fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
+/// The user a bearer token belongs to, under `config`.
+pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -37,7 +37,6 @@ fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let config = api.app.config();
     let mut found = None;
     // Compare against every user, without stopping early, so timing says nothing.
     for u in config.users.values() {

@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub policy: PolicySpec,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub api: ApiSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,4 +94,14 @@ pub struct AuditSection {
     pub redact_parameters: bool,
     pub on_failure: Option<String>,
     pub retention_days: Option<u32>,
+}
+
+/// `[api]`: who may read what through the control API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// `"user:NAME"` or `"group:NAME"`: who may read everything (every request, grant,
+    /// session, event and recording, the export and the chain check).
+    #[serde(default)]
+    pub auditors: Vec<String>,
 }
