@@ -261,7 +261,7 @@ pub async fn held_or_ran(fx: &Fixture, s: &mut Session, sql: &str) -> Result<Str
     }
 }
 
-fn sha256_hex(s: &str) -> String {
+pub fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
