@@ -179,6 +179,14 @@ async fn setup(fx: &Fixture, alice_stream: &mut Stream, bob_stream: &mut Stream)
             Err(format!("{all:?}"))
         }
     });
+    // Events are written behind the statements: wait until the last one is in.
+    poll("frank's request in the exported trail", || {
+        let (status, body) = fx.audrey.get("/v1/audit/export?since=0");
+        match body.as_str() {
+            Some(text) if status == 200 && text.contains(&frank_pending) => Ok(()),
+            _ => Err(format!("{status} {body}")),
+        }
+    });
     // Keep the held statements running: the ddl is denied and frank's approved at the end.
     tokio::spawn(async move {
         let _ = (
