@@ -1,31 +1,19 @@
-//! Who is calling: the [`AuthUser`] extractor turns a request's bearer token into the user
-//! it belongs to, or answers 401. Every handler that needs a token takes one, so none can
-//! forget the check.
+//! Who is calling: [`authenticate`] turns a request's bearer token into the user it belongs
+//! to, or answers 401. Handlers never call it themselves: they take a `visibility::Viewer`,
+//! the one extractor, which authenticates and then decides what the caller may see, so no
+//! handler can forget either check.
 //!
 //! A token is checked by hashing it (SHA-256) and comparing with every user's
 //! `api_token_sha256` in constant time, without stopping at the first match.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Api, ApiError, err};
+use super::{ApiError, err};
 use crate::config::{Config, User};
-
-/// The user whose bearer token came with the request.
-pub struct AuthUser(pub Arc<User>);
-
-impl FromRequestParts<Api> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
-        authenticate(&api.app.config(), &parts.headers).map(AuthUser)
-    }
-}
 
 /// The user a bearer token belongs to, under `config`.
 pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {

@@ -5,7 +5,7 @@
 //! items, what one may decide, everything for `[api] auditors`. Every error body is
 //! `{"error":"…"}`.
 //!
-//! - `auth`: the bearer token to the user ([`AuthUser`]).
+//! - `auth`: the bearer token to the user.
 //! - `visibility`: who may see which request, grant and session; 404 alike for "not yours"
 //!   and "does not exist".
 //! - `requests`: requests and grants (list, stream, approve, deny, revoke).
@@ -21,8 +21,6 @@ pub mod openapi;
 mod requests;
 mod sessions;
 mod visibility;
-
-pub use auth::AuthUser;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
