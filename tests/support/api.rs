@@ -208,6 +208,16 @@ pub fn wait_for_pending_n(api: &Api, user: &str, n: usize) -> Vec<Value> {
     })
 }
 
+/// The `id`s of a JSON list (requests, grants, sessions); panics naming `what` if `v` is not
+/// a list.
+pub fn ids(v: &Value, what: &str) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("{what}: not an array: {v}"))
+        .iter()
+        .map(|item| item["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Asserts an API error: the status, and a JSON body `{"error": "<non-empty text>"}`.
 pub fn assert_error(what: &str, got: &(u16, Value), status: u16) {
     let (code, body) = got;
