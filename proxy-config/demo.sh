@@ -107,6 +107,9 @@ name = "bob"
 groups = ["sre"]
 api_token_sha256 = "$BOB_SHA"
 
+[api]
+auditors = ["user:bob"]   # bob reads the whole trail: sessions, replay, audit verify
+
 [[users]]
 name = "carol"
 groups = ["dev"]

@@ -21,9 +21,10 @@ async fn only_the_grantee_or_an_approver_may_revoke_a_grant() {
     let grant = grant_for(&id);
     assert_eq!(affected(&finish(h).await.expect("approved")), Some(1));
 
-    // dave is neither the grantee nor an approver (group sre) of the rule.
+    // dave is neither the grantee nor an approver (group sre) of the rule: he may not even
+    // see the grant, so it is answered as if it did not exist.
     let path = format!("/v1/grants/{grant}");
-    assert_error("dave revokes alice's grant", &fx.dave.delete(&path), 403);
+    assert_error("dave revokes alice's grant", &fx.dave.delete(&path), 404);
     assert_eq!(
         fx.bob.grants().len(),
         1,

@@ -1,34 +1,22 @@
-//! Who is calling: the [`AuthUser`] extractor turns a request's bearer token into the user
-//! it belongs to, or answers 401. Every handler that needs a token takes one, so none can
-//! forget the check.
+//! Who is calling: [`authenticate`] turns a request's bearer token into the user it belongs
+//! to, or answers 401. Handlers never call it themselves: they take a `visibility::Viewer`,
+//! the one extractor, which authenticates and then decides what the caller may see, so no
+//! handler can forget either check.
 //!
 //! A token is checked by hashing it (SHA-256) and comparing with every user's
 //! `api_token_sha256` in constant time, without stopping at the first match.
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{Api, ApiError, err};
-use crate::config::User;
+use super::{ApiError, err};
+use crate::config::{Config, User};
 
-/// The user whose bearer token came with the request.
-pub struct AuthUser(pub Arc<User>);
-
-impl FromRequestParts<Api> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
-        authenticate(api, &parts.headers).map(AuthUser)
-    }
-}
-
-/// The user a bearer token belongs to.
-fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
+/// The user a bearer token belongs to, under `config`.
+pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -37,7 +25,6 @@ fn authenticate(api: &Api, headers: &HeaderMap) -> Result<Arc<User>, ApiError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let config = api.app.config();
     let mut found = None;
     // Compare against every user, without stopping early, so timing says nothing.
     for u in config.users.values() {

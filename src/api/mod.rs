@@ -1,8 +1,13 @@
 //! The control API: JSON over HTTP with bearer tokens.
 //!
-//! Every handler that needs a bearer token takes an [`AuthUser`] (`auth`), which answers
-//! 401 without a valid one. Every error body is `{"error":"…"}`.
+//! Every handler that needs a bearer token takes a `visibility::Viewer`, which answers 401
+//! without a valid one (`auth`) and is the one place that decides who may see what: own
+//! items, what one may decide, everything for `[api] auditors`. Every error body is
+//! `{"error":"…"}`.
 //!
+//! - `auth`: the bearer token to the user.
+//! - `visibility`: who may see which request, grant and session; 404 alike for "not yours"
+//!   and "does not exist".
 //! - `requests`: requests and grants (list, stream, approve, deny, revoke).
 //! - `sessions`: the audit trail (sessions, events, recordings, export, verify).
 //! - [`openapi`]: the OpenAPI document and the schemas only the document needs.
@@ -15,8 +20,7 @@ mod auth;
 pub mod openapi;
 mod requests;
 mod sessions;
-
-pub use auth::AuthUser;
+mod visibility;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -28,7 +28,15 @@ pub const BEARER: &str = "bearer";
         description = "Just-in-time approvals for PostgreSQL and SSH: held requests, decisions, \
                        grants and the audit trail. Every error body is `{\"error\":\"…\"}`; \
                        401 without a valid bearer token, 404 for an unknown id, 409 for \
-                       deciding a request that is no longer pending.",
+                       deciding a request that is no longer pending.\n\n\
+                       Who may see what: every user sees their own requests, grants and \
+                       sessions (with their events and recordings); an approver also sees the \
+                       requests whose rule (in the config in force) names them as approvers, \
+                       the sessions those came from and the grants they may revoke; the \
+                       config's `[api] auditors` see everything and alone may export the trail \
+                       and verify the chain (403 for others). An item the caller may not see \
+                       is answered exactly like an unknown id (404), on reads and on approve, \
+                       deny and revoke; lists leave it out before any limit.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::AuthUser;
+use super::visibility::{Viewer, known_requests, no_such_grant};
 use super::{Api, ApiError, err, openapi, read};
 use crate::approval::{Event, Grant, RequestView, RevokeError, ScopeKind, State as ReqState};
 
@@ -22,7 +22,8 @@ pub(super) struct ListQuery {
     state: Option<String>,
 }
 
-/// Requests, oldest first (at most the 1000 most recent).
+/// Requests the caller sees, oldest first (at most the 1000 most recent): their own, those
+/// they may decide, or every one for an auditor.
 #[utoipa::path(
     get,
     path = "/v1/requests",
@@ -38,7 +39,7 @@ pub(super) struct ListQuery {
 pub(super) async fn list_requests(
     State(api): State<Api>,
     Query(q): Query<ListQuery>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
     let state = match q.state.as_deref() {
         None | Some("") => None,
@@ -47,29 +48,24 @@ pub(super) async fn list_requests(
                 .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("unknown state {s:?}")))?,
         ),
     };
-    if state == Some(ReqState::Pending) {
-        return Ok(Json(api.app.approvals.list(state)).into_response());
-    }
-    // Decided requests outlive the process in the audit store; live ones are fresher in
-    // memory (impact previews are not persisted).
-    let live = api.app.approvals.list(None);
-    let audit = api.app.audit.clone();
-    let stored = read(move || audit.requests()).await?;
-    let mut by_id: std::collections::BTreeMap<String, serde_json::Value> = stored
-        .into_iter()
-        .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
-        .collect();
-    for r in live {
-        if let Ok(v) = serde_json::to_value(&r) {
-            by_id.insert(r.id.clone(), v);
-        }
-    }
-    let want = state.map(|s| s.as_str());
-    let mut list: Vec<serde_json::Value> = by_id
-        .into_values()
-        .filter(|r| want.is_none_or(|w| r.get("state").and_then(|v| v.as_str()) == Some(w)))
-        .collect();
-    list.sort_by_key(|r| r.get("created_at").and_then(|v| v.as_u64()).unwrap_or(0));
+    let mut list: Vec<serde_json::Value> = if state == Some(ReqState::Pending) {
+        // Pending requests live in memory only.
+        api.app
+            .approvals
+            .list(state)
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect()
+    } else {
+        let want = state.map(|s| s.as_str());
+        known_requests(&api)
+            .await?
+            .into_iter()
+            .filter(|r| want.is_none_or(|w| r.get("state").and_then(|v| v.as_str()) == Some(w)))
+            .collect()
+    };
+    // Filter before truncating, so the length says nothing about other people's requests.
+    list.retain(|r| viewer.sees_request(r));
     let excess = list.len().saturating_sub(MAX_LISTED);
     list.drain(..excess);
     Ok(Json(list).into_response())
@@ -91,7 +87,7 @@ pub(super) struct RequestDetail {
     application: Option<String>,
 }
 
-/// One request, with its session's application.
+/// One request the caller sees, with its session's application.
 #[utoipa::path(
     get,
     path = "/v1/requests/{id}",
@@ -101,31 +97,24 @@ pub(super) struct RequestDetail {
     responses(
         (status = 200, description = "The request", body = RequestDetail),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 404, description = "No such request, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn get_request(
     State(api): State<Api>,
     Path(id): Path<String>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
+    let mut request = viewer.request(&api, &id).await?;
     let audit = api.app.audit.clone();
-    let live = api
-        .app
-        .approvals
-        .get(&id)
-        .and_then(|r| serde_json::to_value(r).ok());
-    let (mut request, application) = read(move || {
-        let request = live.or_else(|| audit.request(&id))?;
-        let application = request
-            .get("session")
-            .and_then(serde_json::Value::as_str)
-            .and_then(|session| audit.session(session))
-            .and_then(|s| s.application);
-        Some((request, application))
-    })
-    .await?
-    .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such request"))?;
+    let session = request
+        .get("session")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    let application = match session {
+        Some(session) => read(move || audit.session(&session).and_then(|s| s.application)).await?,
+        None => None,
+    };
     if let (Some(a), Some(fields)) = (application, request.as_object_mut()) {
         fields.insert("application".into(), serde_json::Value::String(a));
     }
@@ -165,16 +154,19 @@ enum Verdict {
     Deny,
 }
 
-/// Approve or deny request `id` as `user` with `body` (a [`Decision`]): the body is checked
-/// against the verdict (a grant's scope needs the grant; a denial needs a reason and takes
-/// no grant), then the approvals decide.
-fn decide(
+/// Approve or deny request `id` as `viewer` with `body` (a [`Decision`]): a request the
+/// caller does not see is answered as missing; then the body is checked against the verdict
+/// (a grant's scope needs the grant; a denial needs a reason and takes no grant), then the
+/// approvals decide.
+async fn decide(
     api: &Api,
     id: &str,
-    user: &crate::config::User,
+    viewer: &Viewer,
     body: &axum::body::Bytes,
     verdict: Verdict,
 ) -> Result<Response, ApiError> {
+    viewer.request(api, id).await?;
+    let user = &viewer.user;
     let d = decision_body(body)?;
     let r = match verdict {
         Verdict::Approve => {
@@ -218,17 +210,17 @@ fn decide(
         (status = 400, description = "Bad body, grant_secs zero or over the rule's max_grant, or scope tables for a statement that cannot be bounded by its tables", body = openapi::ErrorBody),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
         (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
-        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 404, description = "No such request, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
         (status = 409, description = "The request is no longer pending, or the caller already approved it", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn approve(
     State(api): State<Api>,
     Path(id): Path<String>,
-    AuthUser(user): AuthUser,
+    viewer: Viewer,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    decide(&api, &id, &user, &body, Verdict::Approve)
+    decide(&api, &id, &viewer, &body, Verdict::Approve).await
 }
 
 /// Deny a pending request; the held statement fails with the reason.
@@ -244,35 +236,37 @@ pub(super) async fn approve(
         (status = 400, description = "Bad body, no reason, or grant_secs given", body = openapi::ErrorBody),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
         (status = 403, description = "The caller is not an approver of the request's rule, or is its requester", body = openapi::ErrorBody),
-        (status = 404, description = "No such request", body = openapi::ErrorBody),
+        (status = 404, description = "No such request, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
         (status = 409, description = "The request is no longer pending", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn deny(
     State(api): State<Api>,
     Path(id): Path<String>,
-    AuthUser(user): AuthUser,
+    viewer: Viewer,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    decide(&api, &id, &user, &body, Verdict::Deny)
+    decide(&api, &id, &viewer, &body, Verdict::Deny).await
 }
 
-/// Live grants.
+/// Live grants the caller sees: their own, those they may revoke, or every one for an auditor.
 #[utoipa::path(
     get,
     path = "/v1/grants",
     tag = "grants",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Grants in force, oldest first", body = [Grant]),
+        (status = 200, description = "Grants in force that the caller sees, oldest first", body = [Grant]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn list_grants(
     State(api): State<Api>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
-    Ok(Json(api.app.approvals.grants()).into_response())
+    let mut grants = api.app.approvals.grants();
+    grants.retain(|g| viewer.sees_grant(g));
+    Ok(Json(grants).into_response())
 }
 
 /// Revoke a live grant at once.
@@ -285,56 +279,83 @@ pub(super) async fn list_grants(
     responses(
         (status = 200, description = "The revoked grant", body = Grant),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 403, description = "The caller is neither the grantee nor an approver of the grant's rule", body = openapi::ErrorBody),
-        (status = 404, description = "No such live grant", body = openapi::ErrorBody),
+        (status = 403, description = "The caller sees the grant (an auditor) but is neither its grantee nor an approver of its rule", body = openapi::ErrorBody),
+        (status = 404, description = "No such live grant, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn revoke_grant(
     State(api): State<Api>,
     Path(id): Path<String>,
-    AuthUser(user): AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
-    let g = api.app.approvals.revoke_by(&id, &user).map_err(|e| {
-        let code = match e {
-            RevokeError::NotFound => StatusCode::NOT_FOUND,
-            RevokeError::NotAllowed => StatusCode::FORBIDDEN,
-        };
-        err(code, e.to_string())
-    })?;
+    let seen = api
+        .app
+        .approvals
+        .grants()
+        .iter()
+        .any(|g| g.id == id && viewer.sees_grant(g));
+    if !seen {
+        return Err(no_such_grant());
+    }
+    let g = api
+        .app
+        .approvals
+        .revoke_by(&id, &viewer.user)
+        .map_err(|e| {
+            let code = match e {
+                RevokeError::NotFound => StatusCode::NOT_FOUND,
+                RevokeError::NotAllowed => StatusCode::FORBIDDEN,
+            };
+            err(code, e.to_string())
+        })?;
     Ok(Json(g).into_response())
 }
 
-/// Server-Sent Events: one `request` event per change, so approvers need not poll.
+/// Server-Sent Events: one `request` event per change of a request the caller sees (judged
+/// under the config in force at each change), so approvers need not poll.
 #[utoipa::path(
     get,
     path = "/v1/requests/stream",
     tag = "requests",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "An event stream: `event: request` with the request as JSON data on every creation or decision; `event: lagged` with the number of missed changes",
+        (status = 200, description = "An event stream: `event: request` with the request as JSON data on every creation or decision; `event: lagged` when changes were missed, with their number for an auditor (empty for others: the count includes other people's changes)",
          content_type = "text/event-stream", body = RequestView),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn stream_requests(
     State(api): State<Api>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let rx = api.app.approvals.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    let state = (rx, api, viewer);
+    let stream = futures_util::stream::unfold(state, |(mut rx, api, viewer)| async move {
         loop {
             match rx.recv().await {
                 Ok(Event::Created(r)) | Ok(Event::Decided(r)) => {
+                    // A user removed by a reload hears nothing more.
+                    let now = viewer.current(&api)?;
+                    let seen = serde_json::to_value(&r).is_ok_and(|v| now.sees_request(&v));
+                    if !seen {
+                        continue;
+                    }
                     let ev = SseEvent::default()
                         .event("request")
                         .json_data(&r)
                         .unwrap_or_else(|_| SseEvent::default().comment("encode error"));
-                    return Some((Ok(ev), rx));
+                    return Some((Ok(ev), (rx, api, viewer)));
                 }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let ev = SseEvent::default().event("lagged").data(n.to_string());
-                    return Some((Ok(ev), rx));
+                    // The count includes other people's changes: auditors only.
+                    let missed = if viewer.is_auditor() {
+                        n.to_string()
+                    } else {
+                        String::new()
+                    };
+                    let ev = SseEvent::default().event("lagged").data(missed);
+                    return Some((Ok(ev), (rx, api, viewer)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }

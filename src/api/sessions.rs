@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::AuthUser;
+use super::visibility::Viewer;
+use super::visibility::no_such_session;
 use super::{Api, ApiError, err, openapi, parse_since, read};
 
 #[derive(Deserialize, IntoParams)]
@@ -27,7 +28,8 @@ pub(super) struct SessionQuery {
     limit: Option<usize>,
 }
 
-/// Sessions in the audit trail.
+/// Sessions in the audit trail that the caller sees: their own and those their decidable
+/// requests came from, or every one for an auditor.
 #[utoipa::path(
     get,
     path = "/v1/sessions",
@@ -43,7 +45,7 @@ pub(super) struct SessionQuery {
 pub(super) async fn list_sessions(
     State(api): State<Api>,
     Query(q): Query<SessionQuery>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
     let since = match q.since.as_deref() {
         Some(s) if !s.is_empty() => {
@@ -55,14 +57,23 @@ pub(super) async fn list_sessions(
         user: q.user.filter(|u| !u.is_empty()),
         target: q.target.filter(|t| !t.is_empty()),
         since,
-        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+        limit: None,
     };
+    let limit = q.limit.unwrap_or(1000).min(10_000);
+    let scope = viewer.session_scope(&api).await?;
     let audit = api.app.audit.clone();
-    let list = read(move || audit.sessions(&f)).await?;
+    // The limit applies after the caller's view, so the length says nothing about others.
+    let list = read(move || {
+        let mut list = audit.sessions(&f);
+        list.retain(|s| scope.sees(s));
+        list.drain(..list.len().saturating_sub(limit));
+        list
+    })
+    .await?;
     Ok(Json(list).into_response())
 }
 
-/// One session.
+/// One session the caller sees.
 #[utoipa::path(
     get,
     path = "/v1/sessions/{id}",
@@ -72,22 +83,22 @@ pub(super) async fn list_sessions(
     responses(
         (status = 200, description = "The session", body = openapi::SessionRecord),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such session", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn get_session(
     State(api): State<Api>,
     Path(id): Path<String>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
-    let audit = api.app.audit.clone();
-    let s = read(move || audit.session(&id))
+    let s = viewer
+        .session(&api, &id)
         .await?
-        .ok_or_else(|| err(StatusCode::NOT_FOUND, "no such session"))?;
+        .ok_or_else(no_such_session)?;
     Ok(Json(s).into_response())
 }
 
-/// A session's audit events, in order.
+/// The audit events of a session the caller sees, in order.
 #[utoipa::path(
     get,
     path = "/v1/sessions/{id}/events",
@@ -97,18 +108,19 @@ pub(super) async fn get_session(
     responses(
         (status = 200, description = "Events in order", body = [openapi::Event]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such session", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn session_events(
     State(api): State<Api>,
     Path(id): Path<String>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
+    let session = viewer.session(&api, &id).await?;
     let audit = api.app.audit.clone();
-    let (session, events) = read(move || (audit.session(&id), audit.events(&id))).await?;
+    let events = read(move || audit.events(&id)).await?;
     if session.is_none() && events.is_empty() {
-        return Err(err(StatusCode::NOT_FOUND, "no such session"));
+        return Err(no_such_session());
     }
     Ok(Json(events).into_response())
 }
@@ -139,7 +151,7 @@ pub(super) struct ChannelRecording {
     output_bytes: u64,
 }
 
-/// The recorded channels of an SSH session (each channel is recorded on its own, with its
+/// The recorded channels of an SSH session the caller sees (each channel is recorded on its own, with its
 /// input and output).
 #[utoipa::path(
     get,
@@ -150,19 +162,20 @@ pub(super) struct ChannelRecording {
     responses(
         (status = 200, description = "Recorded channels, by channel id", body = [ChannelRecording]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such session", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, not one the caller sees (the same answer), or it has no recording", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn session_recordings(
     State(api): State<Api>,
     Path(id): Path<String>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
+    viewer.session(&api, &id).await?;
     let audit = api.app.audit.clone();
     let (session, channels) =
         read(move || (audit.session(&id), audit.recordings(&id).channels())).await?;
     if session.is_none() && channels.is_empty() {
-        return Err(err(StatusCode::NOT_FOUND, "no such session"));
+        return Err(no_such_session());
     }
     Ok(Json(channels).into_response())
 }
@@ -177,7 +190,7 @@ pub(super) async fn session_recordings(
     responses(
         (status = 200, description = "asciicast v2 of the channel", content_type = "application/x-asciicast", body = String),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
-        (status = 404, description = "No such session, or no recording of that channel", body = openapi::ErrorBody),
+        (status = 404, description = "No such session, not one the caller sees (the same answer), or no recording of that channel", body = openapi::ErrorBody),
         (status = 409, description = "The session recorded several channels and none was named", body = openapi::ErrorBody),
     )
 )]
@@ -185,8 +198,9 @@ pub(super) async fn session_recording(
     State(api): State<Api>,
     Path(id): Path<String>,
     Query(q): Query<RecordingQuery>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
+    viewer.session(&api, &id).await?;
     let audit = api.app.audit.clone();
     let cast = read(move || {
         let recordings = audit.recordings(&id);
@@ -232,7 +246,7 @@ pub(super) struct ExportQuery {
     since: Option<String>,
 }
 
-/// Every event since a time, one JSON object per line (for a SIEM).
+/// Every event since a time, one JSON object per line (for a SIEM). Auditors only.
 #[utoipa::path(
     get,
     path = "/v1/audit/export",
@@ -243,13 +257,15 @@ pub(super) struct ExportQuery {
         (status = 200, description = "JSON Lines, one event per line, in order", content_type = "application/x-ndjson", body = openapi::Event),
         (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is not an auditor (config `[api] auditors`)", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn export_events(
     State(api): State<Api>,
     Query(q): Query<ExportQuery>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
+    viewer.require_auditor()?;
     let since = match q.since.as_deref() {
         Some(s) if !s.is_empty() => parse_since(s).map_err(|e| err(StatusCode::BAD_REQUEST, e))?,
         _ => 0,
@@ -281,7 +297,7 @@ pub(super) async fn export_events(
         .into_response())
 }
 
-/// Walk the chain of the running store.
+/// Walk the chain of the running store. Auditors only.
 #[utoipa::path(
     get,
     path = "/v1/audit/verify",
@@ -290,13 +306,15 @@ pub(super) async fn export_events(
     responses(
         (status = 200, description = "Every link holds", body = openapi::Verified),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 403, description = "The caller is not an auditor (config `[api] auditors`)", body = openapi::ErrorBody),
         (status = 409, description = "A broken link (`ok` false, `error` names it)", body = openapi::Verified),
     )
 )]
 pub(super) async fn verify_chain(
     State(api): State<Api>,
-    _user: AuthUser,
+    viewer: Viewer,
 ) -> Result<Response, ApiError> {
+    viewer.require_auditor()?;
     let audit = api.app.audit.clone();
     let r = read(move || audit.verify()).await?;
     Ok(match r {

@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub policy: PolicySpec,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub api: ApiSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,4 +97,14 @@ pub struct AuditSection {
     /// Bytes an SSH session may record (input and output of all its channels) before it is
     /// ended.
     pub recording_limit_bytes: Option<usize>,
+}
+
+/// `[api]`: who may read what through the control API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// `"user:NAME"` or `"group:NAME"`: who may read everything (every request, grant,
+    /// session, event and recording, the export and the chain check).
+    #[serde(default)]
+    pub auditors: Vec<String>,
 }

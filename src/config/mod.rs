@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::policy::rules::{self, Known, Rule};
+use crate::policy::rules::{self, Approver, Known, Rule};
 use crate::scram::Verifier;
 use crate::secret::Secret;
 
@@ -37,6 +37,24 @@ pub struct Config {
     pub trusted_functions: HashSet<String>,
     pub webhooks: Vec<Webhook>,
     pub audit: Audit,
+    pub api: ApiAccess,
+}
+
+/// `[api]`, validated: who may read everything through the control API. Everyone else sees
+/// only their own items and what they may decide (see the API's `visibility` module).
+#[derive(Debug, Default)]
+pub struct ApiAccess {
+    /// Each names a user or a group that exists in this config.
+    pub auditors: Vec<Approver>,
+}
+
+impl ApiAccess {
+    /// Whether `user` is named by `auditors`, itself or through one of its groups.
+    pub fn is_auditor(&self, user: &User) -> bool {
+        self.auditors
+            .iter()
+            .any(|a| a.matches(&user.name, &user.groups))
+    }
 }
 
 /// The config in force, swapped whole on reload: readers take a snapshot (`Arc<Config>`)

@@ -91,3 +91,34 @@ fn recording_limit_has_a_default_and_a_minimum() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn api_auditors_name_known_users_and_groups() {
+    let base = "[server]\napi_listen = \"127.0.0.1:8080\"\ndata_dir = \"/tmp/x\"\n\n\
+                [[users]]\nname = \"erin\"\ngroups = [\"security\"]\n\n\
+                [[users]]\nname = \"dave\"\ngroups = [\"dev\"]\n\n";
+    let ok = format!("{base}[api]\nauditors = [\"group:security\", \"user:dave\"]\n");
+    let config = Config::parse(&ok, Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+    let erin = config.user("erin").expect("erin is configured");
+    let dave = config.user("dave").expect("dave is configured");
+    assert!(config.api.is_auditor(erin));
+    assert!(config.api.is_auditor(dave));
+
+    let none = Config::parse(base, Path::new("/")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !none.api.is_auditor(erin),
+        "no [api] section: nobody is an auditor"
+    );
+
+    let bad =
+        format!("{base}[api]\nauditors = [\"group:nobody\", \"user:zed\", \"erin\", \"user:\"]\n");
+    let errs = Config::parse(&bad, Path::new("/")).unwrap_err().0;
+    assert_eq!(errs.len(), 4, "every bad entry is reported: {errs:?}");
+    assert!(errs[0].contains("api.auditors[0]") && errs[0].contains("no known"));
+    assert!(errs[1].contains("api.auditors[1]") && errs[1].contains("no known"));
+    assert!(errs[2].contains("api.auditors[2]") && errs[2].contains("is not"));
+    assert!(errs[3].contains("api.auditors[3]") && errs[3].contains("is not"));
+
+    let unknown_key = format!("{base}[api]\nauditor = [\"user:erin\"]\n");
+    assert!(Config::parse(&unknown_key, Path::new("/")).is_err());
+}

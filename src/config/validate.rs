@@ -93,6 +93,10 @@ pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigEr
         Vec::new()
     });
 
+    let api = ApiAccess {
+        auditors: principals(&mut errs, "api.auditors", &file.api.auditors, &known),
+    };
+
     let mut webhooks = Vec::new();
     for (i, w) in file.webhooks.iter().enumerate() {
         if !w.url.starts_with("http://") && !w.url.starts_with("https://") {
@@ -158,7 +162,40 @@ pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigEr
             retention_days: file.audit.retention_days,
             recording_limit_bytes,
         },
+        api,
     })
+}
+
+/// A list of `"user:NAME"` / `"group:NAME"`, each naming a user or group of this config (as a
+/// rule's `approvers` must); every entry that does not is reported under `at`.
+pub(super) fn principals(
+    errs: &mut Vec<String>,
+    at: &str,
+    list: &[String],
+    known: &Known<'_>,
+) -> Vec<Approver> {
+    let mut out = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        let parsed = match p.split_once(':') {
+            Some(("user", n)) if !n.is_empty() => Some((Approver::User(n.into()), known.users)),
+            Some(("group", n)) if !n.is_empty() => Some((Approver::Group(n.into()), known.groups)),
+            _ => None,
+        };
+        match parsed {
+            Some((principal, names)) => {
+                let (Approver::User(name) | Approver::Group(name)) = &principal;
+                if names.contains(name) {
+                    out.push(principal);
+                } else {
+                    errs.push(format!("{at}[{i}]: {p:?} names no known user or group"));
+                }
+            }
+            None => errs.push(format!(
+                "{at}[{i}]: {p:?} is not \"user:NAME\" or \"group:NAME\""
+            )),
+        }
+    }
+    out
 }
 
 pub(super) fn validate_server(

@@ -29,6 +29,7 @@ pub const ALICE_TOKEN: &str = "alice-token";
 pub const BOB_TOKEN: &str = "bob-token";
 pub const CAROL_TOKEN: &str = "carol-token";
 pub const DAVE_TOKEN: &str = "dave-token";
+pub const AUDITOR_TOKEN: &str = "audrey-token";
 
 /// The rule names of the fixture, as the hold notice quotes them.
 pub const WRITE_RULE: &str = "writes need an SRE";
@@ -207,6 +208,16 @@ pub fn wait_for_pending_n(api: &Api, user: &str, n: usize) -> Vec<Value> {
     })
 }
 
+/// The `id`s of a JSON list (requests, grants, sessions); panics naming `what` if `v` is not
+/// a list.
+pub fn ids(v: &Value, what: &str) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("{what}: not an array: {v}"))
+        .iter()
+        .map(|item| item["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Asserts an API error: the status, and a JSON body `{"error": "<non-empty text>"}`.
 pub fn assert_error(what: &str, got: &(u16, Value), status: u16) {
     let (code, body) = got;
@@ -260,7 +271,7 @@ pub async fn held_or_ran(fx: &Fixture, s: &mut Session, sql: &str) -> Result<Str
     }
 }
 
-fn sha256_hex(s: &str) -> String {
+pub fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -285,7 +296,9 @@ fn user_toml(name: &str, group: &str, password: Option<&str>, token: Option<&str
 
 /// The approvals fixture: a fresh database with tables `t(id, v)` (rows 1..=`rows`, v = 0),
 /// `t2` (same) and `log(n)`, all owned by `app`; and a jitgate with users alice (dev, password
-/// and token), bob and carol (sre, tokens), dave (dev, token), and the rules
+/// and token), bob and carol (sre, tokens), dave (dev, token), audrey (security, token), with
+/// `[api] auditors = ["group:sre"]` unless [`Fixture::with_auditors`] says otherwise, and the
+/// rules
 /// - "reads pass": read → allow;
 /// - "log writes pass": writes touching only `public.log` → allow;
 /// - "two for ddl": ddl → review by group:sre, 2 approvals;
@@ -297,6 +310,8 @@ pub struct Fixture {
     pub carol: Api,
     pub alice: Api,
     pub dave: Api,
+    /// audrey (group security): an auditor only when `with_auditors` names her.
+    pub audrey: Api,
 }
 
 impl Fixture {
@@ -308,6 +323,16 @@ impl Fixture {
     pub fn with(
         hold_timeout: &str,
         rows: u32,
+        adjust: impl FnOnce(JitgateBuilder) -> JitgateBuilder,
+    ) -> Fixture {
+        Fixture::with_auditors(hold_timeout, rows, &["group:sre"], adjust)
+    }
+
+    /// Like [`Fixture::with`], with `[api] auditors` set to `auditors`.
+    pub fn with_auditors(
+        hold_timeout: &str,
+        rows: u32,
+        auditors: &[&str],
         adjust: impl FnOnce(JitgateBuilder) -> JitgateBuilder,
     ) -> Fixture {
         let cluster = PgCluster::shared();
@@ -330,6 +355,15 @@ impl Fixture {
             user_toml("bob", "sre", None, Some(BOB_TOKEN)),
             user_toml("carol", "sre", None, Some(CAROL_TOKEN)),
             user_toml("dave", "dev", None, Some(DAVE_TOKEN)),
+            user_toml("audrey", "security", None, Some(AUDITOR_TOKEN)),
+            format!(
+                "[api]\nauditors = [{}]\n",
+                auditors
+                    .iter()
+                    .map(|a| toml_str(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ]
         .join("\n");
         let builder = JitgateBuilder::new()
@@ -357,6 +391,7 @@ impl Fixture {
             carol: Api::new(addr, CAROL_TOKEN),
             alice: Api::new(addr, ALICE_TOKEN),
             dave: Api::new(addr, DAVE_TOKEN),
+            audrey: Api::new(addr, AUDITOR_TOKEN),
         }
     }
 

@@ -329,6 +329,7 @@ impl SshEnvBuilder {
         let users = format!(
             "[[users]]\nname = \"alice\"\ngroups = [\"dev\"]\nssh_keys = [{}]\n\n\
              [[users]]\nname = \"bob\"\ngroups = [\"sre\"]\napi_token_sha256 = \"{}\"\n\n\
+             [api]\nauditors = [\"user:bob\"]\n\n\
              [[targets]]\nname = {}\nkind = \"ssh\"\naddress = {}\nuser = {}\nkey_file = {}\nhost_key = {}\n",
             toml_str(&public_key(&keys.alice)),
             sha256_hex(BOB_TOKEN),

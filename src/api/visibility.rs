@@ -1,0 +1,215 @@
+//! Who may see what through the API. Every handler that reads or acts on a request, grant or
+//! session asks a [`Viewer`] (an extractor: the caller's token, resolved against the config
+//! in force), so the rules live here once and the CLI, scripts and any console all get the
+//! same answer.
+//!
+//! The rules:
+//! - everyone with a token sees their own requests, grants and sessions (with the sessions'
+//!   events and recordings);
+//! - an approver also sees the requests whose rule, under today's policy, names them among its
+//!   `approvers` (whoever made them), and the sessions those requests came from;
+//! - a grant is seen by whoever may revoke it: its grantee and the approvers of the request it
+//!   came from;
+//! - `[api] auditors` see everything, and only they may export the trail or verify the chain.
+//!
+//! Invariants: an item the caller may not see is answered exactly like one that does not
+//! exist (404 with the same body), so an id says nothing about other people's items; lists
+//! leave such items out *before* any limit is applied, so a count says nothing either. A
+//! request whose owner or rule cannot be read is seen by auditors only (fail closed).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde_json::Value;
+
+use super::{Api, ApiError, auth, err, read};
+use crate::approval::Grant;
+use crate::audit::SessionRecord;
+use crate::config::{Config, User};
+
+/// The caller and the policy their rights are judged under (one config snapshot).
+pub(super) struct Viewer {
+    pub user: Arc<User>,
+    config: Arc<Config>,
+}
+
+impl FromRequestParts<Api> for Viewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let config = api.app.config();
+        let user = auth::authenticate(&config, &parts.headers)?;
+        Ok(Viewer { user, config })
+    }
+}
+
+/// The answer for a request that is not there or not the caller's to see.
+pub(super) fn no_such_request() -> ApiError {
+    err(StatusCode::NOT_FOUND, "no such request")
+}
+
+/// The answer for a session that is not there or not the caller's to see.
+pub(super) fn no_such_session() -> ApiError {
+    err(StatusCode::NOT_FOUND, "no such session")
+}
+
+/// The answer for a grant that is not live or not the caller's to see.
+pub(super) fn no_such_grant() -> ApiError {
+    err(StatusCode::NOT_FOUND, "no such live grant")
+}
+
+impl Viewer {
+    /// The same user judged under the config in force now, for long-lived answers (the event
+    /// stream); `None` once the user is gone from the config.
+    pub fn current(&self, api: &Api) -> Option<Viewer> {
+        let config = api.app.config();
+        let user = config.user(&self.user.name)?.clone();
+        Some(Viewer { user, config })
+    }
+
+    pub fn is_auditor(&self) -> bool {
+        self.config.api.is_auditor(&self.user)
+    }
+
+    /// 403 unless the caller is an auditor.
+    pub fn require_auditor(&self) -> Result<(), ApiError> {
+        if self.is_auditor() {
+            Ok(())
+        } else {
+            Err(err(
+                StatusCode::FORBIDDEN,
+                "only auditors (config [api] auditors) may read the whole audit trail",
+            ))
+        }
+    }
+
+    /// Whether today's rule named `rule` lists the caller among its approvers.
+    fn approves_rule(&self, rule: &str) -> bool {
+        self.config
+            .rules
+            .iter()
+            .filter(|r| r.name == rule)
+            .any(|r| self.is_among(r))
+    }
+
+    fn is_among(&self, rule: &crate::policy::rules::Rule) -> bool {
+        rule.approvers
+            .iter()
+            .any(|a| a.matches(&self.user.name, &self.user.groups))
+    }
+
+    /// Whether the caller approves for any rule at all (else no request of others is theirs).
+    fn approves_any_rule(&self) -> bool {
+        self.config.rules.iter().any(|r| self.is_among(r))
+    }
+
+    /// Whether the caller sees a request (as the API serves it: `user` and `rule` fields).
+    pub fn sees_request(&self, request: &Value) -> bool {
+        if self.is_auditor() {
+            return true;
+        }
+        let field = |k: &str| request.get(k).and_then(Value::as_str);
+        field("user") == Some(self.user.name.as_str())
+            || field("rule").is_some_and(|rule| self.approves_rule(rule))
+    }
+
+    /// Whether the caller sees a grant: its grantee, whoever may revoke it, and auditors.
+    pub fn sees_grant(&self, grant: &Grant) -> bool {
+        self.is_auditor() || grant.revocable_by(&self.user)
+    }
+
+    /// Request `id` (live first, then the audit store), if the caller sees it; otherwise the
+    /// same 404 as for an id that does not exist.
+    pub async fn request(&self, api: &Api, id: &str) -> Result<Value, ApiError> {
+        let live = api
+            .app
+            .approvals
+            .get(id)
+            .and_then(|r| serde_json::to_value(r).ok());
+        let audit = api.app.audit.clone();
+        let id = id.to_string();
+        let request = match live {
+            Some(r) => Some(r),
+            None => read(move || audit.request(&id)).await?,
+        };
+        request
+            .filter(|r| self.sees_request(r))
+            .ok_or_else(no_such_request)
+    }
+
+    /// Which sessions the caller sees; reads the requests only for approvers.
+    pub async fn session_scope(&self, api: &Api) -> Result<SessionScope, ApiError> {
+        let mut scope = SessionScope {
+            all: self.is_auditor(),
+            user: self.user.name.clone(),
+            decidable: HashSet::new(),
+        };
+        if !scope.all && self.approves_any_rule() {
+            scope.decidable = known_requests(api)
+                .await?
+                .iter()
+                .filter(|r| {
+                    r.get("rule")
+                        .and_then(Value::as_str)
+                        .is_some_and(|rule| self.approves_rule(rule))
+                })
+                .filter_map(|r| Some(r.get("session")?.as_str()?.to_string()))
+                .collect();
+        }
+        Ok(scope)
+    }
+
+    /// Session `id`'s record if the caller sees it, else 404. An auditor also gets `Ok(None)`
+    /// for a session the store has events of but no record.
+    pub async fn session(&self, api: &Api, id: &str) -> Result<Option<SessionRecord>, ApiError> {
+        let audit = api.app.audit.clone();
+        let owned = id.to_string();
+        let session = read(move || audit.session(&owned)).await?;
+        if self.is_auditor() {
+            return Ok(session);
+        }
+        let session = session.ok_or_else(no_such_session)?;
+        if self.session_scope(api).await?.sees(&session) {
+            Ok(Some(session))
+        } else {
+            Err(no_such_session())
+        }
+    }
+}
+
+/// The sessions one caller sees: all, or their own and those their decidable requests came
+/// from.
+pub(super) struct SessionScope {
+    all: bool,
+    user: String,
+    decidable: HashSet<String>,
+}
+
+impl SessionScope {
+    pub fn sees(&self, s: &SessionRecord) -> bool {
+        self.all || s.user == self.user || self.decidable.contains(&s.id)
+    }
+}
+
+/// Every request known, oldest first: decided ones from the audit store (they outlive the
+/// process), overlaid by the live ones in memory (fresher: impact previews are not stored).
+pub(super) async fn known_requests(api: &Api) -> Result<Vec<Value>, ApiError> {
+    let live = api.app.approvals.list(None);
+    let audit = api.app.audit.clone();
+    let stored = read(move || audit.requests()).await?;
+    let mut by_id: std::collections::BTreeMap<String, Value> = stored
+        .into_iter()
+        .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
+        .collect();
+    for r in live {
+        if let Ok(v) = serde_json::to_value(&r) {
+            by_id.insert(r.id.clone(), v);
+        }
+    }
+    let mut list: Vec<Value> = by_id.into_values().collect();
+    list.sort_by_key(|r| r.get("created_at").and_then(Value::as_u64).unwrap_or(0));
+    Ok(list)
+}
