@@ -31,9 +31,10 @@
 //!   record to reach the disk; the refusals whose failures are still to be rewritten.
 //! - `tracker.rs`: everything sent upstream joins the one queue of what awaits the server
 //!   (and the statement and portal names it will create), in wire order; `name.rs`: names
-//!   as the server keys them.
+//!   as the server keys them; `prepared.rs`: what a prepared statement or portal is.
 //! - `resolve.rs`: an `EXECUTE name` is looked up when it runs; a message naming something
-//!   whose redefinition the server has not answered yet is parked until it has.
+//!   whose redefinition the server has not answered yet is parked until it has; a prepared
+//!   statement is judged under the target's catalog in force when it runs.
 //! - `server.rs`: the server's answers pop that queue, confirm names, record results in
 //!   the audit trail and turn the failure of a refused statement into the refusal.
 //! - `txn.rs`: the transaction status, and whether a statement's audit event may reach the
@@ -62,6 +63,7 @@ mod client;
 mod framer;
 mod hold;
 mod name;
+mod prepared;
 mod resolve;
 mod server;
 mod settings;
