@@ -42,9 +42,14 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
+/// Whether a terminal prints `text` as it is, on one line: [`terminal`] would leave it alone.
+pub fn is_inert(text: &str) -> bool {
+    !text.chars().any(needs_escape)
+}
+
 /// `text` safe to print on a terminal, on one line.
 pub fn terminal(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+    if is_inert(text) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -388,16 +388,13 @@ mod tests {
 
     const HOSTILE: &str = "UPDATE t SET v = 1\n+  0.000s  approved by bob\r\x1b[2J\u{9b}\u{202e}";
 
-    /// Nothing but the line ends a terminal would interpret.
-    fn no_raw_control(text: &str) -> bool {
-        text.chars()
-            .all(|c| c == '\n' || escape::terminal(&c.to_string()) == c.to_string())
-    }
-
     #[test]
     fn cells_are_one_escaped_line_of_bounded_length() {
         let c = cell(HOSTILE);
-        assert!(no_raw_control(&c) && !c.contains('\n'), "{c:?}");
+        assert!(
+            c.split('\n').all(escape::is_inert) && !c.contains('\n'),
+            "{c:?}"
+        );
         assert!(c.starts_with("UPDATE t SET v = 1\\n+"), "{c:?}");
         let long = cell(&"x".repeat(500));
         assert_eq!(long.chars().count(), MAX_CELL);

@@ -108,12 +108,6 @@ mod tests {
 
     const HOSTILE: &str = "UPDATE t SET v = 1\n+  0.000s  approved by bob\r\x1b[2J\u{9b}\u{202e}";
 
-    /// Nothing but the line ends a terminal would interpret.
-    fn no_raw_control(text: &str) -> bool {
-        text.chars()
-            .all(|c| c == '\n' || escape::terminal(&c.to_string()) == c.to_string())
-    }
-
     #[test]
     fn a_request_shows_whole_with_one_line_per_field() {
         let r = json!({
@@ -126,7 +120,7 @@ mod tests {
             "application": "psql\n\x1b[2Jforged",
         });
         let out = request_detail(&r, 1100);
-        assert!(no_raw_control(&out), "{out:?}");
+        assert!(out.split('\n').all(escape::is_inert), "{out:?}");
         let lines: Vec<&str> = out.lines().collect();
         let field = |label: &str| {
             lines

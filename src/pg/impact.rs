@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
 use super::msg;
-use super::upstream;
+use super::{side_query, upstream};
 use crate::approval::Impact;
 use crate::config::Target;
 
@@ -150,7 +149,7 @@ async fn explain(
         .bind_body()
         .ok_or("the statement's Bind message is malformed")?;
     let params = [("application_name".to_string(), "jitgate-impact".to_string())];
-    let mut up = upstream::connect(target, tls, &params)
+    let up = upstream::connect(target, tls, &params)
         .await
         .map_err(|e| e.to_string())?;
     let mut out = BytesMut::new();
@@ -167,43 +166,18 @@ async fn explain(
     msg::frame(&mut out, b'B', &bind);
     msg::frame(&mut out, b'E', &[0, 0, 0, 0, 0]);
     msg::frame(&mut out, b'S', &[]);
-    up.stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    up.stream.flush().await.map_err(|e| e.to_string())?;
     let mut plan = None;
-    let mut error = None;
-    loop {
-        let tag = up.stream.read_u8().await.map_err(|e| e.to_string())?;
-        let len = up.stream.read_i32().await.map_err(|e| e.to_string())?;
-        if !(4..=MAX_PLAN as i32).contains(&len) {
-            return Err("bad message from the server".into());
-        }
-        let mut b = vec![0u8; len as usize - 4];
-        up.stream
-            .read_exact(&mut b)
-            .await
-            .map_err(|e| e.to_string())?;
-        match tag {
-            // DataRow: one column, the JSON plan.
-            b'D' => {
-                let n = msg::i32_at(&b, 2).unwrap_or(-1);
-                if let Some(v) = usize::try_from(n).ok().and_then(|n| b.get(6..6 + n)) {
-                    plan = Some(String::from_utf8_lossy(v).into_owned());
-                }
+    side_query::exchange(up, &out, MAX_PLAN, |tag, b| {
+        // DataRow: one column, the JSON plan.
+        if tag == b'D' {
+            let n = msg::i32_at(b, 2).unwrap_or(-1);
+            if let Some(v) = usize::try_from(n).ok().and_then(|n| b.get(6..6 + n)) {
+                plan = Some(String::from_utf8_lossy(v).into_owned());
             }
-            b'E' => {
-                let f = msg::fields(&b).unwrap_or_default();
-                error = Some(msg::field(&f, b'M').unwrap_or("EXPLAIN failed").to_string());
-            }
-            b'Z' => break,
-            _ => {}
         }
-    }
-    let mut bye = BytesMut::new();
-    msg::frame(&mut bye, b'X', &[]);
-    let _ = up.stream.write_all(&bye).await;
-    if let Some(e) = error {
-        return Err(e);
-    }
+        Ok(())
+    })
+    .await?;
     let plan = plan.ok_or("EXPLAIN returned no plan")?;
     let v: serde_json::Value = serde_json::from_str(&plan).map_err(|e| e.to_string())?;
     let top = v.get(0).and_then(|p| p.get("Plan")).ok_or("no plan")?;

@@ -9,6 +9,7 @@ pub mod cancel;
 mod impact;
 pub mod msg;
 pub mod relay;
+mod side_query;
 pub mod startup;
 mod startup_params;
 pub mod stream;

@@ -20,10 +20,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls;
 
-use super::{msg, upstream};
+use super::{msg, side_query, upstream};
 use crate::app::AppState;
 use crate::config::Target;
 use crate::policy::sql::TargetObjects;
@@ -74,52 +73,27 @@ async fn read_now(
         ),
         ("search_path".to_string(), "pg_catalog".to_string()),
     ];
-    let mut up = upstream::connect(target, tls, &params)
+    let up = upstream::connect(target, tls, &params)
         .await
         .map_err(|e| format!("cannot read the target's catalog: {e}"))?;
     let mut out = BytesMut::new();
     msg::frame(&mut out, b'Q', format!("{QUERY}\0").as_bytes());
-    up.stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    up.stream.flush().await.map_err(|e| e.to_string())?;
     let mut objects = TargetObjects::default();
     let mut rows = 0usize;
-    let mut error = None;
-    loop {
-        let tag = up.stream.read_u8().await.map_err(|e| e.to_string())?;
-        let len = up.stream.read_i32().await.map_err(|e| e.to_string())?;
-        let len = usize::try_from(len).unwrap_or(0);
-        if !(4..=MAX_MESSAGE).contains(&len) {
-            return Err("the target's catalog: bad message from the server".into());
-        }
-        let mut body = vec![0u8; len - 4];
-        up.stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| e.to_string())?;
-        match tag {
-            b'D' => {
-                rows += 1;
-                if rows > MAX_ROWS {
-                    return Err("the target's catalog has too many objects".into());
-                }
-                let (kind, name) = row(&body).ok_or("the target's catalog: a malformed row")?;
-                add(&mut objects, kind, name);
+    side_query::exchange(up, &out, MAX_MESSAGE, |tag, body| {
+        if tag == b'D' {
+            rows += 1;
+            if rows > MAX_ROWS {
+                return Err("the target's catalog has too many objects".into());
             }
-            b'E' => {
-                let f = msg::fields(&body).unwrap_or_default();
-                error = Some(msg::field(&f, b'M').unwrap_or("query failed").to_string());
-            }
-            b'Z' => break,
-            _ => {}
+            let (kind, name) = row(body).ok_or("the target's catalog: a malformed row")?;
+            add(&mut objects, kind, name);
         }
-    }
-    let mut bye = BytesMut::new();
-    msg::frame(&mut bye, b'X', &[]);
-    let _ = up.stream.write_all(&bye).await;
-    match error {
-        Some(e) => Err(format!("reading the target's catalog failed: {e}")),
-        None => Ok(objects),
-    }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("reading the target's catalog failed: {e}"))?;
+    Ok(objects)
 }
 
 /// The two text columns of a DataRow.
