@@ -43,6 +43,12 @@ fn sigterm_drains_running_commands_then_disconnects_the_rest() {
     wait_until("two ssh sessions", Duration::from_secs(60), || {
         (active_ssh(&env)? >= 2).then_some(())
     });
+    // A session counts as active once authenticated, before its command is allowed: wait
+    // until both commands run, or the drain rightly ends a session that runs nothing yet.
+    wait_until("both commands allowed", Duration::from_secs(60), || {
+        let log = env.jg.log();
+        (log.contains("sleep 1; echo finished") && log.contains("sleep 60")).then_some(())
+    });
     let port = env.jg.ssh_port();
     let started = Instant::now();
     env.jg.kill("TERM");
