@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use support::proc::{output_text, wait_child, wait_until};
 use support::sshd::SshEnvBuilder;
 
-fn active_ssh(env: &support::sshd::SshEnv) -> Option<u64> {
-    let (_, m) = env.jg.http_get("http", "/metrics").ok()?;
-    m.lines()
-        .find_map(|l| l.strip_prefix("jitgate_active_sessions{protocol=\"ssh\"} "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn sigterm_drains_running_commands_then_disconnects_the_rest() {
     let mut env = SshEnvBuilder {
@@ -41,7 +34,7 @@ fn sigterm_drains_running_commands_then_disconnects_the_rest() {
         .spawn()
         .unwrap();
     wait_until("two ssh sessions", Duration::from_secs(60), || {
-        (active_ssh(&env)? >= 2).then_some(())
+        (env.active_ssh_sessions()? >= 2).then_some(())
     });
     // A session counts as active once authenticated, before its command is allowed: wait
     // until both commands run, or the drain rightly ends a session that runs nothing yet.

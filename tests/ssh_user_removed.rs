@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 use support::proc::{wait_child, wait_until};
 use support::sshd::SshEnvBuilder;
 
-fn active_ssh(env: &support::sshd::SshEnv) -> Option<u64> {
-    let (_, m) = env.jg.http_get("http", "/metrics").ok()?;
-    m.lines()
-        .find_map(|l| l.strip_prefix("jitgate_active_sessions{protocol=\"ssh\"} "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[test]
 fn removing_a_user_disconnects_their_ssh_session() {
     let env = SshEnvBuilder::default().start();
@@ -29,7 +22,7 @@ fn removing_a_user_disconnects_their_ssh_session() {
         .spawn()
         .expect("spawn ssh");
     wait_until("alice's ssh session", Duration::from_secs(60), || {
-        (active_ssh(&env)? >= 1).then_some(())
+        (env.active_ssh_sessions()? >= 1).then_some(())
     });
     let path = env.jg.config_path();
     let config = std::fs::read_to_string(path).expect("read the config");
@@ -48,7 +41,7 @@ fn removing_a_user_disconnects_their_ssh_session() {
         "ended by the reload, not by the command"
     );
     wait_until("no ssh session", Duration::from_secs(30), || {
-        (active_ssh(&env)? == 0).then_some(())
+        (env.active_ssh_sessions()? == 0).then_some(())
     });
     assert!(
         env.jg.log().contains("their live sessions were ended"),

@@ -23,6 +23,24 @@ fn pgbench_statement(text: &Arc<str>, tables: &Arc<[String]>, rule: &Arc<str>) -
     }
 }
 
+/// `evs` of `session` encoded, hashed and packed into one block after `head` (next seq, hash).
+fn block_of(head: (u64, [u8; 32]), session: &[u8], evs: &[EventKind]) -> super::chain::BlockWriter {
+    let mut b = super::chain::BlockWriter::new(head.0, head.1, Vec::new());
+    for ev in evs {
+        let c = super::encode::Canonical {
+            ev,
+            result: None,
+            redact_parameters: false,
+            text_ref: None,
+        };
+        b.push(1_764_000_000_000_000, session, |buf| {
+            serde_json::to_writer(buf, &c)
+        })
+        .unwrap();
+    }
+    b
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
 }
@@ -362,7 +380,7 @@ async fn steady(
 #[test]
 #[ignore]
 fn encode_cost() {
-    use super::chain::{BlockWriter, GENESIS};
+    use super::chain::GENESIS;
     use super::encode::Canonical;
     let text: Arc<str> = Arc::from("SELECT abalance FROM pgbench_accounts WHERE aid = $1;");
     let tables: Arc<[String]> = Arc::from(vec!["public.pgbench_accounts".to_string()]);
@@ -379,19 +397,7 @@ fn encode_cost() {
     let t = Instant::now();
     let mut bytes = 0;
     for _ in 0..n {
-        let mut b = BlockWriter::new(1, GENESIS, Vec::new());
-        for ev in &evs {
-            let c = Canonical {
-                ev,
-                result: None,
-                redact_parameters: false,
-                text_ref: None,
-            };
-            b.push(1_764_000_000_000_000, b"steady", |buf| {
-                serde_json::to_writer(buf, &c)
-            })
-            .unwrap();
-        }
+        let b = block_of((1, GENESIS), b"steady", &evs);
         bytes += b.finish().len();
     }
     let per = t.elapsed().as_nanos() as f64 / (n * evs.len()) as f64;
@@ -423,8 +429,7 @@ fn encode_cost() {
 #[test]
 #[ignore]
 fn commit_cost() {
-    use super::chain::{BlockWriter, GENESIS};
-    use super::encode::Canonical;
+    use super::chain::GENESIS;
     use std::io::Write as _;
     let d = TempDir::new("commit-cost");
     let store = super::store::Store::open(&d.0).unwrap();
@@ -450,19 +455,7 @@ fn commit_cost() {
     let mut table = lz4_flex::block::CompressTable::large();
     for _ in 0..1000 {
         let t = Instant::now();
-        let mut b = BlockWriter::new(head.0, head.1, Vec::new());
-        for ev in &evs {
-            let c = Canonical {
-                ev,
-                result: None,
-                redact_parameters: false,
-                text_ref: None,
-            };
-            b.push(1_764_000_000_000_000, b"session-0123456789", |buf| {
-                serde_json::to_writer(buf, &c)
-            })
-            .unwrap();
-        }
+        let b = block_of(head, b"session-0123456789", &evs);
         let first = b.first_seq;
         head = (b.last_seq + 1, b.last_hash);
         let (n, _) = b.finish_into(&mut packed, &mut table);

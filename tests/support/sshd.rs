@@ -371,6 +371,16 @@ impl SshEnvBuilder {
 }
 
 impl SshEnv {
+    /// `jitgate_active_sessions{protocol="ssh"}` from jitgate's metrics (`None` while
+    /// jitgate does not answer).
+    pub fn active_ssh_sessions(&self) -> Option<u64> {
+        let (_, metrics) = self.jg.http_get("http", "/metrics").ok()?;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("jitgate_active_sessions{protocol=\"ssh\"} "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn builder() -> SshEnvBuilder {
         SshEnvBuilder::default()
     }
