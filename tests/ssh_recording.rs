@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::Api;
-use jitgate::audit::{Audit, AuditOptions};
 use serde_json::Value;
 use support::TempDir;
 use support::proc::{output_text, run_timeout, wait_child, wait_until};
@@ -181,16 +180,6 @@ fn ended_session(env: &SshEnv) -> Value {
     })
 }
 
-fn stopped_store(env: &mut SshEnv) -> Audit {
-    env.jg.kill("TERM");
-    assert!(
-        env.jg.wait_exit(Duration::from_secs(30)).is_some(),
-        "jitgate did not stop"
-    );
-    Audit::open(&env.jg.data_dir().join("audit"), AuditOptions::default())
-        .expect("open the audit store")
-}
-
 /// A cast's frames of one code, concatenated.
 fn cast_stream(cast: &str, code: &str) -> String {
     cast.lines()
@@ -325,7 +314,7 @@ fn two_channels_of_one_connection_are_recorded_apart_with_their_input() {
     assert!(both.contains("beta-42"), "{both}");
 
     // The same, read from the store after jitgate stopped.
-    let audit = stopped_store(&mut env);
+    let audit = env.stopped_store();
     let stored = audit.recordings(&id);
     assert_eq!(stored.channels().len(), 2);
     assert_eq!(stored.cast(cat as u32).as_deref(), Some(cat_cast.as_str()));
@@ -354,7 +343,7 @@ fn a_line_typed_at_a_password_prompt_is_not_recorded() {
 
     let session = ended_session(&env);
     let id = session["id"].as_str().expect("session id").to_string();
-    let audit = stopped_store(&mut env);
+    let audit = env.stopped_store();
     let cast = audit.recording(&id).expect("one channel's recording");
     let typed = cast_stream(&cast, "i");
     assert!(!cast.contains("hunter2"), "{cast}");
@@ -432,7 +421,7 @@ fn reaching_the_recording_limit_ends_the_session_and_nothing_typed_after_runs() 
         "{session}"
     );
     let id = session["id"].as_str().expect("session id").to_string();
-    let audit = stopped_store(&mut env);
+    let audit = env.stopped_store();
     let recordings = audit.recordings(&id);
     let channels: Vec<Value> = recordings
         .channels()
@@ -503,7 +492,7 @@ fn a_shell_that_prints_past_the_limit_is_ended_with_the_message() {
 
     let session = ended_session(&env);
     let id = session["id"].as_str().expect("session id").to_string();
-    let audit = stopped_store(&mut env);
+    let audit = env.stopped_store();
     let cast = audit.recording(&id).expect("the shell's recording");
     assert!(!cast_stream(&cast, "i").contains("touch"), "{cast}");
     assert!(cast_stream(&cast, "i").contains("yes | head -c 300000"));

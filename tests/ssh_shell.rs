@@ -10,24 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use api::{Api, held_id};
-use jitgate::audit::{Audit, AuditOptions};
 use serde_json::Value;
 use support::proc::{output_text, run_timeout, wait_until};
 use support::sshd::{BOB_TOKEN, SshEnv, ssh_client_opts};
 
 const T: Duration = Duration::from_secs(120);
 const SHELLS_OK: &str = "name = \"shells ok\"\nclasses = [\"shell\"]\naction = \"allow\"";
-
-/// Stops jitgate cleanly and opens its audit store.
-fn stopped_store(env: &mut SshEnv) -> Audit {
-    env.jg.kill("TERM");
-    assert!(
-        env.jg.wait_exit(Duration::from_secs(30)).is_some(),
-        "jitgate did not stop"
-    );
-    Audit::open(&env.jg.data_dir().join("audit"), AuditOptions::default())
-        .expect("open the audit store")
-}
 
 #[test]
 fn shell_runs_and_its_recording_replays_the_same_output() {
@@ -70,7 +58,7 @@ fn shell_runs_and_its_recording_replays_the_same_output() {
     assert!(api_cast.status.success(), "{}", output_text(&api_cast));
     let api_cast = String::from_utf8(api_cast.stdout).unwrap();
 
-    let audit = stopped_store(&mut env);
+    let audit = env.stopped_store();
     let sessions = audit.sessions(&Default::default());
     let s = sessions
         .iter()

@@ -371,6 +371,20 @@ impl SshEnvBuilder {
 }
 
 impl SshEnv {
+    /// Stops jitgate cleanly and opens its audit store.
+    pub fn stopped_store(&mut self) -> jitgate::audit::Audit {
+        self.jg.kill("TERM");
+        assert!(
+            self.jg.wait_exit(Duration::from_secs(30)).is_some(),
+            "jitgate did not stop"
+        );
+        jitgate::audit::Audit::open(
+            &self.jg.data_dir().join("audit"),
+            jitgate::audit::AuditOptions::default(),
+        )
+        .expect("open the audit store")
+    }
+
     /// `jitgate_active_sessions{protocol="ssh"}` from jitgate's metrics (`None` while
     /// jitgate does not answer).
     pub fn active_ssh_sessions(&self) -> Option<u64> {
