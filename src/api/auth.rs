@@ -24,6 +24,11 @@ pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<Arc<U
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+    user_for_token(config, token)
+}
+
+/// The user whose API token is `token`, under `config` (the console's sign-in uses it too).
+pub(super) fn user_for_token(config: &Config, token: &str) -> Result<Arc<User>, ApiError> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let mut found = None;
     // Compare against every user, without stopping early, so timing says nothing.
