@@ -6,7 +6,7 @@
 (() => {
   const { el, code, duration, parseDuration, time } = Render;
   const $ = (id) => document.getElementById(id);
-  const state = { user: null, csrf: null, auditor: false, stream: null, pending: new Map(), applications: new Map() };
+  const state = { user: null, csrf: null, auditor: false, stream: null, pending: new Map(), details: new Map() };
   const now = () => Date.now() / 1000;
 
   // One call to the API with the console cookie; POST and DELETE carry the CSRF token.
@@ -55,7 +55,7 @@
     state.pending.clear();
     for (const id of ["pending-list", "history-list", "grant-list", "session-rows", "session-timeline"]) $(id).replaceChildren();
     for (const id of ["whoami", "nav", "sign-out"]) $(id).hidden = true;
-    for (const v of document.querySelectorAll("[data-view]")) v.hidden = true;
+    for (const v of document.querySelectorAll("[data-view]")) { v.hidden = true; delete v.dataset.loaded; }
     $("sign-in").hidden = false;
     notice(message || "", message ? "error" : "info");
     $("token").focus();
@@ -104,7 +104,10 @@
 
   function impactText(impact) {
     if (!impact) return "";
-    if (impact.estimated_rows !== undefined) return "about " + Math.round(impact.estimated_rows) + " rows (planner estimate)";
+    if (impact.estimated_rows !== undefined) {
+      const n = Math.round(impact.estimated_rows);
+      return "about " + n + (n === 1 ? " row" : " rows") + " (planner estimate)";
+    }
     if (impact.error) return "no estimate: " + impact.error;
     return "no estimate";
   }
@@ -118,11 +121,10 @@
     const dl = el("dl", { class: "facts" });
     fact(dl, "Class", r.class);
     fact(dl, "Tables", (r.tables || []).join(", ") || "none");
-    if (r.protocol !== "ssh") fact(dl, "Impact", impactText(r.impact));
+    if (r.protocol !== "ssh") fact(dl, "Impact", el("span", { "data-field": "impact", text: impactText(r.impact) }));
     fact(dl, "User", r.user);
     fact(dl, "From", r.source);
-    const app = el("span", { "data-field": "application", text: state.applications.get(r.id) || "…" });
-    fact(dl, "Application", app);
+    fact(dl, "Application", el("span", { "data-field": "application", text: "…" }));
     fact(dl, "Target", r.target + " (" + r.protocol + ")");
     fact(dl, "Rule", r.rule);
     fact(dl, "Requested", el("span", { "data-since": r.created_at, text: time(r.created_at) }));
@@ -137,20 +139,34 @@
     card.append(el("p", {}, el("a", { href: "#session/" + encodeURIComponent(r.session), text: "Session " + r.session })));
     if (r.state === "pending" && r.can_decide) card.append(decisionForm(r));
     else if (r.state === "pending") card.append(el("p", { class: "hint", text: r.user === state.user ? "Your request: waiting for an approver." : "You may not decide this request." }));
-    if (!state.applications.has(r.id)) loadApplication(r.id);
+    if (state.details.has(r.id)) showDetail(card, state.details.get(r.id));
+    else loadDetail(r.id);
     tick(card);
     return card;
   }
 
-  async function loadApplication(id) {
-    state.applications.set(id, "");
-    try {
-      const detail = await api("GET", "/v1/requests/" + encodeURIComponent(id));
-      state.applications.set(id, detail.application || "none sent");
-    } catch (_) {
-      state.applications.set(id, "unknown");
+  // The application comes with the request's detail only, and a Postgres write's impact
+  // estimate is added a moment after the request is made: fetch the detail, and again
+  // (a few times) while the estimate is not there yet.
+  async function loadDetail(id, attempt = 0) {
+    state.details.set(id, state.details.get(id) || null);
+    let detail = null;
+    try { detail = await api("GET", "/v1/requests/" + encodeURIComponent(id)); } catch (_) { return; }
+    state.details.set(id, detail);
+    for (const c of document.querySelectorAll('[data-request-id="' + CSS.escape(id) + '"]')) showDetail(c, detail);
+    const estimated = detail.impact && (detail.impact.estimated_rows !== undefined || detail.impact.error);
+    if (detail.state === "pending" && detail.protocol !== "ssh" && !estimated && attempt < 5) {
+      setTimeout(() => loadDetail(id, attempt + 1), 1000);
     }
-    for (const s of document.querySelectorAll('[data-request-id="' + CSS.escape(id) + '"] [data-field=application]')) s.textContent = state.applications.get(id);
+  }
+
+  function showDetail(card, detail) {
+    if (!detail) return;
+    const app = card.querySelector("[data-field=application]");
+    if (app) app.textContent = detail.application || "none sent";
+    const impact = card.querySelector("[data-field=impact]");
+    const estimated = detail.impact && (detail.impact.estimated_rows !== undefined || detail.impact.error);
+    if (impact && estimated) impact.textContent = impactText(detail.impact);
   }
 
   function decisionForm(r) {
@@ -235,7 +251,7 @@
       state.pending.clear();
       for (const r of list) { r.version = version(r); state.pending.set(r.id, r); }
       renderPending();
-      $("pending-list").dataset.loaded = "1";
+      $("view-pending").dataset.loaded = "1";
     } catch (e) {
       notice("Cannot load pending requests: " + e.message, "error");
     }
@@ -292,7 +308,7 @@
   async function loadHistory() {
     try {
       const [requests, grants] = await Promise.all([api("GET", "/v1/requests"), api("GET", "/v1/grants")]);
-      const decided = requests.filter((r) => r.state !== "pending").reverse().slice(0, 200);
+      const decided = requests.filter((r) => r.state !== "pending").reverse().slice(0, 50);
       $("history-list").replaceChildren(...decided.map(requestCard));
       $("history-empty").hidden = decided.length > 0;
       $("grant-list").replaceChildren(...grants.map(grantCard));
@@ -317,7 +333,7 @@
         el("td", { text: s.ended_at ? "ended" : "open" }),
         el("td", {}, el("a", { href: "#session/" + encodeURIComponent(s.id), text: "Open", "aria-label": "open session " + s.id })))));
       $("sessions-empty").hidden = list.length > 0;
-      $("session-rows").dataset.loaded = "1";
+      $("view-sessions").dataset.loaded = "1";
     } catch (e) {
       notice("Cannot load sessions: " + e.message, "error");
     }

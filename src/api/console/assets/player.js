@@ -1,5 +1,5 @@
 // jitgate console: an asciicast v2 player that renders a terminal into a <pre> as text.
-// It understands what shells print most: CR, LF, backspace, tab, cursor moves and positions,
+// It understands what shells print most: CR, LF (which also returns the carriage), backspace, tab, cursor moves and positions,
 // erase in line and in display (clear screen); colours and other escapes are dropped.
 // The screen is shown with textContent only.
 "use strict";
@@ -88,7 +88,9 @@ const Player = (() => {
           continue;
         }
         if (ch === "\r") this.col = 0;
-        else if (ch === "\n") this.newline();
+        // A line feed also returns the carriage: exec channels have no terminal to add the
+        // CR, and a staircase of output helps nobody.
+        else if (ch === "\n") { this.newline(); this.col = 0; }
         else if (ch === "\b") this.col = Math.max(0, this.col - 1);
         else if (ch === "\t") this.col = Math.min(this.width - 1, (Math.floor(this.col / 8) + 1) * 8);
         else if (ch >= " " && ch !== "\x7f") this.put(ch);
@@ -141,7 +143,7 @@ const Player = (() => {
       lastTick = now;
       if (next < events.length && events[next][0] - clock > 2) clock = events[next][0] - 2;
       while (next < events.length && events[next][0] <= clock) screen.write(events[next++][1]);
-      if (next >= events.length) pause();
+      if (next >= events.length) { clock = total; pause(); }
       show();
     }
     function play() {

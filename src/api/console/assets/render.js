@@ -123,8 +123,8 @@ const Render = (() => {
   function duration(secs) {
     secs = Math.max(0, Math.round(secs));
     const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60), s = secs % 60;
-    if (h) return h + "h " + m + "m";
-    if (m) return m + "m " + s + "s";
+    if (h) return h + "h" + (m ? " " + m + "m" : "");
+    if (m) return m + "m" + (s ? " " + s + "s" : "");
     return s + "s";
   }
 

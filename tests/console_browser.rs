@@ -1,0 +1,446 @@
+//! The web console in a real headless Chromium (issue 18's proof), against the real binary,
+//! PostgreSQL with psql, and sshd: an approver sees a held DELETE appear without reloading
+//! and approves it (psql prints `DELETE 1`, the row is gone, the audit trail names him);
+//! another denies (psql gets 42501 with her reason, the row stays); alice sees only her own
+//! requests and sessions; an SSH recording plays in the browser's terminal. Screenshots at
+//! 390 and 1280 px wide are saved under `<target>/console-screenshots/`.
+//!
+//! The browser steps run in tests/console/drive.py (Selenium), one JSON command per line; the
+//! scenario and every check stay here. It needs `JITGATE_CONSOLE_PYTHON`, a Python with
+//! selenium (tests/run.sh makes one), and Debian's chromium and chromium-driver: without them
+//! the test fails, it never skips.
+
+#[path = "support/api.rs"]
+mod api;
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::Duration;
+
+use api::{ALICE_TOKEN, BOB_TOKEN, CAROL_TOKEN, Fixture, poll};
+use serde_json::{Value, json};
+use support::proc::require_tool;
+use support::sshd::{BOB_TOKEN as SSH_BOB_TOKEN, SshEnv};
+use support::{ALICE, ALICE_PASSWORD, TempDir, output_text};
+
+/// The interpreter with selenium, from tests/run.sh.
+const PYTHON_VAR: &str = "JITGATE_CONSOLE_PYTHON";
+
+/// tests/console/drive.py in a headless Chromium, driven one command at a time.
+struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    answers: Receiver<String>,
+    log: TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let python = std::env::var(PYTHON_VAR).unwrap_or_else(|_| {
+            panic!(
+                "{PYTHON_VAR} is not set: it names a Python with selenium installed \
+                 (tests/run.sh creates one: python3 -m venv DIR && DIR/bin/pip install selenium)"
+            )
+        });
+        require_tool(&python);
+        require_tool("/usr/bin/chromium");
+        require_tool("/usr/bin/chromedriver");
+        let log = TempDir::new("console-driver");
+        let stderr = std::fs::File::create(log.join("stderr")).expect("driver log");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/drive.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {python}: {e}"));
+        let stdin = child.stdin.take().expect("driver stdin");
+        let stdout = child.stdout.take().expect("driver stdout");
+        let (tx, answers) = sync_channel(4);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Browser {
+            child,
+            stdin,
+            answers,
+            log,
+        }
+    }
+
+    fn driver_log(&self) -> String {
+        support::proc::file_tail(&self.log.join("stderr"), 30)
+    }
+
+    /// One command; panics with the driver's error (and its log) unless it succeeded.
+    fn run(&mut self, command: Value) -> Value {
+        writeln!(self.stdin, "{command}").expect("write to the driver");
+        let line = self
+            .answers
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{command}: no answer ({e})\n{}", self.driver_log()));
+        let answer: Value = serde_json::from_str(&line).expect("the driver answers JSON");
+        assert_eq!(
+            answer["ok"],
+            true,
+            "{command}: {}\n{}",
+            answer["error"],
+            self.driver_log()
+        );
+        answer
+    }
+
+    fn open(&mut self, url: &str, width: u32) {
+        self.run(json!({"op": "open", "url": url, "width": width, "height": 900}));
+    }
+
+    fn resize(&mut self, width: u32) {
+        self.run(json!({"op": "open", "width": width, "height": 900}));
+    }
+
+    fn sign_in(&mut self, token: &str) {
+        self.run(json!({"op": "sign_in", "token": token}));
+    }
+
+    fn wait(&mut self, css: &str) -> String {
+        self.run(json!({"op": "wait", "css": css}))["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn wait_text(&mut self, css: &str, text: &str) -> String {
+        self.run(json!({"op": "wait", "css": css, "text": text}))["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn click(&mut self, css: &str) {
+        self.run(json!({"op": "click", "css": css}));
+    }
+
+    fn type_into(&mut self, css: &str, text: &str) {
+        self.run(json!({"op": "type", "css": css, "text": text}));
+    }
+
+    /// The attribute `attr` of every element matching `css`.
+    fn attrs(&mut self, css: &str, attr: &str) -> Vec<String> {
+        let v = self.run(json!({"op": "texts", "css": css, "attr": attr}));
+        v["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|x| x.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    fn screenshot(&mut self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("the target dir")
+            .join("console-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(name);
+        self.run(json!({"op": "screenshot", "path": path}));
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "{}: {size} bytes", path.display());
+        println!("screenshot: {}", path.display());
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "{}", json!({"op": "quit"}));
+        if support::proc::wait_child(&mut self.child, Duration::from_secs(20)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `[data-request-id="ID"]`, and a selector inside it.
+fn card(id: &str, inner: &str) -> String {
+    format!("[data-request-id=\"{id}\"] {inner}")
+        .trim()
+        .to_string()
+}
+
+fn psql_as(fx: &Fixture, user: &str, password: &str, sql: &str) -> Child {
+    support::psql_cmd(&fx.env.jg.conninfo(user, support::APP_TARGET), password)
+        .args(["-v", "VERBOSITY=verbose", "-c", sql])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn psql")
+}
+
+fn id_of(v: &Value, field: &str) -> String {
+    v[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+        .to_string()
+}
+
+/// The user of every session, as an auditor sees them.
+fn session_users(fx: &Fixture) -> std::collections::BTreeMap<String, String> {
+    let all = fx.audrey.get_ok("/v1/sessions");
+    all.as_array()
+        .expect("sessions")
+        .iter()
+        .map(|s| (id_of(s, "id"), id_of(s, "user")))
+        .collect()
+}
+
+const ERIN_PASSWORD: &str = "erin-pw-4Kd";
+
+#[test]
+fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
+    let fx = Fixture::with_auditors("120s", 3, &["group:security"], |b| {
+        b.user("erin", &["dev"], ERIN_PASSWORD)
+    });
+    let url = format!("{}/", fx.env.jg.api_url());
+    let mut browser = Browser::start();
+    browser.open(&url, 1280);
+
+    // bob signs in first; alice's DELETE is held afterwards and appears without a reload.
+    browser.sign_in(BOB_TOKEN);
+    browser.wait("#view-pending[data-loaded]");
+    browser.run(json!({"op": "remember", "css": "#view-pending"}));
+    let delete = psql_as(&fx, ALICE, ALICE_PASSWORD, "DELETE FROM t WHERE id = 1");
+    let held = api::wait_for_pending(&fx.bob, ALICE);
+    let id = id_of(&held, "id");
+    let text = browser.wait(&card(&id, "[data-action=approve]"));
+    assert_eq!(text, "Approve");
+    let shown = browser.wait(&card(&id, ""));
+    for want in [
+        "DELETE",
+        "public.t",
+        "alice",
+        "app-db",
+        "writes need an SRE",
+        "0 of 1",
+        "left",
+    ] {
+        assert!(shown.contains(want), "card lacks {want:?}:\n{shown}");
+    }
+    assert_eq!(
+        browser.run(json!({"op": "unchanged"}))["unchanged"],
+        true,
+        "the card came without a page reload"
+    );
+    let impact = browser.wait_text(&card(&id, "[data-field=impact]"), "planner estimate");
+    assert!(impact.contains("about 1 row "), "{impact}");
+    assert_eq!(fx.row("t", 1), Some(0), "held: the row is still there");
+    assert_eq!(browser.attrs(&card(&id, "[name=grant]"), "name"), ["grant"]);
+    assert_eq!(
+        browser.attrs(&card(&id, "[data-action=deny]"), "data-action"),
+        ["deny"]
+    );
+    browser.screenshot("pending-1280.png");
+    browser.resize(390);
+    browser.wait(&card(&id, "[data-action=approve]"));
+    browser.screenshot("pending-390.png");
+    browser.resize(1280);
+
+    // bob approves with a reason: psql prints DELETE 1, the row is gone, the trail says bob.
+    browser.type_into(&card(&id, "[name=reason]"), "ticket OPS-7: stale row");
+    browser.click(&card(&id, "[data-action=approve]"));
+    let out = delete.wait_with_output().expect("psql ends");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("DELETE 1"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(fx.row("t", 1), None, "approved: the row is gone");
+    browser.run(json!({"op": "gone", "css": card(&id, "")}));
+    let session = id_of(&held, "session");
+    let decided = poll("bob's decision in the audit trail", || {
+        let events = fx.audrey.get_ok(&format!("/v1/sessions/{session}/events"));
+        events
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["kind"] == "request_decided").cloned())
+            .ok_or_else(|| format!("{events}"))
+    });
+    assert_eq!(decided["by"], "bob", "{decided}");
+    assert_eq!(decided["reason"], "ticket OPS-7: stale row", "{decided}");
+
+    // erin (another user) has a request pending too; carol will see it, alice must not.
+    // Her statement hides a clear-screen escape and a right-to-left override in a comment.
+    let erin = psql_as(
+        &fx,
+        "erin",
+        ERIN_PASSWORD,
+        "DELETE FROM t WHERE id = 3 /* \u{1b}[2J\u{202e} */",
+    );
+    let erin_request = api::wait_for_pending(&fx.bob, "erin");
+    let erin_id = id_of(&erin_request, "id");
+    let erin_session = id_of(&erin_request, "session");
+
+    // carol denies alice's next request: alice gets 42501 with carol's reason.
+    browser.click("#sign-out");
+    browser.wait("input[name=token]");
+    browser.sign_in(CAROL_TOKEN);
+    let update = psql_as(
+        &fx,
+        ALICE,
+        ALICE_PASSWORD,
+        "UPDATE t SET v = 9 WHERE id = 2",
+    );
+    let id2 = id_of(&api::wait_for_pending(&fx.bob, ALICE), "id");
+    browser.wait(&card(&id2, "[data-action=deny]"));
+    browser.wait(&card(&erin_id, "[data-action=deny]"));
+    let shown = browser.attrs(&card(&erin_id, ".ctl"), "textContent");
+    assert_eq!(
+        shown,
+        ["\u{241b}", "\\u202e"],
+        "control characters shown visibly"
+    );
+    let statement = browser.wait(&card(&erin_id, "pre.code"));
+    assert!(
+        !statement.contains('\u{1b}') && !statement.contains('\u{202e}'),
+        "{statement:?}"
+    );
+    browser.type_into(&card(&id2, "[name=reason]"), "not during the freeze");
+    browser.click(&card(&id2, "[data-action=deny]"));
+    let out = update.wait_with_output().expect("psql ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        stderr.contains("42501") && stderr.contains("not during the freeze"),
+        "{stderr}"
+    );
+    assert_eq!(fx.row("t", 2), Some(0), "denied: the row is unchanged");
+    assert_eq!(fx.bob.request(&id2)["decided_by"], "carol");
+
+    // alice sees her own requests and sessions only, and no buttons.
+    browser.click("#sign-out");
+    browser.sign_in(ALICE_TOKEN);
+    browser.wait("#view-pending[data-loaded]");
+    assert!(
+        browser
+            .attrs("[data-request-id]", "data-request-id")
+            .is_empty(),
+        "alice has nothing pending; erin's request is not hers to see"
+    );
+    browser.click("a[data-nav=history]");
+    browser.wait(&card(&id, ""));
+    browser.wait(&card(&id2, ""));
+    let mut history = browser.attrs("#history-list [data-request-id]", "data-request-id");
+    history.sort();
+    let mut mine = vec![id.clone(), id2.clone()];
+    mine.sort();
+    assert_eq!(history, mine, "alice's history is her two requests");
+    assert!(browser.attrs("[data-action]", "data-action").is_empty());
+    browser.click("a[data-nav=sessions]");
+    browser.wait("#view-sessions[data-loaded]");
+    browser.wait(&format!("[data-session-id=\"{session}\"]"));
+    let users = session_users(&fx);
+    let rows = browser.attrs("[data-session-id]", "data-session-id");
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(users.get(row).map(String::as_str), Some(ALICE), "row {row}");
+    }
+    assert!(!rows.contains(&erin_session), "erin's session is hidden");
+    browser.screenshot("sessions-1280.png");
+
+    // alice's session timeline: the statement, bob's approval, the result.
+    browser.click(&format!("[data-session-id=\"{session}\"] a"));
+    browser.wait_text("#session-timeline", "ticket OPS-7");
+    let timeline = browser.wait_text("#session-timeline", "DELETE 1");
+    for want in ["DELETE FROM t WHERE id = 1", "bob", "approved"] {
+        assert!(
+            timeline.contains(want),
+            "timeline lacks {want:?}:\n{timeline}"
+        );
+    }
+    browser.resize(390);
+    browser.screenshot("session-390.png");
+
+    fx.bob.deny_ok(&erin_id, "test over");
+    let out = erin.wait_with_output().expect("erin's psql ends");
+    assert!(!out.status.success());
+    assert_eq!(fx.row("t", 3), Some(0));
+}
+
+#[test]
+fn an_ssh_recording_plays_in_the_browser_terminal() {
+    let env = SshEnv::new();
+    let bob = api::Api::new(env.jg.api_addr(), SSH_BOB_TOKEN);
+    let mut child = env
+        .ssh()
+        .arg("echo console-$((40 + 2)); printf 'colour-\\033[1;31mred\\033[0m-done\\n'; echo second-line")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ssh");
+    // Approve it if the policy holds it; either way it runs once.
+    poll("the ssh command to finish", || {
+        for r in bob.pending(Some(ALICE)) {
+            bob.approve_ok(&id_of(&r, "id"), "ok", None);
+        }
+        match child.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            _ => Err("running".into()),
+        }
+    });
+    let out = child.wait_with_output().expect("ssh output");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("console-42"),
+        "{}",
+        output_text(&out)
+    );
+    let sessions = bob.get_ok("/v1/sessions?user=alice");
+    let session = id_of(
+        sessions
+            .as_array()
+            .and_then(|s| s.last())
+            .expect("a session"),
+        "id",
+    );
+    poll("the recording", || {
+        let (status, body) = bob.get(&format!("/v1/sessions/{session}/recording"));
+        match body.as_str() {
+            Some(cast) if status == 200 && cast.contains("console-42") => Ok(()),
+            _ => Err(format!("{status} {body}")),
+        }
+    });
+
+    let mut browser = Browser::start();
+    browser.open(&format!("{}/", env.jg.api_url()), 1280);
+    browser.sign_in(SSH_BOB_TOKEN);
+    browser.click("a[data-nav=sessions]");
+    browser.click(&format!("[data-session-id=\"{session}\"] a"));
+    browser.wait(".recording pre.terminal");
+    let before = browser.wait(".recording pre.terminal");
+    assert!(
+        !before.contains("console-42"),
+        "nothing played yet: {before}"
+    );
+    browser.click("[data-player=play]");
+    let screen = browser.wait_text(".recording pre.terminal", "second-line");
+    let lines: Vec<&str> = screen.lines().collect();
+    assert_eq!(
+        lines,
+        ["console-42", "colour-red-done", "second-line"],
+        "the terminal shows the output, colours stripped"
+    );
+    assert!(
+        !screen.contains("\u{1b}"),
+        "escapes are not shown raw: {screen:?}"
+    );
+    browser.wait_text(".player-status", "finished");
+    browser.screenshot("recording-1280.png");
+}
