@@ -252,6 +252,8 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     browser.resize(390);
     browser.wait(&card(&id, "[data-action=approve]"));
     browser.screenshot("pending-390.png");
+    browser.run(json!({"op": "scroll_to", "css": card(&id, "[data-action=deny]")}));
+    browser.screenshot("pending-390-actions.png");
     browser.resize(1280);
 
     // bob approves with a reason: psql prints DELETE 1, the row is gone, the trail says bob.

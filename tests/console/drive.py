@@ -13,6 +13,7 @@ browser steps and answers each with one JSON line on stdout: {"ok": true, ...} o
   type {css, text}                  clear the field and type text
   texts {css, attr?}                text (or attribute attr) of every element matching css
   hash {value}                      set location.hash (in-page navigation, no reload)
+  scroll_to {css}                   scroll until the element is in view
   remember {css}                    keep a handle on an element
   unchanged {}                      whether the remembered element is still the same node
                                     (a page reload would replace it)
@@ -29,6 +30,7 @@ import time
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 CHROMIUM = "/usr/bin/chromium"
@@ -109,6 +111,10 @@ def run(cmd):
         return {"values": [e.get_attribute(attr) if attr else e.text for e in elements]}
     if op == "hash":
         driver.execute_script("location.hash = arguments[0]", cmd["value"])
+        return {}
+    if op == "scroll_to":
+        e = until(cmd["css"], timeout, lambda: shown(cmd["css"]))
+        ActionChains(driver).scroll_to_element(e).perform()
         return {}
     if op == "remember":
         remembered = until(cmd["css"], timeout, lambda: shown(cmd["css"]))
