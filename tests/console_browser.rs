@@ -370,10 +370,37 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     browser.resize(390);
     browser.screenshot("session-390.png");
 
-    fx.bob.deny_ok(&erin_id, "test over");
+    // carol approves erin's request with a 10 minute grant (a longer one is refused in the
+    // page), then revokes the grant from the history.
+    browser.resize(1280);
+    browser.click("#sign-out");
+    browser.sign_in(CAROL_TOKEN);
+    browser.type_into(&card(&erin_id, "[name=grant]"), "2h");
+    browser.click(&card(&erin_id, "[data-action=approve]"));
+    browser.wait_text(&card(&erin_id, ".card-status"), "at most 30m");
+    assert_eq!(fx.bob.request(&erin_id)["state"], "pending");
+    browser.type_into(&card(&erin_id, "[name=grant]"), "10m");
+    browser.type_into(&card(&erin_id, "[name=reason]"), "cleanup window");
+    browser.click(&card(&erin_id, "[data-action=approve]"));
     let out = erin.wait_with_output().expect("erin's psql ends");
-    assert!(!out.status.success());
-    assert_eq!(fx.row("t", 3), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("DELETE 1"),
+        "{}",
+        output_text(&out)
+    );
+    assert_eq!(fx.row("t", 3), None);
+    let grants = fx.carol.grants();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    let grant = id_of(&grants[0], "id");
+    let left = grants[0]["expires_at"].as_u64().expect("expires_at")
+        - grants[0]["created_at"].as_u64().expect("created_at");
+    assert_eq!(left, 600, "a 10m grant");
+    browser.click("a[data-nav=history]");
+    let shown = browser.wait(&format!("[data-grant-id=\"{grant}\"]"));
+    assert!(shown.contains("erin") && shown.contains("left"), "{shown}");
+    browser.click(&format!("[data-grant-id=\"{grant}\"] [data-action=revoke]"));
+    browser.run(json!({"op": "gone", "css": format!("[data-grant-id=\"{grant}\"]")}));
+    assert!(fx.carol.grants().is_empty(), "revoked");
 }
 
 #[test]

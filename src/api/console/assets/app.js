@@ -75,6 +75,8 @@
 
   $("sign-out").addEventListener("click", async () => {
     try { await api("DELETE", "/console/session"); } catch (_) { /* signed out anyway */ }
+    // The next person to sign in here starts from the pending list, not from this one's page.
+    history.replaceState(null, "", location.pathname);
     signedOut("Signed out.");
   });
 
