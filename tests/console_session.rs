@@ -360,3 +360,67 @@ fn a_cookie_sees_exactly_what_the_same_users_token_sees() {
     let out = second.wait_with_output().expect("psql ends");
     assert!(!out.status.success());
 }
+
+/// `GET /v1/requests/stream` with the console's cookie; the response is read as it comes.
+fn open_stream(console: &Console) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut tcp = std::net::TcpStream::connect(console.addr).expect("connect");
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "GET /v1/requests/stream HTTP/1.1\r\nHost: {}\r\nCookie: jitgate_console={}\r\n\
+         Connection: close\r\n\r\n",
+        console.addr, console.cookie
+    )
+    .expect("send");
+    tcp
+}
+
+/// Reads until `stop` holds for what came so far, or the server closes; returns it all.
+fn read_stream(tcp: &mut std::net::TcpStream, stop: impl Fn(&str) -> bool) -> (String, bool) {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("stream read: {e}; so far {}", String::from_utf8_lossy(&got)),
+        }
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if stop(&text) {
+            return (text, false);
+        }
+    }
+}
+
+#[test]
+fn the_event_stream_ends_with_the_console_session() {
+    let fx = Fixture::new("60s", 3);
+    let addr = fx.env.jg.api_addr();
+    let signed_out = sign_in(addr, BOB_TOKEN);
+    let still_in = sign_in(addr, BOB_TOKEN);
+    let mut ending = open_stream(&signed_out);
+    let mut staying = open_stream(&still_in);
+    let (head, _) = read_stream(&mut ending, |t| t.contains("\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let child = alice_psql(&fx, "DELETE FROM t WHERE id = 1");
+    let id = api::wait_for_pending(&fx.bob, ALICE)["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    for stream in [&mut ending, &mut staying] {
+        let (seen, closed) = read_stream(stream, |t| t.contains(&id));
+        assert!(!closed && seen.contains("event: request"), "{seen}");
+    }
+    let out = signed_out.call("DELETE", "/console/session", None, Some(&signed_out.csrf));
+    assert_eq!(out.status, 200, "{}", out.body);
+    fx.bob.deny_ok(&id, "stream test");
+    let (after, closed) = read_stream(&mut ending, |_| false);
+    assert!(closed, "the stream of a signed-out session ends");
+    assert!(!after.contains("denied"), "nothing after sign-out: {after}");
+    let (other, _) = read_stream(&mut staying, |t| t.contains("denied"));
+    assert!(other.contains("stream test"), "{other}");
+    let _ = child.wait_with_output();
+}

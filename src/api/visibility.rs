@@ -38,6 +38,9 @@ use crate::config::{Config, User};
 pub(super) struct Viewer {
     pub user: Arc<User>,
     config: Arc<Config>,
+    /// The web console's cookie when the caller came with one: long-lived answers end with
+    /// its session.
+    console_cookie: Option<String>,
 }
 
 impl FromRequestParts<Api> for Viewer {
@@ -47,11 +50,15 @@ impl FromRequestParts<Api> for Viewer {
         let config = api.app.config();
         // A bearer token decides when present; else the web console's cookie (with its CSRF
         // token on anything that changes state); the same rules below judge either.
-        let user = match super::console::cookie_user(api, &config, parts)? {
-            Some(user) => user,
-            None => auth::authenticate(&config, &parts.headers)?,
+        let (user, console_cookie) = match super::console::cookie_user(api, &config, parts)? {
+            Some((user, cookie)) => (user, Some(cookie)),
+            None => (auth::authenticate(&config, &parts.headers)?, None),
         };
-        Ok(Viewer { user, config })
+        Ok(Viewer {
+            user,
+            config,
+            console_cookie,
+        })
     }
 }
 
@@ -72,11 +79,20 @@ pub(super) fn no_such_grant() -> ApiError {
 
 impl Viewer {
     /// The same user judged under the config in force now, for long-lived answers (the event
-    /// stream); `None` once the user is gone from the config.
+    /// stream); `None` once the user is gone from the config, or the console session the
+    /// caller came with has ended (signed out, expired, token changed).
     pub fn current(&self, api: &Api) -> Option<Viewer> {
         let config = api.app.config();
+        if let Some(cookie) = &self.console_cookie {
+            api.console
+                .find(cookie, &config, std::time::Instant::now())?;
+        }
         let user = config.user(&self.user.name)?.clone();
-        Some(Viewer { user, config })
+        Some(Viewer {
+            user,
+            config,
+            console_cookie: self.console_cookie.clone(),
+        })
     }
 
     pub fn is_auditor(&self) -> bool {

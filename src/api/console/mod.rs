@@ -73,15 +73,15 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-/// The user a console cookie in `parts` stands for, for the `Viewer`: `Ok(None)` when the
-/// request carries a bearer token (which then decides) or no console cookie; 401 for a cookie
-/// that names no live session; 403 for a request that changes something without the
-/// session's CSRF token.
+/// The user a console cookie in `parts` stands for, and the cookie, for the `Viewer`:
+/// `Ok(None)` when the request carries a bearer token (which then decides) or no console
+/// cookie; 401 for a cookie that names no live session; 403 for a request that changes
+/// something without the session's CSRF token.
 pub(super) fn cookie_user(
     api: &Api,
     config: &Config,
     parts: &axum::http::request::Parts,
-) -> Result<Option<std::sync::Arc<User>>, ApiError> {
+) -> Result<Option<(std::sync::Arc<User>, String)>, ApiError> {
     if parts.headers.contains_key(header::AUTHORIZATION) {
         return Ok(None);
     }
@@ -100,7 +100,7 @@ pub(super) fn cookie_user(
     if session::changes_state(&parts.method) {
         session::check_csrf(&parts.headers, &signed_in)?;
     }
-    Ok(Some(user))
+    Ok(Some((user, cookie.to_string())))
 }
 
 /// The console's page.
