@@ -303,6 +303,18 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     let id2 = id_of(&api::wait_for_pending(&fx.bob, ALICE), "id");
     browser.wait(&card(&id2, "[data-action=deny]"));
     browser.wait(&card(&erin_id, "[data-action=deny]"));
+    // carol (an approver) sees erin's session too; the filter narrows the list to erin's.
+    browser.click("a[data-nav=sessions]");
+    browser.wait(&format!("[data-session-id=\"{erin_session}\"]"));
+    browser.wait(&format!("[data-session-id=\"{session}\"]"));
+    browser.type_into("#session-filter [name=user]", "erin");
+    browser.click("#session-filter button[type=submit]");
+    browser.run(json!({"op": "gone", "css": format!("[data-session-id=\"{session}\"]")}));
+    assert_eq!(
+        browser.attrs("[data-session-id]", "data-session-id"),
+        [erin_session.clone()]
+    );
+    browser.click("a[data-nav=pending]");
     let shown = browser.attrs(&card(&erin_id, ".ctl"), "textContent");
     assert_eq!(
         shown,

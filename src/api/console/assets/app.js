@@ -6,7 +6,7 @@
 (() => {
   const { el, code, duration, parseDuration, time } = Render;
   const $ = (id) => document.getElementById(id);
-  const state = { user: null, csrf: null, auditor: false, stream: null, pending: new Map(), details: new Map() };
+  const state = { user: null, csrf: null, auditor: false, stream: null, pending: new Map(), details: new Map(), players: [] };
   const now = () => Date.now() / 1000;
 
   // One call to the API with the console cookie; POST and DELETE carry the CSRF token.
@@ -53,8 +53,10 @@
     if (state.stream) state.stream.close();
     Object.assign(state, { user: null, csrf: null, auditor: false, stream: null });
     state.pending.clear();
-    for (const id of ["pending-list", "history-list", "grant-list", "session-rows", "session-timeline"]) $(id).replaceChildren();
+    stopPlayers();
+    for (const id of ["pending-list", "history-list", "grant-list", "session-rows", "session-timeline", "session-facts", "session-recordings"]) $(id).replaceChildren();
     for (const id of ["whoami", "nav", "sign-out"]) $(id).hidden = true;
+    $("session-filter").reset();
     for (const v of document.querySelectorAll("[data-view]")) { v.hidden = true; delete v.dataset.loaded; }
     $("sign-in").hidden = false;
     notice(message || "", message ? "error" : "info");
@@ -81,8 +83,14 @@
   });
 
   // --- navigation ----------------------------------------------------------------------------
+  function stopPlayers() {
+    for (const p of state.players) p.stop();
+    state.players = [];
+  }
+
   function route() {
     if (!state.user) return;
+    stopPlayers();
     const hash = location.hash.replace(/^#/, "") || "pending";
     const [view, arg] = hash.split("/", 2);
     const name = ["pending", "history", "sessions", "session"].includes(view) ? view : "pending";
@@ -389,7 +397,9 @@
       const cast = await api("GET", path + "/recording?channel=" + c.channel, undefined, { raw: true });
       const section = el("section", { class: "recording", "data-channel": c.channel },
         el("h3", {}, "Channel " + c.channel + ": ", Render.escaped(c.command || "")));
-      section.append(Player.create(cast, { el }).node);
+      const player = Player.create(cast, { el });
+      state.players.push(player);
+      section.append(player.node);
       box.append(section);
     }
   }
