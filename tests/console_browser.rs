@@ -257,8 +257,12 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     browser.resize(1280);
 
     // bob approves with a reason: psql prints DELETE 1, the row is gone, the trail says bob.
+    // By keyboard: from the reason field, Tab reaches the approve button, Enter presses it.
     browser.type_into(&card(&id, "[name=reason]"), "ticket OPS-7: stale row");
-    browser.click(&card(&id, "[data-action=approve]"));
+    let tabs = browser
+        .run(json!({"op": "tab_until", "css": card(&id, "[data-action=approve]"), "max": 4}));
+    assert_eq!(tabs["presses"], 3, "reason → grant → scope → approve");
+    browser.run(json!({"op": "press", "key": "ENTER"}));
     let out = delete.wait_with_output().expect("psql ends");
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("DELETE 1"),

@@ -13,6 +13,9 @@ browser steps and answers each with one JSON line on stdout: {"ok": true, ...} o
   type {css, text}                  clear the field and type text
   texts {css, attr?}                text (or attribute attr) of every element matching css
   hash {value}                      set location.hash (in-page navigation, no reload)
+  tab_until {css, max?}             press Tab (from the focused element) until the element
+                                    matching css has the focus; answers how many presses
+  press {key}                       press a key (e.g. "ENTER") on the focused element
   scroll_to {css}                   scroll until the element is in view
   remember {css}                    keep a handle on an element
   unchanged {}                      whether the remembered element is still the same node
@@ -32,6 +35,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -111,6 +115,16 @@ def run(cmd):
         return {"values": [e.get_attribute(attr) if attr else e.text for e in elements]}
     if op == "hash":
         driver.execute_script("location.hash = arguments[0]", cmd["value"])
+        return {}
+    if op == "tab_until":
+        targets = driver.find_elements(By.CSS_SELECTOR, cmd["css"])
+        for presses in range(1, cmd.get("max", 10) + 1):
+            driver.switch_to.active_element.send_keys(Keys.TAB)
+            if driver.switch_to.active_element in targets:
+                return {"presses": presses}
+        raise TimeoutError(f"{cmd['css']} not reached with Tab")
+    if op == "press":
+        driver.switch_to.active_element.send_keys(getattr(Keys, cmd["key"]))
         return {}
     if op == "scroll_to":
         e = until(cmd["css"], timeout, lambda: shown(cmd["css"]))

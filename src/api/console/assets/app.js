@@ -53,6 +53,7 @@
     if (state.stream) state.stream.close();
     Object.assign(state, { user: null, csrf: null, auditor: false, stream: null });
     state.pending.clear();
+    state.details.clear();
     stopPlayers();
     for (const id of ["pending-list", "history-list", "grant-list", "session-rows", "session-timeline", "session-facts", "session-recordings"]) $(id).replaceChildren();
     for (const id of ["whoami", "nav", "sign-out"]) $(id).hidden = true;
@@ -70,6 +71,7 @@
       const session = await api("POST", "/console/session", { token: input.value.trim() });
       input.value = "";
       signedIn(session);
+      $("main").focus();
     } catch (e) {
       notice("Sign-in failed: " + e.message, "error");
     }
