@@ -316,7 +316,7 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     browser.run(json!({"op": "gone", "css": format!("[data-session-id=\"{session}\"]")}));
     assert_eq!(
         browser.attrs("[data-session-id]", "data-session-id"),
-        [erin_session.clone()]
+        std::slice::from_ref(&erin_session)
     );
     browser.click("a[data-nav=pending]");
     let shown = browser.attrs(&card(&erin_id, ".ctl"), "textContent");
