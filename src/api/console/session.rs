@@ -7,8 +7,11 @@
 //! - a session ends at the latest [`LIFETIME`] after sign-in (the server checks, whatever the
 //!   browser keeps), at sign-out, or as soon as its user is gone from the config or their API
 //!   token changed (the session remembers the token's digest and re-checks it on every use);
-//! - the table holds at most [`MAX_SESSIONS`]: a sign-in into a full table first drops expired
-//!   sessions, then the one closest to expiry, so memory stays bounded;
+//! - the table holds at most [`MAX_SESSIONS`], and at most [`MAX_PER_USER`] of one user: a
+//!   sign-in over the user's cap ends that user's oldest session, one into a full table first
+//!   drops expired sessions, then the one closest to expiry; so memory stays bounded and one
+//!   token holder cannot sign everyone else out;
+//! - sessions live in memory only: a restart of jitgate signs every browser out;
 //! - the cookie is `HttpOnly; SameSite=Strict; Path=/` with a `Max-Age`, and `Secure` when the
 //!   request reached jitgate over TLS (a TLS-terminating proxy in front that says so with
 //!   `X-Forwarded-Proto: https` or `Forwarded: proto=https`; the API listener itself is plain
@@ -33,6 +36,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Console sessions held at once, across all users.
 pub const MAX_SESSIONS: usize = 4096;
+/// Console sessions one user holds at once.
+pub const MAX_PER_USER: usize = 16;
 
 /// One signed-in browser.
 struct Session {
@@ -90,13 +95,26 @@ impl Sessions {
             expires_in: LIFETIME.as_secs(),
         };
         let mut table = self.lock();
+        let oldest = |table: &HashMap<[u8; 32], Session>, of: Option<&str>| {
+            table
+                .iter()
+                .filter(|(_, s)| of.is_none_or(|name| s.user == name))
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| *k)
+        };
+        let own = table.values().filter(|s| s.user == user.name).count();
+        if own >= MAX_PER_USER
+            && let Some(key) = oldest(&table, Some(&user.name))
+        {
+            table.remove(&key);
+        }
         if table.len() >= MAX_SESSIONS {
             table.retain(|_, s| s.expires > now);
         }
         if table.len() >= MAX_SESSIONS
-            && let Some(oldest) = table.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k)
+            && let Some(key) = oldest(&table, None)
         {
-            table.remove(&oldest);
+            table.remove(&key);
         }
         table.insert(digest(&cookie), session);
         (cookie, signed_in)
@@ -281,19 +299,60 @@ mod tests {
     }
 
     #[test]
-    fn the_table_is_bounded_and_drops_the_oldest_first() {
+    fn one_user_holds_a_bounded_number_and_loses_their_oldest_first() {
         let sessions = Sessions::default();
-        let config = config_with(&[("bob", "bob-token")]);
+        let config = config_with(&[("bob", "bob-token"), ("carol", "carol-token")]);
         let bob = bob_in(&config);
+        let carol = config.user("carol").expect("carol").clone();
         let t0 = Instant::now();
+        let (carols, _) = sessions.sign_in(&carol, "carol-token", t0);
         let (first, _) = sessions.sign_in(&bob, "bob-token", t0);
-        for i in 1..MAX_SESSIONS {
+        let (second, _) = sessions.sign_in(&bob, "bob-token", t0 + Duration::from_millis(1));
+        for i in 2..MAX_PER_USER + 2 {
             sessions.sign_in(&bob, "bob-token", t0 + Duration::from_millis(i as u64));
         }
-        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert_eq!(sessions.len(), MAX_PER_USER + 1);
         let later = t0 + Duration::from_secs(10);
-        let (newest, _) = sessions.sign_in(&bob, "bob-token", later);
+        assert!(
+            sessions.find(&first, &config, later).is_none(),
+            "oldest gone"
+        );
+        assert!(sessions.find(&second, &config, later).is_none());
+        assert!(
+            sessions.find(&carols, &config, later).is_some(),
+            "others keep theirs"
+        );
+    }
+
+    #[test]
+    fn the_whole_table_is_bounded_and_drops_the_oldest_first() {
+        let sessions = Sessions::default();
+        let users: Vec<(String, String)> = (0..=MAX_SESSIONS / MAX_PER_USER)
+            .map(|i| (format!("u{i}"), format!("token-{i}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = users
+            .iter()
+            .map(|(u, t)| (u.as_str(), t.as_str()))
+            .collect();
+        let config = config_with(&pairs);
+        let t0 = Instant::now();
+        let mut first = None;
+        let mut tick = 0;
+        for (name, token) in &pairs[..pairs.len() - 1] {
+            let u = config.user(name).expect("user").clone();
+            for _ in 0..MAX_PER_USER {
+                tick += 1;
+                let (cookie, _) = sessions.sign_in(&u, token, t0 + Duration::from_millis(tick));
+                first.get_or_insert(cookie);
+            }
+        }
         assert_eq!(sessions.len(), MAX_SESSIONS);
+        let (name, token) = pairs[pairs.len() - 1];
+        let last = config.user(name).expect("user").clone();
+        let later = t0 + Duration::from_secs(10);
+        let (newest, _) = sessions.sign_in(&last, token, later);
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        let first = first.expect("a first session");
         assert!(
             sessions.find(&first, &config, later).is_none(),
             "oldest gone"
