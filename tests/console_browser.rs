@@ -423,49 +423,57 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
 fn an_ssh_recording_plays_in_the_browser_terminal() {
     let env = SshEnv::new();
     let bob = api::Api::new(env.jg.api_addr(), SSH_BOB_TOKEN);
-    let mut child = env
+    let marker = format!("/tmp/jg-console-{}", std::process::id());
+    let _ = std::fs::remove_file(&marker);
+    let mut browser = Browser::start();
+    browser.open(&format!("{}/", env.jg.api_url()), 1280);
+    browser.sign_in(SSH_BOB_TOKEN);
+    browser.wait("#view-pending[data-loaded]");
+    // A command that writes (touch) is held; bob approves it in the page.
+    let child = env
         .ssh()
-        .arg("echo console-$((40 + 2)); printf 'colour-\\033[1;31mred\\033[0m-done\\n'; echo second-line")
+        .arg(format!(
+            "echo console-$((40 + 2)); printf 'colour-\\033[1;31mred\\033[0m-done\\n'; \
+             echo second-line; touch {marker}"
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ssh");
-    // Approve it if the policy holds it; either way it runs once.
-    poll("the ssh command to finish", || {
-        for r in bob.pending(Some(ALICE)) {
-            bob.approve_ok(&id_of(&r, "id"), "ok", None);
-        }
-        match child.try_wait() {
-            Ok(Some(_)) => Ok(()),
-            _ => Err("running".into()),
-        }
-    });
+    let held = api::wait_for_pending(&bob, ALICE);
+    let id = id_of(&held, "id");
+    let shown = browser.wait(&card(&id, "pre.code"));
+    assert!(shown.contains("touch /tmp/jg-console-"), "{shown}");
+    let application = browser.wait_text(&card(&id, "[data-field=application]"), "SSH-2.0-");
+    assert!(application.contains("OpenSSH"), "{application}");
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "nothing ran while held"
+    );
+    browser.screenshot("ssh-pending-1280.png");
+    browser.type_into(&card(&id, "[name=reason]"), "looks harmless");
+    browser.click(&card(&id, "[data-action=approve]"));
     let out = child.wait_with_output().expect("ssh output");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("console-42"),
         "{}",
         output_text(&out)
     );
-    let sessions = bob.get_ok("/v1/sessions?user=alice");
-    let session = id_of(
-        sessions
-            .as_array()
-            .and_then(|s| s.last())
-            .expect("a session"),
-        "id",
+    assert!(
+        std::path::Path::new(&marker).exists(),
+        "the approved command ran"
     );
+    let _ = std::fs::remove_file(&marker);
+    let session = id_of(&held, "session");
     poll("the recording", || {
         let (status, body) = bob.get(&format!("/v1/sessions/{session}/recording"));
         match body.as_str() {
-            Some(cast) if status == 200 && cast.contains("console-42") => Ok(()),
+            Some(cast) if status == 200 && cast.contains("second-line") => Ok(()),
             _ => Err(format!("{status} {body}")),
         }
     });
 
-    let mut browser = Browser::start();
-    browser.open(&format!("{}/", env.jg.api_url()), 1280);
-    browser.sign_in(SSH_BOB_TOKEN);
     browser.click("a[data-nav=sessions]");
     browser.click(&format!("[data-session-id=\"{session}\"] a"));
     browser.wait(".recording pre.terminal");

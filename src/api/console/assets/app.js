@@ -157,9 +157,10 @@
     return card;
   }
 
-  // The application comes with the request's detail only, and a Postgres write's impact
-  // estimate is added a moment after the request is made: fetch the detail, and again
-  // (a few times) while the estimate is not there yet.
+  // The application comes with the request's detail only (from the session's record, which
+  // the audit trail may write a moment later), and a Postgres write's impact estimate is
+  // added a moment after the request is made: fetch the detail, and again (a few times, a
+  // second apart) while either is missing.
   async function loadDetail(id, attempt = 0) {
     state.details.set(id, state.details.get(id) || null);
     let detail = null;
@@ -167,7 +168,8 @@
     state.details.set(id, detail);
     for (const c of document.querySelectorAll('[data-request-id="' + CSS.escape(id) + '"]')) showDetail(c, detail);
     const estimated = detail.impact && (detail.impact.estimated_rows !== undefined || detail.impact.error);
-    if (detail.state === "pending" && detail.protocol !== "ssh" && !estimated && attempt < 5) {
+    const incomplete = !detail.application || (detail.protocol !== "ssh" && !estimated);
+    if (detail.state === "pending" && incomplete && attempt < 5) {
       setTimeout(() => loadDetail(id, attempt + 1), 1000);
     }
   }
@@ -175,7 +177,7 @@
   function showDetail(card, detail) {
     if (!detail) return;
     const app = card.querySelector("[data-field=application]");
-    if (app) app.textContent = detail.application || "none sent";
+    if (app) app.textContent = detail.application || "not known";
     const impact = card.querySelector("[data-field=impact]");
     const estimated = detail.impact && (detail.impact.estimated_rows !== undefined || detail.impact.error);
     if (impact && estimated) impact.textContent = impactText(detail.impact);
