@@ -1,7 +1,8 @@
 //! Who is calling: [`authenticate`] turns a request's bearer token into the user it belongs
 //! to, or answers 401. Handlers never call it themselves: they take a `visibility::Viewer`,
 //! the one extractor, which authenticates and then decides what the caller may see, so no
-//! handler can forget either check.
+//! handler can forget either check. The one other caller is the web console's sign-in,
+//! which checks the token it is given with [`user_for_token`] before it opens a session.
 //!
 //! A token is checked by hashing it (SHA-256) and comparing with every user's
 //! `api_token_sha256` in constant time, without stopping at the first match.
