@@ -145,6 +145,12 @@ impl Browser {
             .collect()
     }
 
+    /// Asserts the page logged no script error and no Content-Security-Policy refusal.
+    fn assert_no_page_errors(&mut self) {
+        let errors = self.run(json!({"op": "page_errors"}))["errors"].clone();
+        assert_eq!(errors, json!([]), "the browser console shows errors");
+    }
+
     fn screenshot(&mut self, name: &str) -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .parent()
@@ -417,6 +423,7 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     browser.click(&format!("[data-grant-id=\"{grant}\"] [data-action=revoke]"));
     browser.run(json!({"op": "gone", "css": format!("[data-grant-id=\"{grant}\"]")}));
     assert!(fx.carol.grants().is_empty(), "revoked");
+    browser.assert_no_page_errors();
 }
 
 #[test]
@@ -496,4 +503,5 @@ fn an_ssh_recording_plays_in_the_browser_terminal() {
     );
     browser.wait_text(".player-status", "finished");
     browser.screenshot("recording-1280.png");
+    browser.assert_no_page_errors();
 }

@@ -20,6 +20,9 @@ browser steps and answers each with one JSON line on stdout: {"ok": true, ...} o
   remember {css}                    keep a handle on an element
   unchanged {}                      whether the remembered element is still the same node
                                     (a page reload would replace it)
+  page_errors {}                    the browser console's errors so far (script exceptions,
+                                    Content-Security-Policy refusals), without failed loads
+                                    (a 401 or 404 the page handles)
   screenshot {path}                 save a PNG
   quit {}
 
@@ -50,6 +53,7 @@ def start(width, height):
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 f"--window-size={width},{height}", "--hide-scrollbars"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -139,6 +143,10 @@ def run(cmd):
             return {"unchanged": True}
         except StaleElementReferenceException:
             return {"unchanged": False}
+    if op == "page_errors":
+        errors = [e["message"] for e in driver.get_log("browser")
+                  if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]]
+        return {"errors": errors}
     if op == "screenshot":
         driver.save_screenshot(cmd["path"])
         return {"path": cmd["path"]}
