@@ -186,6 +186,11 @@ fn sign_in_sets_a_strict_expiring_cookie_secure_only_behind_tls() {
     assert_eq!(me["user"], "bob");
     assert_eq!(me["csrf"], bob.csrf.as_str());
     assert_eq!(bob.get("/v1/requests").0, 200);
+    // Signing in again from the same browser replaces its session.
+    let cookie = format!("jitgate_console={}", bob.cookie);
+    let renewed = sign_in_raw(addr, BOB_TOKEN, &[("Cookie", &cookie)]);
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    assert_error("replaced session", &bob.get("/v1/requests"), 401);
     // A made-up cookie is not a session.
     let forged = Console {
         cookie: "00".repeat(32),

@@ -214,6 +214,10 @@ pub(super) async fn sign_in(
         .map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))?;
     let config = api.app.config();
     let user = auth::user_for_token(&config, token.trim())?;
+    // A browser signing in again replaces its session rather than adding one.
+    if let Some(old) = session::cookie_value(&headers) {
+        api.console.sign_out(old);
+    }
     let (cookie, signed_in) = api.console.sign_in(&user, token.trim(), Instant::now());
     let set = session::set_cookie(&cookie, signed_in.expires_in, session::over_tls(&headers));
     let body = ConsoleSession {
