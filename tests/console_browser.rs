@@ -328,7 +328,7 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     let shown = browser.attrs(&card(&erin_id, ".ctl"), "textContent");
     assert_eq!(
         shown,
-        ["\u{241b}", "\\u202e"],
+        ["\\x1b", "\\u202e"],
         "control characters shown visibly"
     );
     let statement = browser.wait(&card(&erin_id, "pre.code"));
@@ -420,6 +420,9 @@ fn approvers_decide_in_the_browser_and_alice_sees_only_her_own() {
     browser.click("a[data-nav=history]");
     let shown = browser.wait(&format!("[data-grant-id=\"{grant}\"]"));
     assert!(shown.contains("erin") && shown.contains("left"), "{shown}");
+    browser.resize(390);
+    browser.screenshot("history-390.png");
+    browser.resize(1280);
     browser.click(&format!("[data-grant-id=\"{grant}\"] [data-action=revoke]"));
     browser.run(json!({"op": "gone", "css": format!("[data-grant-id=\"{grant}\"]")}));
     assert!(fx.carol.grants().is_empty(), "revoked");

@@ -28,8 +28,7 @@ const Render = (() => {
 
   function escapeName(ch) {
     const code = ch.codePointAt(0);
-    if (code === 0x1b) return "\u241b"; // ␛
-    if (code < 0x20) return "\\x" + code.toString(16).padStart(2, "0");
+    // Written out rather than as a symbol such as U+241B, which many fonts lack.
     if (code < 0x100) return "\\x" + code.toString(16).padStart(2, "0");
     return "\\u" + code.toString(16).padStart(4, "0");
   }
