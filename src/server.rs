@@ -89,6 +89,7 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     let api = crate::api::Api {
         app: app.clone(),
         ready: ready.clone(),
+        console: Default::default(),
     };
     let mut api_shutdown = shutdown.subscribe();
     let api_task = tokio::spawn(async move {

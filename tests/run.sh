@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of jitgate: installs what a fresh Debian machine lacks (PostgreSQL 15 server
-# and client, pgbench, pgbouncer, OpenSSH server and client, tmux, systemd-analyze, and libclang
-# for pg_query's bindgen), then runs
+# and client, pgbench, pgbouncer, OpenSSH server and client, tmux, systemd-analyze, libclang
+# for pg_query's bindgen, and Chromium with its WebDriver plus a venv with Selenium for the web
+# console's browser test), then runs
 # rustfmt, clippy and every test against real servers. A missing tool is an error, never a
 # skipped test.
 set -euo pipefail
@@ -29,6 +30,11 @@ declare -A needs=(
     [/usr/bin/zstdcat]=zstd
     [/usr/bin/unshare]=util-linux
     [/usr/bin/setpriv]=util-linux
+    # The web console's browser test (tests/console_browser.rs): headless Chromium through
+    # Selenium, in a venv made below.
+    [/usr/bin/chromium]=chromium
+    [/usr/bin/chromedriver]=chromium-driver
+    [/usr/bin/python3]=python3
 )
 missing=()
 for path in "${!needs[@]}"; do
@@ -47,6 +53,8 @@ have_libclang() {
         || compgen -G '/usr/lib/*-linux-gnu/libclang.so' >/dev/null
 }
 have_libclang || missing+=(libclang-dev)
+# `python3 -m venv` needs ensurepip, which Debian ships in python3-venv.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 
 say "checking system packages"
 if ((${#missing[@]})); then
@@ -59,7 +67,7 @@ if ((${#missing[@]})); then
     apt-get update
     apt-get install -y "${missing[@]}"
 else
-    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, strace, util-linux, zstd, libclang-dev"
+    echo "all present: postgresql-15, postgresql-client-15, pgbench, pgbouncer, openssh-server, openssh-client, tmux, systemd, strace, util-linux, zstd, libclang-dev, chromium, chromium-driver, python3-venv"
 fi
 
 for path in "${!needs[@]}"; do
@@ -69,6 +77,20 @@ for tool in psql pgbench; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not on PATH"
 done
 have_libclang || die "libclang.so is still missing after installing libclang-dev"
+
+python3 -c 'import ensurepip' >/dev/null 2>&1 || die "python3-venv is still missing after installing it"
+
+# Selenium for tests/console_browser.rs, in a throwaway venv under the target dir; the test
+# reads the interpreter from JITGATE_CONSOLE_PYTHON and fails (never skips) without it.
+console_venv="${CARGO_TARGET_DIR:-target}/console-venv"
+if ! "$console_venv/bin/python" -c 'import selenium' >/dev/null 2>&1; then
+    say "creating $console_venv with selenium"
+    rm -rf "$console_venv"
+    python3 -m venv "$console_venv"
+    "$console_venv/bin/pip" install --quiet 'selenium>=4.20,<5'
+fi
+JITGATE_CONSOLE_PYTHON="$(cd "$console_venv" && pwd)/bin/python"
+export JITGATE_CONSOLE_PYTHON
 
 # postgres refuses to run as root: the tests start their clusters as the `postgres` OS user.
 if ! id postgres >/dev/null 2>&1; then

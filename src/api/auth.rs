@@ -1,7 +1,8 @@
 //! Who is calling: [`authenticate`] turns a request's bearer token into the user it belongs
 //! to, or answers 401. Handlers never call it themselves: they take a `visibility::Viewer`,
 //! the one extractor, which authenticates and then decides what the caller may see, so no
-//! handler can forget either check.
+//! handler can forget either check. The one other caller is the web console's sign-in,
+//! which checks the token it is given with [`user_for_token`] before it opens a session.
 //!
 //! A token is checked by hashing it (SHA-256) and comparing with every user's
 //! `api_token_sha256` in constant time, without stopping at the first match.
@@ -24,6 +25,11 @@ pub(super) fn authenticate(config: &Config, headers: &HeaderMap) -> Result<Arc<U
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+    user_for_token(config, token)
+}
+
+/// The user whose API token is `token`, under `config` (the console's sign-in uses it too).
+pub(super) fn user_for_token(config: &Config, token: &str) -> Result<Arc<User>, ApiError> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let mut found = None;
     // Compare against every user, without stopping early, so timing says nothing.

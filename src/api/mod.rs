@@ -10,6 +10,8 @@
 //!   and "does not exist".
 //! - `requests`: requests and grants (list, stream, approve, deny, revoke).
 //! - `sessions`: the audit trail (sessions, events, recordings, export, verify).
+//! - [`console`]: the web console at `/` (embedded assets) and its cookie sessions, which the
+//!   `Viewer` accepts in place of a bearer token (with a CSRF token on POST and DELETE).
 //! - [`openapi`]: the OpenAPI document and the schemas only the document needs.
 //!
 //! Every route is registered in [`routes`] through `utoipa_axum::routes!`, which adds the
@@ -17,6 +19,7 @@
 //! `GET /v1/openapi.json` ([`openapi`]) is the router's own list of routes.
 
 mod auth;
+pub mod console;
 pub mod openapi;
 mod requests;
 mod sessions;
@@ -42,6 +45,8 @@ pub struct Api {
     pub app: Arc<AppState>,
     /// Set once every listener is bound.
     pub ready: Arc<AtomicBool>,
+    /// The web console's signed-in browsers.
+    pub console: Arc<console::Sessions>,
 }
 
 pub struct ApiError(StatusCode, String);
@@ -94,6 +99,16 @@ pub fn routes() -> OpenApiRouter<Api> {
         .routes(routes!(sessions::session_recordings))
         .routes(routes!(sessions::export_events))
         .routes(routes!(sessions::verify_chain))
+        .routes(routes!(console::index))
+        .routes(routes!(console::console_css))
+        .routes(routes!(console::app_js))
+        .routes(routes!(console::render_js))
+        .routes(routes!(console::player_js))
+        .routes(routes!(
+            console::sign_in,
+            console::current_session,
+            console::sign_out
+        ))
 }
 
 /// The API's router: [`routes`], a JSON 404 for anything else, and the state.

@@ -68,6 +68,7 @@ pub(super) async fn list_requests(
     list.retain(|r| viewer.sees_request(r));
     let excess = list.len().saturating_sub(MAX_LISTED);
     list.drain(..excess);
+    let list: Vec<serde_json::Value> = list.into_iter().map(|r| viewer.annotate(r)).collect();
     Ok(Json(list).into_response())
 }
 
@@ -85,6 +86,12 @@ pub(super) struct RequestDetail {
     /// client sent it (absent when it sent none or the audit trail no longer has the session).
     #[schema(required = false)]
     application: Option<String>,
+    /// Whether the caller may approve or deny it now (pending, not their own, an approver of
+    /// its rule under today's policy, not yet approved by them). Also in lists and the stream.
+    can_decide: bool,
+    /// The longest grant its rule allows today, in seconds (absent if the rule is gone).
+    #[schema(required = false)]
+    max_grant_secs: Option<u64>,
 }
 
 /// One request the caller sees, with its session's application.
@@ -118,7 +125,7 @@ pub(super) async fn get_request(
     if let (Some(a), Some(fields)) = (application, request.as_object_mut()) {
         fields.insert("application".into(), serde_json::Value::String(a));
     }
-    Ok(Json(request).into_response())
+    Ok(Json(viewer.annotate(request)).into_response())
 }
 
 /// An approval or a denial. An empty body approves with no reason and no grant.
@@ -256,7 +263,7 @@ pub(super) async fn deny(
     tag = "grants",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Grants in force that the caller sees, oldest first", body = [Grant]),
+        (status = 200, description = "Grants in force that the caller sees, oldest first, each with `can_revoke`: whether the caller may revoke it", body = [Grant]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
     )
 )]
@@ -266,6 +273,20 @@ pub(super) async fn list_grants(
 ) -> Result<Response, ApiError> {
     let mut grants = api.app.approvals.grants();
     grants.retain(|g| viewer.sees_grant(g));
+    // `can_revoke`: whether DELETE is the caller's to send (an auditor sees more than that).
+    let grants: Vec<serde_json::Value> = grants
+        .iter()
+        .filter_map(|g| {
+            let mut v = serde_json::to_value(g).ok()?;
+            if let Some(fields) = v.as_object_mut() {
+                fields.insert(
+                    "can_revoke".into(),
+                    serde_json::Value::Bool(g.revocable_by(&viewer.user)),
+                );
+            }
+            Some(v)
+        })
+        .collect();
     Ok(Json(grants).into_response())
 }
 
@@ -336,13 +357,15 @@ pub(super) async fn stream_requests(
                 Ok(Event::Created(r)) | Ok(Event::Decided(r)) => {
                     // A user removed by a reload hears nothing more.
                     let now = viewer.current(&api)?;
-                    let seen = serde_json::to_value(&r).is_ok_and(|v| now.sees_request(&v));
-                    if !seen {
+                    let Some(seen) = serde_json::to_value(&r)
+                        .ok()
+                        .filter(|v| now.sees_request(v))
+                    else {
                         continue;
-                    }
+                    };
                     let ev = SseEvent::default()
                         .event("request")
-                        .json_data(&r)
+                        .json_data(now.annotate(seen))
                         .unwrap_or_else(|_| SseEvent::default().comment("encode error"));
                     return Some((Ok(ev), (rx, api, viewer)));
                 }

@@ -12,6 +12,10 @@
 //!   came from;
 //! - `[api] auditors` see everything, and only they may export the trail or verify the chain.
 //!
+//! The caller is named by a bearer token or, for the web console, by its session cookie
+//! (`console::cookie_user`, which also demands the CSRF token on POST and DELETE); both
+//! resolve to the same user and get the same answers.
+//!
 //! Invariants: an item the caller may not see is answered exactly like one that does not
 //! exist (404 with the same body), so an id says nothing about other people's items; lists
 //! leave such items out *before* any limit is applied, so a count says nothing either. A
@@ -34,6 +38,9 @@ use crate::config::{Config, User};
 pub(super) struct Viewer {
     pub user: Arc<User>,
     config: Arc<Config>,
+    /// The web console's cookie when the caller came with one: long-lived answers end with
+    /// its session.
+    console_cookie: Option<String>,
 }
 
 impl FromRequestParts<Api> for Viewer {
@@ -41,8 +48,17 @@ impl FromRequestParts<Api> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
         let config = api.app.config();
-        let user = auth::authenticate(&config, &parts.headers)?;
-        Ok(Viewer { user, config })
+        // A bearer token decides when present; else the web console's cookie (with its CSRF
+        // token on anything that changes state); the same rules below judge either.
+        let (user, console_cookie) = match super::console::cookie_user(api, &config, parts)? {
+            Some((user, cookie)) => (user, Some(cookie)),
+            None => (auth::authenticate(&config, &parts.headers)?, None),
+        };
+        Ok(Viewer {
+            user,
+            config,
+            console_cookie,
+        })
     }
 }
 
@@ -63,11 +79,20 @@ pub(super) fn no_such_grant() -> ApiError {
 
 impl Viewer {
     /// The same user judged under the config in force now, for long-lived answers (the event
-    /// stream); `None` once the user is gone from the config.
+    /// stream); `None` once the user is gone from the config, or the console session the
+    /// caller came with has ended (signed out, expired, token changed).
     pub fn current(&self, api: &Api) -> Option<Viewer> {
         let config = api.app.config();
+        if let Some(cookie) = &self.console_cookie {
+            api.console
+                .find(cookie, &config, std::time::Instant::now())?;
+        }
         let user = config.user(&self.user.name)?.clone();
-        Some(Viewer { user, config })
+        Some(Viewer {
+            user,
+            config,
+            console_cookie: self.console_cookie.clone(),
+        })
     }
 
     pub fn is_auditor(&self) -> bool {
@@ -114,6 +139,33 @@ impl Viewer {
         let field = |k: &str| request.get(k).and_then(Value::as_str);
         field("user") == Some(self.user.name.as_str())
             || field("rule").is_some_and(|rule| self.approves_rule(rule))
+    }
+
+    /// `request` as this caller gets it: with `can_decide` (whether approve and deny are
+    /// theirs to press: pending, not their own, their rule, not yet approved by them) and the
+    /// rule's `max_grant_secs` under today's policy, so a client need not guess.
+    pub fn annotate(&self, mut request: Value) -> Value {
+        let field = |k: &str| request.get(k).and_then(Value::as_str);
+        let rule_name = field("rule").map(str::to_string);
+        let already = request
+            .get("approvals")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x["by"] == self.user.name.as_str()));
+        let can_decide = field("state") == Some("pending")
+            && field("user").is_some_and(|u| u != self.user.name)
+            && rule_name.as_deref().is_some_and(|r| self.approves_rule(r))
+            && !already;
+        let max_grant = rule_name.and_then(|name| {
+            let rule = self.config.rules.iter().find(|r| r.name == name)?;
+            Some(rule.max_grant.as_secs())
+        });
+        if let Some(fields) = request.as_object_mut() {
+            fields.insert("can_decide".into(), Value::Bool(can_decide));
+            if let Some(secs) = max_grant {
+                fields.insert("max_grant_secs".into(), Value::from(secs));
+            }
+        }
+        request
     }
 
     /// Whether the caller sees a grant: its grantee, whoever may revoke it, and auditors.
