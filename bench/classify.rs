@@ -40,6 +40,17 @@ fn main() {
     };
     assert_eq!(analyze_sql(SELECT, &opts).classification.class, Class::Read);
 
+    // `CLASSIFY_PROFILE=N`: only N cold classifications, for a profiler (`valgrind --tool=
+    // callgrind` counts instructions, steady on a busy machine, unlike the timings below).
+    if let Some(n) = std::env::var("CLASSIFY_PROFILE")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        for _ in 0..n {
+            black_box(analyze_sql(black_box(SELECT), &opts));
+        }
+        return;
+    }
     let both = per_call(rounds, batch, || {
         black_box(analyze_sql(black_box(SELECT), &opts));
     });
