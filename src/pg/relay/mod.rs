@@ -72,7 +72,7 @@
 //!   (`jitgate_proxy_latency_seconds`); the statement's duration in the audit trail is taken
 //!   from its forward to its result.
 //! - Buffers larger than `KEEP_CAPACITY` are released when empty, so an idle session holds
-//!   small buffers only (≤ 16 KiB per idle session, `bench/idle_sessions.sh`).
+//!   small buffers only (memory per idle session: `bench/idle_sessions.sh`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
