@@ -7,7 +7,10 @@
 # --durable: Postgres with fsync, synchronous_commit and full_page_writes on (what users run).
 #
 # env: T (seconds per run, default 10), ROUNDS (default 3), CLIENTS (8), THREADS (2), SCALE (10),
+#      WORKLOADS ("select-only tpc-b"), MODES ("simple extended prepared"): the -c CLIENTS runs
+#      to do (the -c 1 latency runs are select-only extended whatever these say; C1=0 skips them),
 #      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`),
+#      JITGATE_BASELINE_BIN (another jitgate build, run alternately as target `baseline`),
 #      BENCH_SKIP_JITGATE=1 (debugging aid: direct and pgbouncer only),
 #      BENCH_KEEP_TMP=1 (keep the temp dir when the run fails).
 set -euo pipefail
@@ -21,6 +24,10 @@ CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-2}
 SCALE=${SCALE:-10}
 SKIP_JG=${BENCH_SKIP_JITGATE:-}
+read -r -a WORKLOADS <<<"${WORKLOADS:-select-only tpc-b}"
+read -r -a MODES <<<"${MODES:-simple extended prepared}"
+C1=${C1:-1}
+BASE_BIN=${JITGATE_BASELINE_BIN:-}
 
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"; }
 while [[ $# -gt 0 ]]; do
@@ -36,6 +43,12 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $T =~ ^[0-9]+$ && $T -ge 1 ]] || die "T must be a whole number of seconds >= 1"
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 1 ]] || die "ROUNDS must be >= 1"
+for w in "${WORKLOADS[@]}"; do [[ $w == select-only || $w == tpc-b ]] || die "WORKLOADS: unknown workload $w"; done
+for m in "${MODES[@]}"; do [[ $m == simple || $m == extended || $m == prepared ]] || die "MODES: unknown mode $m"; done
+if [[ -n $BASE_BIN ]]; then
+    [[ -z $SKIP_JG ]] || die "JITGATE_BASELINE_BIN and BENCH_SKIP_JITGATE exclude each other"
+    [[ -x $BASE_BIN ]] || die "JITGATE_BASELINE_BIN=$BASE_BIN is not an executable"
+fi
 
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
@@ -52,16 +65,24 @@ psql_direct -c "VACUUM ANALYZE pgbench_accounts, pgbench_branches, pgbench_telle
 
 start_pgbouncer "$((CLIENTS + 4))"
 TARGETS=(direct pgbouncer)
+if [[ -n $BASE_BIN ]]; then
+    NEW_BIN=$JITGATE_BIN JITGATE_BIN=$BASE_BIN
+    start_jitgate baseline
+    JITGATE_BIN=$NEW_BIN
+    BASE_PORT=$JG_PORT BASE_PID=$JG_PID
+    EXTRA_PIDS+=("$JG_PID")
+fi
 if [[ -z $SKIP_JG ]]; then
     start_jitgate
     TARGETS+=(jitgate)
+    [[ -n $BASE_BIN ]] && TARGETS+=(baseline)
 else
     log "BENCH_SKIP_JITGATE is set: jitgate is not started (debugging aid)"
 fi
 
-port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; jitgate) echo "$JG_PORT" ;; esac; }
-pw_of() { if [[ $1 == jitgate ]]; then echo "$CLIENT_PW"; else echo "$UPSTREAM_PW"; fi; }
-pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; jitgate) echo "$JG_PID" ;; *) echo "" ;; esac; }
+port_of() { case $1 in direct) echo "$PG_PORT" ;; pgbouncer) echo "$BOUNCER_PORT" ;; jitgate) echo "$JG_PORT" ;; baseline) echo "$BASE_PORT" ;; esac; }
+pw_of() { if [[ $1 == jitgate || $1 == baseline ]]; then echo "$CLIENT_PW"; else echo "$UPSTREAM_PW"; fi; }
+pid_of() { case $1 in pgbouncer) echo "$BOUNCER_PID" ;; jitgate) echo "$JG_PID" ;; baseline) echo "$BASE_PID" ;; *) echo "" ;; esac; }
 
 
 RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms lat_med_us tx cpu_us_tx
@@ -88,7 +109,7 @@ run_one() {
     [[ -n $pid ]] && c1=$(cpu_ticks "$pid")
     if [[ $rc -ne 0 ]]; then
         tail -n 25 "$out" >&2
-        [[ $target == jitgate ]] && { echo "--- jitgate log (tail) ---" >&2; tail -n 15 "$TMP/jitgate.log" >&2; }
+        [[ $target == jitgate || $target == baseline ]] && { echo "--- $target log (tail) ---" >&2; tail -n 15 "$TMP/$target.log" >&2; }
         die "pgbench $name exited $rc (output above)"
     fi
     local tx failed tps lat_avg lat_med cpu conn_ms
@@ -121,9 +142,13 @@ run_one() {
         "$workload $mode $target" "$tps" "$lat_avg" "$lat_med" "$tx" "$cpu" "${conn_ms:-?}")"
 }
 
-WORKLOADS=(select-only tpc-b)
-MODES=(simple extended prepared)
-nruns=$((ROUNDS * (${#WORKLOADS[@]} * ${#MODES[@]} * ${#TARGETS[@]} + ${#TARGETS[@]} - 1)))
+C1_TARGETS=()
+if [[ $C1 != 0 ]]; then
+    C1_TARGETS=(direct)
+    [[ -z $SKIP_JG ]] && C1_TARGETS+=(jitgate)
+    [[ -n $BASE_BIN ]] && C1_TARGETS+=(baseline)
+fi
+nruns=$((ROUNDS * (${#WORKLOADS[@]} * ${#MODES[@]} * ${#TARGETS[@]} + ${#C1_TARGETS[@]})))
 log "$nruns runs of ${T}s (-c $CLIENTS -j $THREADS, then -c 1), rounds: $ROUNDS, targets: ${TARGETS[*]}"
 
 log "warm-up (not recorded)"
@@ -140,9 +165,8 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-C1_TARGETS=(direct)
-[[ -z $SKIP_JG ]] && C1_TARGETS+=(jitgate)
 for round in $(seq 1 "$ROUNDS"); do
+    [[ ${#C1_TARGETS[@]} -gt 0 ]] || break
     log "round $round/$ROUNDS, -c 1 latency"
     for target in "${C1_TARGETS[@]}"; do
         run_one "$round" select-only extended "$target" 1 1 "$T"
@@ -166,48 +190,64 @@ function add(arr, k, v) { arr[k] = (k in arr) ? arr[k] " " v : v }
     key = w SUBSEP m SUBSEP t SUBSEP c
     add(TPS, key, $6); add(MED, key, $8); add(AVG, key, $7)
     if ($10 != "-") add(CPU, key, $10)
-    tps[round, key] = $6; med[round, key] = $8
+    tps[round, key] = $6; med[round, key] = $8; cpu[round, key] = $10
     seen[key] = 1; rounds[round] = 1
+    if (t == "baseline") has_baseline = 1
 }
 END {
     split("select-only tpc-b", W, " "); split("simple extended prepared", M, " ")
-    split("direct pgbouncer jitgate", T, " ")
-    printf "\n%-12s %-9s %-10s %10s %11s %11s %12s %10s\n", "workload", "mode", "target", "tps", "lat med us", "lat avg ms", "x direct", "CPU us/tx"
-    for (wi = 1; wi <= 2; wi++) for (mi = 1; mi <= 3; mi++) for (ti = 1; ti <= 3; ti++) {
+    split("direct pgbouncer jitgate baseline", T, " ")
+    printf "\n%-12s %-9s %-10s %10s %11s %11s %9s %10s %9s\n", "workload", "mode", "target", "tps", "lat med us", "lat avg ms", "x direct", "CPU us/tx", "CPU x pgb"
+    for (wi = 1; wi <= 2; wi++) for (mi = 1; mi <= 3; mi++) for (ti = 1; ti <= 4; ti++) {
         w = W[wi]; m = M[mi]; t = T[ti]; key = w SUBSEP m SUBSEP t SUBSEP clients
-        dkey = w SUBSEP m SUBSEP "direct" SUBSEP clients
         if (!(key in seen)) { if (t == "jitgate" && skip != "") printf "%-12s %-9s %-10s %10s\n", w, m, t, "skipped"; continue }
-        ratios = ""
-        for (r in rounds) if (((r, key) in tps) && ((r, dkey) in tps) && tps[r, dkey] > 0) ratios = ratios " " tps[r, key] / tps[r, dkey]
-        ratio = median(ratios)
-        cpu = (key in CPU) ? sprintf("%.2f", median(CPU[key])) : "-"
-        printf "%-12s %-9s %-10s %10.0f %11.0f %11.3f %12s %10s\n", w, m, t, median(TPS[key]), median(MED[key]), median(AVG[key]), (t == "direct") ? "1.00" : sprintf("%.2f", ratio), cpu
-        R[w, m, t] = ratio; C[w, m, t] = cpu
+        ratio = per_round(w, m, t, "direct", clients, tps)
+        # CPU per transaction against pgbouncer: per round, then the median of the ratios
+        cpu_ratio = per_round(w, m, t, "pgbouncer", clients, cpu)
+        cpu_med = (key in CPU) ? sprintf("%.2f", median(CPU[key])) : "-"
+        printf "%-12s %-9s %-10s %10.0f %11.0f %11.3f %9s %10s %9s\n", w, m, t, median(TPS[key]), median(MED[key]), median(AVG[key]), (t == "direct") ? "1.00" : fmt(ratio), cpu_med, (t == "direct" || t == "pgbouncer") ? "" : fmt(cpu_ratio)
+        R[w, m, t] = ratio; C[w, m, t] = cpu_med; CR[w, m, t] = cpu_ratio
+        TR[w, m, t] = per_round(w, m, t, "pgbouncer", clients, tps)
+        if (t == "jitgate") { BR[w, m] = per_round(w, m, "jitgate", "baseline", clients, cpu) }
     }
-    # -c 1 latency: per round jitgate median minus direct median, then the median of those
-    dkey = "select-only" SUBSEP "extended" SUBSEP "direct" SUBSEP 1
-    jkey = "select-only" SUBSEP "extended" SUBSEP "jitgate" SUBSEP 1
-    printf "\n-c 1 select-only extended (median latency, µs): direct %s", (dkey in MED) ? sprintf("%.0f", median(MED[dkey])) : "-"
-    added = ""
-    if (jkey in MED) {
-        diffs = ""
-        for (r in rounds) if (((r, jkey) in med) && ((r, dkey) in med)) diffs = diffs " " (med[r, jkey] - med[r, dkey])
-        added = median(diffs)
-        printf ", jitgate %.0f, added per statement %.0f µs (avg-based: %.0f µs)\n", median(MED[jkey]), added, (median(AVG[jkey]) - median(AVG[dkey])) * 1000
-    } else printf ", jitgate skipped\n"
+    if (has_baseline) {
+        printf "\njitgate against baseline (per-round ratios, median): CPU/tx"
+        for (wi = 1; wi <= 2; wi++) for (mi = 1; mi <= 3; mi++) if ((W[wi], M[mi]) in BR && BR[W[wi], M[mi]] != "nan") printf "  %s %s %s", W[wi], M[mi], fmt(BR[W[wi], M[mi]])
+        printf "\n"
+    }
+    # -c 1 latency: per round a target median minus direct median, then the median of those
+    added = c1_line("jitgate")
+    if (has_baseline) c1_line("baseline")
 
-    printf "\ntargets (jitgate):\n"
+    printf "\ntargets (jitgate, issue 15):\n"
     if (skip != "") { print "  n/a: jitgate skipped"; exit }
-    target("CPU/tx, select-only extended -c " clients, C["select-only", "extended", "jitgate"], "<=", 10, " µs")
-    target("tps ratio, select-only extended -c " clients, R["select-only", "extended", "jitgate"], ">=", 0.80, "x")
-    for (mi = 1; mi <= 3; mi++) target("tps ratio, TPC-B " M[mi] " -c " clients, R["tpc-b", M[mi], "jitgate"], ">=", 0.90, "x")
-    target("added latency, -c 1 select-only extended", added, "<=", 30, " µs")
-    printf "  (pgbouncer for reference: CPU/tx select-only extended %s µs, ratio %.2fx)\n", C["select-only", "extended", "pgbouncer"], R["select-only", "extended", "pgbouncer"]
+    for (mi = 1; mi <= 3; mi++) target("CPU/tx x pgbouncer, select-only " M[mi] " -c " clients, CR["select-only", M[mi], "jitgate"], "<=", 1.00, "x")
+    target("CPU/tx, select-only extended -c " clients " (moonshot)", C["select-only", "extended", "jitgate"], "<=", 10, " µs")
+    target("tps x pgbouncer, select-only extended -c " clients, TR["select-only", "extended", "jitgate"], ">=", 1.00, "x")
+    target("added latency, -c 1 select-only extended", added, "<=", 20, " µs")
+    printf "  (pgbouncer for reference: CPU/tx select-only extended %s µs, %sx direct tps)\n", C["select-only", "extended", "pgbouncer"], fmt(R["select-only", "extended", "pgbouncer"])
+}
+function fmt(v) { return (v == "" || v == "nan") ? "-" : sprintf("%.2f", v) }
+# per_round(W, M, T, BASE, CLIENTS, ARR): median over rounds of ARR[r, T] / ARR[r, BASE]
+function per_round(w, m, t, base, c, arr,    r, k, b, ratios) {
+    k = w SUBSEP m SUBSEP t SUBSEP c; b = w SUBSEP m SUBSEP base SUBSEP c; ratios = ""
+    for (r in rounds) if (((r, k) in arr) && ((r, b) in arr) && arr[r, b] != "-" && arr[r, b] > 0) ratios = ratios " " arr[r, k] / arr[r, b]
+    return median(ratios)
+}
+function c1_line(t,    dkey, key, diffs, r, added) {
+    dkey = "select-only" SUBSEP "extended" SUBSEP "direct" SUBSEP 1
+    key = "select-only" SUBSEP "extended" SUBSEP t SUBSEP 1
+    if (!(key in MED) || !(dkey in MED)) { printf "\n-c 1 select-only extended: %s not run\n", t; return "" }
+    diffs = ""
+    for (r in rounds) if (((r, key) in med) && ((r, dkey) in med)) diffs = diffs " " (med[r, key] - med[r, dkey])
+    added = median(diffs)
+    printf "\n-c 1 select-only extended (median latency, µs): direct %.0f, %s %.0f, added per statement %.0f µs (avg-based: %.0f µs)\n", median(MED[dkey]), t, median(MED[key]), added, (median(AVG[key]) - median(AVG[dkey])) * 1000
+    return added
 }
 function target(what, v, op, lim, unit,    ok) {
-    if (v == "" || v == "-" || v == "nan") { printf "  %-4s %-44s no value\n", "MISS", what; return }
+    if (v == "" || v == "-" || v == "nan") { printf "  %-4s %-52s no value\n", "MISS", what; return }
     ok = (op == "<=") ? (v + 0 <= lim) : (v + 0 >= lim)
-    printf "  %-4s %-44s %8.2f%s (target %s %s%s)\n", ok ? "PASS" : "MISS", what, v, unit, op, lim, unit
+    printf "  %-4s %-52s %8.2f%s (target %s %s%s)\n", ok ? "PASS" : "MISS", what, v, unit, op, lim, unit
 }
 ' "$RESULTS"
 if [[ -z $SKIP_JG ]]; then

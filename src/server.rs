@@ -17,7 +17,9 @@ use tracing::{info, warn};
 
 use crate::app::AppState;
 use crate::config::Config;
-use crate::lifecycle::{FrontEnd, Limits, Listener, Phase, Protocol, Shutdown, ShutdownSignal};
+use crate::lifecycle::{
+    FrontEnd, Listener, Phase, Protocol, SessionThreads, Shutdown, ShutdownSignal,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -76,14 +78,24 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
 
     let api_listener = bind(api_listen).await?;
     let mut listeners = Vec::new();
-    if let Some(addr) = pg_listen {
+    // PostgreSQL sessions run on a thread per core, each session wholly on one (see
+    // `lifecycle::threads`); SSH sessions, the API and the background work on this runtime.
+    let pg_threads = match pg_listen {
+        Some(_) => Some(Arc::new(SessionThreads::per_core("jitgate-pg")?)),
+        None => None,
+    };
+    if let (Some(addr), Some(threads)) = (pg_listen, &pg_threads) {
         let acceptor = tls.clone().map(tokio_rustls::TlsAcceptor::from);
         let server = crate::pg::PgServer::new(app.clone(), acceptor, shutdown.subscribe());
-        listeners.push(listen(addr, Protocol::Postgres, server, &app, limits, &shutdown).await?);
+        let listener = Listener::new(Protocol::Postgres, limits, app.metrics.connections.clone())
+            .with_threads(threads.clone());
+        listeners.push(listen(addr, listener, server, &shutdown).await?);
+        info!("postgres sessions run on {} threads", threads.len());
     }
     if let (Some(addr), Some(key)) = (ssh_listen, ssh_host_key) {
         let server = crate::ssh::SshServer::new(app.clone(), key, shutdown.subscribe());
-        listeners.push(listen(addr, Protocol::Ssh, server, &app, limits, &shutdown).await?);
+        let listener = Listener::new(Protocol::Ssh, limits, app.metrics.connections.clone());
+        listeners.push(listen(addr, listener, server, &shutdown).await?);
     }
 
     let api = crate::api::Api {
@@ -135,6 +147,10 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     for (_, accepting) in &listeners {
         accepting.abort();
     }
+    if let Some(threads) = pg_threads {
+        // Every session has ended or was given up on above.
+        let _ = tokio::task::spawn_blocking(move || threads.stop(Duration::from_secs(3))).await;
+    }
     let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;
     match tokio::time::timeout(Duration::from_secs(10), audit.flush()).await {
         Ok(Ok(n)) => info!("audit trail flushed ({n} events in the chain)"),
@@ -148,18 +164,13 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
 /// Bind `addr` and accept connections for `server` on a task of their own.
 async fn listen<F: FrontEnd>(
     addr: std::net::SocketAddr,
-    protocol: Protocol,
+    listener: Listener,
     server: Arc<F>,
-    app: &AppState,
-    limits: Limits,
     shutdown: &ShutdownSignal,
 ) -> Result<(Arc<Listener>, tokio::task::JoinHandle<()>), ServeError> {
     let socket = bind(addr).await?;
-    let listener = Arc::new(Listener::new(
-        protocol,
-        limits,
-        app.metrics.connections.clone(),
-    ));
+    let protocol = listener.protocol();
+    let listener = Arc::new(listener);
     let accepting = {
         let (listener, shutdown): (_, Shutdown) = (listener.clone(), shutdown.subscribe());
         tokio::spawn(async move { listener.serve(socket, server, shutdown).await })

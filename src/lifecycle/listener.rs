@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use super::{Phase, Protocol, Shutdown};
+use super::{Phase, Protocol, SessionThreads, Shutdown};
 
 /// A session slot: held for as long as a connection counts against `max_connections`.
 pub type Slot = OwnedSemaphorePermit;
@@ -136,6 +136,9 @@ pub struct Listener {
     sources: Arc<SourceCounts>,
     per_source: usize,
     sessions: TaskTracker,
+    /// Where admitted connections run: the session threads, or (`None`) the runtime of the
+    /// accept loop.
+    threads: Option<Arc<SessionThreads>>,
     /// `jitgate_connections_total`, by protocol and result.
     connections: prometheus::IntCounterVec,
 }
@@ -154,8 +157,16 @@ impl Listener {
             sources: Arc::default(),
             per_source: limits.unauthenticated_per_source,
             sessions: TaskTracker::new(),
+            threads: None,
             connections,
         }
+    }
+
+    /// Run admitted connections on `threads` (each on the least loaded one) instead of the
+    /// accept loop's runtime.
+    pub fn with_threads(mut self, threads: Arc<SessionThreads>) -> Listener {
+        self.threads = Some(threads);
+        self
     }
 
     /// The admission of a connection from `source`, accepted now.
@@ -201,15 +212,32 @@ impl Listener {
             };
             let _ = tcp.set_nodelay(true);
             let admission = self.admit(peer.ip());
-            let admitted = admission.admitted();
-            let connection = front.clone().connection(tcp, peer, admission);
-            if admitted {
-                self.sessions.spawn(connection);
-            } else {
-                tokio::spawn(connection);
+            let front = front.clone();
+            match &self.threads {
+                // Over a limit: refused where it was accepted.
+                _ if !admission.admitted() => {
+                    tokio::spawn(front.connection(tcp, peer, admission));
+                }
+                None => {
+                    self.sessions.spawn(front.connection(tcp, peer, admission));
+                }
+                // The socket leaves this runtime's reactor and joins the session thread's.
+                Some(threads) => match tcp.into_std() {
+                    Ok(tcp) => threads.spawn(&self.sessions, move || async move {
+                        match TcpStream::from_std(tcp) {
+                            Ok(tcp) => front.connection(tcp, peer, admission).await,
+                            Err(e) => tracing::warn!("{protocol}: cannot register a socket: {e}"),
+                        }
+                    }),
+                    Err(e) => tracing::warn!("{protocol}: cannot hand a socket over: {e}"),
+                },
             }
         }
         self.sessions.close();
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 
     /// Connections holding a session slot now.

@@ -1,6 +1,7 @@
 //! The life of listeners and sessions: which protocol a connection speaks, the shutdown
 //! phases, the one accept loop both front ends use (`listener.rs`: admission and limits),
-//! the sessions in progress (`sessions.rs`), the shared memory budget of large messages
+//! the threads sessions run on (`threads.rs`: one current-thread runtime per core), the
+//! sessions in progress (`sessions.rs`), the shared memory budget of large messages
 //! (`budget.rs`), and draining.
 //!
 //! Invariants:
@@ -19,8 +20,10 @@
 //! - Incomplete large messages of all sessions together hold at most a [`MessageBudget`]
 //!   of memory; a message that would go over it is refused (PostgreSQL's 53200).
 //! - Every admitted connection runs on the listener's task tracker, so draining waits for
-//!   exactly those tasks to end, without polling.
-
+//!   exactly those tasks to end, without polling, whichever thread runs them.
+//! - An admitted connection runs wholly on one session thread when the listener has them
+//!   ([`Listener::with_threads`]; the server gives them to the PostgreSQL listener): the
+//!   accept loop only admits it and hands its socket over.
 //! - [`LiveSessions`] knows every session in progress and its user, so one session can be
 //!   ended alone (a reload that removes its user): its [`Shutdown`] then reads as `Force`,
 //!   exactly as if the whole server were stopping.
@@ -30,10 +33,12 @@ use tokio::sync::watch;
 mod budget;
 mod listener;
 mod sessions;
+mod threads;
 
 pub use budget::{MessageBudget, Reserved};
 pub use listener::{Admission, FrontEnd, Limits, Listener, Slot};
 pub use sessions::LiveSessions;
+pub use threads::SessionThreads;
 
 /// The protocol a front end speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

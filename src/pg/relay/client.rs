@@ -11,6 +11,7 @@
 //! parked (`Relay::parked`) and handled again once it has (see `resolve.rs`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 
@@ -184,6 +185,7 @@ impl Relay {
         verdict: Verdict,
         preview: impl FnOnce() -> Option<(Class, Arc<str>, Parameters)>,
         deferrable: bool,
+        decided_at: Option<Instant>,
     ) {
         // Until the next ReadyForQuery, the transaction may have ended.
         self.txn.decided(deferrable);
@@ -197,7 +199,7 @@ impl Relay {
             other => other,
         };
         match verdict {
-            Verdict::Allow(p) => self.forward(frame, &kind, p),
+            Verdict::Allow(p) => self.forward(frame, &kind, p, decided_at),
             Verdict::Deny(r) => self.refuse(r, matches!(kind, HeldKind::Execute(_))),
             Verdict::Hold(h) => self.start_hold(h, frame, kind, preview()),
             Verdict::Commit(c) => {
@@ -211,7 +213,7 @@ impl Relay {
     }
 
     fn on_query(&mut self, frame: BytesMut) -> Result<(), Fatal> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (text, utf8, _) = text_field(&frame[5..])?;
         let analysis = self.app.cache.analyze(&self.ctx.target.name, &text);
         let (class, shown) = match self.resolve_runs(&analysis, own_class(&analysis, utf8), &text) {
@@ -241,19 +243,25 @@ impl Relay {
         // Only a hold needs its own copy of the text.
         let preview = matches!(verdict, Verdict::Hold(_))
             .then(|| (class, Arc::from(statement), Parameters::default()));
-        self.observe(started);
+        let decided_at = self.observe(started);
         self.decide(
             frame,
             HeldKind::Query(analysis),
             verdict,
             move || preview,
             deferrable,
+            Some(decided_at),
         );
         Ok(())
     }
 
-    fn observe(&self, started: std::time::Instant) {
-        self.latency.observe(started.elapsed().as_secs_f64());
+    /// Time the decision that began at `started`; returns its end, which is also when an
+    /// allowed statement is forwarded (one clock pair per statement).
+    fn observe(&self, started: Instant) -> Instant {
+        let now = Instant::now();
+        self.latency
+            .observe(now.saturating_duration_since(started).as_secs_f64());
+        now
     }
 
     fn on_parse(&mut self, frame: BytesMut) -> Result<(), Fatal> {
@@ -322,7 +330,7 @@ impl Relay {
     }
 
     fn on_execute(&mut self, frame: BytesMut) -> Result<(), Fatal> {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (portal, _, _) = name_field(&frame[5..])?;
         if self.tracker.portal_pending(&portal) {
             self.parked = Some((b'E', frame));
@@ -373,7 +381,7 @@ impl Relay {
                 deferrable,
             },
         );
-        self.observe(started);
+        let decided_at = self.observe(started);
         // The Bind's values belong to the portal's own text, not to a prepared text shown
         // in place of an EXECUTE.
         let preview = || {
@@ -395,6 +403,7 @@ impl Relay {
             verdict,
             preview,
             deferrable,
+            Some(decided_at),
         );
         Ok(())
     }
@@ -417,12 +426,19 @@ impl Relay {
                 deferrable: false,
             },
         );
-        self.decide(frame, HeldKind::FunctionCall, verdict, || None, false);
+        self.decide(frame, HeldKind::FunctionCall, verdict, || None, false, None);
         Ok(())
     }
 
-    /// The Gate said yes: send it upstream.
-    fn forward(&mut self, frame: BytesMut, kind: &HeldKind, permit: Permit) {
+    /// The Gate said yes: send it upstream. `decided_at`: when the decision ended, if the
+    /// clock was read then (the statement's duration runs from its forward).
+    fn forward(
+        &mut self,
+        frame: BytesMut,
+        kind: &HeldKind,
+        permit: Permit,
+        decided_at: Option<Instant>,
+    ) {
         self.settings_sent(&frame, kind, permit.class);
         if !matches!(permit.class, Class::Read | Class::Write) && self.schema_change.is_none() {
             self.schema_change = Some(crate::pg::target_catalog::SchemaChange::begin(
@@ -433,7 +449,7 @@ impl Relay {
         }
         // The statement's audit record travels with it, for its result to join.
         let sent = Sent {
-            at: std::time::Instant::now(),
+            at: decided_at.unwrap_or_else(Instant::now),
             statement: permit.statement,
         };
         match kind {
@@ -498,7 +514,7 @@ impl Relay {
             self.txn.flushed();
         }
         match r {
-            Ok(p) => self.forward(held.frame, &held.kind, p),
+            Ok(p) => self.forward(held.frame, &held.kind, p, None),
             Err(refusal) => self.refuse(refusal, matches!(held.kind, HeldKind::Execute(_))),
         }
     }

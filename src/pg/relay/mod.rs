@@ -41,6 +41,38 @@
 //!   disk after it runs (`TxnState`).
 //! - `settings.rs`: the pinned settings as the server reports them and the session's
 //!   possible `search_path`s, which make the classification the Gate sees.
+//!
+//! # The hot path, per round trip and per frame (issue 15)
+//!
+//! A relayed statement costs at least four socket operations: read the client, write the
+//! server, read the server, write the client. Profiles of `bench/pgbench.sh` showed that
+//! jitgate's own work per statement (framing, the classification cache, the Gate, queuing
+//! the audit event) is a few percent of its CPU; most of the rest is the kernel sleeping and
+//! waking threads around those four operations. So the relay is built to do each of them
+//! once, on one thread, and to do nothing per frame that a cache hit does not need:
+//! - **One thread per session.** The PostgreSQL listener places each session on one of the
+//!   server's session threads (`crate::lifecycle::SessionThreads`, a current-thread runtime
+//!   per core): both sockets are registered with that thread's reactor and this task is
+//!   polled there only, so a readiness event is handled where it arrives, with no
+//!   cross-thread wake-up or work stealing.
+//! - **One read per readiness**, into the side's reused buffer (`Framer::buf`, at least
+//!   `MIN_SPARE` free, at most `READ_CHUNK` unless a whole frame needs more). tokio clears
+//!   the readiness after a short read, so no read ends in `EAGAIN`. Everything the read
+//!   brought is handled before the next write: pgbench's Parse/Bind/Describe/Execute/Sync, or
+//!   a server's RowDescription/DataRow…/CommandComplete/ReadyForQuery, arrive in one read.
+//! - **One write per direction per batch.** Frames are appended to `to_server` /
+//!   `to_client` while a read is handled, and the select loop writes each buffer with one
+//!   `write` when it is not empty, so a batch of frames is one system call.
+//! - **Per frame:** the framer looks at the 5-byte header; a frame the proxy need not read
+//!   is copied once into the other side's buffer (DataRow is never decoded); a whole frame
+//!   is split off the read buffer without copying. For Query/Execute: the classification is
+//!   a cache hit by exact text (a shared `Arc` of the analysis, no parse); the Gate matches
+//!   the rules and queues the statement's audit event (a read never waits for the disk);
+//!   the frame is appended to `to_server`. One `Instant::now()` pair times the decision
+//!   (`jitgate_proxy_latency_seconds`); the statement's duration in the audit trail is taken
+//!   from its forward to its result.
+//! - Buffers larger than `KEEP_CAPACITY` are released when empty, so an idle session holds
+//!   small buffers only (memory per idle session: `bench/idle_sessions.sh`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
