@@ -133,6 +133,7 @@ pub(super) fn request_view(id: &str, state: State) -> RequestView {
         tables: vec!["public.t".into()],
         rule: "writes need one SRE".into(),
         source: "127.0.0.1".into(),
+        node: None,
         session: "s9".into(),
         created_at: 1_700_000_000,
         expires_at: 1_700_000_300,
