@@ -46,6 +46,14 @@ async fn held_on_a_approved_through_b_runs_on_a() {
     assert_eq!(api::affected(&done), Some(1));
     assert_eq!(a.row("t", 1), Some(41), "the target has the write");
     assert_eq!(a.bob.wait_state(&id, "approved")["decided_by"], "bob");
+    // A's trail names the node in the session's start event.
+    let session = seen["session"].as_str().expect("session id");
+    let events = a.bob.get_ok(&format!("/v1/sessions/{session}/events"));
+    let start = events
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["kind"] == "session_start"))
+        .unwrap_or_else(|| panic!("no session_start in {events}"));
+    assert_eq!(start["node"], "jg-a", "{start}");
     assert_eq!(
         r.state_sql(&format!(
             "SELECT state || ' ' || (SELECT count(*) FROM jitgate_approvals WHERE request = id) \

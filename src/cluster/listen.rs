@@ -19,6 +19,8 @@ use crate::approval::{SharedState, State};
 
 /// Notifications waiting to be applied, at most.
 const QUEUE: usize = 4096;
+/// Notifications applied together, at most.
+const BATCH: usize = 256;
 /// How far back a resync mirrors decided requests.
 const RECENT: Duration = Duration::from_secs(24 * 3600);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -80,8 +82,10 @@ async fn session(
         if let Some(tx) = synced.take() {
             let _ = tx.send(());
         }
-        while let Some(payload) = notifications.recv().await {
-            bounded(OPERATION_TIMEOUT, apply(shared, &client, &payload)).await?;
+        let mut batch = Vec::with_capacity(BATCH);
+        while notifications.recv_many(&mut batch, BATCH).await > 0 {
+            bounded(OPERATION_TIMEOUT, apply(shared, &client, &batch)).await?;
+            batch.clear();
         }
         Err(StateError::Unreachable("connection closed".into()))
     }
@@ -113,20 +117,28 @@ async fn resync(shared: &Shared, client: &tokio_postgres::Client) -> Result<(), 
     Ok(())
 }
 
-/// One notification: `r:<request>` or `g:<grant>`.
+/// Notifications as they came: `r:<request>` or `g:<grant>`. The requests are read in one
+/// query (a burst of holds costs one round trip, not one each), then the grants.
 async fn apply(
     shared: &Shared,
     client: &tokio_postgres::Client,
-    payload: &str,
+    payloads: &[String],
 ) -> Result<(), StateError> {
     let Some(approvals) = shared.approvals.upgrade() else {
         return Ok(());
     };
-    if let Some(id) = payload.strip_prefix("r:") {
-        if let Some((entry, grant)) = store::load(client, id).await? {
+    let mut requests: Vec<String> = payloads
+        .iter()
+        .filter_map(|p| p.strip_prefix("r:").map(str::to_string))
+        .collect();
+    requests.sort();
+    requests.dedup();
+    if !requests.is_empty() {
+        for (entry, grant) in store::load_many(client, &requests).await? {
             approvals.apply(entry, grant);
         }
-    } else if let Some(id) = payload.strip_prefix("g:") {
+    }
+    for id in payloads.iter().filter_map(|p| p.strip_prefix("g:")) {
         match store::grant_request(client, id).await? {
             Some((request, true)) => {
                 if let Some((_, Some(grant))) = store::load(client, &request).await? {

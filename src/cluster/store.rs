@@ -240,6 +240,20 @@ pub async fn load(
     Ok(Some((e, grant)))
 }
 
+/// Requests `ids` (those that exist), each with its live grant.
+pub async fn load_many(
+    c: &impl GenericClient,
+    ids: &[String],
+) -> Result<Vec<(Entry, Option<Grant>)>, StateError> {
+    let entries = requests_where(c, "id = ANY($1)", &[&ids]).await?;
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let grant = live_grant(c, &e).await?;
+        out.push((e, grant));
+    }
+    Ok(out)
+}
+
 /// What a replica mirrors after (re)connecting: pending requests, those changed in the last
 /// `recent`, and every live grant.
 pub async fn snapshot(

@@ -102,6 +102,7 @@ pub(super) fn start_ev(user: &'static str, target: &'static str) -> EventKind {
         client: "127.0.0.1:5555".into(),
         application: Some("psql".into()),
         parameters: Arc::from(vec![("client_encoding".to_string(), "UTF8".to_string())]),
+        node: None,
     }
 }
 
