@@ -39,6 +39,14 @@ async fn held_on_a_approved_through_b_runs_on_a() {
     let seen = wait_for_pending(&b.bob, ALICE);
     assert_eq!(seen["id"], id.as_str());
     assert_eq!(seen["node"], "jg-a");
+    // A's impact preview (the planner's row estimate) reaches B's view too.
+    poll("B's view of the request to carry A's impact preview", || {
+        let v = b.bob.request(&id);
+        match v["impact"]["estimated_rows"].as_f64() {
+            Some(rows) if rows >= 1.0 => Ok(()),
+            _ => Err(v.to_string()),
+        }
+    });
     assert_eq!(a.row("t", 1), Some(0), "nothing ran yet");
     let approved = b.bob.approve_ok(&id, "ok from b", None);
     assert_eq!(approved["state"], "approved");

@@ -352,7 +352,11 @@ impl Approvals {
         (view, rx, shared)
     }
 
+    /// The impact preview of request `id` (shared with the other replicas, if any).
     pub fn set_impact(&self, id: &str, impact: Impact) {
+        if let Some(shared) = self.shared.get() {
+            shared.set_impact(id, &impact);
+        }
         if let Some(e) = self.lock().requests.get_mut(id) {
             e.view.impact = impact;
         }

@@ -82,6 +82,9 @@ pub(crate) trait SharedState: Send + Sync {
     /// outcome reaches its waiter through [`Approvals::apply`], or
     /// [`Approvals::close_here`] when the store cannot be reached.
     fn close(&self, id: &str, state: State, reason: &str);
+    /// Store a request's impact preview (in the background; best effort: the preview is
+    /// advice for the approver, never a decision).
+    fn set_impact(&self, id: &str, impact: &crate::request::Impact);
     /// Revoke a live grant in the store: `Ok(false)` if it was no longer live there.
     fn revoke(&self, id: String, by: String) -> Pending<Result<bool, StateUnavailable>>;
 }
@@ -180,11 +183,22 @@ impl Approvals {
             return;
         }
         if stored.view.state == State::Pending {
-            if stored.view.approvals.len() <= e.view.approvals.len() {
+            let impact_known =
+                stored.view.impact.estimated_rows.is_some() || stored.view.impact.error.is_some();
+            let news = stored.view.approvals.len() > e.view.approvals.len()
+                || (impact_known
+                    && e.view.impact.estimated_rows.is_none()
+                    && e.view.impact.error.is_none());
+            if !news {
                 return;
             }
-            e.view.approvals = stored.view.approvals;
-            e.scopes = stored.scopes;
+            if stored.view.approvals.len() > e.view.approvals.len() {
+                e.view.approvals = stored.view.approvals;
+                e.scopes = stored.scopes;
+            }
+            if impact_known {
+                e.view.impact = stored.view.impact;
+            }
             let view = e.view.clone();
             drop(inner);
             self.emit(Event::Decided(view));

@@ -160,6 +160,23 @@ impl SharedState for Shared {
         });
     }
 
+    fn set_impact(&self, id: &str, impact: &crate::request::Impact) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (id, impact, pool) = (id.to_string(), impact.clone(), self.pool.clone());
+        handle.spawn(async move {
+            let stored = bounded(OPERATION_TIMEOUT, async {
+                let mut c = pool.get().await?;
+                store::set_impact(c.client()?, &id, &impact).await
+            })
+            .await;
+            if let Err(e) = stored {
+                tracing::debug!(request = %id, error = %e, "storing an impact preview failed");
+            }
+        });
+    }
+
     fn revoke(
         &self,
         id: String,

@@ -426,6 +426,20 @@ pub async fn close(
     load(c, id).await
 }
 
+/// Store request `id`'s impact preview.
+pub async fn set_impact(
+    c: &impl GenericClient,
+    id: &str,
+    impact: &Impact,
+) -> Result<(), StateError> {
+    c.execute(
+        "UPDATE jitgate_requests SET estimated_rows = $2, impact_error = $3 WHERE id = $1",
+        &[&id, &impact.estimated_rows, &impact.error],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Revoke grant `id` if it is live; `false` if it no longer was.
 pub async fn revoke(c: &impl GenericClient, id: &str, by: &str) -> Result<bool, StateError> {
     let n = c
