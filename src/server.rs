@@ -35,6 +35,8 @@ pub enum ServeError {
     HostKey(#[from] crate::ssh::HostKeyError),
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::StateError),
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
@@ -70,7 +72,14 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     // What the clean-up of a crash recorded is on disk before anything is served.
     audit.flush().await?;
     let limits = config.server.limits();
+    let cluster = config.cluster.clone();
     let app = AppState::new(Arc::new(config), audit.clone());
+    // With [cluster], requests and grants are shared through the state database from the
+    // first session on.
+    let membership = match &cluster {
+        Some(c) => Some(crate::cluster::start(c, &app.approvals).await?),
+        None => None,
+    };
     spawn_retention(audit.clone());
     crate::webhook::spawn(app.clone());
     let shutdown = ShutdownSignal::new();
@@ -133,6 +142,9 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     let cancelled = app.approvals.cancel_all("jitgate is shutting down");
     if cancelled > 0 {
         info!("cancelled {cancelled} pending requests");
+    }
+    if let Some(m) = &membership {
+        m.stop("jitgate is shutting down").await;
     }
     let drained = || futures_util::future::join_all(listeners.iter().map(|(l, _)| l.drained()));
     if tokio::time::timeout(drain_timeout, drained())
