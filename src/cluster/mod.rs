@@ -84,6 +84,7 @@ pub async fn start(
         pool: pool::Pool::new(connector, client),
         current: AtomicBool::new(false),
         approvals: Arc::downgrade(approvals),
+        runtime: tokio::runtime::Handle::current(),
     });
     liveness::register(&shared).await?;
     approvals.set_shared(shared.clone());

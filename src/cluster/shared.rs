@@ -29,6 +29,8 @@ pub struct Shared {
     pub(super) pool: Arc<Pool>,
     pub(super) current: AtomicBool,
     pub(super) approvals: Weak<Approvals>,
+    /// The main runtime, where calls from a session thread run.
+    pub(super) runtime: tokio::runtime::Handle,
 }
 
 fn unavailable(e: StateError) -> StateUnavailable {
@@ -75,24 +77,35 @@ impl SharedState for Shared {
         if !self.current() {
             return Err(StateUnavailable("not connected (reconnecting)".into()));
         }
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| StateUnavailable("no runtime to reach it from".into()))?;
-        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return Err(StateUnavailable(
-                "it needs the multi-threaded runtime".into(),
-            ));
-        }
         let pool = self.pool.clone();
         // The Gate decides synchronously, and the user may be told the statement is held
-        // only once its request is committed: wait here, on a thread handed over to
-        // blocking, for one INSERT (bounded).
-        tokio::task::block_in_place(|| {
-            handle.block_on(bounded(INSERT_TIMEOUT, async move {
+        // only once its request is committed: the INSERT runs on the main runtime, and this
+        // thread waits for its answer (bounded). On a worker of the main runtime the wait
+        // hands the worker's other tasks over first (`block_in_place`); on a session thread
+        // (a current-thread runtime, `lifecycle::threads`) it stalls that thread's sessions
+        // for one INSERT, which only a held statement pays.
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let inserted = bounded(INSERT_TIMEOUT, async move {
                 let mut c = pool.get().await?;
                 store::insert(c.client()?, &request).await
-            }))
-        })
-        .map_err(unavailable)
+            })
+            .await;
+            let _ = answer.send(inserted);
+        });
+        let wait = || answered.recv_timeout(INSERT_TIMEOUT + Duration::from_millis(500));
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        let received = match flavor {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        };
+        match received {
+            Ok(inserted) => inserted.map_err(unavailable),
+            Err(_) => Err(StateUnavailable(format!(
+                "no answer within {}s",
+                INSERT_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     fn decide(
