@@ -184,7 +184,7 @@ for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b
             split("direct audit-off audit-on base-on", ks, " ")
             for (x = 1; x <= 4; x++) { k = ks[x]; delete a; for (i = 1; i <= n[k]; i++) a[i] = tps[k, i]; med[k] = median(a, n[k])
                 delete b; for (i = 1; i <= n[k]; i++) b[i] = lat[k, i]; mlat[k] = median(b, n[k])
-                delete c; for (i = 1; i <= n[k]; i++) c[i] = cpu[k, i]; mcpu[k] = median(c, n[k]) }
+                delete cc; for (i = 1; i <= n[k]; i++) cc[i] = cpu[k, i]; mcpu[k] = median(cc, n[k]) }
             printf "| %s | %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %.0f / %.0f / %s |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
                 ratio(med["audit-on"], med["audit-off"]), n["base-on"] ? sprintf("%.0f", med["base-on"]) : "-",
                 ratio(med["base-on"], med["audit-off"]), ratio(med["audit-on"], med["base-on"]),

@@ -39,14 +39,31 @@ fn store_retry(dir: &std::path::Path) -> Store {
     }
 }
 
-fn append_to(dir: &std::path::Path, id: u64, bytes: &[u8]) {
-    use std::io::Write;
+/// Where the frames of segment `id` end (the zero-filled rest follows).
+fn data_end(dir: &std::path::Path, id: u64) -> u64 {
+    let bytes = std::fs::read(segment::Segments::new(dir).path(id)).expect("the segment reads");
+    let mut at = 0usize;
+    while let Some(header) = bytes.get(at..at + 4) {
+        let len = u32::from_be_bytes(header.try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            break;
+        }
+        at += 4 + len;
+    }
+    at as u64
+}
+
+/// Write `bytes` into segment `id` at `offset`, as a crash in the middle of a commit leaves
+/// them.
+fn write_at(dir: &std::path::Path, id: u64, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
     let path = segment::Segments::new(dir).path(id);
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
+    let f = std::fs::OpenOptions::new()
+        .write(true)
         .open(path)
         .expect("the segment opens");
-    f.write_all(bytes).expect("the bytes are written");
+    f.write_all_at(bytes, offset)
+        .expect("the bytes are written");
 }
 
 #[tokio::test]
@@ -56,20 +73,24 @@ async fn a_torn_tail_is_cut_off_on_open_and_the_chain_goes_on() {
     fill(&a, 5).await;
     fill(&a, 5).await;
     drop(a);
-    let [(id, len)] = segment_files(&d.0)[..] else {
+    let [(id, size)] = segment_files(&d.0)[..] else {
         panic!("one segment expected: {:?}", segment_files(&d.0));
     };
+    let end = data_end(&d.0, id);
+    assert!(size > end, "the file is zero-filled ahead of its frames");
+    // A clean reopen finds the end of the frames in the zeros and leaves the file alone.
+    drop(open(&d.0, AuditOptions::default()));
+    assert_eq!(segment_files(&d.0), vec![(id, size)]);
     // A crash in the middle of a commit's write: a frame header announcing 500 bytes, and
     // only 20 of them.
     let mut torn = 500u32.to_be_bytes().to_vec();
     torn.extend_from_slice(&[7; 20]);
-    append_to(&d.0, id, &torn);
-    assert_eq!(segment_files(&d.0), vec![(id, len + 24)]);
+    write_at(&d.0, id, end, &torn);
 
     let a = open(&d.0, AuditOptions::default());
     assert_eq!(
         segment_files(&d.0),
-        vec![(id, len)],
+        vec![(id, end)],
         "the torn frame is cut off on open"
     );
     a.start();
@@ -86,15 +107,16 @@ async fn a_whole_frame_that_does_not_link_is_a_torn_tail_too() {
     let a = started(&d.0);
     fill(&a, 4).await;
     drop(a);
-    let [(id, len)] = segment_files(&d.0)[..] else {
+    let [(id, _)] = segment_files(&d.0)[..] else {
         panic!("one segment expected");
     };
+    let end = data_end(&d.0, id);
     // A complete frame whose bytes are not the next block (zeros from a torn page).
     let mut frame = Vec::new();
     segment::push_frame(&mut frame, &[0; 64]);
-    append_to(&d.0, id, &frame);
+    write_at(&d.0, id, end, &frame);
     assert_eq!(verify_retry(&d.0).unwrap(), 4);
-    assert_eq!(segment_files(&d.0), vec![(id, len)]);
+    assert_eq!(segment_files(&d.0), vec![(id, end)]);
 }
 
 #[tokio::test]
