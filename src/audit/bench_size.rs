@@ -1,6 +1,6 @@
 //! A measurement, not a test: the bytes the audit trail stores per statement, exactly (the
-//! stored blocks, compressed, as the segment files hold them; not the frames or sled's index, which `du` in
-//! `bench/audit.sh` includes), for the shapes pgbench sends through the relay:
+//! stored blocks, compressed, as the segment files hold them; not the frames or sled's index,
+//! which `du` in `bench/audit.sh` includes), for the shapes pgbench sends through the relay:
 //! `cargo test --lib audit::bench_size -- --ignored --nocapture`. Run it on two builds to
 //! compare them; it asserts nothing.
 

@@ -41,9 +41,9 @@
 //!   tail, and the chain continues from the last event on disk.
 //! - **No record, no action.** [`Audit::record_durable`] resolves only after the commit holding
 //!   its event has been flushed to disk; a durable event cuts the gathering window short.
-//! - **Failure is sticky.** After any sled error, a durable write that has not reached the disk
-//!   within 30 s (a hung disk), or the test hook [`Audit::inject_failure`],
-//!   the store is failed until restart: `record`/`record_durable` return
+//! - **Failure is sticky.** After any sled or segment file error, a durable write that has
+//!   not reached the disk within 30 s (a hung disk), or the test hook
+//!   [`Audit::inject_failure`], the store is failed until restart: `record`/`record_durable` return
 //!   [`AuditError::Failed`], [`Audit::healthy`] is false, the error is logged once. The
 //!   caller applies `on_failure`.
 //! - **Older stores.** A store written before the segment files keeps its blocks in sled

@@ -23,8 +23,8 @@
 //! view per request, and every commit takes them all: they are encoded here and written in the
 //! same atomic batch as the commit's events.
 //!
-//! After any sled error the store is failed for good: the batch's waiters get the error, the
-//! in-memory head does not advance, and every later event is refused.
+//! After any sled or segment file error the store is failed for good: the batch's waiters get
+//! the error, the in-memory head does not advance, and every later event is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
