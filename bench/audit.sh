@@ -10,7 +10,8 @@
 # JITGATE_BASELINE_BIN=PATH: a third jitgate (another build, audit on) run alternately with the
 # other two, reported as `base-on`, so a change is measured against its baseline in one run.
 #
-# Reports, per workload: tps of audit-on / audit-off (target: select-only >= 0.95), the store's
+# Reports, per workload: tps of audit-on / audit-off (target: select-only >= 0.95), jitgate's
+# CPU per pgbench transaction (utime + stime of the process, all threads) per target, the store's
 # event throughput (events per second committed while audit-on ran), and the flush latency that
 # an allowed write waits for (it is on disk before it runs): pgbench -c 1 latency of a one-row
 # UPDATE, audit-on minus audit-off, and jitgate_audit_flush_seconds from /metrics; and the
@@ -67,13 +68,13 @@ start_jitgate audit-off $'[audit]\nenabled = false'
 OFF_PORT=$JG_PORT OFF_API=$API_PORT OFF_PID=$JG_PID
 EXTRA_PIDS+=("$JG_PID")
 TARGETS=(direct audit-off audit-on)
-BASE_PORT="" BASE_API=""
+BASE_PORT="" BASE_API="" BASE_PID=""
 if [[ -n ${JITGATE_BASELINE_BIN:-} ]]; then
     [[ -x $JITGATE_BASELINE_BIN ]] || die "JITGATE_BASELINE_BIN=$JITGATE_BASELINE_BIN is not an executable"
     NEW_BIN=$JITGATE_BIN JITGATE_BIN=$JITGATE_BASELINE_BIN
     start_jitgate base-on ""
     JITGATE_BIN=$NEW_BIN
-    BASE_PORT=$JG_PORT BASE_API=$API_PORT
+    BASE_PORT=$JG_PORT BASE_API=$API_PORT BASE_PID=$JG_PID
     EXTRA_PIDS+=("$JG_PID")
     TARGETS+=(base-on)
 fi
@@ -86,18 +87,18 @@ metric() {  # metric API_PORT NAME: the sample's value (0 if absent)
     curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2; f=1} END {if (!f) print 0}'
 }
 
-RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events lat_med_us store_bytes transactions
+RESULTS=$TMP/results.tsv   # round workload mode target clients tps lat_avg_ms events lat_med_us store_bytes transactions cpu_us_tx
 : >"$RESULTS"
 
 # run_one ROUND WORKLOAD MODE TARGET CLIENTS
 run_one() {
     local round=$1 workload=$2 mode=$3 target=$4 clients=$5 port pw args=() out rc=0 e0=0 e1=0
-    local api="" data="" b0=0 b1=0
+    local api="" data="" b0=0 b1=0 pid="" c0=0 c1=0
     case $target in
         direct) port=$PG_PORT pw=$UPSTREAM_PW ;;
-        audit-on) port=$ON_PORT pw=$CLIENT_PW api=$ON_API data=$TMP/audit-on-data ;;
-        audit-off) port=$OFF_PORT pw=$CLIENT_PW ;;
-        base-on) port=$BASE_PORT pw=$CLIENT_PW api=$BASE_API data=$TMP/base-on-data ;;
+        audit-on) port=$ON_PORT pw=$CLIENT_PW api=$ON_API data=$TMP/audit-on-data pid=$ON_PID ;;
+        audit-off) port=$OFF_PORT pw=$CLIENT_PW pid=$OFF_PID ;;
+        base-on) port=$BASE_PORT pw=$CLIENT_PW api=$BASE_API data=$TMP/base-on-data pid=$BASE_PID ;;
     esac
     case $workload in
         select-only) args=(-S) ;;
@@ -110,8 +111,10 @@ run_one() {
         b0=$(du -sB1 "$data" | cut -f1)
     fi
     rm -f "$out".tx*
+    [[ -n $pid ]] && c0=$(cpu_ticks "$pid")
     PGPASSWORD=$pw pgbench -n "${args[@]}" -M "$mode" -c "$clients" -j "$(( clients < THREADS ? clients : THREADS ))" \
         -T "$T" -h 127.0.0.1 -p "$port" -U bench -l --log-prefix="$out.tx" bench >"$out" 2>&1 || rc=$?
+    [[ -n $pid ]] && c1=$(cpu_ticks "$pid")
     if [[ -n $api ]]; then
         e1=$(metric "$api" jitgate_audit_events_total)
         b1=$(du -sB1 "$data" | cut -f1)
@@ -124,9 +127,11 @@ run_one() {
     med=$(log_median_us "$out".tx*)
     rm -f "$out".tx*
     [[ -n $tps && -n $lat ]] || { cat "$out" >&2; die "could not parse $out"; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
-        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" "$med" "$((b1 - b0))" "${txs:-0}" >>"$RESULTS"
-    log "$(printf '%-12s %-9s %-9s c%-2s tps %9.0f  lat %7.3f ms  med %6s µs' "$workload" "$mode" "$target" "$clients" "$tps" "$lat" "$med")"
+    local cpu=0
+    [[ -n $pid && ${txs:-0} -gt 0 ]] && cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$txs" 'BEGIN {printf "%.1f", d * 1e6 / hz / n}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$workload" "$mode" "$target" "$clients" \
+        "$tps" "$lat" "$(awk -v a="$e0" -v b="$e1" 'BEGIN {printf "%d", b - a}')" "$med" "$((b1 - b0))" "${txs:-0}" "$cpu" >>"$RESULTS"
+    log "$(printf '%-12s %-9s %-9s c%-2s tps %9.0f  lat %7.3f ms  med %6s µs  cpu %6s µs/tx' "$workload" "$mode" "$target" "$clients" "$tps" "$lat" "$med" "$cpu")"
 }
 
 log "warm-up"
@@ -158,8 +163,8 @@ waits=$(metric "$ON_API" 'jitgate_audit_backpressure_waits_total{protocol="postg
 echo
 echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; Postgres $([[ -n $PG_DURABLE ]] && echo durable || echo 'fsync off'); $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
 echo
-echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | base-on tps | base/off | on/base | events/s (on) | store bytes/event (on) | store bytes/event (base) | events/statement (on) | events/statement (base) | store bytes/statement (on) | store bytes/statement (base) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | base-on tps | base/off | on/base | events/s (on) | store bytes/event (on) | store bytes/event (base) | events/statement (on) | events/statement (base) | store bytes/statement (on) | store bytes/statement (base) | CPU µs/tx on / off / base |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
     read -r workload mode clients <<<"$spec"
     # Statements per pgbench transaction: TPC-B is BEGIN, 3 UPDATEs, a SELECT, an INSERT, END.
@@ -171,15 +176,16 @@ for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b
         }
         function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.3f", a / b) : "-" }
         $2 == w && $3 == m && $5 == c {
-            k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $9
+            k = $4; n[k]++; tps[k, n[k]] = $6; lat[k, n[k]] = $9; cpu[k, n[k]] = $12
             ev[k] += $8; bytes[k] += $10; stmts[k] += $11 * spt
         }
         function per(a, b) { return b > 0 ? a / b : 0 }
         END {
             split("direct audit-off audit-on base-on", ks, " ")
             for (x = 1; x <= 4; x++) { k = ks[x]; delete a; for (i = 1; i <= n[k]; i++) a[i] = tps[k, i]; med[k] = median(a, n[k])
-                delete b; for (i = 1; i <= n[k]; i++) b[i] = lat[k, i]; mlat[k] = median(b, n[k]) }
-            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
+                delete b; for (i = 1; i <= n[k]; i++) b[i] = lat[k, i]; mlat[k] = median(b, n[k])
+                delete cc; for (i = 1; i <= n[k]; i++) cc[i] = cpu[k, i]; mcpu[k] = median(cc, n[k]) }
+            printf "| %s | %s | %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s | %.0f / %.0f / %s |\n", w, m, c, med["direct"], med["audit-off"], med["audit-on"],
                 ratio(med["audit-on"], med["audit-off"]), n["base-on"] ? sprintf("%.0f", med["base-on"]) : "-",
                 ratio(med["base-on"], med["audit-off"]), ratio(med["audit-on"], med["base-on"]),
                 n["audit-on"] ? ev["audit-on"] / (n["audit-on"] * T) : 0,
@@ -188,7 +194,8 @@ for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b
                 stmts["audit-on"] ? sprintf("%.2f", per(ev["audit-on"], stmts["audit-on"])) : "-",
                 stmts["base-on"] ? sprintf("%.2f", per(ev["base-on"], stmts["base-on"])) : "-",
                 stmts["audit-on"] ? sprintf("%.0f", per(bytes["audit-on"], stmts["audit-on"])) : "-",
-                stmts["base-on"] ? sprintf("%.0f", per(bytes["base-on"], stmts["base-on"])) : "-"
+                stmts["base-on"] ? sprintf("%.0f", per(bytes["base-on"], stmts["base-on"])) : "-",
+                mcpu["audit-on"], mcpu["audit-off"], n["base-on"] ? sprintf("%.0f", mcpu["base-on"]) : "-"
             if (c == 1) {
                 printf "\nadded latency of an allowed autocommit write (-c 1 UPDATE, median µs): audit-on %+.0f over audit-off (%.0f vs %.0f)", mlat["audit-on"] - mlat["audit-off"], mlat["audit-on"], mlat["audit-off"]
                 if (n["base-on"]) printf "; base-on %+.0f", mlat["base-on"] - mlat["audit-off"]

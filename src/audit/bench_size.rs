@@ -1,6 +1,6 @@
 //! A measurement, not a test: the bytes the audit trail stores per statement, exactly (the
-//! stored blocks, compressed, as sled holds them; not sled's own overhead, which `du` in
-//! `bench/audit.sh` includes), for the shapes pgbench sends through the relay:
+//! stored blocks, compressed, as the segment files hold them; not the frames or sled's index,
+//! which `du` in `bench/audit.sh` includes), for the shapes pgbench sends through the relay:
 //! `cargo test --lib audit::bench_size -- --ignored --nocapture`. Run it on two builds to
 //! compare them; it asserts nothing.
 
@@ -39,13 +39,7 @@ fn result() -> EventKind {
 /// Stored (compressed) and raw (hashed) block bytes, and events, of the whole store.
 fn stored(a: &Audit) -> (u64, u64, u64) {
     let (mut bytes, mut raw) = (0, 0);
-    for (_, v) in a
-        .inner
-        .store
-        .db
-        .scan_prefix(keys::BLOCK)
-        .filter_map(|kv| kv.ok())
-    {
+    for (_, v) in a.inner.store.blocks().filter_map(|kv| kv.ok()) {
         bytes += v.len() as u64;
         raw += chain::unpack(&v).map_or(0, |r| r.len() as u64);
     }

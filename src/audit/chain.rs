@@ -336,9 +336,14 @@ impl References {
     }
 }
 
-/// Walk the whole chain of `tree` from its anchor (or the genesis): `Ok(events walked)` or
-/// the first broken link (of the chain, or a text reference that resolves to nothing).
-pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
+/// Walk the whole chain of `tree` (its anchor and head) and `blocks` (every stored block in
+/// chain order, see [`super::store::Store::blocks`]) from the anchor (or the genesis):
+/// `Ok(events walked)` or the first broken link (of the chain, or a text reference that
+/// resolves to nothing).
+pub fn walk(
+    tree: &sled::Tree,
+    blocks: impl Iterator<Item = super::store::StoredBlock>,
+) -> Result<u64, Broken> {
     let read = |k: &[u8]| {
         tree.get(k)
             .map_err(|e| broken(0, format!("cannot read the store: {e}")))
@@ -350,9 +355,8 @@ pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
     let anchored = at != Link::START;
     let mut texts = References::default();
     let mut walked = 0u64;
-    for item in tree.scan_prefix(keys::BLOCK) {
-        let (k, v) = item.map_err(|e| broken(at.seq + 1, format!("cannot read the store: {e}")))?;
-        let key_seq = keys::block_seq(&k).unwrap_or(0);
+    for item in blocks {
+        let (key_seq, v) = item.map_err(|e| broken(at.seq + 1, e))?;
         let expect = at.seq + 1;
         let raw = unpack(&v);
         let block = raw.as_deref().and_then(decode).ok_or_else(|| {

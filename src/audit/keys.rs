@@ -1,7 +1,10 @@
 //! The layout of the sled tree: one prefix per kind of record, big-endian sequence numbers
 //! so that key order is chain order.
 
+/// A block stored in sled itself (stores written before the segment files).
 pub const BLOCK: &[u8] = b"b";
+/// A block in a segment file: its [`super::segment::Location`].
+pub const LOCATED: &[u8] = b"l";
 pub const SESSION: &[u8] = b"s";
 pub const REQUEST: &[u8] = b"r";
 pub const HEAD: &[u8] = b"m:head";
@@ -13,9 +16,16 @@ pub fn block(seq: u64) -> [u8; 9] {
     k
 }
 
+pub fn located(seq: u64) -> [u8; 9] {
+    let mut k = [b'l'; 9];
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The first seq of a block's key (`b` or `l`).
 pub fn block_seq(k: &[u8]) -> Option<u64> {
     match k {
-        [b'b', rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+        [b'b' | b'l', rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
         _ => None,
     }
 }

@@ -1,6 +1,8 @@
-//! The audit trail: sessions, events, requests and grants in sled, under one hash chain.
+//! The audit trail: sessions, events, requests and grants, under one hash chain. The chain's
+//! blocks are in append-only segment files of our own ([`segment`]); sled holds the indexes
+//! (block locations, sessions, requests, the head).
 //!
-//! This is the only module that touches sled; everything else goes through [`Audit`].
+//! This is the only module that touches the store; everything else goes through [`Audit`].
 //!
 //! Invariants:
 //! - **One chain.** Every event of the store, whatever its session, is numbered `1, 2, 3, …`
@@ -30,17 +32,23 @@
 //!   record header, hashed with it (see [`chain`]), and the front ends hand it over as a
 //!   shared `Arc<str>`.
 //! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
-//!   and hashes them into blocks (one LZ4-compressed sled value per ~64 KiB of events), and
-//!   commits blocks, session index entries, session records and the chain head in one atomic
-//!   sled batch and one flush. After a crash a commit is either entirely there or not at all,
-//!   and the chain continues from the last committed event on reopen.
+//!   and hashes them into blocks (LZ4-compressed, ~64 KiB of events each), appends them to
+//!   the current segment file with one `write` and one `fdatasync`, then puts their locations,
+//!   session index entries, session records and the chain head into sled in one atomic batch
+//!   ([`writer`]). Every durable caller waiting shares that one `fdatasync`; callers arriving
+//!   during it share the next. After a crash a commit is either entirely there or not at all:
+//!   on open, [`recover`] indexes synced blocks sled had not yet stored and cuts off a torn
+//!   tail, and the chain continues from the last event on disk.
 //! - **No record, no action.** [`Audit::record_durable`] resolves only after the commit holding
 //!   its event has been flushed to disk; a durable event cuts the gathering window short.
-//! - **Failure is sticky.** After any sled error, a durable write that has not reached the disk
-//!   within 30 s (a hung disk), or the test hook [`Audit::inject_failure`],
-//!   the store is failed until restart: `record`/`record_durable` return
+//! - **Failure is sticky.** After any sled or segment file error, a durable write that has
+//!   not reached the disk within 30 s (a hung disk), or the test hook
+//!   [`Audit::inject_failure`], the store is failed until restart: `record`/`record_durable` return
 //!   [`AuditError::Failed`], [`Audit::healthy`] is false, the error is logged once. The
 //!   caller applies `on_failure`.
+//! - **Older stores.** A store written before the segment files keeps its blocks in sled
+//!   (`b` keys); they are read, verified and pruned as before, and new blocks go to segments
+//!   after them, in the same chain. Nothing is converted.
 //! - **One process.** sled locks its directory; a second process gets [`AuditError::Locked`]
 //!   with a message telling the user to go through the API.
 //! - Reads (`sessions`, `events`, `export`, …) see what has been committed, flushed or not;
@@ -50,7 +58,10 @@
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
 //! [`joined`] (results joined to their statements), [`texts`] (texts stored once per session),
-//! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
+//! [`chain`] (blocks, hashes, verify), [`segment`] (the files blocks are appended to),
+//! [`writer`] (group commit), [`recover`] (opening after a crash), `session_record` (session
+//! records from SessionStart / SessionEnd), [`store`] (reads), `keys`
+//! (the tree's layout),
 //! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel).
 
 mod chain;
@@ -59,6 +70,9 @@ mod event;
 mod joined;
 mod keys;
 mod recording;
+mod recover;
+mod segment;
+mod session_record;
 mod store;
 mod texts;
 mod upkeep;
@@ -116,6 +130,9 @@ pub struct AuditOptions {
     pub queue_capacity: usize,
     /// Events of one session waiting for the writer above which that session waits.
     pub session_backlog: usize,
+    /// A segment file this long gets no more blocks: the next commit starts a new one
+    /// (retention removes whole segments).
+    pub segment_bytes: u64,
 }
 
 impl Default for AuditOptions {
@@ -128,6 +145,7 @@ impl Default for AuditOptions {
             commit_interval: Duration::from_millis(20),
             queue_capacity: 65_536,
             session_backlog: 4_096,
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -204,10 +222,17 @@ impl Audit {
     /// process gives [`AuditError::Locked`].
     pub fn open(dir: &Path, opts: AuditOptions) -> Result<Audit, AuditError> {
         let store = Store::open(dir)?;
-        let head = store.head().map_err(|e| AuditError::Open {
+        let open_error = |reason: String| AuditError::Open {
             dir: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let recovered = recover::recover(&store).map_err(open_error)?;
+        let appender = segment::Appender::open(
+            store.segments.clone(),
+            opts.segment_bytes,
+            recovered.last_segment,
+        )
+        .map_err(|e| open_error(e.to_string()))?;
         // No fixed capacity: admission bounds the queue (see the module's invariants).
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared::default());
@@ -215,13 +240,15 @@ impl Audit {
             store: store.clone(),
             shared: shared.clone(),
             rx,
-            head,
+            head: recovered.head,
             interval: opts.commit_interval,
             redact_parameters: opts.redact_parameters,
             raw: Vec::new(),
             packed: Vec::new(),
             table: lz4_flex::block::CompressTable::large(),
             texts: Default::default(),
+            appender,
+            frames: Vec::new(),
         };
         Ok(Audit {
             inner: Arc::new(Inner {
@@ -493,7 +520,7 @@ impl Audit {
 
     /// Walk the chain of this open store (what [`verify`] does offline).
     pub fn verify(&self) -> Result<u64, VerifyError> {
-        chain::walk(&self.inner.store.db).map_err(VerifyError::Broken)
+        chain::walk(&self.inner.store.db, self.inner.store.blocks()).map_err(VerifyError::Broken)
     }
 }
 
@@ -525,7 +552,9 @@ pub enum VerifyError {
 }
 
 /// Walk the whole chain of the store in `dir` offline (from the anchor, if pruned):
-/// `Ok(events)` or the first broken link. Needs the store not to be open elsewhere.
+/// `Ok(events)` or the first broken link. Needs the store not to be open elsewhere. Opens it
+/// as `serve` would: after a crash, blocks on disk but not yet indexed are indexed, and a
+/// torn tail is cut off ([`recover`]), so the walk covers every acknowledged event.
 pub fn verify(dir: &Path) -> Result<u64, VerifyError> {
     if !dir.join("db").exists() {
         return Err(VerifyError::Store(AuditError::Open {
@@ -534,5 +563,11 @@ pub fn verify(dir: &Path) -> Result<u64, VerifyError> {
         }));
     }
     let store = Store::open(dir).map_err(VerifyError::Store)?;
-    chain::walk(&store.db).map_err(VerifyError::Broken)
+    recover::recover(&store).map_err(|reason| {
+        VerifyError::Store(AuditError::Open {
+            dir: dir.display().to_string(),
+            reason,
+        })
+    })?;
+    chain::walk(&store.db, store.blocks()).map_err(VerifyError::Broken)
 }

@@ -2,8 +2,12 @@
 //! requests (but for the start-up clean-up, before it starts); reads go straight to sled and
 //! see what has been committed (flushed or not).
 //!
+//! The blocks themselves live in segment files ([`super::segment`]); stores written before
+//! those kept them in sled (`b` keys), and those are still read, first, in chain order.
+//!
 //! Keys (one tree, so a commit is one atomic `apply_batch`):
-//! - `b` ‖ seq (u64 BE) → a block of events whose first event is `seq` ([`super::chain`])
+//! - `l` ‖ seq (u64 BE) → the [`Location`] of a block whose first event is `seq`
+//! - `b` ‖ seq (u64 BE) → such a block itself ([`super::chain`]; older stores only)
 //! - `x` ‖ len (u16 BE) ‖ session ‖ seq → `""`: the block at `seq` holds events of `session`
 //! - `s` ‖ session → [`SessionRecord`] JSON
 //! - `r` ‖ request id → the request as the API shows it (JSON)
@@ -18,13 +22,19 @@ use super::chain::{self, Link, RawEvent};
 use super::encode::hex;
 use super::event::{EventRecord, SessionFilter, SessionRecord};
 use super::keys;
+use super::segment::{self, Location, Segments};
 use super::texts::Resolver;
 
-/// The sled database behind the audit trail.
+/// The sled database behind the audit trail, and the segment files beside it.
 #[derive(Clone)]
 pub struct Store {
     pub db: sled::Db,
+    pub segments: Segments,
 }
+
+/// A stored block as read: the seq its key names and its stored bytes, or why it could not
+/// be read.
+pub type StoredBlock = Result<(u64, Vec<u8>), String>;
 
 fn io_error(dir: &Path, e: sled::Error) -> AuditError {
     let msg = e.to_string();
@@ -53,7 +63,52 @@ impl Store {
             .segment_size(8 << 20)
             .open()
             .map_err(|e| io_error(dir, e))?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            segments: Segments::new(dir),
+        })
+    }
+
+    /// Every block in chain order: those sled holds itself (older stores), then those in
+    /// segment files. Read lazily, one block at a time.
+    pub fn blocks(&self) -> impl Iterator<Item = StoredBlock> + Send + use<> {
+        let legacy = self.db.scan_prefix(keys::BLOCK).map(|kv| {
+            let (k, v) = kv.map_err(|e| format!("cannot read the store: {e}"))?;
+            Ok((keys::block_seq(&k).unwrap_or(0), v.to_vec()))
+        });
+        let mut reader = self.segments.reader();
+        let located = self.db.scan_prefix(keys::LOCATED).map(move |kv| {
+            let (k, v) = kv.map_err(|e| format!("cannot read the store: {e}"))?;
+            let seq = keys::block_seq(&k).unwrap_or(0);
+            let at = Location::decode(&v)
+                .ok_or_else(|| format!("the location of the block at event {seq} is malformed"))?;
+            let block = reader.read(&at).map_err(|e| {
+                format!(
+                    "the block at event {seq} cannot be read from segment {}: {e}",
+                    at.segment
+                )
+            })?;
+            Ok((seq, block))
+        });
+        legacy.chain(located)
+    }
+
+    /// The stored block whose first event is `seq`, if any.
+    fn block(&self, reader: &mut segment::Reader, seq: u64) -> Option<Vec<u8>> {
+        if let Some(v) = self.db.get(keys::located(seq)).ok()? {
+            return reader.read(&Location::decode(&v)?).ok();
+        }
+        self.db.get(keys::block(seq)).ok()?.map(|v| v.to_vec())
+    }
+
+    /// The location of the last block in a segment file, if any.
+    pub fn last_location(&self) -> Result<Option<Location>, sled::Error> {
+        Ok(self
+            .db
+            .scan_prefix(keys::LOCATED)
+            .next_back()
+            .transpose()?
+            .and_then(|(_, v)| Location::decode(&v)))
     }
 
     /// The last committed event: the head record, else the last block, else the anchor.
@@ -63,7 +118,17 @@ impl Store {
         {
             return Ok(l);
         }
-        if let Some((_, v)) = self.db.scan_prefix(keys::BLOCK).next_back().transpose()?
+        let mut reader = self.segments.reader();
+        let last = match self.db.scan_prefix(keys::LOCATED).next_back().transpose()? {
+            Some((k, _)) => keys::block_seq(&k).and_then(|seq| self.block(&mut reader, seq)),
+            None => self
+                .db
+                .scan_prefix(keys::BLOCK)
+                .next_back()
+                .transpose()?
+                .map(|(_, v)| v.to_vec()),
+        };
+        if let Some(v) = last
             && let Some(raw) = chain::unpack(&v)
             && let Some(b) = chain::decode(&raw)
             && let Some(e) = b.events.last()
@@ -116,6 +181,7 @@ impl Store {
 
     /// Each event of `session` before seq `before`, in order, as stored.
     fn session_events(&self, session: &str, before: u64, mut each: impl FnMut(EventRecord)) {
+        let mut reader = self.segments.reader();
         for kv in self.db.scan_prefix(keys::index_prefix(session.as_bytes())) {
             let Ok((k, _)) = kv else { continue };
             let Some(seq) = keys::index_block_seq(&k) else {
@@ -125,7 +191,7 @@ impl Store {
                 break;
             }
             // A block pruned after the index scan started is simply gone.
-            let Ok(Some(v)) = self.db.get(keys::block(seq)) else {
+            let Some(v) = self.block(&mut reader, seq) else {
                 continue;
             };
             let Some(raw) = chain::unpack(&v) else {
@@ -148,7 +214,7 @@ impl Store {
         let store = self.clone();
         let mut texts = Resolver::default();
         let mut looked_back: HashSet<String> = HashSet::new();
-        self.db.scan_prefix(keys::BLOCK).flat_map(move |kv| {
+        self.blocks().flat_map(move |kv| {
             let Ok((_, v)) = kv else { return Vec::new() };
             let Some(b) = chain::unpack(&v)
                 .as_deref()
@@ -198,17 +264,18 @@ impl Store {
     }
 
     /// Drop every block whose events are all older than `cutoff_us` (a prefix of the chain),
-    /// moving the anchor to the last event dropped; then the sessions that ended before the
-    /// cutoff (or started before it and have no events left) and requests created before it
-    /// that are no longer pending. Returns how many sessions went.
+    /// moving the anchor to the last event dropped, and every segment file all of whose
+    /// blocks are gone (but the last); then the sessions that ended before the cutoff (or
+    /// started before it and have no events left) and requests created before it that are
+    /// no longer pending. Returns how many sessions went.
     pub fn prune(&self, cutoff_us: u64) -> Result<usize, sled::Error> {
         const BLOCKS_PER_BATCH: usize = 256;
         loop {
             let mut batch = sled::Batch::default();
             let mut anchor = None;
             let mut n = 0;
-            for kv in self.db.scan_prefix(keys::BLOCK) {
-                let (k, v) = kv?;
+            for kv in self.blocks() {
+                let Ok((block_seq, v)) = kv else { break };
                 let Some(raw) = chain::unpack(&v) else { break };
                 let Some(b) = chain::decode(&raw) else { break };
                 let (Some(last), Some(newest)) =
@@ -219,7 +286,6 @@ impl Store {
                 if newest >= cutoff_us || n == BLOCKS_PER_BATCH {
                     break;
                 }
-                let block_seq = keys::block_seq(&k).unwrap_or(0);
                 let mut seen: Vec<&[u8]> = Vec::new();
                 for e in &b.events {
                     if !seen.contains(&e.session) {
@@ -227,7 +293,8 @@ impl Store {
                         batch.remove(keys::index(e.session, block_seq));
                     }
                 }
-                batch.remove(k);
+                batch.remove(&keys::block(block_seq));
+                batch.remove(&keys::located(block_seq));
                 anchor = Some(Link {
                     seq: last.seq,
                     hash: last.hash,
@@ -241,6 +308,7 @@ impl Store {
                 break;
             }
         }
+        self.remove_pruned_segments()?;
 
         let cutoff = cutoff_us as f64 / 1e6;
         let mut batch = sled::Batch::default();
@@ -290,6 +358,23 @@ impl Store {
         }
         self.db.apply_batch(batch)?;
         Ok(gone)
+    }
+}
+
+impl Store {
+    /// Remove every segment file but the last whose blocks are all pruned: the next segment
+    /// starts at or before the first event kept.
+    fn remove_pruned_segments(&self) -> Result<(), sled::Error> {
+        let Some(anchor) = self.anchor()? else {
+            return Ok(());
+        };
+        let ids = self.segments.list()?;
+        for pair in ids.windows(2) {
+            if pair[1] <= anchor.seq + 1 {
+                self.segments.remove(pair[0])?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -2,17 +2,29 @@
 //!
 //! It sleeps until an event arrives, then gathers events for up to `commit_interval` (or
 //! until a durable event or barrier asks for a commit now, or [`MAX_BATCH`] are waiting),
-//! encodes and hashes them into blocks, and writes blocks, session index entries, session
-//! records and the new head in ONE atomic sled batch followed by ONE flush. Only then are the
-//! durable callers answered. While it gathers, callers' sends do not wake it (it parks on a
-//! timer, not on the channel), so a busy proxy pays for one wake-up per commit, not per event.
+//! encodes and hashes them into blocks, appends the blocks to the current segment file with
+//! ONE `write` and ONE `fdatasync` ([`super::segment`]), and then puts the blocks' locations,
+//! session index entries, session records and the new head into sled in ONE atomic batch,
+//! not flushed (sled flushes on its own within half a second; what a crash loses of it,
+//! [`super::recover`] rebuilds from the segments on the next open). Only then are the durable
+//! callers answered. A commit that carries request upserts also flushes sled: requests are
+//! not in the chain, so nothing could rebuild them. While it gathers, callers' sends do not
+//! wake it (it parks on a timer, not on the channel), so a busy proxy pays for one wake-up
+//! per commit, not per event.
+//!
+//! Group commit is leader/follower: the first durable caller (or barrier) to arrive ends the
+//! gathering at once, the commit takes everything queued by then, and every caller that
+//! arrives while it writes and syncs waits in the queue and goes, all together, into the
+//! next commit, which starts as soon as this one is done. So N sessions waiting at once share
+//! one `fdatasync`, and an autocommit write never waits for more than the commit in flight
+//! and its own.
 //!
 //! Request upserts ([`super::Audit::put_request`]) wait in [`Shared::requests`], the latest
 //! view per request, and every commit takes them all: they are encoded here and written in the
 //! same atomic batch as the commit's events.
 //!
-//! After any sled error the store is failed for good: the batch's waiters get the error, the
-//! in-memory head does not advance, and every later event is refused.
+//! After any sled or segment file error the store is failed for good: the batch's waiters get
+//! the error, the in-memory head does not advance, and every later event is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +40,8 @@ use super::encode::Canonical;
 use super::event::{EventKind, SessionRecord, Text};
 use super::joined::ResultSlot;
 use super::keys;
+use super::segment::{self, Appender, Location};
+use super::session_record::SessionChange;
 use super::store::Store;
 use super::texts;
 use crate::request::RequestView;
@@ -120,11 +134,22 @@ pub struct Writer {
     pub table: lz4_flex::block::CompressTable,
     /// The statement texts each session has stored whole ([`super::texts`]).
     pub texts: texts::Defined,
+    /// The segment file blocks are appended to.
+    pub appender: Appender,
+    /// One commit's frames (reused).
+    pub frames: Vec<u8>,
 }
 
 impl Writer {
-    /// Run until every sender is gone and the queue is drained.
+    /// Run until every sender is gone and the queue is drained; then flush sled, so that the
+    /// session records and head of the last commits reach its disk and a clean stop leaves
+    /// nothing for [`super::recover`].
     pub fn run(mut self) {
+        self.commit_until_closed();
+        let _ = self.store.db.flush();
+    }
+
+    fn commit_until_closed(&mut self) {
         let mut batch: Vec<Box<Msg>> = Vec::with_capacity(1024);
         loop {
             let Ok(first) = self.rx.recv() else { return };
@@ -222,6 +247,10 @@ impl Writer {
         let mut in_block: HashSet<&[u8]> = HashSet::new();
         let mut head = self.head;
         let mut written = 0u64;
+        // Blocks in this commit: first seq, offset in `frames`, length.
+        let mut placed: Vec<(u64, u64, u32)> = Vec::new();
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
 
         for m in batch.iter() {
             let Some(ev) = &m.ev else {
@@ -270,6 +299,7 @@ impl Writer {
                     &mut in_block,
                     &mut self.packed,
                     &mut self.table,
+                    (&mut frames, &mut placed),
                 );
                 block = BlockWriter::new(first, last, raw);
             }
@@ -281,6 +311,7 @@ impl Writer {
                 &mut in_block,
                 &mut self.packed,
                 &mut self.table,
+                (&mut frames, &mut placed),
             );
         }
         if head != self.head {
@@ -296,12 +327,9 @@ impl Writer {
         let outcome = if self.shared.fault.load(Ordering::Relaxed) {
             Err("injected failure (test hook): I/O error".to_string())
         } else {
-            self.store
-                .db
-                .apply_batch(sb)
-                .and_then(|()| self.store.db.flush())
-                .map_err(|e| e.to_string())
+            self.write(sb, &frames, &placed, !requests.is_empty())
         };
+        self.frames = frames;
         match outcome {
             Ok(_) => {
                 self.head = head;
@@ -339,6 +367,40 @@ impl Writer {
         }
     }
 
+    /// The segment append (one write, one `fdatasync`), then the sled batch that indexes it
+    /// (flushed only if `flush`). The blocks' locations go into the batch here, once the
+    /// segment they land in is known.
+    fn write(
+        &mut self,
+        mut sb: sled::Batch,
+        frames: &[u8],
+        placed: &[(u64, u64, u32)],
+        flush: bool,
+    ) -> Result<(), String> {
+        if let Some(&(first_seq, _, _)) = placed.first() {
+            let (segment, base) = self
+                .appender
+                .position(first_seq)
+                .map_err(|e| format!("cannot start an audit segment file: {e}"))?;
+            for &(seq, offset, len) in placed {
+                let at = Location {
+                    segment,
+                    offset: base + offset,
+                    len,
+                };
+                sb.insert(&keys::located(seq), &at.encode()[..]);
+            }
+            self.appender
+                .append(frames)
+                .map_err(|e| format!("cannot write the audit segment file: {e}"))?;
+        }
+        self.store.db.apply_batch(sb).map_err(|e| e.to_string())?;
+        if flush {
+            self.store.db.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
     /// Keep the session record in step with SessionStart / SessionEnd.
     fn session_update(
         &self,
@@ -346,81 +408,23 @@ impl Writer {
         m: &Msg,
         ev: &EventKind,
     ) {
-        let at = m.at_us as f64 / 1e6;
-        let s = |t: &Text| t.as_str().into_owned();
-        match ev {
-            EventKind::SessionStart {
-                protocol,
-                user,
-                target,
-                client,
-                application,
-                ..
-            } => {
-                let id = s(&m.session);
-                sessions.insert(
-                    id.clone(),
-                    SessionRecord {
-                        id,
-                        protocol: s(protocol),
-                        user: s(user),
-                        target: s(target),
-                        client: s(client),
-                        application: application.as_ref().map(s),
-                        started_at: at,
-                        ended_at: None,
-                        end_reason: None,
-                        bytes_in: 0,
-                        bytes_out: 0,
-                    },
-                );
-            }
-            EventKind::SessionEnd {
-                reason,
-                bytes_in,
-                bytes_out,
-            } => {
-                let id = s(&m.session);
-                let rec = match sessions.remove(&id) {
-                    Some(r) => r,
-                    None => self.store.session(&id).unwrap_or_else(|| SessionRecord {
-                        id: id.clone(),
-                        protocol: String::new(),
-                        user: String::new(),
-                        target: String::new(),
-                        client: String::new(),
-                        application: None,
-                        started_at: at,
-                        ended_at: None,
-                        end_reason: None,
-                        bytes_in: 0,
-                        bytes_out: 0,
-                    }),
-                };
-                sessions.insert(
-                    id,
-                    SessionRecord {
-                        ended_at: Some(at),
-                        end_reason: Some(s(reason)),
-                        bytes_in: rec.bytes_in.max(*bytes_in),
-                        bytes_out: rec.bytes_out.max(*bytes_out),
-                        ..rec
-                    },
-                );
-            }
-            _ => {}
+        if let Some(change) = SessionChange::of(ev) {
+            let id = m.session.as_str().into_owned();
+            change.apply(&self.store, sessions, id, m.at_us);
         }
     }
 }
 
-/// Put a finished block and its session index entries into `sb`; returns the new head and
-/// the block's buffer for reuse.
+/// Put a finished block into the commit's `frames` (and its place into `placed`: first seq,
+/// offset in `frames`, length) and its session index entries into `sb`; returns the new head
+/// and the block's buffer for reuse.
 fn close_block(
     sb: &mut sled::Batch,
     block: BlockWriter,
     in_block: &mut HashSet<&[u8]>,
     packed: &mut Vec<u8>,
     table: &mut lz4_flex::block::CompressTable,
+    (frames, placed): (&mut Vec<u8>, &mut Vec<(u64, u64, u32)>),
 ) -> (Link, Vec<u8>) {
     let first = block.first_seq;
     let head = Link {
@@ -431,8 +435,8 @@ fn close_block(
         sb.insert(keys::index(s, first), &[][..]);
     }
     let (n, raw) = block.finish_into(packed, table);
-    // sled copies the slice into its own buffer: the writer's buffers are reused.
-    sb.insert(&keys::block(first), &packed[..n]);
+    let offset = segment::push_frame(frames, &packed[..n]);
+    placed.push((first, offset, n as u32));
     (head, raw)
 }
 

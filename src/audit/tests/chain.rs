@@ -3,6 +3,7 @@
 use super::{TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry};
 use crate::audit::chain::{self, Link};
 use crate::audit::keys;
+use crate::audit::segment::{self, Location};
 use crate::audit::*;
 use crate::request::State;
 
@@ -22,14 +23,18 @@ async fn an_intact_store_verifies_offline_with_the_right_count() {
 
 type Owned = (Vec<u8>, [u8; 32]);
 
-/// Rewrite the block holding `seq` through `f` (which gets owned `(record, hash)` pairs).
+/// Rewrite the block holding `seq` through `f` (which gets owned `(record, hash)` pairs): the
+/// edited block is appended to its segment file and its location pointed at it, as someone
+/// with the files could (an edit in place is in `tests::segment`).
 fn tamper(a: &Audit, seq: u64, f: impl FnOnce(&mut Vec<Owned>)) {
     let db = &a.inner.store.db;
-    let (k, v) = db
-        .range(..keys::block(seq + 1).to_vec())
+    let (k, loc) = db
+        .range(keys::located(0)..keys::located(seq + 1))
         .next_back()
         .unwrap()
         .unwrap();
+    let loc = Location::decode(&loc).unwrap();
+    let v = a.inner.store.segments.reader().read(&loc).unwrap();
     let raw = chain::unpack(&v).unwrap();
     let b = chain::decode(&raw).unwrap();
     let mut evs: Vec<Owned> = b
@@ -39,7 +44,22 @@ fn tamper(a: &Audit, seq: u64, f: impl FnOnce(&mut Vec<Owned>)) {
         .collect();
     let prev = b.prev;
     f(&mut evs);
-    db.insert(k, chain::encode_raw(&prev, &evs)).unwrap();
+    let edited = chain::encode_raw(&prev, &evs);
+    let path = a.inner.store.segments.path(loc.segment);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let offset = file.metadata().unwrap().len();
+    let mut frame = Vec::new();
+    let at = segment::push_frame(&mut frame, &edited);
+    std::io::Write::write_all(&mut file, &frame).unwrap();
+    let moved = Location {
+        segment: loc.segment,
+        offset: offset + at,
+        len: edited.len() as u32,
+    };
+    db.insert(k, moved.encode().to_vec()).unwrap();
 }
 
 fn replace(hay: &mut Vec<u8>, from: &[u8], to: &[u8]) {
@@ -143,11 +163,11 @@ async fn removing_a_whole_block_or_the_last_one_is_named() {
     fill(&a, 3).await; // 7..=9
     assert_eq!(a.verify().unwrap(), 9);
     let db = &a.inner.store.db;
-    let middle = db.remove(keys::block(4)).unwrap().unwrap();
+    let middle = db.remove(keys::located(4)).unwrap().unwrap();
     assert_eq!(broken_at(&a), 4);
-    db.insert(keys::block(4), middle).unwrap();
+    db.insert(keys::located(4), middle).unwrap();
     assert_eq!(a.verify().unwrap(), 9);
-    db.remove(keys::block(7)).unwrap().unwrap();
+    db.remove(keys::located(7)).unwrap().unwrap();
     let e = a.verify().unwrap_err().to_string();
     assert_eq!(broken_at(&a), 7);
     assert!(e.contains("removed"), "{e}");

@@ -1,6 +1,7 @@
-//! Tests against the real sled store in a temporary directory, by idea: [`record`]
-//! (recording and reading back), [`upkeep`] (requests, restarts), [`chain`] (verification
-//! and tampering), [`durability`] (failure and crashes), [`commit`] (statements joined to
+//! Tests against the real store (sled and segment files) in a temporary directory, by idea:
+//! [`record`] (recording and reading back), [`upkeep`] (requests, restarts), [`chain`]
+//! (verification and tampering), [`segment`] (torn tails, recovery, rotation, older stores),
+//! [`durability`] (failure and crashes), [`commit`] (statements joined to
 //! their results, shared group commits) and [`texts`] (texts stored once per session). The helpers here serve them all
 //! (and `super::bench`).
 
@@ -8,6 +9,7 @@ mod chain;
 mod commit;
 mod durability;
 mod record;
+mod segment;
 mod texts;
 mod upkeep;
 

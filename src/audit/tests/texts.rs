@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use super::{TempDir, end_ev, open, start_ev, started, stmt, verify_retry};
 use crate::audit::chain;
-use crate::audit::keys;
 use crate::audit::*;
 
 const LONG: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
@@ -13,7 +12,7 @@ const LONG: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
 /// Every event as stored: (session, JSON), in chain order.
 pub(super) fn stored(a: &Audit) -> Vec<(String, serde_json::Value)> {
     let mut out = Vec::new();
-    for kv in a.inner.store.db.scan_prefix(keys::BLOCK) {
+    for kv in a.inner.store.blocks() {
         let (_, v) = kv.expect("a block");
         let raw = chain::unpack(&v).expect("a block that unpacks");
         let b = chain::decode(&raw).expect("a block that decodes");
