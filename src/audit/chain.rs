@@ -336,6 +336,128 @@ impl References {
     }
 }
 
+/// The checks every event of a chain passes, one event at a time and in chain order, from
+/// an anchor: the seq follows the last one, the hash links the stored bytes to the last hash,
+/// and a text reference names a text its session stored before. [`walk`] runs it over the
+/// blocks of a store; a trail shipped elsewhere is checked with the same rules.
+pub struct Links {
+    at: Link,
+    anchored: bool,
+    texts: References,
+    walked: u64,
+}
+
+impl Links {
+    /// A chain continuing after `anchor` ([`Link::START`] for a chain never pruned).
+    pub fn after(anchor: Link) -> Links {
+        Links {
+            at: anchor,
+            anchored: anchor != Link::START,
+            texts: References::default(),
+            walked: 0,
+        }
+    }
+
+    /// The last event checked (the anchor before any).
+    pub fn last(&self) -> Link {
+        self.at
+    }
+
+    /// Check the next event; on success it becomes the last one.
+    pub fn check(&mut self, e: &RawEvent<'_>) -> Result<(), Broken> {
+        let expect = self.at.seq + 1;
+        if e.seq != expect {
+            return Err(broken(
+                expect,
+                if e.seq > expect {
+                    format!(
+                        "event {expect} is missing (the next one stored is event {})",
+                        e.seq
+                    )
+                } else {
+                    format!(
+                        "found event {} where event {expect} belongs (events were inserted or reordered)",
+                        e.seq
+                    )
+                },
+            ));
+        }
+        if link(&self.at.hash, e.record) != e.hash {
+            return Err(broken(
+                e.seq,
+                format!(
+                    "its hash does not match its content and the hash of event {}",
+                    self.at.seq
+                ),
+            ));
+        }
+        self.texts.check(e, self.anchored)?;
+        self.at = Link {
+            seq: e.seq,
+            hash: e.hash,
+        };
+        self.walked += 1;
+        Ok(())
+    }
+
+    /// After the last event: the chain must end exactly at `head`, the last event its store
+    /// recorded (`None`: no head was recorded, so there must be no events either).
+    pub fn finish(self, head: Option<Link>) -> Result<u64, Broken> {
+        let at = self.at;
+        let Some(head) = head else {
+            if self.walked > 0 {
+                return Err(broken(at.seq, "the store's head record is missing"));
+            }
+            return Ok(0);
+        };
+        if head.seq > at.seq {
+            return Err(broken(
+                at.seq + 1,
+                format!(
+                    "the chain ends at event {} but the store recorded events up to {} (events at the end were removed)",
+                    at.seq, head.seq
+                ),
+            ));
+        }
+        if head.seq < at.seq {
+            return Err(broken(
+                head.seq + 1,
+                format!(
+                    "the store recorded events up to {} but the chain goes on to event {} (events were appended)",
+                    head.seq, at.seq
+                ),
+            ));
+        }
+        if head.hash != at.hash {
+            return Err(broken(
+                at.seq,
+                "the store's head records this event with another hash",
+            ));
+        }
+        Ok(self.walked)
+    }
+}
+
+/// One stored record (`seq ‖ at ‖ session ‖ JSON`, as hashed) with its hash, as an event;
+/// `None` unless the bytes are exactly one record.
+pub fn parse_record(record: &[u8], hash: [u8; 32]) -> Option<RawEvent<'_>> {
+    let mut r = Reader { b: record, at: 0 };
+    let seq = r.u64()?;
+    let at_us = r.u64()?;
+    let slen = r.u16()? as usize;
+    let session = r.take(slen)?;
+    let jlen = r.u32()? as usize;
+    let json = r.take(jlen)?;
+    (r.at == record.len()).then_some(RawEvent {
+        seq,
+        at_us,
+        session,
+        json,
+        record,
+        hash,
+    })
+}
+
 /// Walk the whole chain of `tree` from its anchor (or the genesis): `Ok(events walked)` or
 /// the first broken link (of the chain, or a text reference that resolves to nothing).
 pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
@@ -343,14 +465,13 @@ pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
         tree.get(k)
             .map_err(|e| broken(0, format!("cannot read the store: {e}")))
     };
-    let mut at = match read(keys::ANCHOR)? {
+    let anchor = match read(keys::ANCHOR)? {
         None => Link::START,
         Some(v) => Link::decode(&v).ok_or_else(|| broken(0, "the pruning anchor is malformed"))?,
     };
-    let anchored = at != Link::START;
-    let mut texts = References::default();
-    let mut walked = 0u64;
+    let mut links = Links::after(anchor);
     for item in tree.scan_prefix(keys::BLOCK) {
+        let at = links.last();
         let (k, v) = item.map_err(|e| broken(at.seq + 1, format!("cannot read the store: {e}")))?;
         let key_seq = keys::block_seq(&k).unwrap_or(0);
         let expect = at.seq + 1;
@@ -380,69 +501,15 @@ pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
             ));
         }
         for e in &block.events {
-            let expect = at.seq + 1;
-            if e.seq != expect {
-                return Err(broken(
-                    expect,
-                    if e.seq > expect {
-                        format!(
-                            "event {expect} is missing (the next one stored is event {})",
-                            e.seq
-                        )
-                    } else {
-                        format!(
-                            "found event {} where event {expect} belongs (events were inserted or reordered)",
-                            e.seq
-                        )
-                    },
-                ));
-            }
-            if link(&at.hash, e.record) != e.hash {
-                return Err(broken(
-                    e.seq,
-                    format!(
-                        "its hash does not match its content and the hash of event {}",
-                        at.seq
-                    ),
-                ));
-            }
-            texts.check(e, anchored)?;
-            at = Link {
-                seq: e.seq,
-                hash: e.hash,
-            };
-            walked += 1;
+            links.check(e)?;
         }
     }
-    if let Some(v) = read(keys::HEAD)? {
-        let head = Link::decode(&v)
-            .ok_or_else(|| broken(at.seq, "the store's head record is malformed"))?;
-        if head.seq > at.seq {
-            return Err(broken(
-                at.seq + 1,
-                format!(
-                    "the chain ends at event {} but the store recorded events up to {} (events at the end were removed)",
-                    at.seq, head.seq
-                ),
-            ));
-        }
-        if head.seq < at.seq {
-            return Err(broken(
-                head.seq + 1,
-                format!(
-                    "the store recorded events up to {} but the chain goes on to event {} (events were appended)",
-                    head.seq, at.seq
-                ),
-            ));
-        }
-        if head.hash != at.hash {
-            return Err(broken(
-                at.seq,
-                "the store's head records this event with another hash",
-            ));
-        }
-    } else if walked > 0 {
-        return Err(broken(at.seq, "the store's head record is missing"));
-    }
-    Ok(walked)
+    let head = match read(keys::HEAD)? {
+        None => None,
+        Some(v) => Some(
+            Link::decode(&v)
+                .ok_or_else(|| broken(links.last().seq, "the store's head record is malformed"))?,
+        ),
+    };
+    links.finish(head)
 }

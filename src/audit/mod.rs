@@ -51,7 +51,8 @@
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
 //! [`joined`] (results joined to their statements), [`texts`] (texts stored once per session),
 //! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
-//! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel).
+//! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel),
+//! [`shipped`] (the stored events as they leave the process, and the checks of a copy).
 
 mod chain;
 mod encode;
@@ -59,6 +60,7 @@ mod event;
 mod joined;
 mod keys;
 mod recording;
+mod shipped;
 mod store;
 mod texts;
 mod upkeep;
@@ -85,6 +87,7 @@ pub use event::{
 };
 pub use joined::StatementHandle;
 pub use recording::{ChannelRecording, Recordings};
+pub use shipped::{ShippedChain, ShippedRow, StoredEvent, TextResolver, event_record, kind_of};
 
 use crate::config::OnAuditFailure;
 use store::Store;

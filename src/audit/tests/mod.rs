@@ -8,6 +8,7 @@ mod chain;
 mod commit;
 mod durability;
 mod record;
+mod shipped;
 mod texts;
 mod upkeep;
 
