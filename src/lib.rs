@@ -38,6 +38,7 @@ pub mod app;
 pub mod approval;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod escape;
 pub mod gate;

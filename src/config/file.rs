@@ -26,6 +26,8 @@ pub struct ConfigFile {
     pub audit: AuditSection,
     #[serde(default)]
     pub api: ApiSection,
+    /// Absent: one process with its state in memory, exactly as before clustering existed.
+    pub cluster: Option<ClusterSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,4 +109,24 @@ pub struct ApiSection {
     /// session, event and recording, the export and the chain check).
     #[serde(default)]
     pub auditors: Vec<String>,
+}
+
+/// `[cluster]`: run as one of several replicas sharing requests, grants and audit through a
+/// PostgreSQL database.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// This replica's name, unique among the replicas (audit trail, API, heartbeat row).
+    pub node: String,
+    /// libpq keyword/value connection string of the state database, without a password.
+    pub state_url: String,
+    pub state_password_file: Option<PathBuf>,
+    pub state_password_env: Option<String>,
+    /// `disable`, `prefer` (default) or `require`, as a target's `tls`.
+    pub state_tls: Option<String>,
+    pub state_ca_file: Option<PathBuf>,
+    /// A replica silent this long is lost: its pending requests are cancelled (default 15s).
+    pub node_timeout: Option<String>,
+    /// How often this replica writes its heartbeat row (default 3s).
+    pub heartbeat_interval: Option<String>,
 }

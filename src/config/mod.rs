@@ -7,12 +7,15 @@
 //!
 //! - `file`: the file's own shape ([`ConfigFile`] and its sections).
 //! - `validate`: from [`ConfigFile`] to [`Config`], every problem reported at once.
+//! - `cluster`: the `[cluster]` section (replicas sharing state through PostgreSQL).
 
+mod cluster;
 mod file;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use cluster::{Cluster, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_NODE_TIMEOUT, valid_node_name};
 pub use file::*;
 use validate::one_line;
 pub use validate::{decode_hex32, parse_duration};
@@ -38,6 +41,8 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     pub audit: Audit,
     pub api: ApiAccess,
+    /// `[cluster]`: `None` runs one process with its state in memory.
+    pub cluster: Option<Cluster>,
 }
 
 /// `[api]`, validated: who may read everything through the control API. Everyone else sees

@@ -122,3 +122,62 @@ fn api_auditors_name_known_users_and_groups() {
     let unknown_key = format!("{base}[api]\nauditor = [\"user:erin\"]\n");
     assert!(Config::parse(&unknown_key, Path::new("/")).is_err());
 }
+
+const SERVER: &str = "[server]\napi_listen = \"127.0.0.1:1\"\ndata_dir = \"/tmp\"\n";
+
+#[test]
+fn no_cluster_section_means_no_cluster() {
+    let config = Config::parse(SERVER, Path::new("/")).expect("valid");
+    assert!(config.cluster.is_none());
+}
+
+#[test]
+fn cluster_section_defaults() {
+    let text = format!(
+        "{SERVER}[cluster]\nnode = \"jg-a\"\nstate_url = \"host=10.0.0.5 port=5432 dbname=jitgate user=jitgate\"\n"
+    );
+    let c = Config::parse(&text, Path::new("/"))
+        .expect("valid")
+        .cluster
+        .expect("cluster");
+    assert_eq!(c.node, "jg-a");
+    assert_eq!(c.state_tls, UpstreamTls::Prefer);
+    assert_eq!(c.node_timeout, DEFAULT_NODE_TIMEOUT);
+    assert_eq!(c.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
+    assert_eq!(c.state.get_dbname(), Some("jitgate"));
+    assert!(c.state_password.is_none());
+}
+
+#[test]
+fn cluster_section_reports_every_problem() {
+    let text = format!(
+        r#"{SERVER}[cluster]
+node = "jg a"
+state_url = "host=db dbname=jitgate user=jitgate password=oops"
+state_password_file = "/nonexistent/pw"
+state_password_env = "JITGATE_TEST_UNSET_VAR"
+state_tls = "maybe"
+node_timeout = "2s"
+heartbeat_interval = "1s"
+"#
+    );
+    let errs = Config::parse(&text, Path::new("/")).unwrap_err().0;
+    for want in [
+        "cluster.node",
+        "holds a password",
+        "not both",
+        "cluster.state_tls",
+        "at least three heartbeat_interval",
+    ] {
+        assert!(errs.iter().any(|e| e.contains(want)), "{want}: {errs:?}");
+    }
+    let bad_url = format!("{SERVER}[cluster]\nnode = \"a\"\nstate_url = \"host=\"\"\n");
+    assert!(Config::parse(&bad_url, Path::new("/")).is_err());
+    let no_user = format!("{SERVER}[cluster]\nnode = \"a\"\nstate_url = \"host=db\"\n");
+    let errs = Config::parse(&no_user, Path::new("/")).unwrap_err().0;
+    assert!(errs.iter().any(|e| e.contains("names no user")), "{errs:?}");
+    let unknown =
+        format!("{SERVER}[cluster]\nnode = \"a\"\nstate_url = \"host=db user=u\"\nfoo = 1\n");
+    let errs = Config::parse(&unknown, Path::new("/")).unwrap_err().0;
+    assert!(errs[0].contains("foo"), "{errs:?}");
+}

@@ -137,6 +137,11 @@ pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigEr
         ));
     }
 
+    let cluster = file
+        .cluster
+        .as_ref()
+        .and_then(|c| super::cluster::validate_cluster(c, base, &mut errs));
+
     if !errs.is_empty() {
         return Err(ConfigErrors(errs));
     }
@@ -163,6 +168,7 @@ pub(super) fn validate(file: ConfigFile, base: &Path) -> Result<Config, ConfigEr
             recording_limit_bytes,
         },
         api,
+        cluster,
     })
 }
 

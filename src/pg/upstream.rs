@@ -82,14 +82,23 @@ pub struct Upstream {
 
 /// Build the rustls client config for a target (once per target, reused).
 pub fn tls_config(target: &Target) -> Result<Option<Arc<rustls::ClientConfig>>, UpstreamError> {
-    if target.tls == UpstreamTls::Disable {
+    client_tls_config(target.tls, target.ca_file.as_deref())
+}
+
+/// The rustls client config for a Postgres server with TLS mode `tls` and root CA `ca_file`
+/// (the targets' rules; the cluster's state database uses them too).
+pub fn client_tls_config(
+    tls: UpstreamTls,
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, UpstreamError> {
+    if tls == UpstreamTls::Disable {
         return Ok(None);
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-    let config = match &target.ca_file {
+    let config = match ca_file {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             let pem = std::fs::read(ca)?;
