@@ -33,6 +33,8 @@ pub enum ServeError {
     HostKey(#[from] crate::ssh::HostKeyError),
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
+    #[error("{0}")]
+    State(#[from] crate::cluster::StateError),
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
@@ -68,7 +70,9 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     // What the clean-up of a crash recorded is on disk before anything is served.
     audit.flush().await?;
     let limits = config.server.limits();
-    let app = AppState::new(Arc::new(config), audit.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (history, shipping) = audit_history(&config, &audit, &metrics).await?;
+    let app = AppState::new(Arc::new(config), audit.clone(), history, metrics);
     spawn_retention(audit.clone());
     crate::webhook::spawn(app.clone());
     let shutdown = ShutdownSignal::new();
@@ -136,7 +140,17 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;
     match tokio::time::timeout(Duration::from_secs(10), audit.flush()).await {
-        Ok(Ok(n)) => info!("audit trail flushed ({n} events in the chain)"),
+        Ok(Ok(n)) => {
+            info!("audit trail flushed ({n} events in the chain)");
+            if let Some(s) = &shipping
+                && !s.wait_shipped(n, Duration::from_secs(5)).await
+            {
+                warn!(
+                    "audit trail: events after {} not shipped yet; they ship when this node starts again",
+                    s.shipped()
+                );
+            }
+        }
         Ok(Err(e)) => warn!("audit trail: final flush failed: {e}"),
         Err(_) => warn!("audit trail: final flush timed out"),
     }
@@ -202,6 +216,36 @@ fn open_audit(config: &Config) -> Result<crate::audit::Audit, ServeError> {
     }
     audit.start();
     Ok(audit)
+}
+
+/// Where the API reads audit history, and in cluster mode the shipper of this node's trail
+/// (the state database's schema migrated first).
+async fn audit_history(
+    config: &Config,
+    audit: &crate::audit::Audit,
+    metrics: &crate::metrics::Metrics,
+) -> Result<
+    (
+        crate::cluster::History,
+        Option<Arc<crate::cluster::shipping::ShippingStatus>>,
+    ),
+    ServeError,
+> {
+    let Some(cluster) = &config.cluster else {
+        return Ok((crate::cluster::History::Local(audit.clone()), None));
+    };
+    let (connector, _client) = crate::cluster::prepare(cluster).await?;
+    let shipping = crate::cluster::shipping::spawn(
+        audit.clone(),
+        connector.clone(),
+        cluster.node.clone(),
+        metrics.cluster_shipping_lag.clone(),
+    );
+    let history = crate::cluster::ClusterHistory::new(connector);
+    Ok((
+        crate::cluster::History::Cluster(Arc::new(history)),
+        Some(shipping),
+    ))
 }
 
 /// Prune sessions older than `retention_days`, at start and then hourly.

@@ -66,7 +66,7 @@ impl Direct {
 
 /// Where a `--config` points the readers: its state database, or its `data_dir`.
 enum Configured {
-    Cluster(crate::config::Cluster),
+    Cluster(Box<crate::config::Cluster>),
     DataDir(PathBuf),
 }
 
@@ -90,7 +90,7 @@ impl Where {
         };
         match crate::config::Config::load(c) {
             Ok(cfg) => Ok(Some(match cfg.cluster {
-                Some(cluster) => Configured::Cluster(cluster),
+                Some(cluster) => Configured::Cluster(Box::new(cluster)),
                 None => Configured::DataDir(store_dir(&cfg.server.data_dir)),
             })),
             Err(e) => {

@@ -13,11 +13,19 @@
 //!
 //! - `connect`: connections to the state database (tokio-postgres, TLS as for targets).
 //! - `schema`: the versioned migrations.
+//! - `shipping`: each replica's audit trail copied to the state database, in order.
+//! - `history`: where the API and CLI read audit history from (the local store, or in
+//!   cluster mode every replica's shipped trail, `history_pg`).
 
 pub mod connect;
+pub mod history;
+mod history_pg;
 pub mod schema;
+pub mod shipping;
 
 pub use connect::Connector;
+pub use history::{History, HistoryError};
+pub use history_pg::ClusterHistory;
 
 /// What can go wrong with the state database.
 #[derive(Debug, thiserror::Error)]
