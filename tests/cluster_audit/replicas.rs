@@ -1,0 +1,163 @@
+//! Replicas for the cluster audit tests: one state database on the shared test cluster, a
+//! target database, and `jitgate serve` processes with a `[cluster]` section pointing at that
+//! state database, each with its own `data_dir` kept across restarts.
+//!
+//! Users: alice (password and API token; runs the sessions), audrey (API token; the auditor).
+//! One rule allows everything: these tests are about the trail, not approvals.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::api::{AUDITOR_TOKEN, Api, POLL, sha256_hex};
+use crate::support::jitgate::toml_str;
+use crate::support::proc::write_file;
+use crate::support::{
+    ALICE, ALICE_PASSWORD, APP_TARGET, Jitgate, JitgateBuilder, PgCluster, PgTarget, TempDir,
+    jitgate_cmd, run_timeout,
+};
+
+pub const ALICE_TOKEN: &str = "alice-cluster-token";
+
+/// The databases and directories replicas share.
+pub struct Replicas {
+    pub pg: &'static PgCluster,
+    /// The state database (owned by role `app`).
+    pub state_db: String,
+    /// The target database alice reaches as `app-db`.
+    pub target_db: String,
+    dir: TempDir,
+}
+
+impl Replicas {
+    pub fn new() -> Replicas {
+        let pg = PgCluster::shared();
+        let state_db = pg.fresh_database("app");
+        let target_db = pg.fresh_database("app");
+        Replicas {
+            pg,
+            state_db,
+            target_db,
+            dir: TempDir::new("cluster-audit"),
+        }
+    }
+
+    /// The `data_dir` of replica `node` (the same at every start).
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(node)
+    }
+
+    /// Start replica `node` (on free ports, with its own `data_dir`).
+    pub fn start(&self, node: &str) -> Jitgate {
+        let password_file = self.dir.join("state.password");
+        write_file(
+            &password_file,
+            crate::support::cluster::role_password("app"),
+            0o600,
+        );
+        let users = format!(
+            "[[users]]\nname = \"{ALICE}\"\ngroups = [\"dev\"]\npassword = {}\n\
+             api_token_sha256 = \"{}\"\n\n\
+             [[users]]\nname = \"audrey\"\ngroups = [\"security\"]\napi_token_sha256 = \"{}\"\n\n\
+             [api]\nauditors = [\"user:audrey\"]\n\n\
+             [cluster]\nnode = {}\nstate_url = {}\nstate_password_file = {}\nstate_tls = \"disable\"\n",
+            toml_str(&crate::support::hash_password(ALICE_PASSWORD)),
+            sha256_hex(ALICE_TOKEN),
+            sha256_hex(AUDITOR_TOKEN),
+            toml_str(node),
+            toml_str(&format!(
+                "host=127.0.0.1 port={} dbname={} user=app",
+                self.pg.port(),
+                self.state_db
+            )),
+            toml_str(&password_file.display().to_string()),
+        );
+        std::fs::create_dir_all(self.data_dir(node)).expect("mkdir data_dir");
+        JitgateBuilder::new()
+            .target(PgTarget::on_cluster(
+                APP_TARGET,
+                self.pg,
+                &self.target_db,
+                "app",
+            ))
+            .allow_all()
+            .data_dir(&self.data_dir(node))
+            .raw_toml(&users)
+            .start()
+    }
+
+    /// `psql -At` as superuser in the state database; trimmed output.
+    pub fn state_sql(&self, sql: &str) -> String {
+        self.pg.superuser_psql_db(&self.state_db, sql)
+    }
+
+    /// `(seq, hex hash)` of every row node `node` shipped, in seq order.
+    pub fn shipped(&self, node: &str) -> Vec<(u64, String)> {
+        self.state_sql(&format!(
+            "SELECT seq || ' ' || encode(hash, 'hex') FROM jitgate_audit_events \
+             WHERE node = '{node}' ORDER BY seq;"
+        ))
+        .lines()
+        .map(seq_and_hash)
+        .collect()
+    }
+}
+
+fn seq_and_hash(line: &str) -> (u64, String) {
+    let (seq, hash) = line.split_once(' ').expect("seq and hash");
+    (seq.parse().expect("a seq"), hash.to_string())
+}
+
+/// The API of a replica as `token`.
+pub fn api(jg: &Jitgate, token: &str) -> Api {
+    Api::new(jg.api_addr(), token)
+}
+
+/// `jitgate ARGS` (the CLI) against a replica's API as the holder of `token`.
+pub fn cli(jg: &Jitgate, token: &str, args: &[&str]) -> Output {
+    run_timeout(
+        jitgate_cmd()
+            .args(args)
+            .env("JITGATE_URL", jg.api_url())
+            .env("JITGATE_TOKEN", token),
+        None,
+        POLL,
+    )
+}
+
+/// `(seq, hash)` of every event in a stopped replica's own store, read offline.
+pub fn local_trail(data_dir: &std::path::Path) -> Vec<(u64, String)> {
+    let out = run_timeout(
+        jitgate_cmd()
+            .args(["audit", "export", "--data-dir"])
+            .arg(data_dir),
+        None,
+        POLL,
+    );
+    assert!(
+        out.status.success(),
+        "jitgate audit export --data-dir: {}",
+        crate::support::output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("an export line is JSON");
+            (
+                v["seq"].as_u64().expect("seq"),
+                v["hash"].as_str().expect("hash").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Stop a replica with SIGTERM and wait for it to exit (its store is then free to read).
+pub fn stop(jg: &mut Jitgate) {
+    jg.kill("TERM");
+    assert!(
+        jg.wait_exit(POLL).is_some(),
+        "jitgate did not stop\n{}",
+        jg.log_tail(30)
+    );
+}
