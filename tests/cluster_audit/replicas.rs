@@ -115,6 +115,7 @@ pub fn api(jg: &Jitgate, token: &str) -> Api {
 }
 
 /// `jitgate ARGS` (the CLI) against a replica's API as the holder of `token`.
+#[allow(dead_code)] // not every test file runs the CLI
 pub fn cli(jg: &Jitgate, token: &str, args: &[&str]) -> Output {
     run_timeout(
         jitgate_cmd()
@@ -160,4 +161,35 @@ pub fn stop(jg: &mut Jitgate) {
         "jitgate did not stop\n{}",
         jg.log_tail(30)
     );
+}
+
+impl Replicas {
+    /// The state database goes away: it refuses every new connection and its open ones are
+    /// ended (one PostgreSQL serves the state and the target here, so the server itself keeps
+    /// running and the target keeps serving reads).
+    pub fn state_away(&self) {
+        self.pg.superuser_psql(&format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false;\n\
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}';",
+            db = self.state_db
+        ));
+    }
+
+    /// The state database is back.
+    pub fn state_back(&self) {
+        self.pg.superuser_psql(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true;",
+            self.state_db
+        ));
+    }
+}
+
+/// A replica's `jitgate_cluster_shipping_lag_events`.
+pub fn shipping_lag(jg: &Jitgate) -> u64 {
+    let (status, body) = jg.http_get("http", "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("jitgate_cluster_shipping_lag_events "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no shipping lag metric in\n{body}"))
 }
