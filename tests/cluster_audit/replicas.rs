@@ -4,6 +4,9 @@
 //!
 //! Users: alice (password and API token; runs the sessions), audrey (API token; the auditor).
 //! One rule allows everything: these tests are about the trail, not approvals.
+//!
+//! Each test file uses a different subset, so unused items are expected here.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -115,7 +118,6 @@ pub fn api(jg: &Jitgate, token: &str) -> Api {
 }
 
 /// `jitgate ARGS` (the CLI) against a replica's API as the holder of `token`.
-#[allow(dead_code)] // not every test file runs the CLI
 pub fn cli(jg: &Jitgate, token: &str, args: &[&str]) -> Output {
     run_timeout(
         jitgate_cmd()
