@@ -226,3 +226,65 @@ impl History {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn one_jitgate_answers_verify_as_before() {
+        assert_eq!(
+            Verification::Local(Ok(7)).to_json(),
+            json!({"ok": true, "events": 7})
+        );
+        let broken = Broken {
+            seq: 3,
+            reason: "its hash does not match".into(),
+        };
+        let v = Verification::Local(Err(VerifyError::Broken(broken)));
+        assert_eq!(
+            v.to_json(),
+            json!({"ok": false, "error": "broken link at event 3: its hash does not match"})
+        );
+    }
+
+    #[test]
+    fn a_cluster_verify_names_each_broken_node_and_event() {
+        let v = Verification::Cluster(vec![
+            NodeChain {
+                node: "jg-a".into(),
+                events: 2,
+                broken: Some(Broken {
+                    seq: 3,
+                    reason: "its hash does not match".into(),
+                }),
+            },
+            NodeChain {
+                node: "jg-b".into(),
+                events: 5,
+                broken: None,
+            },
+        ]);
+        assert!(!v.ok());
+        assert_eq!(
+            v.to_json(),
+            json!({
+                "ok": false,
+                "error": "node jg-a: broken link at event 3: its hash does not match",
+                "nodes": [
+                    {"node": "jg-a", "ok": false, "events": 2, "seq": 3,
+                     "error": "broken link at event 3: its hash does not match"},
+                    {"node": "jg-b", "ok": true, "events": 5},
+                ],
+            })
+        );
+        let fine = Verification::Cluster(vec![NodeChain {
+            node: "jg-b".into(),
+            events: 5,
+            broken: None,
+        }]);
+        assert_eq!(fine.to_json()["events"], 5);
+        assert_eq!(fine.error(), None);
+    }
+}
