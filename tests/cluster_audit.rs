@@ -2,7 +2,8 @@
 //! database and the target, two jitgate replicas (`jg-a`, `jg-b`) with `[cluster]`.
 //!
 //! - proof 6: a session on A is listed, replayed and verified through B's API and CLI, and
-//!   through the CLI reading the state database directly;
+//!   through the CLI reading the state database directly; an SSH session's recording made on
+//!   A plays back through B;
 //! - tampering with one shipped row: `audit verify` names the node and the event;
 //! - (`cluster_audit_outage.rs`: A killed and restarted, and the state database away.)
 //!
@@ -181,6 +182,47 @@ fn a_session_on_a_is_listed_replayed_and_verified_through_b() {
         r.shipped("jg-a"),
         local,
         "every local event of A is in PostgreSQL"
+    );
+}
+
+#[test]
+fn an_ssh_recording_made_on_a_plays_back_through_b() {
+    use support::sshd::{Keys, TARGET, ssh_client};
+    let r = Replicas::new().with_ssh();
+    let a = r.start("jg-a");
+    let b = r.start("jg-b");
+    let out = support::run_timeout(
+        ssh_client(a.ssh_port(), &Keys::shared().alice, TARGET).arg("echo recorded-on-$((6*7))"),
+        None,
+        api::POLL,
+    );
+    assert!(out.status.success(), "ssh through A: {}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "recorded-on-42"
+    );
+
+    let s = ended_session(&b, ALICE_TOKEN);
+    assert_eq!(s["protocol"], "ssh", "{s}");
+    let id = s["id"].as_str().expect("a session id").to_string();
+    let channels = api(&b, ALICE_TOKEN).get_ok(&format!("/v1/sessions/{id}/recordings"));
+    assert_eq!(channels.as_array().map(Vec::len), Some(1), "{channels}");
+    let (status, cast) = api(&b, ALICE_TOKEN).get(&format!("/v1/sessions/{id}/recording"));
+    assert_eq!(status, 200, "{cast}");
+    let cast = cast
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or(cast.to_string());
+    assert!(
+        cast.contains("recorded-on-42"),
+        "the output, as A recorded it: {cast}"
+    );
+    let out = cli(&b, ALICE_TOKEN, &["replay", &id, "--format", "cast"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        cast,
+        "the CLI plays the same cast"
     );
 }
 

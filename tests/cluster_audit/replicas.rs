@@ -2,8 +2,10 @@
 //! target database, and `jitgate serve` processes with a `[cluster]` section pointing at that
 //! state database, each with its own `data_dir` kept across restarts.
 //!
-//! Users: alice (password and API token; runs the sessions), audrey (API token; the auditor).
-//! One rule allows everything: these tests are about the trail, not approvals.
+//! Users: alice (password, SSH key and API token; runs the sessions), audrey (API token; the
+//! auditor). One rule allows everything: these tests are about the trail, not approvals. With
+//! [`Replicas::with_ssh`], every replica also listens for SSH and reaches the test sshd as
+//! target `web-1`.
 //!
 //! Each test file uses a different subset, so unused items are expected here.
 #![allow(dead_code)]
@@ -16,6 +18,7 @@ use serde_json::Value;
 use crate::api::{AUDITOR_TOKEN, Api, POLL, sha256_hex};
 use crate::support::jitgate::toml_str;
 use crate::support::proc::write_file;
+use crate::support::sshd::{Keys, Sshd, TARGET, TARGET_USER, public_key};
 use crate::support::{
     ALICE, ALICE_PASSWORD, APP_TARGET, Jitgate, JitgateBuilder, PgCluster, PgTarget, TempDir,
     jitgate_cmd, run_timeout,
@@ -31,6 +34,7 @@ pub struct Replicas {
     /// The target database alice reaches as `app-db`.
     pub target_db: String,
     dir: TempDir,
+    ssh: Option<Sshd>,
 }
 
 impl Replicas {
@@ -43,7 +47,35 @@ impl Replicas {
             state_db,
             target_db,
             dir: TempDir::new("cluster-audit"),
+            ssh: None,
         }
+    }
+
+    /// Replicas started from now on also serve SSH to the test sshd (target `web-1`).
+    pub fn with_ssh(mut self) -> Replicas {
+        let keys = Keys::shared();
+        self.ssh = Some(Sshd::start(&[public_key(&keys.target)]));
+        self
+    }
+
+    /// The `[[users]]` key line and `[[targets]]` table of the SSH target, if any.
+    fn ssh_toml(&self) -> (String, String) {
+        let Some(sshd) = &self.ssh else {
+            return (String::new(), String::new());
+        };
+        let keys = Keys::shared();
+        (
+            format!("ssh_keys = [{}]\n", toml_str(&public_key(&keys.alice))),
+            format!(
+                "\n[[targets]]\nname = {}\nkind = \"ssh\"\naddress = {}\nuser = {}\n\
+                 key_file = {}\nhost_key = {}\n",
+                toml_str(TARGET),
+                toml_str(&sshd.addr()),
+                toml_str(TARGET_USER),
+                toml_str(&keys.target.display().to_string()),
+                toml_str(&sshd.host_key),
+            ),
+        )
     }
 
     /// The `data_dir` of replica `node` (the same at every start).
@@ -59,8 +91,9 @@ impl Replicas {
             crate::support::cluster::role_password("app"),
             0o600,
         );
+        let (ssh_key, ssh_target) = self.ssh_toml();
         let users = format!(
-            "[[users]]\nname = \"{ALICE}\"\ngroups = [\"dev\"]\npassword = {}\n\
+            "[[users]]\nname = \"{ALICE}\"\ngroups = [\"dev\"]\npassword = {}\n{ssh_key}\
              api_token_sha256 = \"{}\"\n\n\
              [[users]]\nname = \"audrey\"\ngroups = [\"security\"]\napi_token_sha256 = \"{}\"\n\n\
              [api]\nauditors = [\"user:audrey\"]\n\n\
@@ -75,9 +108,13 @@ impl Replicas {
                 self.state_db
             )),
             toml_str(&password_file.display().to_string()),
-        );
+        ) + &ssh_target;
         std::fs::create_dir_all(self.data_dir(node)).expect("mkdir data_dir");
-        JitgateBuilder::new()
+        let builder = match self.ssh {
+            Some(_) => JitgateBuilder::new().ssh_listen(),
+            None => JitgateBuilder::new(),
+        };
+        builder
             .target(PgTarget::on_cluster(
                 APP_TARGET,
                 self.pg,
