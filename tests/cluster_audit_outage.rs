@@ -3,6 +3,7 @@
 //!
 //! - proof 4: A is SIGKILLed with events not yet shipped; after A restarts, its shipped trail
 //!   and B's verify as one history, and every local event of A is in PostgreSQL;
+//! - a replica whose store was wiped does not ship under its old node name;
 //! - proof 5: the state database goes away while the replicas serve reads; the events of that
 //!   interval are kept locally (the lag metric shows them) and appear in PostgreSQL once it
 //!   is back.
@@ -91,6 +92,14 @@ async fn a_killed_replica_ships_what_it_had_not_and_b_verifies_one_history() {
     a.kill("KILL");
     a.wait_exit(api::POLL).expect("A is gone");
     r.state_back();
+    // As if A's last acknowledged batch had not committed: it ships events 2.. again, and
+    // the rows already there are kept once.
+    r.state_sql(
+        "UPDATE jitgate_audit_heads SET head_seq = 1, head_hash = (SELECT hash \
+         FROM jitgate_audit_events WHERE node = 'jg-a' AND seq = 1) WHERE node = 'jg-a';",
+    );
+    let before_restart = r.shipped("jg-a");
+    assert!(before_restart.len() >= 2, "{before_restart:?}");
 
     // A starts again on its own store: it ends the session it lost and ships everything.
     let mut a = r.start("jg-a");
@@ -106,6 +115,11 @@ async fn a_killed_replica_ships_what_it_had_not_and_b_verifies_one_history() {
     }
     let verified = api(&b, AUDITOR_TOKEN).get_ok("/v1/audit/verify");
     assert_eq!(verified["ok"], true, "{verified}");
+    assert!(
+        a.log().contains("resuming after event 1"),
+        "{}",
+        a.log_tail(20)
+    );
 
     // Nothing lost: A's own trail, read offline once it stops, is exactly what was shipped.
     stop(&mut a);
@@ -187,5 +201,41 @@ async fn events_of_a_state_database_outage_ship_when_it_is_back() {
         r.shipped("jg-a"),
         local_trail(&r.data_dir("jg-a")),
         "every local event of A is in PostgreSQL"
+    );
+}
+
+#[test]
+fn a_wiped_store_does_not_ship_under_its_old_node_name() {
+    let r = Replicas::new();
+    let mut a = r.start("jg-a");
+    let b = r.start("jg-b");
+    let conninfo = a.conninfo(support::ALICE, APP_TARGET);
+    support::psql_query(&conninfo, ALICE_PASSWORD, "SELECT 'first life'");
+    let id = only_session(&b);
+    session_on(&b, &id, |s| s["ended_at"].is_f64());
+    stop(&mut a);
+    let shipped = r.shipped("jg-a");
+
+    std::fs::remove_dir_all(r.data_dir("jg-a")).expect("wipe A's data_dir");
+    let a = r.start("jg-a");
+    let conninfo = a.conninfo(support::ALICE, APP_TARGET);
+    support::psql_query(&conninfo, ALICE_PASSWORD, "SELECT 'second life'");
+    poll("A to refuse to ship", || {
+        if a.log().contains("does not continue the chain") {
+            Ok(())
+        } else {
+            Err(a.log_tail(10))
+        }
+    });
+    assert_eq!(
+        r.shipped("jg-a"),
+        shipped,
+        "nothing of the new store was mixed in"
+    );
+    let verified = api(&b, AUDITOR_TOKEN).get_ok("/v1/audit/verify");
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert!(
+        shipping_lag(&a) > 0,
+        "the new store's events are counted as not shipped"
     );
 }

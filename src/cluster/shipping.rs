@@ -187,9 +187,17 @@ impl Shipper {
                 warn!(node = %self.node, "audit shipping paused: {why}; retrying");
                 last_error = why;
             }
-            self.report();
             let long = matches!(e, ShipError::Diverged { .. } | ShipError::NodeTaken(_));
-            tokio::time::sleep(if long { RETRY_LAST * 6 } else { delay }).await;
+            let until = tokio::time::Instant::now() + if long { RETRY_LAST * 6 } else { delay };
+            // The lag keeps counting what is recorded meanwhile.
+            loop {
+                self.report();
+                let now = tokio::time::Instant::now();
+                if now >= until {
+                    break;
+                }
+                tokio::time::sleep((until - now).min(POLL * 5)).await;
+            }
             delay = (delay * 2).min(RETRY_LAST);
         }
     }
