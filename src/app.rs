@@ -36,6 +36,8 @@ pub struct AppState {
     pub message_budget: MessageBudget,
     /// Sessions in progress, by user: a reload that removes a user ends theirs.
     pub sessions: LiveSessions,
+    /// This replica's `[cluster] node`, named in every session's start event.
+    node: Option<Text>,
 }
 
 /// Why a session of a user the config no longer has is ended (its audit record says so).
@@ -54,6 +56,7 @@ impl AppState {
         let approvals = Arc::new(Approvals::new());
         approvals.set_audit(audit.clone());
         audit.observe_commits(metrics.audit_commit.clone());
+        let node = config.cluster.as_ref().map(|c| Text::from(&c.node));
         let cache = TargetCaches::new(CACHE_ENTRIES, config.trusted_functions.clone());
         let message_budget = MessageBudget::new(config.server.message_memory_bytes);
         let config = Arc::new(LiveConfig::new(config));
@@ -73,6 +76,7 @@ impl AppState {
             metrics,
             message_budget,
             sessions: LiveSessions::default(),
+            node,
         })
     }
 
@@ -122,6 +126,7 @@ impl AppState {
                 client: Text::from(client),
                 application: application.map(Text::from),
                 parameters: Arc::from(parameters),
+                node: self.node.clone(),
             },
         );
     }

@@ -83,6 +83,9 @@ pub struct RequestView {
     pub rule: String,
     pub source: String,
     pub session: String,
+    /// The replica holding the session (`[cluster] node`); absent for a single jitgate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub created_at: u64,
     pub expires_at: u64,
     pub approvals: Vec<ApprovalRecord>,

@@ -33,8 +33,8 @@ pub enum ServeError {
     HostKey(#[from] crate::ssh::HostKeyError),
     #[error("audit trail: {0}")]
     Audit(#[from] crate::audit::AuditError),
-    #[error("{0}")]
-    State(#[from] crate::cluster::StateError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::StateError),
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, ServeError> {
@@ -70,9 +70,26 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     // What the clean-up of a crash recorded is on disk before anything is served.
     audit.flush().await?;
     let limits = config.server.limits();
+    let cluster = config.cluster.clone();
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let (history, shipping) = audit_history(&config, &audit, &metrics).await?;
+    let history = audit_history(&config, &audit)?;
     let app = AppState::new(Arc::new(config), audit.clone(), history, metrics);
+    // With [cluster], requests and grants are shared through the state database from the
+    // first session on.
+    let membership = match &cluster {
+        Some(c) => Some(crate::cluster::start(c, &app.approvals).await?),
+        None => None,
+    };
+    // Once the schema is migrated (by `start`): this node's trail ships from now on.
+    let shipping = match &cluster {
+        Some(c) => Some(crate::cluster::shipping::spawn(
+            audit.clone(),
+            crate::cluster::Connector::new(c)?,
+            c.node.clone(),
+            app.metrics.cluster_shipping_lag.clone(),
+        )),
+        None => None,
+    };
     spawn_retention(audit.clone());
     crate::webhook::spawn(app.clone());
     let shutdown = ShutdownSignal::new();
@@ -124,6 +141,9 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     let cancelled = app.approvals.cancel_all("jitgate is shutting down");
     if cancelled > 0 {
         info!("cancelled {cancelled} pending requests");
+    }
+    if let Some(m) = &membership {
+        m.stop("jitgate is shutting down").await;
     }
     let drained = || futures_util::future::join_all(listeners.iter().map(|(l, _)| l.drained()));
     if tokio::time::timeout(drain_timeout, drained())
@@ -218,34 +238,18 @@ fn open_audit(config: &Config) -> Result<crate::audit::Audit, ServeError> {
     Ok(audit)
 }
 
-/// Where the API reads audit history, and in cluster mode the shipper of this node's trail
-/// (the state database's schema migrated first).
-async fn audit_history(
+/// Where the API reads audit history: this store, or in cluster mode every replica's trail
+/// shipped to the state database.
+fn audit_history(
     config: &Config,
     audit: &crate::audit::Audit,
-    metrics: &crate::metrics::Metrics,
-) -> Result<
-    (
-        crate::cluster::History,
-        Option<Arc<crate::cluster::shipping::ShippingStatus>>,
-    ),
-    ServeError,
-> {
-    let Some(cluster) = &config.cluster else {
-        return Ok((crate::cluster::History::Local(audit.clone()), None));
-    };
-    let (connector, _client) = crate::cluster::prepare(cluster).await?;
-    let shipping = crate::cluster::shipping::spawn(
-        audit.clone(),
-        connector.clone(),
-        cluster.node.clone(),
-        metrics.cluster_shipping_lag.clone(),
-    );
-    let history = crate::cluster::ClusterHistory::new(connector);
-    Ok((
-        crate::cluster::History::Cluster(Arc::new(history)),
-        Some(shipping),
-    ))
+) -> Result<crate::cluster::History, ServeError> {
+    Ok(match &config.cluster {
+        None => crate::cluster::History::Local(audit.clone()),
+        Some(c) => crate::cluster::History::Cluster(Arc::new(crate::cluster::ClusterHistory::new(
+            crate::cluster::Connector::new(c)?,
+        ))),
+    })
 }
 
 /// Prune sessions older than `retention_days`, at start and then hourly.

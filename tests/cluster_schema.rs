@@ -134,3 +134,37 @@ async fn state_tls_require_verifies_the_certificate_and_encrypts() {
         .expect("no plain text for a hostssl role");
     assert!(err.to_string().contains("state store"), "{err}");
 }
+
+#[test]
+fn the_example_replica_configs_pass_check_config() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proxy-config/cluster");
+    let mut nodes = Vec::new();
+    for n in ["a", "b", "c"] {
+        let path = dir.join(format!("jitgate-{n}.toml"));
+        let out = support::run_timeout(
+            support::jitgate_cmd()
+                .arg("check-config")
+                .arg("--config")
+                .arg(&path)
+                .env("JITGATE_STATE_PASSWORD", "example")
+                .env("JITGATE_APP_DB_PASSWORD", "example"),
+            None,
+            std::time::Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            support::output_text(&out)
+        );
+        let text = std::fs::read_to_string(&path).expect("read the example");
+        nodes.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("node = \""))
+                .filter_map(|l| l.split('"').next())
+                .map(str::to_string),
+        );
+    }
+    // One config shape, three node names.
+    assert_eq!(nodes, ["jg-a", "jg-b", "jg-c"]);
+}

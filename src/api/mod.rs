@@ -63,6 +63,7 @@ impl From<DecideError> for ApiError {
             DecideError::NotPending(_) => StatusCode::CONFLICT,
             DecideError::OwnRequest | DecideError::NotApprover => StatusCode::FORBIDDEN,
             DecideError::AlreadyApproved => StatusCode::CONFLICT,
+            DecideError::StateStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             DecideError::GrantTooLong(..)
             | DecideError::GrantZero
             | DecideError::ScopeTooWide(_) => StatusCode::BAD_REQUEST,
@@ -165,11 +166,13 @@ async fn healthz(State(api): State<Api>) -> Response {
         } else {
             "failed"
         };
-        (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "audit": audit})),
-        )
-            .into_response()
+        let mut body = json!({"status": "ok", "audit": audit});
+        // With [cluster]: whether the state store is connected and this replica's view of it
+        // current.
+        if let Some(current) = api.app.approvals.shared_state_current() {
+            body["state"] = json!(if current { "ok" } else { "unreachable" });
+        }
+        (StatusCode::OK, Json(body)).into_response()
     } else {
         err(StatusCode::SERVICE_UNAVAILABLE, "starting").into_response()
     }

@@ -93,6 +93,9 @@ pub struct Health {
     pub status: String,
     /// `ok` while the audit store accepts writes, `failed` once it has failed.
     pub audit: String,
+    /// With `[cluster]` only: `ok` while the state store is connected and this replica's view
+    /// of it current, `unreachable` otherwise.
+    pub state: Option<String>,
 }
 
 /// The result of walking the audit hash chain.

@@ -12,7 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::visibility::{Viewer, known_requests, no_such_grant};
 use super::{Api, ApiError, err, openapi, read};
-use crate::approval::{Event, Grant, RequestView, RevokeError, ScopeKind, State as ReqState};
+use crate::approval::{
+    Answer, Event, Grant, RequestView, RevokeError, ScopeKind, State as ReqState,
+};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -176,10 +178,12 @@ async fn decide(
                     "scope applies to a grant: give grant_secs too",
                 ));
             }
-            let scope = d.scope.unwrap_or_default();
-            api.app
-                .approvals
-                .approve(id, user, &d.reason, d.grant_secs, scope)?
+            let decision = Answer::Approve {
+                reason: d.reason,
+                grant_secs: d.grant_secs,
+                scope: d.scope.unwrap_or_default(),
+            };
+            api.app.approvals.decide(id, user, decision).await?
         }
         Verdict::Deny => {
             if d.grant_secs.is_some() || d.scope.is_some() {
@@ -191,7 +195,8 @@ async fn decide(
             if d.reason.trim().is_empty() {
                 return Err(err(StatusCode::BAD_REQUEST, "a denial needs a reason"));
             }
-            api.app.approvals.deny(id, user, &d.reason)?
+            let decision = Answer::Deny { reason: d.reason };
+            api.app.approvals.decide(id, user, decision).await?
         }
     };
     Ok(Json(r).into_response())
@@ -300,11 +305,13 @@ pub(super) async fn revoke_grant(
     let g = api
         .app
         .approvals
-        .revoke_by(&id, &viewer.user)
+        .revoke_as(&id, &viewer.user)
+        .await
         .map_err(|e| {
             let code = match e {
                 RevokeError::NotFound => StatusCode::NOT_FOUND,
                 RevokeError::NotAllowed => StatusCode::FORBIDDEN,
+                RevokeError::StateStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             err(code, e.to_string())
         })?;

@@ -183,6 +183,30 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// A grant as the state store keeps it: made at `created`, ending at `expires`.
+    pub fn restore(
+        id: String,
+        scope: GrantScope,
+        request: String,
+        granted_by: Vec<String>,
+        approvers: Vec<Approver>,
+        created: SystemTime,
+        expires: SystemTime,
+    ) -> Grant {
+        Grant {
+            id,
+            scope,
+            request,
+            approved_by: granted_by.join(","),
+            created_at: unix_secs(created),
+            expires_at: unix_secs(expires),
+            created,
+            expires: Some(expires),
+            granted_by,
+            approvers,
+        }
+    }
+
     /// Whether the grant still holds under today's policy: `rule` is the rule that matches
     /// the statement now (a `review` rule), `users` today's users. It holds only while the
     /// grantee exists, the users who granted it are still approvers of `rule` and enough of
@@ -264,6 +288,11 @@ impl Grants {
         };
         let id = g.id.clone();
         self.by_id.entry(id).or_insert(g)
+    }
+
+    /// A grant made elsewhere (the state store), under its own id.
+    pub fn insert(&mut self, g: Grant) {
+        self.by_id.insert(g.id.clone(), g);
     }
 
     fn prune(&mut self, now: SystemTime) {

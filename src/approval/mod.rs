@@ -26,6 +26,7 @@
 
 mod decide;
 mod grants;
+pub(crate) mod shared;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -33,7 +34,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, oneshot};
 
+pub(crate) use decide::{Step, apply_approval, apply_denial, candidate};
 pub use grants::{Candidate, Grant, GrantScope, ScopeKind};
+pub(crate) use shared::SharedState;
+pub use shared::{Answer, Decider, StateUnavailable};
 // The shared request types live in a leaf module the audit trail imports too.
 pub use crate::request::{ApprovalRecord, Impact, RequestView, State};
 
@@ -101,6 +105,8 @@ pub enum DecideError {
     GrantZero,
     #[error("scope \"tables\" cannot be granted for this request: {0}")]
     ScopeTooWide(&'static str),
+    #[error("{0}")]
+    StateStore(StateUnavailable),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -109,6 +115,8 @@ pub enum RevokeError {
     NotFound,
     #[error("only the grantee or an approver of the grant's rule may revoke it")]
     NotAllowed,
+    #[error("{0}")]
+    StateStore(StateUnavailable),
 }
 
 /// A change every listener (API stream, webhooks, audit) hears about.
@@ -137,14 +145,18 @@ impl Event {
     }
 }
 
-struct Entry {
-    view: RequestView,
-    functions: Vec<String>,
+/// A request with what deciding it needs. The state store keeps the same fields.
+pub(crate) struct Entry {
+    pub(crate) view: RequestView,
+    pub(crate) functions: Vec<String>,
     /// The scope each approval asked for, in the order of `view.approvals`.
-    scopes: Vec<ScopeKind>,
-    runs_prepared: bool,
-    approvers: Vec<Approver>,
-    max_grant: Duration,
+    pub(crate) scopes: Vec<ScopeKind>,
+    pub(crate) runs_prepared: bool,
+    pub(crate) approvers: Vec<Approver>,
+    pub(crate) max_grant: Duration,
+    /// Opened by a session of this process: its changes go to this process's audit trail
+    /// and wake its waiter. Other replicas' requests (cluster mode) are a mirror only.
+    pub(crate) owned: bool,
     waiter: Option<oneshot::Sender<Outcome>>,
 }
 
@@ -165,6 +177,9 @@ pub struct Approvals {
     /// The audit trail, once the server has opened it. Decisions are recorded in it before
     /// the held session learns them, so a flush the session waits on covers its approval.
     audit: OnceLock<Audit>,
+    /// The state shared with other replicas (`[cluster]`), once connected; unset for a
+    /// single jitgate.
+    shared: OnceLock<Arc<dyn SharedState>>,
 }
 
 pub fn unix_secs(t: SystemTime) -> u64 {
@@ -197,6 +212,7 @@ impl Approvals {
             inner: Mutex::new(Inner::default()),
             events: broadcast::channel(4096).0,
             audit: OnceLock::new(),
+            shared: OnceLock::new(),
         }
     }
 
@@ -229,17 +245,64 @@ impl Approvals {
             // writer in the order they happened, so a stored request never goes back to
             // `pending`. `put_request` copies the view into the writer's slot and at most
             // sends one wake-up; encoding and sled happen on the writer's thread.
+            // Another replica's request is in its own trail, not in this one.
             let inner = self.lock();
             match inner.requests.get(&r.id) {
-                Some(cur) => a.put_request(&cur.view),
+                Some(cur) if cur.owned => a.put_request(&cur.view),
+                Some(_) => {}
                 None => a.put_request(r),
             }
         }
         let _ = self.events.send(e);
     }
 
-    /// Open a request; the receiver resolves when it is decided, expires or is cancelled.
+    /// Open a request in a single jitgate; the receiver resolves when it is decided, expires
+    /// or is cancelled. See [`Self::open`] for what may fail with shared state.
     pub fn create(&self, n: NewRequest) -> (RequestView, oneshot::Receiver<Outcome>) {
+        let (view, rx, _) = self.start(n);
+        self.emit(Event::Created(view.clone()));
+        (view, rx)
+    }
+
+    /// Open a request; with shared state, it is committed in the state store before this
+    /// returns (so before the user is told it is held), or refused when it cannot be.
+    pub fn open(
+        &self,
+        n: NewRequest,
+    ) -> Result<(RequestView, oneshot::Receiver<Outcome>), StateUnavailable> {
+        let (view, rx, shared) = self.start(n);
+        if let Some(shared) = shared {
+            let stored = self.lock().requests.get(&view.id).map(Entry::copy);
+            if let Err(e) = stored.map(|s| shared.insert(s)).unwrap_or(Ok(())) {
+                // Nothing was committed: the request ends here, and its trail says why.
+                self.lock().requests.remove(&view.id);
+                self.audit_event(
+                    &view.session,
+                    EventKind::RequestDecided {
+                        request: Text::from(&view.id),
+                        state: State::Cancelled,
+                        by: None,
+                        reason: Some(Text::from(&e.to_string())),
+                    },
+                );
+                return Err(e);
+            }
+        }
+        self.emit(Event::Created(view.clone()));
+        Ok((view, rx))
+    }
+
+    /// The request in memory, owned, not yet announced.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        &self,
+        n: NewRequest,
+    ) -> (
+        RequestView,
+        oneshot::Receiver<Outcome>,
+        Option<Arc<dyn SharedState>>,
+    ) {
+        let shared = self.shared.get().cloned();
         let now = SystemTime::now();
         let (tx, rx) = oneshot::channel();
         let view = RequestView {
@@ -254,6 +317,7 @@ impl Approvals {
             rule: n.rule,
             source: n.source,
             session: n.session,
+            node: shared.as_ref().map(|s| s.node().to_string()),
             created_at: unix_secs(now),
             expires_at: unix_secs(now + n.hold_timeout),
             approvals: Vec::new(),
@@ -281,14 +345,18 @@ impl Approvals {
                 runs_prepared: n.runs_prepared,
                 approvers: n.approvers,
                 max_grant: n.max_grant,
+                owned: true,
                 waiter: Some(tx),
             },
         );
-        self.emit(Event::Created(view.clone()));
-        (view, rx)
+        (view, rx, shared)
     }
 
+    /// The impact preview of request `id` (shared with the other replicas, if any).
     pub fn set_impact(&self, id: &str, impact: Impact) {
+        if let Some(shared) = self.shared.get() {
+            shared.set_impact(id, &impact);
+        }
         if let Some(e) = self.lock().requests.get_mut(id) {
             e.view.impact = impact;
         }
@@ -312,7 +380,12 @@ impl Approvals {
 
     /// A live grant covering this statement that `valid` (the policy of now, see
     /// [`Grant::valid_under`]) accepts, if any.
+    /// With shared state, the cached grants count only while the cache is known to be
+    /// current (fail closed): otherwise none does.
     pub fn find_grant(&self, c: &Candidate<'_>, valid: impl Fn(&Grant) -> bool) -> Option<Grant> {
+        if self.shared.get().is_some_and(|s| !s.current()) {
+            return None;
+        }
         self.lock().grants.find(c, SystemTime::now(), valid)
     }
 
@@ -385,6 +458,11 @@ impl Approvals {
             self.emit(Event::GrantRevoked(g.clone()));
         }
         revoked.len()
+    }
+
+    /// Whether shared state is in use and usable now (`None` for a single jitgate).
+    pub fn shared_state_current(&self) -> Option<bool> {
+        self.shared.get().map(|s| s.current())
     }
 
     pub fn pending_count(&self) -> usize {

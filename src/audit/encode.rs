@@ -213,6 +213,7 @@ impl Serialize for Canonical<'_> {
                 client,
                 application,
                 parameters,
+                node,
             } => {
                 m.serialize_entry("protocol", protocol)?;
                 m.serialize_entry("user", user)?;
@@ -222,6 +223,7 @@ impl Serialize for Canonical<'_> {
                 if !parameters.is_empty() {
                     m.serialize_entry("parameters", &Pairs(parameters))?;
                 }
+                opt!("node", node);
             }
             EventKind::Statement {
                 text,

@@ -144,6 +144,8 @@ pub enum EventKind {
         /// Postgres: the start-up parameters forwarded to the target, in order (empty for
         /// SSH; omitted from the record when empty).
         parameters: Arc<[(String, String)]>,
+        /// The replica serving the session (`[cluster] node`); omitted for a single jitgate.
+        node: Option<Text>,
     },
     Statement {
         text: Text,

@@ -21,6 +21,12 @@
 //! (one event instead of two). While the store is failed, `[audit] on_failure` decides what
 //! is refused.
 //!
+//! With shared state (`[cluster]`), a hold commits its request in the state store before the
+//! verdict is returned (so before the user is told); when the store cannot be reached the
+//! statement is refused with an error naming it, and cached grants count for nothing until
+//! the cache is current again ([`crate::approval::Approvals::find_grant`]). Reads never touch
+//! the store.
+//!
 //! [`Gate::check_opening`] decides a channel whose actions are each decided later (the SFTP
 //! subsystem): only a deny refuses it, it is never held.
 //!
@@ -365,7 +371,7 @@ impl Gate {
             .request(&id)
             .event(s, a, c);
         let _ = self.audit.record_in(&s.backlog, Text::from(&s.id), held);
-        let (view, rx) = self.approvals.create(NewRequest {
+        let opened = self.approvals.open(NewRequest {
             id: Some(id),
             user: s.user.name.clone(),
             target: s.target.name.clone(),
@@ -383,6 +389,18 @@ impl Gate {
             hold_timeout: rule.hold_timeout,
             max_grant: rule.max_grant,
         });
+        let (view, rx) = match opened {
+            Ok(opened) => opened,
+            // Shared state (cluster) cannot be reached: nothing can be held, so nothing runs.
+            Err(e) => {
+                return Verdict::Deny(Refusal {
+                    kind: RefusalKind::Denied,
+                    message: format!("jitgate: refused: {e}; try again once it is back"),
+                    rule: Some(rule.name.clone()),
+                    request: None,
+                });
+            }
+        };
         tracing::info!(
             request = %view.id,
             session = %s.id,

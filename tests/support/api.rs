@@ -335,6 +335,13 @@ impl Fixture {
         auditors: &[&str],
         adjust: impl FnOnce(JitgateBuilder) -> JitgateBuilder,
     ) -> Fixture {
+        let (db, builder) = Fixture::builder(hold_timeout, rows, auditors);
+        Fixture::around(adjust(builder).start(), db)
+    }
+
+    /// The fixture's fresh database and its jitgate's builder, not started (replicas start
+    /// several from one).
+    pub fn builder(hold_timeout: &str, rows: u32, auditors: &[&str]) -> (String, JitgateBuilder) {
         let cluster = PgCluster::shared();
         let db = cluster.fresh_database("app");
         cluster.superuser_psql_db(
@@ -383,10 +390,18 @@ impl Fixture {
                 toml_str(hold_timeout)
             ))
             .raw_toml(&users);
-        let jg = adjust(builder).start();
+        (db, builder)
+    }
+
+    /// The fixture around a started jitgate whose target database is `db`.
+    pub fn around(jg: crate::support::Jitgate, db: String) -> Fixture {
         let addr = jg.api_addr();
         Fixture {
-            env: Env { cluster, db, jg },
+            env: Env {
+                cluster: PgCluster::shared(),
+                db,
+                jg,
+            },
             bob: Api::new(addr, BOB_TOKEN),
             carol: Api::new(addr, CAROL_TOKEN),
             alice: Api::new(addr, ALICE_TOKEN),

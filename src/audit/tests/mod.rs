@@ -103,6 +103,7 @@ pub(super) fn start_ev(user: &'static str, target: &'static str) -> EventKind {
         client: "127.0.0.1:5555".into(),
         application: Some("psql".into()),
         parameters: Arc::from(vec![("client_encoding".to_string(), "UTF8".to_string())]),
+        node: None,
     }
 }
 
@@ -134,6 +135,7 @@ pub(super) fn request_view(id: &str, state: State) -> RequestView {
         tables: vec!["public.t".into()],
         rule: "writes need one SRE".into(),
         source: "127.0.0.1".into(),
+        node: None,
         session: "s9".into(),
         created_at: 1_700_000_000,
         expires_at: 1_700_000_300,
