@@ -168,6 +168,15 @@ async fn events_of_a_state_database_outage_ship_when_it_is_back() {
         n if n >= 3 => Ok(()),
         n => Err(format!("lag {n}")),
     });
+    let (status, health) = a.http_get("http", "/healthz").expect("GET /healthz");
+    let health: Value = serde_json::from_str(&health).expect("healthz is JSON");
+    assert_eq!(status, 200, "{health}");
+    assert!(
+        health["shipping_lag_events"]
+            .as_u64()
+            .is_some_and(|n| n >= 3),
+        "{health}"
+    );
     // B cannot read the shared history meanwhile, and says what is missing.
     let (status, v) = api(&b, ALICE_TOKEN).get("/v1/sessions");
     assert_eq!(status, 503, "{v}");

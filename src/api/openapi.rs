@@ -96,6 +96,9 @@ pub struct Health {
     /// With `[cluster]` only: `ok` while the state store is connected and this replica's view
     /// of it current, `unreachable` otherwise.
     pub state: Option<String>,
+    /// With `[cluster]` only: this replica's audit events not yet shipped to the state store.
+    #[schema(required = false)]
+    pub shipping_lag_events: Option<u64>,
 }
 
 /// The result of walking the audit hash chain.
