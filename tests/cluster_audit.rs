@@ -147,6 +147,30 @@ fn a_session_on_a_is_listed_replayed_and_verified_through_b() {
         "{verified}"
     );
 
+    // The export through B: every shipped event, each naming its node.
+    let out = cli(&b, AUDITOR_TOKEN, &["audit", "export"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let exported: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an export line is JSON"))
+        .collect();
+    assert_eq!(
+        exported.len(),
+        shipped,
+        "the export holds every shipped event"
+    );
+    assert!(
+        exported
+            .iter()
+            .all(|e| e["node"] == "jg-a" || e["node"] == "jg-b"),
+        "{exported:?}"
+    );
+    assert_eq!(
+        statements(&exported),
+        texts,
+        "the export puts referenced texts back too"
+    );
+
     // The CLI reading the state database itself, with B's config (no API, no local store).
     let config = b.config_path().to_str().expect("a UTF-8 path").to_string();
     let out = cli(
