@@ -5,8 +5,8 @@
 //! `seq (u64 BE) ‖ at (unix µs, u64 BE) ‖ session length (u16 BE) ‖ session ‖ JSON length
 //! (u32 BE) ‖ JSON`. `hash(0)` is [`GENESIS`], or after pruning the anchor's hash. Because the
 //! seq, time, session and content are all inside the hashed bytes, editing, deleting,
-//! inserting or reordering any event changes some link, and [`walk`] names the first one.
-//! [`walk`] also resolves each statement's `text_ref` against its session's earlier texts
+//! inserting or reordering any event changes some link, and [`super::walk`] names the first
+//! one. It also resolves each statement's `text_ref` against its session's earlier texts
 //! ([`super::texts`]): a definition edited and re-hashed together with every later event
 //! still leaves its references naming nothing.
 //!
@@ -22,8 +22,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
-
-use super::keys;
 
 pub const GENESIS: [u8; 32] = [0; 32];
 const VERSION: u8 = 1;
@@ -288,153 +286,10 @@ impl Link {
     }
 }
 
-fn broken(seq: u64, reason: impl Into<String>) -> Broken {
+pub fn broken(seq: u64, reason: impl Into<String>) -> Broken {
     Broken {
         seq,
         reason: reason.into(),
-    }
-}
-
-/// Statement texts referenced by later events of their session ([`super::texts`]), checked
-/// as the walk goes: each reference must name a text its session stored whole earlier in
-/// the chain, so a definition edited and re-hashed with everything after it still shows.
-/// After pruning, events within one reference window of the first one kept may name a
-/// definition that was pruned.
-#[derive(Default)]
-struct References {
-    resolver: super::texts::Resolver,
-    first_at: Option<u64>,
-}
-
-impl References {
-    fn check(&mut self, e: &RawEvent<'_>, anchored: bool) -> Result<(), Broken> {
-        let first_at = *self.first_at.get_or_insert(e.at_us);
-        // Canonical JSON starts with its kind: only these can define, reference or end.
-        let relevant = [
-            &b"{\"kind\":\"statement\""[..],
-            b"{\"kind\":\"parse\"",
-            b"{\"kind\":\"session_end\"",
-        ]
-        .iter()
-        .any(|p| e.json.starts_with(p));
-        if !relevant {
-            return Ok(());
-        }
-        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(e.json) else {
-            return Err(broken(e.seq, "its content is not a JSON object"));
-        };
-        let session = String::from_utf8_lossy(e.session);
-        let pruned_before =
-            anchored && e.at_us < first_at.saturating_add(super::texts::REFERENCE_WINDOW);
-        if self.resolver.read(&session, &mut fields) || pruned_before {
-            return Ok(());
-        }
-        Err(broken(
-            e.seq,
-            "its text_ref names no text its session stored before",
-        ))
-    }
-}
-
-/// The checks every event of a chain passes, one event at a time and in chain order, from
-/// an anchor: the seq follows the last one, the hash links the stored bytes to the last hash,
-/// and a text reference names a text its session stored before. [`walk`] runs it over the
-/// blocks of a store; a trail shipped elsewhere is checked with the same rules.
-pub struct Links {
-    at: Link,
-    anchored: bool,
-    texts: References,
-    walked: u64,
-}
-
-impl Links {
-    /// A chain continuing after `anchor` ([`Link::START`] for a chain never pruned).
-    pub fn after(anchor: Link) -> Links {
-        Links {
-            at: anchor,
-            anchored: anchor != Link::START,
-            texts: References::default(),
-            walked: 0,
-        }
-    }
-
-    /// The last event checked (the anchor before any).
-    pub fn last(&self) -> Link {
-        self.at
-    }
-
-    /// Check the next event; on success it becomes the last one.
-    pub fn check(&mut self, e: &RawEvent<'_>) -> Result<(), Broken> {
-        let expect = self.at.seq + 1;
-        if e.seq != expect {
-            return Err(broken(
-                expect,
-                if e.seq > expect {
-                    format!(
-                        "event {expect} is missing (the next one stored is event {})",
-                        e.seq
-                    )
-                } else {
-                    format!(
-                        "found event {} where event {expect} belongs (events were inserted or reordered)",
-                        e.seq
-                    )
-                },
-            ));
-        }
-        if link(&self.at.hash, e.record) != e.hash {
-            return Err(broken(
-                e.seq,
-                format!(
-                    "its hash does not match its content and the hash of event {}",
-                    self.at.seq
-                ),
-            ));
-        }
-        self.texts.check(e, self.anchored)?;
-        self.at = Link {
-            seq: e.seq,
-            hash: e.hash,
-        };
-        self.walked += 1;
-        Ok(())
-    }
-
-    /// After the last event: the chain must end exactly at `head`, the last event its store
-    /// recorded (`None`: no head was recorded, so there must be no events either).
-    pub fn finish(self, head: Option<Link>) -> Result<u64, Broken> {
-        let at = self.at;
-        let Some(head) = head else {
-            if self.walked > 0 {
-                return Err(broken(at.seq, "the store's head record is missing"));
-            }
-            return Ok(0);
-        };
-        if head.seq > at.seq {
-            return Err(broken(
-                at.seq + 1,
-                format!(
-                    "the chain ends at event {} but the store recorded events up to {} (events at the end were removed)",
-                    at.seq, head.seq
-                ),
-            ));
-        }
-        if head.seq < at.seq {
-            return Err(broken(
-                head.seq + 1,
-                format!(
-                    "the store recorded events up to {} but the chain goes on to event {} (events were appended)",
-                    head.seq, at.seq
-                ),
-            ));
-        }
-        if head.hash != at.hash {
-            return Err(broken(
-                at.seq,
-                "the store's head records this event with another hash",
-            ));
-        }
-        Ok(self.walked)
     }
 }
 
@@ -456,60 +311,4 @@ pub fn parse_record(record: &[u8], hash: [u8; 32]) -> Option<RawEvent<'_>> {
         record,
         hash,
     })
-}
-
-/// Walk the whole chain of `tree` from its anchor (or the genesis): `Ok(events walked)` or
-/// the first broken link (of the chain, or a text reference that resolves to nothing).
-pub fn walk(tree: &sled::Tree) -> Result<u64, Broken> {
-    let read = |k: &[u8]| {
-        tree.get(k)
-            .map_err(|e| broken(0, format!("cannot read the store: {e}")))
-    };
-    let anchor = match read(keys::ANCHOR)? {
-        None => Link::START,
-        Some(v) => Link::decode(&v).ok_or_else(|| broken(0, "the pruning anchor is malformed"))?,
-    };
-    let mut links = Links::after(anchor);
-    for item in tree.scan_prefix(keys::BLOCK) {
-        let at = links.last();
-        let (k, v) = item.map_err(|e| broken(at.seq + 1, format!("cannot read the store: {e}")))?;
-        let key_seq = keys::block_seq(&k).unwrap_or(0);
-        let expect = at.seq + 1;
-        let raw = unpack(&v);
-        let block = raw.as_deref().and_then(decode).ok_or_else(|| {
-            broken(
-                expect.min(key_seq.max(1)),
-                format!("the block stored at event {key_seq} cannot be decoded"),
-            )
-        })?;
-        let Some(first) = block.events.first() else {
-            return Err(broken(key_seq, "an empty block"));
-        };
-        if first.seq != key_seq {
-            return Err(broken(
-                expect.min(key_seq),
-                format!(
-                    "the block stored at event {key_seq} starts with event {}",
-                    first.seq
-                ),
-            ));
-        }
-        if block.prev != at.hash && first.seq == expect {
-            return Err(broken(
-                expect,
-                format!("its block does not link to event {}", at.seq),
-            ));
-        }
-        for e in &block.events {
-            links.check(e)?;
-        }
-    }
-    let head = match read(keys::HEAD)? {
-        None => None,
-        Some(v) => Some(
-            Link::decode(&v)
-                .ok_or_else(|| broken(links.last().seq, "the store's head record is malformed"))?,
-        ),
-    };
-    links.finish(head)
 }

@@ -50,7 +50,7 @@
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
 //! [`joined`] (results joined to their statements), [`texts`] (texts stored once per session),
-//! [`chain`] (blocks, hashes, verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
+//! [`chain`] (blocks, hashes), [`walk`] (verify), [`writer`] (group commit), [`store`] (reads), `keys` (the tree's layout),
 //! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel),
 //! [`shipped`] (the stored events as they leave the process, and the checks of a copy).
 
@@ -64,6 +64,7 @@ mod shipped;
 mod store;
 mod texts;
 mod upkeep;
+mod walk;
 mod writer;
 
 #[cfg(test)]
@@ -496,7 +497,7 @@ impl Audit {
 
     /// Walk the chain of this open store (what [`verify`] does offline).
     pub fn verify(&self) -> Result<u64, VerifyError> {
-        chain::walk(&self.inner.store.db).map_err(VerifyError::Broken)
+        walk::walk(&self.inner.store.db).map_err(VerifyError::Broken)
     }
 }
 
@@ -537,5 +538,5 @@ pub fn verify(dir: &Path) -> Result<u64, VerifyError> {
         }));
     }
     let store = Store::open(dir).map_err(VerifyError::Store)?;
-    chain::walk(&store.db).map_err(VerifyError::Broken)
+    walk::walk(&store.db).map_err(VerifyError::Broken)
 }

@@ -13,10 +13,11 @@
 //!   exist for queries; [`ShippedChain::check`] compares each with the record it came with,
 //!   so an edited column is named like an edited record.
 
-use super::chain::{self, Broken, Link, Links};
+use super::chain::{self, Broken, Link};
 use super::event::EventRecord;
 use super::keys;
 use super::store::record;
+use super::walk::Links;
 use super::{Audit, AuditError};
 
 pub use super::texts::Resolver as TextResolver;

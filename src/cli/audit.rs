@@ -17,8 +17,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::client::{ApiClient, print_json, table};
-use crate::audit::{Audit, AuditError, AuditOptions, SessionFilter, VerifyError};
-use crate::cluster::History;
+use crate::audit::{
+    Audit, AuditError, AuditOptions, EventRecord, SessionFilter, SessionRecord, VerifyError,
+};
+use crate::cluster::{History, HistoryError};
 
 /// Where to read the trail from.
 pub struct Where {
@@ -61,6 +63,19 @@ impl Direct {
     /// Run one read to completion.
     pub fn run<T>(&self, read: impl std::future::Future<Output = T>) -> T {
         self.runtime.block_on(read)
+    }
+
+    /// A session's record and events, if there is such a session.
+    pub fn session_history(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, Vec<EventRecord>)>, HistoryError> {
+        self.run(async {
+            let Some(s) = self.history.session(id).await? else {
+                return Ok(None);
+            };
+            Ok(Some((s, self.history.events(id).await?)))
+        })
     }
 }
 

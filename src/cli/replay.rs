@@ -100,19 +100,7 @@ pub fn replay(w: Where, a: ReplayArgs) -> ExitCode {
             (session, events, recorded)
         }
         Ok(Source::Direct(direct)) => {
-            let read = direct.run(async {
-                let history = &direct.history;
-                let Some(s) = history.session(&a.id).await? else {
-                    return Ok(None);
-                };
-                let events = history.events(&a.id).await?;
-                let recordings = match s.protocol.as_str() {
-                    "ssh" => Some(Recordings::new(Some(s.clone()), events.clone())),
-                    _ => None,
-                };
-                Ok(Some((s, events, recordings)))
-            });
-            let (s, events, recordings) = match read {
+            let (s, events) = match direct.session_history(&a.id) {
                 Ok(Some(found)) => found,
                 Ok(None) => {
                     eprintln!("jitgate: no session {} in the audit trail", a.id);
@@ -120,6 +108,8 @@ pub fn replay(w: Where, a: ReplayArgs) -> ExitCode {
                 }
                 Err(e) => return unreadable(e),
             };
+            let ssh = s.protocol == "ssh";
+            let recordings = ssh.then(|| Recordings::new(Some(s.clone()), events.clone()));
             let events = events
                 .into_iter()
                 .filter_map(|e| serde_json::to_value(e).ok())
