@@ -367,6 +367,8 @@ def main():
     p.add_argument("--target-ms", type=float, default=5.0)
     p.add_argument("--timeout", type=float, default=60.0, help="per approve, seconds")
     p.add_argument("--raw", help="write per-request timings (TSV) here")
+    p.add_argument("--settle-ms", type=float, default=0.0,
+                   help="how long the API may take to show a held request as pending")
     a = p.parse_args()
     a.password = os.environ["JG_PASSWORD"]
     a.direct_password = os.environ["DIRECT_PASSWORD"]
@@ -402,12 +404,18 @@ def main():
                 t = time.perf_counter()
                 rids[i] = hold(sessions[i], i)
                 hold_ms.append((time.perf_counter() - t) * 1000.0)
-            # Every one of them must be pending on the API side too (untimed).
-            status, data = api.call("GET", "/v1/requests?state=pending")
-            if status != 200:
-                raise Fail(f"GET /v1/requests?state=pending: HTTP {status}: {data[:300]!r}")
-            pending = {r["id"] for r in json.loads(data)}
-            lost = [i for i in ids if rids[i] not in pending]
+            # Every one of them must be pending on the API side too (untimed). Another
+            # replica's API (--settle-ms) may show them a moment later.
+            settle_until = time.monotonic() + a.settle_ms / 1000.0
+            while True:
+                status, data = api.call("GET", "/v1/requests?state=pending")
+                if status != 200:
+                    raise Fail(f"GET /v1/requests?state=pending: HTTP {status}: {data[:300]!r}")
+                pending = {r["id"] for r in json.loads(data)}
+                lost = [i for i in ids if rids[i] not in pending]
+                if not lost or time.monotonic() >= settle_until:
+                    break
+                time.sleep(0.01)
             if lost:
                 raise Fail(f"{len(lost)} held requests are not pending in the API (e.g. session {lost[0]})")
             time.sleep(0.3)  # let the impact previews (EXPLAIN on their own connections) finish

@@ -143,7 +143,7 @@ run() {
     JG_PASSWORD=$CLIENT_PW DIRECT_PASSWORD=$UPSTREAM_PW API_TOKEN=$API_TOKEN \
         python3 "$BENCH_DIR/approvals_client.py" --port "$port" --api-port "$api" \
         --direct-port "$PG_PORT" --n "$N" --batch "$BATCH" --rows "$ROWS" \
-        --allow-queries 0 --no-baseline --target-ms 50 >"$TMP/$name.out" 2>"$TMP/$name.err" \
+        --allow-queries 0 --no-baseline --target-ms 50 --settle-ms 2000 >"$TMP/$name.out" 2>"$TMP/$name.err" \
         || { cat "$TMP/$name.out" "$TMP/$name.err" >&2; die "$name: approvals_client.py failed"; }
     local once
     once=$(psql_direct -At -c "SELECT count(*) FROM t WHERE id <= $N AND v = 1")

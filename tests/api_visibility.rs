@@ -12,14 +12,11 @@ mod api;
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use api::{
-    Api, BOB_TOKEN, Fixture, POLL, Session, affected, assert_error, failure, finish, held_id, ids,
-    poll, sha256_hex,
+    Api, BOB_TOKEN, Fixture, RequestStream, Session, affected, assert_error, failure, finish,
+    held_id, ids, poll, sha256_hex,
 };
 use support::jitgate::{hash_password, toml_str};
 use support::{ALICE, APP_TARGET, pg_connect_with_messages};
@@ -70,54 +67,13 @@ async fn frank_session(fx: &Fixture) -> Session {
     }
 }
 
-/// An open `GET /v1/requests/stream` (raw HTTP/1.1: the body never ends by itself).
-struct Stream {
-    tcp: TcpStream,
-    seen: String,
-}
-
-impl Stream {
-    fn open(addr: SocketAddr, token: &str) -> Stream {
-        let mut tcp = TcpStream::connect(addr).expect("connect to the API");
-        tcp.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("read timeout");
-        write!(
-            tcp,
-            "GET /v1/requests/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
-        )
-        .expect("send the stream request");
-        let mut s = Stream {
-            tcp,
-            seen: String::new(),
-        };
-        s.read_until("\r\n\r\n");
-        assert!(s.seen.starts_with("HTTP/1.1 200"), "stream: {}", s.seen);
-        s
-    }
-
-    /// Reads until `needle` has arrived (panics after [`POLL`]); returns everything so far.
-    fn read_until(&mut self, needle: &str) -> &str {
-        let start = Instant::now();
-        let mut buf = [0u8; 4096];
-        while !self.seen.contains(needle) {
-            assert!(
-                start.elapsed() < POLL,
-                "{needle:?} never came on the stream; got:\n{}",
-                self.seen
-            );
-            match self.tcp.read(&mut buf) {
-                Ok(0) => panic!("stream closed; got:\n{}", self.seen),
-                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(_) => continue,
-            }
-        }
-        &self.seen
-    }
-}
-
 /// Builds the cast's items; opens the event streams before the first request so they can be
 /// checked for what they carried.
-async fn setup(fx: &Fixture, alice_stream: &mut Stream, bob_stream: &mut Stream) -> Items {
+async fn setup(
+    fx: &Fixture,
+    alice_stream: &mut RequestStream,
+    bob_stream: &mut RequestStream,
+) -> Items {
     let mut alice = fx.alice_session().await;
     let h = alice.spawn_simple("DELETE FROM t WHERE id = 1");
     let approved = held_id(&alice.notice().await).expect("request id");
@@ -203,8 +159,8 @@ async fn every_route_answers_each_caller_with_only_what_they_may_see() {
     );
     let fx = Fixture::with_auditors("120s", 10, &["group:security"], |b| b.raw_toml(&frank));
     let addr = fx.env.jg.api_addr();
-    let mut alice_stream = Stream::open(addr, api::ALICE_TOKEN);
-    let mut bob_stream = Stream::open(addr, BOB_TOKEN);
+    let mut alice_stream = RequestStream::open(addr, api::ALICE_TOKEN);
+    let mut bob_stream = RequestStream::open(addr, BOB_TOKEN);
     let it = setup(&fx, &mut alice_stream, &mut bob_stream).await;
 
     let all_requests = vec![

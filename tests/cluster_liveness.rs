@@ -138,6 +138,11 @@ async fn without_the_state_store_reads_flow_and_writes_are_refused_naming_it() {
     let id = held_id(&s.notice().await).expect("held");
     a.bob.approve_ok(&id, "grant", Some(600));
     finish(h).await.expect("approved");
+    // A request held on A across the outage.
+    let mut held_session = a.alice_session().await;
+    let across = held_session.spawn_simple("UPDATE t2 SET v = 7 WHERE id = 1");
+    let across_id = held_id(&held_session.notice().await).expect("held on A");
+    wait_for_pending(&b.bob, ALICE);
     r.cut_state_db();
     for fx in [a, b] {
         poll("healthz to report the state store unreachable", || {
@@ -166,6 +171,8 @@ async fn without_the_state_store_reads_flow_and_writes_are_refused_naming_it() {
     }
     assert_eq!(a.row("t", 7), Some(1));
     assert_eq!(a.row("t", 8), Some(0));
+    // Longer than node_timeout: every heartbeat in the store is old when it comes back.
+    std::thread::sleep(Duration::from_secs(4));
     // A revoke through the API is refused too (503), not guessed: the grant stays.
     let grant = a.bob.grants()[0]["id"]
         .as_str()
@@ -194,4 +201,18 @@ async fn without_the_state_store_reads_flow_and_writes_are_refused_naming_it() {
         .expect("the grant works again once resynced");
     assert_eq!(api::affected(&done), Some(1));
     assert_eq!(a.row("t", 7), Some(4));
+    // Nobody took the outage for a lost node: A's request is still pending after another
+    // node_timeout and more, and still runs when approved.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        r.state_sql(&format!(
+            "SELECT state FROM jitgate_requests WHERE id = '{across_id}';"
+        )),
+        "pending"
+    );
+    b.bob.approve_ok(&across_id, "after the outage", None);
+    finish(across)
+        .await
+        .expect("the request held across the outage runs");
+    assert_eq!(a.row("t2", 1), Some(7));
 }

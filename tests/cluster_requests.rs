@@ -23,6 +23,8 @@ const B: usize = 1;
 async fn held_on_a_approved_through_b_runs_on_a() {
     let r = Replicas::start(2, "60s", "6s");
     let (a, b) = (r.node(A), r.node(B));
+    // B's event stream, open before anything happens on A.
+    let mut stream = api::RequestStream::open(b.env.jg.api_addr(), api::BOB_TOKEN);
     let mut s = a.alice_session().await;
     let h = s.spawn_simple("UPDATE t SET v = 41 WHERE id = 1");
     let notice = s.notice().await;
@@ -51,11 +53,13 @@ async fn held_on_a_approved_through_b_runs_on_a() {
         },
     );
     assert_eq!(a.row("t", 1), Some(0), "nothing ran yet");
+    assert!(stream.read_until(&id).contains("\"state\":\"pending\""));
     let approved = b.bob.approve_ok(&id, "ok from b", None);
     assert_eq!(approved["state"], "approved");
     let done = finish(h).await.expect("the approved write runs on A");
     assert_eq!(api::affected(&done), Some(1));
     assert_eq!(a.row("t", 1), Some(41), "the target has the write");
+    stream.read_until("\"state\":\"approved\"");
     assert_eq!(a.bob.wait_state(&id, "approved")["decided_by"], "bob");
     // A's trail names the node in the session's start event.
     let session = seen["session"].as_str().expect("session id");

@@ -18,7 +18,7 @@ use std::sync::MutexGuard;
 
 use super::{
     Approvals, Candidate, DecideError, Decider, Entry, Event, Grant, GrantScope, Impact, Inner,
-    KEEP_DECIDED, Outcome, RequestView, ScopeKind, State, unix_secs,
+    Outcome, RequestView, ScopeKind, State, unix_secs,
 };
 use crate::audit::{EventKind, Text};
 use crate::config::User;
@@ -66,12 +66,7 @@ impl Approvals {
             }
             view = Some(e.view.clone());
         }
-        inner.decided.push_back(id.to_string());
-        while inner.decided.len() > KEEP_DECIDED {
-            if let Some(old) = inner.decided.pop_front() {
-                inner.requests.remove(&old);
-            }
-        }
+        inner.retire(id);
         view.unwrap_or_else(|| unreachable_view(id))
     }
 

@@ -168,6 +168,18 @@ struct Inner {
     grants: grants::Grants,
 }
 
+impl Inner {
+    /// `id` is decided: remember it, and forget the oldest decided beyond [`KEEP_DECIDED`].
+    fn retire(&mut self, id: &str) {
+        self.decided.push_back(id.to_string());
+        while self.decided.len() > KEEP_DECIDED {
+            if let Some(old) = self.decided.pop_front() {
+                self.requests.remove(&old);
+            }
+        }
+    }
+}
+
 /// How many decided requests stay in memory (the audit trail keeps them all).
 const KEEP_DECIDED: usize = 10_000;
 

@@ -167,7 +167,7 @@ impl Approvals {
             let decided = view.state != State::Pending;
             inner.requests.insert(id.clone(), stored);
             if decided {
-                inner.decided.push_back(id);
+                inner.retire(&id);
             }
             drop(inner);
             if let Some(g) = grant {

@@ -6,7 +6,9 @@
 //! so clock skew between replicas cannot make one look lost; a request is cancelled by one
 //! `UPDATE … WHERE state = 'pending'`, so when several replicas sweep at once each request is
 //! cancelled (and recorded) once; a replica ends only its own pending requests when it
-//! starts (leftovers of its previous run) and when it stops cleanly.
+//! starts (leftovers of its previous run) and when it stops cleanly; a replica judges others
+//! only after its own heartbeats have succeeded for `node_timeout` (after an outage of the
+//! state database, everyone's heartbeat is old until they have had time to beat again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,10 +82,19 @@ async fn lost_nodes(shared: &Shared, timeout: Duration) -> Result<Vec<String>, S
 pub(super) async fn run(shared: Arc<Shared>, interval: Duration, timeout: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Since when this replica's heartbeats have all succeeded. After an outage of the state
+    // database every heartbeat is old, the others' too: judge them only once they have had
+    // node_timeout to beat again.
+    let mut beating_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         if let Err(e) = bounded(OPERATION_TIMEOUT, beat(&shared)).await {
             tracing::debug!(error = %e, "heartbeat failed");
+            beating_since = None;
+            continue;
+        }
+        let since = *beating_since.get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() < timeout {
             continue;
         }
         let lost = match bounded(OPERATION_TIMEOUT, lost_nodes(&shared, timeout)).await {

@@ -131,9 +131,13 @@ impl SharedState for Shared {
     }
 
     fn close(&self, id: &str, state: State, reason: &str) {
-        let (Some(approvals), Ok(handle)) =
-            (self.approvals(), tokio::runtime::Handle::try_current())
-        else {
+        let Some(approvals) = self.approvals() else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            // No runtime to reach the store from: end it here (fail closed); the store's row
+            // is ended at the next resync, this node's next start, or by another replica.
+            approvals.close_here(id, state, reason);
             return;
         };
         let (id, reason, pool) = (id.to_string(), reason.to_string(), self.pool.clone());

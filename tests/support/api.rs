@@ -6,6 +6,7 @@
 //! held statement on a spawned task and drive the API from the test body.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -523,4 +524,49 @@ pub fn affected(msgs: &[SimpleQueryMessage]) -> Option<u64> {
         SimpleQueryMessage::CommandComplete(n) => Some(*n),
         _ => None,
     })
+}
+
+/// An open `GET /v1/requests/stream` (raw HTTP/1.1: the body never ends by itself).
+pub struct RequestStream {
+    tcp: std::net::TcpStream,
+    seen: String,
+}
+
+impl RequestStream {
+    pub fn open(addr: SocketAddr, token: &str) -> RequestStream {
+        let mut tcp = std::net::TcpStream::connect(addr).expect("connect to the API");
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+        write!(
+            tcp,
+            "GET /v1/requests/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .expect("send the stream request");
+        let mut s = RequestStream {
+            tcp,
+            seen: String::new(),
+        };
+        s.read_until("\r\n\r\n");
+        assert!(s.seen.starts_with("HTTP/1.1 200"), "stream: {}", s.seen);
+        s
+    }
+
+    /// Reads until `needle` has arrived (panics after [`POLL`]); returns everything so far.
+    pub fn read_until(&mut self, needle: &str) -> &str {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(needle) {
+            assert!(
+                start.elapsed() < POLL,
+                "{needle:?} never came on the stream; got:\n{}",
+                self.seen
+            );
+            match self.tcp.read(&mut buf) {
+                Ok(0) => panic!("stream closed; got:\n{}", self.seen),
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => continue,
+            }
+        }
+        &self.seen
+    }
 }
