@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::approval::Approvals;
 use crate::audit::{Audit, EventKind, Text};
+use crate::cluster::History;
 use crate::config::{Config, LiveConfig};
 use crate::gate::{Gate, SessionCtx};
 use crate::lifecycle::LiveSessions;
@@ -27,6 +28,9 @@ pub struct AppState {
     pub cache: TargetCaches,
     pub approvals: Arc<Approvals>,
     pub audit: Audit,
+    /// Where the API reads audit history: `audit` itself, or in cluster mode every replica's
+    /// shipped trail.
+    pub history: History,
     pub metrics: Arc<Metrics>,
     /// Memory for incomplete large messages, shared by every Postgres session.
     pub message_budget: MessageBudget,
@@ -41,9 +45,14 @@ pub const USER_REMOVED: &str =
     "jitgate ended the session: its user was removed from the configuration";
 
 impl AppState {
-    /// Wire the pieces around an opened (and started) audit trail.
-    pub fn new(config: Arc<Config>, audit: Audit) -> Arc<AppState> {
-        let metrics = Arc::new(Metrics::new());
+    /// Wire the pieces around an opened (and started) audit trail; `history` is what the API
+    /// reads it through (`History::Local(audit)` for one jitgate).
+    pub fn new(
+        config: Arc<Config>,
+        audit: Audit,
+        history: History,
+        metrics: Arc<Metrics>,
+    ) -> Arc<AppState> {
         let approvals = Arc::new(Approvals::new());
         approvals.set_audit(audit.clone());
         audit.observe_commits(metrics.audit_commit.clone());
@@ -63,6 +72,7 @@ impl AppState {
             cache,
             approvals,
             audit,
+            history,
             metrics,
             message_budget,
             sessions: LiveSessions::default(),

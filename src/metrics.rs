@@ -34,6 +34,8 @@ pub struct Metrics {
     audit_healthy: IntGauge,
     /// Times a session stopped reading its client until the audit writer caught up.
     pub audit_waits: IntCounterVec,
+    /// Cluster mode: local audit events not yet known to be in the state database.
+    pub cluster_shipping_lag: IntGauge,
 }
 
 /// Makes metric families and registers each in one registry. Names and label sets are
@@ -182,6 +184,10 @@ impl Metrics {
             audit_healthy: f.gauge(
                 "jitgate_audit_healthy",
                 "1 while the audit store accepts writes, 0 once it has failed.",
+            ),
+            cluster_shipping_lag: f.gauge(
+                "jitgate_cluster_shipping_lag_events",
+                "Cluster mode: audit events committed locally and not yet shipped to the state database.",
             ),
             registry: f.0,
         }

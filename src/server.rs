@@ -73,11 +73,23 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     audit.flush().await?;
     let limits = config.server.limits();
     let cluster = config.cluster.clone();
-    let app = AppState::new(Arc::new(config), audit.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let history = audit_history(&config, &audit)?;
+    let app = AppState::new(Arc::new(config), audit.clone(), history, metrics);
     // With [cluster], requests and grants are shared through the state database from the
     // first session on.
     let membership = match &cluster {
         Some(c) => Some(crate::cluster::start(c, &app.approvals).await?),
+        None => None,
+    };
+    // Once the schema is migrated (by `start`): this node's trail ships from now on.
+    let shipping = match &cluster {
+        Some(c) => Some(crate::cluster::shipping::spawn(
+            audit.clone(),
+            crate::cluster::Connector::new(c)?,
+            c.node.clone(),
+            app.metrics.cluster_shipping_lag.clone(),
+        )),
         None => None,
     };
     spawn_retention(audit.clone());
@@ -165,7 +177,17 @@ pub async fn serve(config: Config, config_path: std::path::PathBuf) -> Result<()
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), api_task).await;
     match tokio::time::timeout(Duration::from_secs(10), audit.flush()).await {
-        Ok(Ok(n)) => info!("audit trail flushed ({n} events in the chain)"),
+        Ok(Ok(n)) => {
+            info!("audit trail flushed ({n} events in the chain)");
+            if let Some(s) = &shipping
+                && !s.wait_shipped(n, Duration::from_secs(5)).await
+            {
+                warn!(
+                    "audit trail: events after {} not shipped yet; they ship when this node starts again",
+                    s.shipped()
+                );
+            }
+        }
         Ok(Err(e)) => warn!("audit trail: final flush failed: {e}"),
         Err(_) => warn!("audit trail: final flush timed out"),
     }
@@ -226,6 +248,20 @@ fn open_audit(config: &Config) -> Result<crate::audit::Audit, ServeError> {
     }
     audit.start();
     Ok(audit)
+}
+
+/// Where the API reads audit history: this store, or in cluster mode every replica's trail
+/// shipped to the state database.
+fn audit_history(
+    config: &Config,
+    audit: &crate::audit::Audit,
+) -> Result<crate::cluster::History, ServeError> {
+    Ok(match &config.cluster {
+        None => crate::cluster::History::Local(audit.clone()),
+        Some(c) => crate::cluster::History::Cluster(Arc::new(crate::cluster::ClusterHistory::new(
+            crate::cluster::Connector::new(c)?,
+        ))),
+    })
 }
 
 /// Prune sessions older than `retention_days`, at start and then hourly.

@@ -186,6 +186,7 @@ async fn healthz(State(api): State<Api>) -> Response {
         // current.
         if let Some(current) = api.app.approvals.shared_state_current() {
             body["state"] = json!(if current { "ok" } else { "unreachable" });
+            body["shipping_lag_events"] = json!(api.app.metrics.cluster_shipping_lag.get());
         }
         (StatusCode::OK, Json(body)).into_response()
     } else {

@@ -40,7 +40,7 @@ pub const BEARER: &str = "bearer";
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
-    components(schemas(ErrorBody, Event, SessionRecord, Health, Verified))
+    components(schemas(ErrorBody, Event, SessionRecord, Health, Verified, NodeVerified))
 )]
 pub struct ApiDoc;
 
@@ -96,6 +96,9 @@ pub struct Health {
     /// With `[cluster]` only: `ok` while the state store is connected and this replica's view
     /// of it current, `unreachable` otherwise.
     pub state: Option<String>,
+    /// With `[cluster]` only: this replica's audit events not yet shipped to the state store.
+    #[schema(required = false)]
+    pub shipping_lag_events: Option<u64>,
 }
 
 /// The result of walking the audit hash chain.
@@ -106,7 +109,28 @@ pub struct Verified {
     /// How many events were checked (when `ok`).
     #[schema(required = false)]
     pub events: Option<u64>,
-    /// The first broken link (when not `ok`).
+    /// The first broken link (when not `ok`); in cluster mode one per broken node,
+    /// `node NAME: broken link at event N: …`, joined with `; `.
+    #[schema(required = false)]
+    pub error: Option<String>,
+    /// Cluster mode: each replica's shipped chain, by node name.
+    #[schema(required = false)]
+    pub nodes: Option<Vec<NodeVerified>>,
+}
+
+/// One replica's shipped chain, walked (cluster mode).
+#[derive(Serialize, ToSchema)]
+pub struct NodeVerified {
+    /// The replica's `[cluster] node`.
+    pub node: String,
+    /// Whether every link of its chain holds.
+    pub ok: bool,
+    /// Events checked (up to the break, if any).
+    pub events: u64,
+    /// The event whose link is broken (when not `ok`).
+    #[schema(required = false)]
+    pub seq: Option<u64>,
+    /// Why (when not `ok`).
     #[schema(required = false)]
     pub error: Option<String>,
 }

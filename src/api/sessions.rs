@@ -1,18 +1,20 @@
 //! The audit trail: sessions, their events and recordings, export and verify.
-
-use std::convert::Infallible;
+//!
+//! Every read goes through the app's [`crate::cluster::History`]: this process's store, or in
+//! cluster mode the trail every replica shipped to the state database, so any replica
+//! answers for any session. Who sees what is `visibility`'s, the same in both.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::visibility::Viewer;
 use super::visibility::no_such_session;
-use super::{Api, ApiError, err, openapi, parse_since, read};
+use super::{Api, ApiError, err, openapi, parse_since};
+use crate::cluster::HistoryError;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -40,6 +42,7 @@ pub(super) struct SessionQuery {
         (status = 200, description = "Sessions", body = [openapi::SessionRecord]),
         (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
     )
 )]
 pub(super) async fn list_sessions(
@@ -61,15 +64,10 @@ pub(super) async fn list_sessions(
     };
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let scope = viewer.session_scope(&api).await?;
-    let audit = api.app.audit.clone();
     // The limit applies after the caller's view, so the length says nothing about others.
-    let list = read(move || {
-        let mut list = audit.sessions(&f);
-        list.retain(|s| scope.sees(s));
-        list.drain(..list.len().saturating_sub(limit));
-        list
-    })
-    .await?;
+    let mut list = api.app.history.sessions(f).await.map_err(unreadable)?;
+    list.retain(|s| scope.sees(s));
+    list.drain(..list.len().saturating_sub(limit));
     Ok(Json(list).into_response())
 }
 
@@ -83,6 +81,7 @@ pub(super) async fn list_sessions(
     responses(
         (status = 200, description = "The session", body = openapi::SessionRecord),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
         (status = 404, description = "No such session, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
     )
 )]
@@ -108,6 +107,7 @@ pub(super) async fn get_session(
     responses(
         (status = 200, description = "Events in order", body = [openapi::Event]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
         (status = 404, description = "No such session, or not one the caller sees (the same answer)", body = openapi::ErrorBody),
     )
 )]
@@ -117,8 +117,7 @@ pub(super) async fn session_events(
     viewer: Viewer,
 ) -> Result<Response, ApiError> {
     let session = viewer.session(&api, &id).await?;
-    let audit = api.app.audit.clone();
-    let events = read(move || audit.events(&id)).await?;
+    let events = api.app.history.events(&id).await.map_err(unreadable)?;
     if session.is_none() && events.is_empty() {
         return Err(no_such_session());
     }
@@ -162,6 +161,7 @@ pub(super) struct ChannelRecording {
     responses(
         (status = 200, description = "Recorded channels, by channel id", body = [ChannelRecording]),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
         (status = 404, description = "No such session, not one the caller sees (the same answer), or it has no recording", body = openapi::ErrorBody),
     )
 )]
@@ -171,9 +171,8 @@ pub(super) async fn session_recordings(
     viewer: Viewer,
 ) -> Result<Response, ApiError> {
     viewer.session(&api, &id).await?;
-    let audit = api.app.audit.clone();
-    let (session, channels) =
-        read(move || (audit.session(&id), audit.recordings(&id).channels())).await?;
+    let (session, recordings) = api.app.history.recordings(&id).await.map_err(unreadable)?;
+    let channels = recordings.channels();
     if session.is_none() && channels.is_empty() {
         return Err(no_such_session());
     }
@@ -190,6 +189,7 @@ pub(super) async fn session_recordings(
     responses(
         (status = 200, description = "asciicast v2 of the channel", content_type = "application/x-asciicast", body = String),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
         (status = 404, description = "No such session, not one the caller sees (the same answer), or no recording of that channel", body = openapi::ErrorBody),
         (status = 409, description = "The session recorded several channels and none was named", body = openapi::ErrorBody),
     )
@@ -201,22 +201,19 @@ pub(super) async fn session_recording(
     viewer: Viewer,
 ) -> Result<Response, ApiError> {
     viewer.session(&api, &id).await?;
-    let audit = api.app.audit.clone();
-    let cast = read(move || {
-        let recordings = audit.recordings(&id);
-        match q.channel {
-            Some(c) => Ok(recordings.cast(c)),
-            None => {
-                let channels = recordings.channels();
-                if channels.len() > 1 {
-                    let ids: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
-                    return Err(ids.join(", "));
-                }
+    let (_, recordings) = api.app.history.recordings(&id).await.map_err(unreadable)?;
+    let cast = match q.channel {
+        Some(c) => Ok(recordings.cast(c)),
+        None => {
+            let channels = recordings.channels();
+            if channels.len() > 1 {
+                let ids: Vec<String> = channels.iter().map(|c| c.channel.to_string()).collect();
+                Err(ids.join(", "))
+            } else {
                 Ok(recordings.only())
             }
         }
-    })
-    .await?;
+    };
     let cast = match cast {
         Ok(c) => c,
         Err(ids) => {
@@ -257,6 +254,7 @@ pub(super) struct ExportQuery {
         (status = 200, description = "JSON Lines, one event per line, in order", content_type = "application/x-ndjson", body = openapi::Event),
         (status = 400, description = "Unreadable `since`", body = openapi::ErrorBody),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
         (status = 403, description = "The caller is not an auditor (config `[api] auditors`)", body = openapi::ErrorBody),
     )
 )]
@@ -270,25 +268,23 @@ pub(super) async fn export_events(
         Some(s) if !s.is_empty() => parse_since(s).map_err(|e| err(StatusCode::BAD_REQUEST, e))?,
         _ => 0,
     };
-    let audit = api.app.audit.clone();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, Infallible>>(16);
-    tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(64 * 1024);
-        for ev in audit.export(since) {
-            if serde_json::to_writer(&mut chunk, &ev).is_ok() {
-                chunk.push(b'\n');
+    let batches = api.app.history.export(since);
+    // A read that fails after the answer has begun ends the body with an error, so the
+    // client sees a cut transfer, never a short export that looks complete.
+    let stream = futures_util::stream::unfold(batches, |mut rx| async move {
+        let item = match rx.recv().await? {
+            Ok(batch) => {
+                let mut chunk = Vec::with_capacity(64 * 1024);
+                for ev in &batch {
+                    if serde_json::to_writer(&mut chunk, ev).is_ok() {
+                        chunk.push(b'\n');
+                    }
+                }
+                Ok(chunk)
             }
-            if chunk.len() >= 60 * 1024 && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-            {
-                return;
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(Ok(chunk));
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+            Err(e) => Err(e),
+        };
+        Some((item, rx))
     });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
@@ -297,7 +293,8 @@ pub(super) async fn export_events(
         .into_response())
 }
 
-/// Walk the chain of the running store. Auditors only.
+/// Walk the chain of the running store (in cluster mode: every replica's shipped chain, naming
+/// the node and event of each break). Auditors only.
 #[utoipa::path(
     get,
     path = "/v1/audit/verify",
@@ -306,6 +303,7 @@ pub(super) async fn export_events(
     responses(
         (status = 200, description = "Every link holds", body = openapi::Verified),
         (status = 401, description = "No valid bearer token", body = openapi::ErrorBody),
+        (status = 503, description = "The history cannot be read (cluster mode: the state store is unreachable)", body = openapi::ErrorBody),
         (status = 403, description = "The caller is not an auditor (config `[api] auditors`)", body = openapi::ErrorBody),
         (status = 409, description = "A broken link (`ok` false, `error` names it)", body = openapi::Verified),
     )
@@ -315,14 +313,17 @@ pub(super) async fn verify_chain(
     viewer: Viewer,
 ) -> Result<Response, ApiError> {
     viewer.require_auditor()?;
-    let audit = api.app.audit.clone();
-    let r = read(move || audit.verify()).await?;
-    Ok(match r {
-        Ok(n) => Json(json!({"ok": true, "events": n})).into_response(),
-        Err(e) => (
-            StatusCode::CONFLICT,
-            Json(json!({"ok": false, "error": e.to_string()})),
-        )
-            .into_response(),
-    })
+    let verified = api.app.history.verify().await.map_err(unreadable)?;
+    let status = if verified.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((status, Json(verified.to_json())).into_response())
+}
+
+/// The answer when the history cannot be read (in cluster mode: the state database is
+/// unreachable), naming what failed.
+pub(super) fn unreadable(e: HistoryError) -> ApiError {
+    err(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }

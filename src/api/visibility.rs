@@ -217,9 +217,12 @@ impl Viewer {
     /// Session `id`'s record if the caller sees it, else 404. An auditor also gets `Ok(None)`
     /// for a session the store has events of but no record.
     pub async fn session(&self, api: &Api, id: &str) -> Result<Option<SessionRecord>, ApiError> {
-        let audit = api.app.audit.clone();
-        let owned = id.to_string();
-        let session = read(move || audit.session(&owned)).await?;
+        let session = api
+            .app
+            .history
+            .session(id)
+            .await
+            .map_err(super::sessions::unreadable)?;
         if self.is_auditor() {
             return Ok(session);
         }

@@ -5,8 +5,8 @@
 //! `seq (u64 BE) ‖ at (unix µs, u64 BE) ‖ session length (u16 BE) ‖ session ‖ JSON length
 //! (u32 BE) ‖ JSON`. `hash(0)` is [`GENESIS`], or after pruning the anchor's hash. Because the
 //! seq, time, session and content are all inside the hashed bytes, editing, deleting,
-//! inserting or reordering any event changes some link, and [`walk`] names the first one.
-//! [`walk`] also resolves each statement's `text_ref` against its session's earlier texts
+//! inserting or reordering any event changes some link, and [`super::walk`] names the first
+//! one. It also resolves each statement's `text_ref` against its session's earlier texts
 //! ([`super::texts`]): a definition edited and re-hashed together with every later event
 //! still leaves its references naming nothing.
 //!
@@ -22,8 +22,6 @@ use std::borrow::Cow;
 use std::fmt;
 
 use sha2::{Digest, Sha256};
-
-use super::keys;
 
 pub const GENESIS: [u8; 32] = [0; 32];
 const VERSION: u8 = 1;
@@ -288,165 +286,29 @@ impl Link {
     }
 }
 
-fn broken(seq: u64, reason: impl Into<String>) -> Broken {
+pub fn broken(seq: u64, reason: impl Into<String>) -> Broken {
     Broken {
         seq,
         reason: reason.into(),
     }
 }
 
-/// Statement texts referenced by later events of their session ([`super::texts`]), checked
-/// as the walk goes: each reference must name a text its session stored whole earlier in
-/// the chain, so a definition edited and re-hashed with everything after it still shows.
-/// After pruning, events within one reference window of the first one kept may name a
-/// definition that was pruned.
-#[derive(Default)]
-struct References {
-    resolver: super::texts::Resolver,
-    first_at: Option<u64>,
-}
-
-impl References {
-    fn check(&mut self, e: &RawEvent<'_>, anchored: bool) -> Result<(), Broken> {
-        let first_at = *self.first_at.get_or_insert(e.at_us);
-        // Canonical JSON starts with its kind: only these can define, reference or end.
-        let relevant = [
-            &b"{\"kind\":\"statement\""[..],
-            b"{\"kind\":\"parse\"",
-            b"{\"kind\":\"session_end\"",
-        ]
-        .iter()
-        .any(|p| e.json.starts_with(p));
-        if !relevant {
-            return Ok(());
-        }
-        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(e.json) else {
-            return Err(broken(e.seq, "its content is not a JSON object"));
-        };
-        let session = String::from_utf8_lossy(e.session);
-        let pruned_before =
-            anchored && e.at_us < first_at.saturating_add(super::texts::REFERENCE_WINDOW);
-        if self.resolver.read(&session, &mut fields) || pruned_before {
-            return Ok(());
-        }
-        Err(broken(
-            e.seq,
-            "its text_ref names no text its session stored before",
-        ))
-    }
-}
-
-/// Walk the whole chain of `tree` (its anchor and head) and `blocks` (every stored block in
-/// chain order, see [`super::store::Store::blocks`]) from the anchor (or the genesis):
-/// `Ok(events walked)` or the first broken link (of the chain, or a text reference that
-/// resolves to nothing).
-pub fn walk(
-    tree: &sled::Tree,
-    blocks: impl Iterator<Item = super::store::StoredBlock>,
-) -> Result<u64, Broken> {
-    let read = |k: &[u8]| {
-        tree.get(k)
-            .map_err(|e| broken(0, format!("cannot read the store: {e}")))
-    };
-    let mut at = match read(keys::ANCHOR)? {
-        None => Link::START,
-        Some(v) => Link::decode(&v).ok_or_else(|| broken(0, "the pruning anchor is malformed"))?,
-    };
-    let anchored = at != Link::START;
-    let mut texts = References::default();
-    let mut walked = 0u64;
-    for item in blocks {
-        let (key_seq, v) = item.map_err(|e| broken(at.seq + 1, e))?;
-        let expect = at.seq + 1;
-        let raw = unpack(&v);
-        let block = raw.as_deref().and_then(decode).ok_or_else(|| {
-            broken(
-                expect.min(key_seq.max(1)),
-                format!("the block stored at event {key_seq} cannot be decoded"),
-            )
-        })?;
-        let Some(first) = block.events.first() else {
-            return Err(broken(key_seq, "an empty block"));
-        };
-        if first.seq != key_seq {
-            return Err(broken(
-                expect.min(key_seq),
-                format!(
-                    "the block stored at event {key_seq} starts with event {}",
-                    first.seq
-                ),
-            ));
-        }
-        if block.prev != at.hash && first.seq == expect {
-            return Err(broken(
-                expect,
-                format!("its block does not link to event {}", at.seq),
-            ));
-        }
-        for e in &block.events {
-            let expect = at.seq + 1;
-            if e.seq != expect {
-                return Err(broken(
-                    expect,
-                    if e.seq > expect {
-                        format!(
-                            "event {expect} is missing (the next one stored is event {})",
-                            e.seq
-                        )
-                    } else {
-                        format!(
-                            "found event {} where event {expect} belongs (events were inserted or reordered)",
-                            e.seq
-                        )
-                    },
-                ));
-            }
-            if link(&at.hash, e.record) != e.hash {
-                return Err(broken(
-                    e.seq,
-                    format!(
-                        "its hash does not match its content and the hash of event {}",
-                        at.seq
-                    ),
-                ));
-            }
-            texts.check(e, anchored)?;
-            at = Link {
-                seq: e.seq,
-                hash: e.hash,
-            };
-            walked += 1;
-        }
-    }
-    if let Some(v) = read(keys::HEAD)? {
-        let head = Link::decode(&v)
-            .ok_or_else(|| broken(at.seq, "the store's head record is malformed"))?;
-        if head.seq > at.seq {
-            return Err(broken(
-                at.seq + 1,
-                format!(
-                    "the chain ends at event {} but the store recorded events up to {} (events at the end were removed)",
-                    at.seq, head.seq
-                ),
-            ));
-        }
-        if head.seq < at.seq {
-            return Err(broken(
-                head.seq + 1,
-                format!(
-                    "the store recorded events up to {} but the chain goes on to event {} (events were appended)",
-                    head.seq, at.seq
-                ),
-            ));
-        }
-        if head.hash != at.hash {
-            return Err(broken(
-                at.seq,
-                "the store's head records this event with another hash",
-            ));
-        }
-    } else if walked > 0 {
-        return Err(broken(at.seq, "the store's head record is missing"));
-    }
-    Ok(walked)
+/// One stored record (`seq ‖ at ‖ session ‖ JSON`, as hashed) with its hash, as an event;
+/// `None` unless the bytes are exactly one record.
+pub fn parse_record(record: &[u8], hash: [u8; 32]) -> Option<RawEvent<'_>> {
+    let mut r = Reader { b: record, at: 0 };
+    let seq = r.u64()?;
+    let at_us = r.u64()?;
+    let slen = r.u16()? as usize;
+    let session = r.take(slen)?;
+    let jlen = r.u32()? as usize;
+    let json = r.take(jlen)?;
+    (r.at == record.len()).then_some(RawEvent {
+        seq,
+        at_us,
+        session,
+        json,
+        record,
+        hash,
+    })
 }

@@ -58,11 +58,12 @@
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
 //! [`joined`] (results joined to their statements), [`texts`] (texts stored once per session),
-//! [`chain`] (blocks, hashes, verify), [`segment`] (the files blocks are appended to),
-//! [`writer`] (group commit), [`recover`] (opening after a crash), `session_record` (session
-//! records from SessionStart / SessionEnd), [`store`] (reads), `keys`
-//! (the tree's layout),
-//! [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per channel).
+//! [`chain`] (blocks, hashes), [`walk`] (verify), [`segment`] (the files blocks are appended
+//! to), [`writer`] (group commit), [`recover`] (opening after a crash), `session_record`
+//! (session records from SessionStart / SessionEnd), [`store`] (reads), `keys` (the tree's
+//! layout), [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per
+//! channel), [`shipped`] (the stored events as they leave the process, and the checks of a
+//! copy).
 
 mod chain;
 mod encode;
@@ -73,9 +74,11 @@ mod recording;
 mod recover;
 mod segment;
 mod session_record;
+mod shipped;
 mod store;
 mod texts;
 mod upkeep;
+mod walk;
 mod writer;
 
 #[cfg(test)]
@@ -99,6 +102,7 @@ pub use event::{
 };
 pub use joined::StatementHandle;
 pub use recording::{ChannelRecording, Recordings};
+pub use shipped::{ShippedChain, ShippedRow, StoredEvent, TextResolver, event_record, kind_of};
 
 use crate::config::OnAuditFailure;
 use store::Store;
@@ -520,7 +524,7 @@ impl Audit {
 
     /// Walk the chain of this open store (what [`verify`] does offline).
     pub fn verify(&self) -> Result<u64, VerifyError> {
-        chain::walk(&self.inner.store.db, self.inner.store.blocks()).map_err(VerifyError::Broken)
+        walk::walk(&self.inner.store.db, self.inner.store.blocks()).map_err(VerifyError::Broken)
     }
 }
 
@@ -569,5 +573,5 @@ pub fn verify(dir: &Path) -> Result<u64, VerifyError> {
             reason,
         })
     })?;
-    chain::walk(&store.db, store.blocks()).map_err(VerifyError::Broken)
+    walk::walk(&store.db, store.blocks()).map_err(VerifyError::Broken)
 }

@@ -72,25 +72,51 @@ impl Store {
     /// Every block in chain order: those sled holds itself (older stores), then those in
     /// segment files. Read lazily, one block at a time.
     pub fn blocks(&self) -> impl Iterator<Item = StoredBlock> + Send + use<> {
-        let legacy = self.db.scan_prefix(keys::BLOCK).map(|kv| {
+        self.blocks_from(0)
+    }
+
+    /// The blocks from the one holding event `seq` on (the last block whose first event is
+    /// at or before `seq`, else the first one), in chain order, like [`Self::blocks`].
+    pub fn blocks_from(&self, seq: u64) -> impl Iterator<Item = StoredBlock> + Send + use<> {
+        let legacy = self.keys_from(keys::BLOCK, keys::block(seq)).map(|kv| {
             let (k, v) = kv.map_err(|e| format!("cannot read the store: {e}"))?;
             Ok((keys::block_seq(&k).unwrap_or(0), v.to_vec()))
         });
         let mut reader = self.segments.reader();
-        let located = self.db.scan_prefix(keys::LOCATED).map(move |kv| {
-            let (k, v) = kv.map_err(|e| format!("cannot read the store: {e}"))?;
-            let seq = keys::block_seq(&k).unwrap_or(0);
-            let at = Location::decode(&v)
-                .ok_or_else(|| format!("the location of the block at event {seq} is malformed"))?;
-            let block = reader.read(&at).map_err(|e| {
-                format!(
-                    "the block at event {seq} cannot be read from segment {}: {e}",
-                    at.segment
-                )
-            })?;
-            Ok((seq, block))
-        });
+        let located = self
+            .keys_from(keys::LOCATED, keys::located(seq))
+            .map(move |kv| {
+                let (k, v) = kv.map_err(|e| format!("cannot read the store: {e}"))?;
+                let seq = keys::block_seq(&k).unwrap_or(0);
+                let at = Location::decode(&v).ok_or_else(|| {
+                    format!("the location of the block at event {seq} is malformed")
+                })?;
+                let block = reader.read(&at).map_err(|e| {
+                    format!(
+                        "the block at event {seq} cannot be read from segment {}: {e}",
+                        at.segment
+                    )
+                })?;
+                Ok((seq, block))
+            });
         legacy.chain(located)
+    }
+
+    /// The keys of `prefix` from the last one at or before `key` (else from the first).
+    fn keys_from(
+        &self,
+        prefix: &'static [u8],
+        key: [u8; 9],
+    ) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> + Send + use<> {
+        let start = self
+            .db
+            .range(prefix..=&key[..])
+            .next_back()
+            .and_then(Result::ok)
+            .map_or_else(|| prefix.to_vec(), |(k, _)| k.to_vec());
+        self.db
+            .range(start..)
+            .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
     }
 
     /// The stored block whose first event is `seq`, if any.

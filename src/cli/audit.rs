@@ -4,6 +4,10 @@
 //! through the control API while `jitgate serve` runs, and open the store directly when
 //! given `--data-dir` (or `--config`, for its `data_dir`) and no server holds it. If a server
 //! does hold it, they say so and use the API instead when a token is at hand.
+//!
+//! A `--config` with a `[cluster]` section reads the trail every replica shipped to the state
+//! database instead (any replica's sessions, no local store needed), through the same
+//! [`History`] the API uses.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +17,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::client::{ApiClient, print_json, table};
-use crate::audit::{Audit, AuditError, AuditOptions, SessionFilter, VerifyError};
+use crate::audit::{
+    Audit, AuditError, AuditOptions, EventRecord, SessionFilter, SessionRecord, VerifyError,
+};
+use crate::cluster::{History, HistoryError};
 
 /// Where to read the trail from.
 pub struct Where {
@@ -24,7 +31,58 @@ pub struct Where {
 
 pub(super) enum Source {
     Api(ApiClient),
-    Store(Audit),
+    /// The local store, or the state database in cluster mode, read here.
+    Direct(Direct),
+}
+
+/// History read by this process, with the runtime its reads run on.
+pub(super) struct Direct {
+    runtime: tokio::runtime::Runtime,
+    pub history: History,
+}
+
+impl Direct {
+    fn new(history: impl FnOnce() -> Result<History, String>) -> Result<Direct, ExitCode> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                eprintln!("jitgate: cannot start the runtime: {e}");
+                ExitCode::from(2)
+            })?;
+        // Made inside the runtime: a cluster history's connection needs one.
+        let _in = runtime.enter();
+        let history = history().map_err(|e| {
+            eprintln!("jitgate: {e}");
+            ExitCode::from(2)
+        })?;
+        drop(_in);
+        Ok(Direct { runtime, history })
+    }
+
+    /// Run one read to completion.
+    pub fn run<T>(&self, read: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(read)
+    }
+
+    /// A session's record and events, if there is such a session.
+    pub fn session_history(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SessionRecord, Vec<EventRecord>)>, HistoryError> {
+        self.run(async {
+            let Some(s) = self.history.session(id).await? else {
+                return Ok(None);
+            };
+            Ok(Some((s, self.history.events(id).await?)))
+        })
+    }
+}
+
+/// Where a `--config` points the readers: its state database, or its `data_dir`.
+enum Configured {
+    Cluster(Box<crate::config::Cluster>),
+    DataDir(PathBuf),
 }
 
 /// The audit store's directory under a jitgate `data_dir` (or `dir` itself if it is one).
@@ -37,16 +95,19 @@ fn store_dir(dir: &Path) -> PathBuf {
 }
 
 impl Where {
-    /// The store directory, if the user named one.
-    fn dir(&self) -> Result<Option<PathBuf>, ExitCode> {
+    /// What the user named to read directly, if anything.
+    fn configured(&self) -> Result<Option<Configured>, ExitCode> {
         if let Some(d) = &self.data_dir {
-            return Ok(Some(store_dir(d)));
+            return Ok(Some(Configured::DataDir(store_dir(d))));
         }
         let Some(c) = &self.config else {
             return Ok(None);
         };
         match crate::config::Config::load(c) {
-            Ok(cfg) => Ok(Some(store_dir(&cfg.server.data_dir))),
+            Ok(cfg) => Ok(Some(match cfg.cluster {
+                Some(cluster) => Configured::Cluster(Box::new(cluster)),
+                None => Configured::DataDir(store_dir(&cfg.server.data_dir)),
+            })),
             Err(e) => {
                 eprintln!("jitgate: bad config {}: {}", c.display(), e.0.join("; "));
                 Err(ExitCode::from(2))
@@ -55,8 +116,19 @@ impl Where {
     }
 
     pub(super) fn source(self) -> Result<Source, ExitCode> {
-        let Some(dir) = self.dir()? else {
-            return Ok(Source::Api(self.api));
+        let dir = match self.configured()? {
+            None => return Ok(Source::Api(self.api)),
+            Some(Configured::Cluster(cluster)) => {
+                return Direct::new(|| {
+                    let connector =
+                        crate::cluster::Connector::new(&cluster).map_err(|e| e.to_string())?;
+                    Ok(History::Cluster(std::sync::Arc::new(
+                        crate::cluster::ClusterHistory::new(connector),
+                    )))
+                })
+                .map(Source::Direct);
+            }
+            Some(Configured::DataDir(dir)) => dir,
         };
         if !dir.join("db").exists() {
             eprintln!(
@@ -66,7 +138,7 @@ impl Where {
             return Err(ExitCode::from(2));
         }
         match Audit::open(&dir, AuditOptions::default()) {
-            Ok(a) => Ok(Source::Store(a)),
+            Ok(a) => Direct::new(|| Ok(History::Local(a))).map(Source::Direct),
             Err(AuditError::Locked(_)) if self.api.token.is_some() => {
                 eprintln!(
                     "jitgate: {} is held by a running jitgate; reading through the API at {}",
@@ -91,6 +163,12 @@ impl Where {
 
 pub(super) fn api_failed(e: super::client::Failure) -> ExitCode {
     e.report()
+}
+
+/// The history could not be read (the state database is unreachable, or the store failed).
+pub(super) fn unreadable(e: crate::cluster::HistoryError) -> ExitCode {
+    eprintln!("jitgate: {e}");
+    ExitCode::from(2)
 }
 
 pub(super) fn fmt_time(unix: f64) -> String {
@@ -142,7 +220,7 @@ pub fn sessions(w: Where, a: SessionArgs) -> ExitCode {
                 Err(e) => return api_failed(e),
             }
         }
-        Ok(Source::Store(audit)) => {
+        Ok(Source::Direct(direct)) => {
             let since = match a.since.as_deref().map(crate::api::parse_since).transpose() {
                 Ok(s) => s,
                 Err(e) => {
@@ -156,11 +234,13 @@ pub fn sessions(w: Where, a: SessionArgs) -> ExitCode {
                 since,
                 limit: Some(a.limit),
             };
-            audit
-                .sessions(&f)
-                .into_iter()
-                .filter_map(|s| serde_json::to_value(s).ok())
-                .collect()
+            match direct.run(direct.history.sessions(f)) {
+                Ok(list) => list
+                    .into_iter()
+                    .filter_map(|s| serde_json::to_value(s).ok())
+                    .collect(),
+                Err(e) => return unreadable(e),
+            }
         }
     };
     if json_out {
@@ -263,13 +343,30 @@ pub fn export(w: Where, since: &str) -> ExitCode {
             Ok(text) => out.write_all(text.as_bytes()),
             Err(e) => return api_failed(e),
         },
-        Ok(Source::Store(audit)) => (|| {
-            for ev in audit.export(since_secs) {
-                serde_json::to_writer(&mut out, &ev)?;
-                out.write_all(b"\n")?;
+        Ok(Source::Direct(direct)) => {
+            let mut batches = direct.run(async { direct.history.export(since_secs) });
+            let mut written = Ok(());
+            while let Some(batch) = direct.run(batches.recv()) {
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = out.flush();
+                        return unreadable(e);
+                    }
+                };
+                written = (|| {
+                    for ev in &batch {
+                        serde_json::to_writer(&mut out, ev)?;
+                        out.write_all(b"\n")?;
+                    }
+                    Ok(())
+                })();
+                if written.is_err() {
+                    break;
+                }
             }
-            Ok(())
-        })(),
+            written
+        }
     };
     match r.and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,

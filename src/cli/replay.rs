@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use std::path::PathBuf;
 
-use super::audit::{Source, Where, api_failed, fmt_time, urlencode};
+use super::audit::{Source, Where, api_failed, fmt_time, unreadable, urlencode};
+use crate::audit::Recordings;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReplayFormat {
@@ -98,18 +99,22 @@ pub fn replay(w: Where, a: ReplayArgs) -> ExitCode {
             });
             (session, events, recorded)
         }
-        Ok(Source::Store(audit)) => {
-            let Some(s) = audit.session(&a.id) else {
-                eprintln!("jitgate: no session {} in the audit trail", a.id);
-                return ExitCode::from(1);
+        Ok(Source::Direct(direct)) => {
+            let (s, events) = match direct.session_history(&a.id) {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    eprintln!("jitgate: no session {} in the audit trail", a.id);
+                    return ExitCode::from(1);
+                }
+                Err(e) => return unreadable(e),
             };
-            let events = audit
-                .events(&a.id)
+            let ssh = s.protocol == "ssh";
+            let recordings = ssh.then(|| Recordings::new(Some(s.clone()), events.clone()));
+            let events = events
                 .into_iter()
                 .filter_map(|e| serde_json::to_value(e).ok())
                 .collect();
-            let recorded = (s.protocol == "ssh").then(|| {
-                let recordings = audit.recordings(&a.id);
+            let recorded = recordings.map(|recordings| {
                 let channels: Vec<Value> = recordings
                     .channels()
                     .iter()

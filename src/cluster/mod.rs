@@ -18,13 +18,19 @@
 //! - `shared`: [`Shared`], the state store as [`crate::approval`] sees it.
 //! - `listen`: LISTEN, resync and the mirror kept current by notifications.
 //! - `liveness`: heartbeats, lost nodes, a clean stop.
+//! - `shipping`: each replica's audit trail copied to the state database, in order.
+//! - `history`: where the API and CLI read audit history from (the local store, or in
+//!   cluster mode every replica's shipped trail, `history_pg`).
 
 pub mod connect;
+pub mod history;
+mod history_pg;
 mod listen;
 mod liveness;
 mod pool;
 pub mod schema;
 mod shared;
+pub mod shipping;
 mod store;
 
 use std::sync::Arc;
@@ -32,6 +38,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use connect::Connector;
+pub use history::{History, HistoryError};
+pub use history_pg::ClusterHistory;
 pub use shared::Shared;
 
 use crate::approval::Approvals;

@@ -35,7 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "nodes, requests, approvals and grants",
         sql: STATE_V1,
     },
-    // Next: version 2 (the audit events shipped by each node) — append below.
+    Migration {
+        version: 2,
+        name: "the audit trail shipped by each node",
+        sql: super::shipping::SCHEMA_V2,
+    },
 ];
 
 const STATE_V1: &str = r#"

@@ -10,6 +10,7 @@ mod commit;
 mod durability;
 mod record;
 mod segment;
+mod shipped;
 mod texts;
 mod upkeep;
 

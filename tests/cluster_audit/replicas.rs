@@ -1,0 +1,234 @@
+//! Replicas for the cluster audit tests: one state database on the shared test cluster, a
+//! target database, and `jitgate serve` processes with a `[cluster]` section pointing at that
+//! state database, each with its own `data_dir` kept across restarts.
+//!
+//! Users: alice (password, SSH key and API token; runs the sessions), audrey (API token; the
+//! auditor). One rule allows everything: these tests are about the trail, not approvals. With
+//! [`Replicas::with_ssh`], every replica also listens for SSH and reaches the test sshd as
+//! target `web-1`.
+//!
+//! Each test file uses a different subset, so unused items are expected here.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::api::{AUDITOR_TOKEN, Api, POLL, sha256_hex};
+use crate::support::jitgate::toml_str;
+use crate::support::proc::write_file;
+use crate::support::sshd::{Keys, Sshd, TARGET, TARGET_USER, public_key};
+use crate::support::{
+    ALICE, ALICE_PASSWORD, APP_TARGET, Jitgate, JitgateBuilder, PgCluster, PgTarget, TempDir,
+    jitgate_cmd, run_timeout,
+};
+
+pub const ALICE_TOKEN: &str = "alice-cluster-token";
+
+/// The databases and directories replicas share.
+pub struct Replicas {
+    pub pg: &'static PgCluster,
+    /// The state database (owned by role `app`).
+    pub state_db: String,
+    /// The target database alice reaches as `app-db`.
+    pub target_db: String,
+    dir: TempDir,
+    ssh: Option<Sshd>,
+}
+
+impl Replicas {
+    pub fn new() -> Replicas {
+        let pg = PgCluster::shared();
+        let state_db = pg.fresh_database("app");
+        let target_db = pg.fresh_database("app");
+        Replicas {
+            pg,
+            state_db,
+            target_db,
+            dir: TempDir::new("cluster-audit"),
+            ssh: None,
+        }
+    }
+
+    /// Replicas started from now on also serve SSH to the test sshd (target `web-1`).
+    pub fn with_ssh(mut self) -> Replicas {
+        let keys = Keys::shared();
+        self.ssh = Some(Sshd::start(&[public_key(&keys.target)]));
+        self
+    }
+
+    /// The `[[users]]` key line and `[[targets]]` table of the SSH target, if any.
+    fn ssh_toml(&self) -> (String, String) {
+        let Some(sshd) = &self.ssh else {
+            return (String::new(), String::new());
+        };
+        let keys = Keys::shared();
+        (
+            format!("ssh_keys = [{}]\n", toml_str(&public_key(&keys.alice))),
+            format!(
+                "\n[[targets]]\nname = {}\nkind = \"ssh\"\naddress = {}\nuser = {}\n\
+                 key_file = {}\nhost_key = {}\n",
+                toml_str(TARGET),
+                toml_str(&sshd.addr()),
+                toml_str(TARGET_USER),
+                toml_str(&keys.target.display().to_string()),
+                toml_str(&sshd.host_key),
+            ),
+        )
+    }
+
+    /// The `data_dir` of replica `node` (the same at every start).
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.dir.join(node)
+    }
+
+    /// Start replica `node` (on free ports, with its own `data_dir`).
+    pub fn start(&self, node: &str) -> Jitgate {
+        let password_file = self.dir.join("state.password");
+        write_file(
+            &password_file,
+            crate::support::cluster::role_password("app"),
+            0o600,
+        );
+        let (ssh_key, ssh_target) = self.ssh_toml();
+        let users = format!(
+            "[[users]]\nname = \"{ALICE}\"\ngroups = [\"dev\"]\npassword = {}\n{ssh_key}\
+             api_token_sha256 = \"{}\"\n\n\
+             [[users]]\nname = \"audrey\"\ngroups = [\"security\"]\napi_token_sha256 = \"{}\"\n\n\
+             [api]\nauditors = [\"user:audrey\"]\n\n\
+             [cluster]\nnode = {}\nstate_url = {}\nstate_password_file = {}\nstate_tls = \"disable\"\n",
+            toml_str(&crate::support::hash_password(ALICE_PASSWORD)),
+            sha256_hex(ALICE_TOKEN),
+            sha256_hex(AUDITOR_TOKEN),
+            toml_str(node),
+            toml_str(&format!(
+                "host=127.0.0.1 port={} dbname={} user=app",
+                self.pg.port(),
+                self.state_db
+            )),
+            toml_str(&password_file.display().to_string()),
+        ) + &ssh_target;
+        std::fs::create_dir_all(self.data_dir(node)).expect("mkdir data_dir");
+        let builder = match self.ssh {
+            Some(_) => JitgateBuilder::new().ssh_listen(),
+            None => JitgateBuilder::new(),
+        };
+        builder
+            .target(PgTarget::on_cluster(
+                APP_TARGET,
+                self.pg,
+                &self.target_db,
+                "app",
+            ))
+            .allow_all()
+            .data_dir(&self.data_dir(node))
+            .raw_toml(&users)
+            .start()
+    }
+
+    /// `psql -At` as superuser in the state database; trimmed output.
+    pub fn state_sql(&self, sql: &str) -> String {
+        self.pg.superuser_psql_db(&self.state_db, sql)
+    }
+
+    /// `(seq, hex hash)` of every row node `node` shipped, in seq order.
+    pub fn shipped(&self, node: &str) -> Vec<(u64, String)> {
+        self.state_sql(&format!(
+            "SELECT seq || ' ' || encode(hash, 'hex') FROM jitgate_audit_events \
+             WHERE node = '{node}' ORDER BY seq;"
+        ))
+        .lines()
+        .map(seq_and_hash)
+        .collect()
+    }
+}
+
+fn seq_and_hash(line: &str) -> (u64, String) {
+    let (seq, hash) = line.split_once(' ').expect("seq and hash");
+    (seq.parse().expect("a seq"), hash.to_string())
+}
+
+/// The API of a replica as `token`.
+pub fn api(jg: &Jitgate, token: &str) -> Api {
+    Api::new(jg.api_addr(), token)
+}
+
+/// `jitgate ARGS` (the CLI) against a replica's API as the holder of `token`.
+pub fn cli(jg: &Jitgate, token: &str, args: &[&str]) -> Output {
+    run_timeout(
+        jitgate_cmd()
+            .args(args)
+            .env("JITGATE_URL", jg.api_url())
+            .env("JITGATE_TOKEN", token),
+        None,
+        POLL,
+    )
+}
+
+/// `(seq, hash)` of every event in a stopped replica's own store, read offline.
+pub fn local_trail(data_dir: &std::path::Path) -> Vec<(u64, String)> {
+    let out = run_timeout(
+        jitgate_cmd()
+            .args(["audit", "export", "--data-dir"])
+            .arg(data_dir),
+        None,
+        POLL,
+    );
+    assert!(
+        out.status.success(),
+        "jitgate audit export --data-dir: {}",
+        crate::support::output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("an export line is JSON");
+            (
+                v["seq"].as_u64().expect("seq"),
+                v["hash"].as_str().expect("hash").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Stop a replica with SIGTERM and wait for it to exit (its store is then free to read).
+pub fn stop(jg: &mut Jitgate) {
+    jg.kill("TERM");
+    assert!(
+        jg.wait_exit(POLL).is_some(),
+        "jitgate did not stop\n{}",
+        jg.log_tail(30)
+    );
+}
+
+impl Replicas {
+    /// The state database goes away: it refuses every new connection and its open ones are
+    /// ended (one PostgreSQL serves the state and the target here, so the server itself keeps
+    /// running and the target keeps serving reads).
+    pub fn state_away(&self) {
+        self.pg.superuser_psql(&format!(
+            "ALTER DATABASE {db} ALLOW_CONNECTIONS false;\n\
+             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}';",
+            db = self.state_db
+        ));
+    }
+
+    /// The state database is back.
+    pub fn state_back(&self) {
+        self.pg.superuser_psql(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS true;",
+            self.state_db
+        ));
+    }
+}
+
+/// A replica's `jitgate_cluster_shipping_lag_events`.
+pub fn shipping_lag(jg: &Jitgate) -> u64 {
+    let (status, body) = jg.http_get("http", "/metrics").expect("GET /metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("jitgate_cluster_shipping_lag_events "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no shipping lag metric in\n{body}"))
+}
