@@ -72,10 +72,7 @@ SQL
 
 # jitgate: alice (dev) logs in with a password; bob (sre) approves with a token.
 # Rules: reads pass, writes wait for one approver of group sre.
-verifier=$(printf '%s' "$CLIENT_PW" | "$JITGATE_BIN" hash-password) || die "jitgate hash-password failed"
-verifier=$(printf '%s' "$verifier" | tr -d '\r\n')
-[[ $verifier == SCRAM-SHA-256* ]] || die "jitgate hash-password printed no SCRAM verifier: $verifier"
-token_sha=$(printf '%s' "$API_TOKEN" | sha256sum | awk '{print $1}')
+approvals_setup
 
 write_config() {
     cat >"$TMP/jitgate.toml" <<EOF
@@ -84,37 +81,7 @@ postgres_listen = "127.0.0.1:$JG_PORT"
 api_listen = "127.0.0.1:$API_PORT"
 data_dir = "$TMP/jitgate-data"
 
-[[users]]
-name = "alice"
-groups = ["dev"]
-password = "$verifier"
-
-[[users]]
-name = "bob"
-groups = ["sre"]
-api_token_sha256 = "$token_sha"
-
-[[targets]]
-name = "bench"
-kind = "postgres"
-address = "127.0.0.1:$PG_PORT"
-database = "bench"
-user = "bench"
-password_file = "$TMP/bench.pw"
-tls = "disable"
-
-[[rules]]
-name = "reads pass"
-classes = ["read"]
-action = "allow"
-
-[[rules]]
-name = "writes need one SRE"
-classes = ["write"]
-action = "review"
-approvers = ["group:sre"]
-approvals_required = 1
-hold_timeout = "10m"
+$(approvals_policy)
 EOF
 }
 

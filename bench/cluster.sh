@@ -57,10 +57,7 @@ VACUUM ANALYZE t;
 SQL
 psql_admin -c "CREATE DATABASE jitgate OWNER bench" >/dev/null
 
-verifier=$(printf '%s' "$CLIENT_PW" | "$JITGATE_BIN" hash-password) || die "jitgate hash-password failed"
-verifier=$(printf '%s' "$verifier" | tr -d '\r\n')
-[[ $verifier == SCRAM-SHA-256* ]] || die "jitgate hash-password printed no SCRAM verifier: $verifier"
-token_sha=$(printf '%s' "$API_TOKEN" | sha256sum | awk '{print $1}')
+approvals_setup
 
 # replica TAG [NODE]: start a jitgate (with [cluster] node NODE when given); sets PORT_TAG and
 # APIPORT_TAG.
@@ -82,36 +79,7 @@ postgres_listen = "127.0.0.1:$pg"
 api_listen = "127.0.0.1:$api"
 data_dir = "$TMP/$tag-data"
 
-[[users]]
-name = "alice"
-groups = ["dev"]
-password = "$verifier"
-
-[[users]]
-name = "bob"
-groups = ["sre"]
-api_token_sha256 = "$token_sha"
-
-[[targets]]
-name = "bench"
-kind = "postgres"
-address = "127.0.0.1:$PG_PORT"
-database = "bench"
-user = "bench"
-password_file = "$TMP/bench.pw"
-tls = "disable"
-
-[[rules]]
-name = "reads pass"
-classes = ["read"]
-action = "allow"
-
-[[rules]]
-name = "writes need one SRE"
-classes = ["write"]
-action = "review"
-approvers = ["group:sre"]
-hold_timeout = "10m"
+$(approvals_policy)
 
 $cluster
 EOF

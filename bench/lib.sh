@@ -314,3 +314,51 @@ log_median_us() {
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# approvals_setup: sets `verifier` (alice's SCRAM verifier for $CLIENT_PW) and `token_sha` (the
+# SHA-256 of bob's $API_TOKEN) for approvals_policy.
+approvals_setup() {
+    verifier=$(printf '%s' "$CLIENT_PW" | "$JITGATE_BIN" hash-password) || die "jitgate hash-password failed"
+    verifier=$(printf '%s' "$verifier" | tr -d '\r\n')
+    [[ $verifier == SCRAM-SHA-256* ]] || die "jitgate hash-password printed no SCRAM verifier: $verifier"
+    token_sha=$(printf '%s' "$API_TOKEN" | sha256sum | awk '{print $1}')
+}
+
+# approvals_policy: the users, target and rules of the approval benches (TOML on stdout):
+# alice (dev) logs in with a password, bob (sre) approves with a token; reads pass, writes wait
+# for one approver of group sre.
+approvals_policy() {
+    cat <<EOF
+[[users]]
+name = "alice"
+groups = ["dev"]
+password = "$verifier"
+
+[[users]]
+name = "bob"
+groups = ["sre"]
+api_token_sha256 = "$token_sha"
+
+[[targets]]
+name = "bench"
+kind = "postgres"
+address = "127.0.0.1:$PG_PORT"
+database = "bench"
+user = "bench"
+password_file = "$TMP/bench.pw"
+tls = "disable"
+
+[[rules]]
+name = "reads pass"
+classes = ["read"]
+action = "allow"
+
+[[rules]]
+name = "writes need one SRE"
+classes = ["write"]
+action = "review"
+approvers = ["group:sre"]
+approvals_required = 1
+hold_timeout = "10m"
+EOF
+}

@@ -432,14 +432,20 @@ impl Approvals {
                 .unwrap_or_default();
             (g, session)
         };
+        self.revoked(&session, &g);
+        Ok(g)
+    }
+
+    /// A revoked grant's `grant_revoked` event (in the trail of the session that asked for
+    /// it) and its announcement.
+    pub(crate) fn revoked(&self, session: &str, g: &Grant) {
         self.audit_event(
-            &session,
+            session,
             EventKind::GrantRevoked {
                 grant: Text::from(&g.id),
             },
         );
         self.emit(Event::GrantRevoked(g.clone()));
-        Ok(g)
     }
 
     /// Revoke every grant whose grantee `gone` says no longer exists (after a reload); each
@@ -461,13 +467,7 @@ impl Approvals {
                 .collect()
         };
         for (g, session) in &revoked {
-            self.audit_event(
-                session,
-                EventKind::GrantRevoked {
-                    grant: Text::from(&g.id),
-                },
-            );
-            self.emit(Event::GrantRevoked(g.clone()));
+            self.revoked(session, g);
         }
         revoked.len()
     }

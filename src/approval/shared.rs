@@ -140,13 +140,7 @@ impl Approvals {
             Ok(true) => {
                 // The store's notification may have dropped it from the cache already.
                 self.drop_grant(id);
-                self.audit_event(
-                    &session,
-                    EventKind::GrantRevoked {
-                        grant: Text::from(&grant.id),
-                    },
-                );
-                self.emit(Event::GrantRevoked(grant.clone()));
+                self.revoked(&session, &grant);
                 Ok(grant)
             }
             Ok(false) => {

@@ -194,6 +194,18 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// One record's fields: `seq ‖ at ‖ session (u16 length) ‖ JSON (u32 length)`.
+    #[allow(clippy::type_complexity)]
+    fn record(&mut self) -> Option<(u64, u64, &'a [u8], &'a [u8])> {
+        let seq = self.u64()?;
+        let at_us = self.u64()?;
+        let slen = self.u16()? as usize;
+        let session = self.take(slen)?;
+        let jlen = self.u32()? as usize;
+        let json = self.take(jlen)?;
+        Some((seq, at_us, session, json))
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.b.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
@@ -224,12 +236,7 @@ pub fn decode(b: &[u8]) -> Option<Block<'_>> {
     let mut events = Vec::with_capacity(count.min(b.len() / 56));
     for _ in 0..count {
         let start = r.at;
-        let seq = r.u64()?;
-        let at_us = r.u64()?;
-        let slen = r.u16()? as usize;
-        let session = r.take(slen)?;
-        let jlen = r.u32()? as usize;
-        let json = r.take(jlen)?;
+        let (seq, at_us, session, json) = r.record()?;
         let record = &b[start..r.at];
         let hash = r.hash()?;
         events.push(RawEvent {
@@ -297,12 +304,7 @@ pub fn broken(seq: u64, reason: impl Into<String>) -> Broken {
 /// `None` unless the bytes are exactly one record.
 pub fn parse_record(record: &[u8], hash: [u8; 32]) -> Option<RawEvent<'_>> {
     let mut r = Reader { b: record, at: 0 };
-    let seq = r.u64()?;
-    let at_us = r.u64()?;
-    let slen = r.u16()? as usize;
-    let session = r.take(slen)?;
-    let jlen = r.u32()? as usize;
-    let json = r.take(jlen)?;
+    let (seq, at_us, session, json) = r.record()?;
     (r.at == record.len()).then_some(RawEvent {
         seq,
         at_us,

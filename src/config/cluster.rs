@@ -5,7 +5,7 @@
 //! config), it comes from `state_password_file` or `state_password_env`; the heartbeat is at
 //! most a third of `node_timeout`, so one late heartbeat never makes a live replica look lost.
 
-use super::validate::{duration_or, resolve};
+use super::validate::{duration_or, resolve, secret_from};
 use super::*;
 
 /// Default of `node_timeout`.
@@ -69,35 +69,15 @@ pub(super) fn validate_cluster(
             None
         }
     };
-    let state_password = match (&c.state_password_file, &c.state_password_env) {
-        (Some(_), Some(_)) => {
-            errs.push("cluster: set state_password_file or state_password_env, not both".into());
-            None
-        }
-        (Some(f), None) => {
-            let p = resolve(base, f);
-            match std::fs::read_to_string(&p) {
-                Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_string())),
-                Err(e) => {
-                    errs.push(format!(
-                        "cluster.state_password_file: cannot read {}: {e}",
-                        p.display()
-                    ));
-                    None
-                }
-            }
-        }
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(s) => Some(Secret::new(s)),
-            Err(_) => {
-                errs.push(format!(
-                    "cluster.state_password_env: variable {var} is not set"
-                ));
-                None
-            }
-        },
-        (None, None) => None,
-    };
+    let state_password = secret_from(
+        base,
+        (
+            c.state_password_file.as_deref(),
+            c.state_password_env.as_deref(),
+        ),
+        ("cluster", "state_password_file", "state_password_env"),
+        errs,
+    );
     let state_tls = match c.state_tls.as_deref() {
         None | Some("prefer") => UpstreamTls::Prefer,
         Some("disable") => UpstreamTls::Disable,

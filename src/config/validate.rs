@@ -338,6 +338,43 @@ pub(super) fn validate_user(i: usize, u: &UserSection, errs: &mut Vec<String>) -
     })
 }
 
+/// A password read from a file (a trailing newline dropped) or an environment variable, one
+/// of the two at most; a problem goes to `errs` under `at` and the two keys' names.
+pub(super) fn secret_from(
+    base: &Path,
+    (file, env): (Option<&Path>, Option<&str>),
+    (at, file_key, env_key): (&str, &str, &str),
+    errs: &mut Vec<String>,
+) -> Option<Secret<String>> {
+    match (file, env) {
+        (Some(_), Some(_)) => {
+            errs.push(format!("{at}: set {file_key} or {env_key}, not both"));
+            None
+        }
+        (Some(f), None) => {
+            let p = resolve(base, f);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_string())),
+                Err(e) => {
+                    errs.push(format!(
+                        "{at}: {file_key}: cannot read {}: {e}",
+                        p.display()
+                    ));
+                    None
+                }
+            }
+        }
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(s) => Some(Secret::new(s)),
+            Err(_) => {
+                errs.push(format!("{at}: {env_key}: variable {var} is not set"));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
 pub fn decode_hex32(h: &str) -> Option<[u8; 32]> {
     let h = h.trim();
     if h.len() != 64 || !h.is_ascii() {
@@ -376,33 +413,12 @@ pub(super) fn validate_target(
             t.address
         ));
     }
-    let password = match (&t.password_file, &t.password_env) {
-        (Some(_), Some(_)) => {
-            errs.push(format!("{at}: set password_file or password_env, not both"));
-            None
-        }
-        (Some(f), None) => {
-            let p = resolve(base, f);
-            match std::fs::read_to_string(&p) {
-                Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']).to_string())),
-                Err(e) => {
-                    errs.push(format!(
-                        "{at}: password_file: cannot read {}: {e}",
-                        p.display()
-                    ));
-                    None
-                }
-            }
-        }
-        (None, Some(var)) => match std::env::var(var) {
-            Ok(s) => Some(Secret::new(s)),
-            Err(_) => {
-                errs.push(format!("{at}: password_env: variable {var} is not set"));
-                None
-            }
-        },
-        (None, None) => None,
-    };
+    let password = secret_from(
+        base,
+        (t.password_file.as_deref(), t.password_env.as_deref()),
+        (&at, "password_file", "password_env"),
+        errs,
+    );
     let tls = match t.tls.as_deref() {
         None if kind == TargetKind::Postgres => UpstreamTls::Prefer,
         None => UpstreamTls::Disable,
