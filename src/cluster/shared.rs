@@ -147,14 +147,11 @@ impl SharedState for Shared {
         let Some(approvals) = self.approvals() else {
             return;
         };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            // No runtime to reach the store from: end it here (fail closed); the store's row
-            // is ended at the next resync, this node's next start, or by another replica.
-            approvals.close_here(id, state, reason);
-            return;
-        };
+        // On the main runtime, never on a session thread's (`lifecycle::threads`): a
+        // connection the pool opens there would be driven by a thread that may be waiting,
+        // blocked, for an INSERT through that very connection (`insert`).
         let (id, reason, pool) = (id.to_string(), reason.to_string(), self.pool.clone());
-        handle.spawn(async move {
+        self.runtime.spawn(async move {
             let stored = bounded(OPERATION_TIMEOUT, async {
                 let mut c = pool.get().await?;
                 store::close(c.client()?, &id, state, &reason).await
@@ -178,11 +175,9 @@ impl SharedState for Shared {
     }
 
     fn set_impact(&self, id: &str, impact: &crate::request::Impact) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+        // On the main runtime, for the reason `close` gives.
         let (id, impact, pool) = (id.to_string(), impact.clone(), self.pool.clone());
-        handle.spawn(async move {
+        self.runtime.spawn(async move {
             let stored = bounded(OPERATION_TIMEOUT, async {
                 let mut c = pool.get().await?;
                 store::set_impact(c.client()?, &id, &impact).await
