@@ -241,3 +241,51 @@ async fn deny_and_approve_racing_on_two_replicas_have_one_outcome() {
         assert_eq!(b.bob.wait_state(&id, &stored)["state"], stored.as_str());
     }
 }
+
+/// Many writes held at once on A, in waves, each approved through B: every one is held (its
+/// request committed in the state store), none refused, and each runs on A. Holds on A's
+/// session threads and the impact previews they start share the state store's connections
+/// (`cluster::shared`: both run on the main runtime, never on a session thread that may be
+/// waiting for a request's INSERT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waves_of_concurrent_holds_are_all_held_and_run() {
+    let r = Replicas::start(2, "60s", "6s");
+    let (a, b) = (r.node(A), r.node(B));
+    for wave in 1..=3 {
+        let mut sessions = Vec::new();
+        for table in ["t", "t2"] {
+            for id in 1..=10 {
+                sessions.push((table, id, a.alice_session().await));
+            }
+        }
+        // All sent before any notice is read, so the holds overlap.
+        let mut running = Vec::new();
+        for (table, id, s) in sessions {
+            let h = s.spawn_simple(&format!("UPDATE {table} SET v = {wave} WHERE id = {id}"));
+            running.push((table, id, h, s));
+        }
+        let mut held = Vec::new();
+        for (table, id, h, mut s) in running {
+            let notice = s.notice().await;
+            let request = held_id(&notice)
+                .unwrap_or_else(|| panic!("wave {wave}, {table} row {id}: no hold but {notice}"));
+            held.push((table, id, request, h, s));
+        }
+        for (_, _, request, _, _) in &held {
+            assert_eq!(b.bob.approve_ok(request, "wave", None)["state"], "approved");
+        }
+        for (table, id, _, h, _s) in held {
+            let done = finish(h).await.expect("an approved write runs on A");
+            assert_eq!(api::affected(&done), Some(1));
+            assert_eq!(
+                a.row(table, id),
+                Some(wave),
+                "{table} row {id} after wave {wave}"
+            );
+        }
+    }
+    assert_eq!(
+        r.state_sql("SELECT state || ' ' || count(*) FROM jitgate_requests GROUP BY state;"),
+        "approved 60"
+    );
+}
