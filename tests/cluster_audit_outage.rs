@@ -1,16 +1,12 @@
-//! Issue 17, the audit halves of proofs 4 and 5, against real processes: one PostgreSQL 15
-//! serving as the state database and the target, two jitgate replicas with `[cluster]`.
+//! Issue 17, the audit halves of proofs 4 and 5, against real processes: a PostgreSQL 15 for
+//! the target, another for the state database, two jitgate replicas with `[cluster]`.
 //!
 //! - proof 4: A is SIGKILLed with events not yet shipped; after A restarts, its shipped trail
 //!   and B's verify as one history, and every local event of A is in PostgreSQL;
 //! - a replica whose store was wiped does not ship under its old node name;
-//! - proof 5: the state database goes away while the replicas serve reads; the events of that
-//!   interval are kept locally (the lag metric shows them) and appear in PostgreSQL once it
-//!   is back.
-//!
-//! "Away" is the state database refusing every connection with its open ones ended
-//! ([`replicas::Replicas::state_away`]): the one test PostgreSQL also holds the target, which
-//! must keep serving reads meanwhile.
+//! - proof 5: the state database's server is stopped while the replicas serve reads; the
+//!   events of that interval are kept locally (the lag metric shows them) and appear in
+//!   PostgreSQL once it is started again.
 
 #[path = "support/api.rs"]
 mod api;
@@ -60,7 +56,7 @@ fn only_session(b: &support::Jitgate) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_replica_ships_what_it_had_not_and_b_verifies_one_history() {
-    let r = Replicas::new();
+    let r = Replicas::with_state_server();
     let mut a = r.start("jg-a");
     let b = r.start("jg-b");
     let conninfo = format!(
@@ -82,7 +78,7 @@ async fn a_killed_replica_ships_what_it_had_not_and_b_verifies_one_history() {
     });
 
     // Events A cannot ship: the state database is away while alice reads, then A dies.
-    r.state_away();
+    r.stop_state_server();
     for i in 0..5 {
         client
             .simple_query(&format!("SELECT 'while away {i}'"))
@@ -98,7 +94,7 @@ async fn a_killed_replica_ships_what_it_had_not_and_b_verifies_one_history() {
     );
     a.kill("KILL");
     a.wait_exit(api::POLL).expect("A is gone");
-    r.state_back();
+    r.start_state_server();
     // As if A's last acknowledged batch had not committed: it ships events 2.. again, and
     // the rows already there are kept once.
     r.state_sql(
@@ -153,7 +149,7 @@ async fn a_killed_replica_ships_what_it_had_not_and_b_verifies_one_history() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_of_a_state_database_outage_ship_when_it_is_back() {
-    let r = Replicas::new();
+    let r = Replicas::with_state_server();
     let mut a = r.start("jg-a");
     let b = r.start("jg-b");
     poll(
@@ -164,7 +160,7 @@ async fn events_of_a_state_database_outage_ship_when_it_is_back() {
         },
     );
 
-    r.state_away();
+    r.stop_state_server();
     let out = support::psql_query(
         &a.conninfo(support::ALICE, APP_TARGET),
         ALICE_PASSWORD,
@@ -191,16 +187,18 @@ async fn events_of_a_state_database_outage_ship_when_it_is_back() {
         v["error"].as_str().unwrap_or("").contains("state store"),
         "{v}"
     );
-    assert_eq!(
-        r.pg.superuser_psql(&format!(
-            "SELECT datallowconn FROM pg_database WHERE datname = '{}';",
-            r.state_db
-        )),
-        "f",
-        "the state database was away the whole time"
+    let probe = r
+        .state_pg
+        .psql_cmd(&r.state_db)
+        .args(["-c", "select 1"])
+        .output()
+        .expect("run psql");
+    assert!(
+        !probe.status.success(),
+        "the state database's server was down the whole time"
     );
 
-    r.state_back();
+    r.start_state_server();
     let id = only_session(&b);
     let s = session_on(&b, &id, |s| s["ended_at"].is_f64());
     assert_eq!(s["user"], "alice", "{s}");

@@ -1,9 +1,10 @@
 //! Proofs 4 and 5 of running replicas as one (the request half; the audit shipping half is
 //! tests/cluster_audit*.rs): a replica killed while it holds a request has it cancelled by
 //! another within node_timeout plus a few seconds, and recorded in that replica's trail; a
-//! clean stop cancels only the stopping node's requests; while the state database cannot be
-//! reached, reads flow, held and granted writes are refused with an error naming the state
-//! store, and /healthz says so.
+//! clean stop cancels only the stopping node's requests; while the state database's server is
+//! stopped (a PostgreSQL of its own, the targets stay up), reads flow, held and granted writes
+//! are refused with an error naming the state store, and /healthz says so; when it is started
+//! again, grants and held requests carry on.
 
 #[path = "support/api.rs"]
 mod api;
@@ -129,7 +130,7 @@ async fn a_clean_stop_cancels_only_the_stopping_node_s_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_state_store_reads_flow_and_writes_are_refused_naming_it() {
-    let r = Replicas::start(2, "60s", "3s");
+    let r = Replicas::start_with_state_server(2, "60s", "3s");
     let (a, b) = (r.node(A), r.node(B));
     assert_eq!(health(a)["state"], "ok");
     // A grant for `UPDATE t SET v = … WHERE id = …` from before the outage.
@@ -143,7 +144,7 @@ async fn without_the_state_store_reads_flow_and_writes_are_refused_naming_it() {
     let across = held_session.spawn_simple("UPDATE t2 SET v = 7 WHERE id = 1");
     let across_id = held_id(&held_session.notice().await).expect("held on A");
     wait_for_pending(&b.bob, ALICE);
-    r.cut_state_db();
+    r.stop_state_server();
     for fx in [a, b] {
         poll("healthz to report the state store unreachable", || {
             let h = health(fx);
@@ -183,7 +184,7 @@ async fn without_the_state_store_reads_flow_and_writes_are_refused_naming_it() {
         &b.bob.delete(&format!("/v1/grants/{grant}")),
         503,
     );
-    r.restore_state_db();
+    r.start_state_server();
     for fx in [a, b] {
         poll("healthz to report the state store back", || {
             let h = health(fx);

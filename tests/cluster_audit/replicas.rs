@@ -28,9 +28,11 @@ pub const ALICE_TOKEN: &str = "alice-cluster-token";
 
 /// The databases and directories replicas share.
 pub struct Replicas {
+    /// The PostgreSQL of the target database.
     pub pg: &'static PgCluster,
-    /// The state database (owned by role `app`).
+    /// The state database (owned by role `app`), and the PostgreSQL that serves it.
     pub state_db: String,
+    pub state_pg: &'static PgCluster,
     /// The target database alice reaches as `app-db`.
     pub target_db: String,
     dir: TempDir,
@@ -39,12 +41,23 @@ pub struct Replicas {
 
 impl Replicas {
     pub fn new() -> Replicas {
+        Replicas::with_state_on(PgCluster::shared())
+    }
+
+    /// Like [`Replicas::new`], with the state database on a PostgreSQL server of its own (the
+    /// target stays on the shared one), which [`Self::stop_state_server`] stops for real.
+    pub fn with_state_server() -> Replicas {
+        Replicas::with_state_on(PgCluster::own())
+    }
+
+    fn with_state_on(state_pg: &'static PgCluster) -> Replicas {
         let pg = PgCluster::shared();
-        let state_db = pg.fresh_database("app");
+        let state_db = state_pg.fresh_database("app");
         let target_db = pg.fresh_database("app");
         Replicas {
             pg,
             state_db,
+            state_pg,
             target_db,
             dir: TempDir::new("cluster-audit"),
             ssh: None,
@@ -104,7 +117,7 @@ impl Replicas {
             toml_str(node),
             toml_str(&format!(
                 "host=127.0.0.1 port={} dbname={} user=app",
-                self.pg.port(),
+                self.state_pg.port(),
                 self.state_db
             )),
             toml_str(&password_file.display().to_string()),
@@ -129,7 +142,7 @@ impl Replicas {
 
     /// `psql -At` as superuser in the state database; trimmed output.
     pub fn state_sql(&self, sql: &str) -> String {
-        self.pg.superuser_psql_db(&self.state_db, sql)
+        self.state_pg.superuser_psql_db(&self.state_db, sql)
     }
 
     /// `(seq, hex hash)` of every row node `node` shipped, in seq order.
@@ -203,23 +216,18 @@ pub fn stop(jg: &mut Jitgate) {
 }
 
 impl Replicas {
-    /// The state database goes away: it refuses every new connection and its open ones are
-    /// ended (one PostgreSQL serves the state and the target here, so the server itself keeps
-    /// running and the target keeps serving reads).
-    pub fn state_away(&self) {
-        self.pg.superuser_psql(&format!(
-            "ALTER DATABASE {db} ALLOW_CONNECTIONS false;\n\
-             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{db}';",
-            db = self.state_db
-        ));
+    /// The state database's server stops (fast shutdown: its sessions end, nothing new is
+    /// accepted) while the target's keeps serving reads; [`Self::start_state_server`] starts it.
+    pub fn stop_state_server(&self) {
+        assert!(
+            !std::ptr::eq(self.state_pg, self.pg),
+            "the state database shares its server with the target: use with_state_server"
+        );
+        self.state_pg.stop_server();
     }
 
-    /// The state database is back.
-    pub fn state_back(&self) {
-        self.pg.superuser_psql(&format!(
-            "ALTER DATABASE {} ALLOW_CONNECTIONS true;",
-            self.state_db
-        ));
+    pub fn start_state_server(&self) {
+        self.state_pg.start_server();
     }
 }
 

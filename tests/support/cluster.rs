@@ -1,17 +1,22 @@
 //! A throwaway PostgreSQL 15 cluster, one per test binary, stopped when the test process dies.
+//!
+//! A test that must stop and start a server for real (the cluster's state database going down)
+//! takes a cluster of its own with [`PgCluster::own`]: stopping the shared one would stop every
+//! other test of the binary.
 
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use super::certs::TestCa;
 use super::proc::{
     TempDir, file_tail, free_port, is_root, os_user, output_text, require_tool, run_timeout,
-    start_watchdog, wait_until, write_file,
+    send_signal, start_watchdog, wait_until, write_file,
 };
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -29,7 +34,11 @@ pub const ROLES: &[(&str, &str)] = &[
 pub struct PgCluster {
     dir: PathBuf,
     port: u16,
-    pid: u32,
+    /// The running postmaster (0 while stopped) and its process, reaped when it stops.
+    pid: AtomicU32,
+    postmaster: Mutex<Option<Child>>,
+    /// The `postgres` OS user's uid and gid when the tests run as root.
+    ids: Option<(u32, u32)>,
     db_counter: AtomicUsize,
 }
 
@@ -51,6 +60,12 @@ impl PgCluster {
         }
     }
 
+    /// A cluster of this test alone (same roles as the shared one), for tests that stop it.
+    /// It lives until the test process ends.
+    pub fn own() -> &'static PgCluster {
+        Box::leak(Box::new(PgCluster::start()))
+    }
+
     fn start() -> PgCluster {
         for tool in ["initdb", "postgres"] {
             require_tool(&format!("{PG_BIN}/{tool}"));
@@ -67,17 +82,9 @@ impl PgCluster {
         } else {
             None
         };
-        let user_cmd = |program: &str| {
-            let mut cmd = Command::new(program);
-            if let Some((uid, gid)) = ids {
-                cmd.uid(uid).gid(gid);
-            }
-            cmd.env("HOME", &dir).current_dir(&dir);
-            cmd
-        };
         let data = dir.join("data");
         let out = run_timeout(
-            user_cmd(&format!("{PG_BIN}/initdb"))
+            as_owner(&format!("{PG_BIN}/initdb"), &dir, ids)
                 .arg("-D")
                 .arg(&data)
                 .args(["-U", "postgres", "-A", "trust", "-E", "UTF8"])
@@ -122,38 +129,15 @@ impl PgCluster {
             chown(data.join("pg_hba.conf"), Some(uid), Some(gid)).expect("chown hba");
         }
 
-        let log = std::fs::File::create(dir.join("postgres.log")).expect("postgres.log");
-        let mut child = user_cmd(&format!("{PG_BIN}/postgres"))
-            .arg("-D")
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("spawn postgres");
-        let pid = child.id();
-        start_watchdog(pid, "INT", Some(&dir));
         let cluster = PgCluster {
             dir,
             port,
-            pid,
+            pid: AtomicU32::new(0),
+            postmaster: Mutex::new(None),
+            ids,
             db_counter: AtomicUsize::new(0),
         };
-        wait_until("postgres to accept connections", LONG_START, || {
-            if let Some(status) = child.try_wait().expect("try_wait postgres") {
-                panic!(
-                    "postgres exited during start-up ({status})\n{}",
-                    cluster.log_tail(40)
-                );
-            }
-            let out = cluster
-                .psql_cmd("postgres")
-                .arg("-c")
-                .arg("select 1")
-                .output();
-            out.ok().filter(|o| o.status.success()).map(|_| ())
-        });
+        cluster.start_server();
         let pw = |role: &str| role_password(role);
         let setup = format!(
             "ALTER ROLE postgres PASSWORD '{}';\n\
@@ -174,6 +158,52 @@ impl PgCluster {
         cluster
     }
 
+    /// Starts the postmaster (again) on the same data directory and port; returns once it
+    /// accepts connections.
+    pub fn start_server(&self) {
+        let mut postmaster = self.postmaster.lock().expect("postmaster lock");
+        assert!(postmaster.is_none(), "postgres is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("postgres.log"))
+            .expect("postgres.log");
+        let mut child = as_owner(&format!("{PG_BIN}/postgres"), &self.dir, self.ids)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("spawn postgres");
+        let pid = child.id();
+        start_watchdog(pid, "INT", Some(&self.dir));
+        wait_until("postgres to accept connections", LONG_START, || {
+            if let Some(status) = child.try_wait().expect("try_wait postgres") {
+                panic!(
+                    "postgres exited during start-up ({status})\n{}",
+                    self.log_tail(40)
+                );
+            }
+            let out = self.psql_cmd("postgres").arg("-c").arg("select 1").output();
+            out.ok().filter(|o| o.status.success()).map(|_| ())
+        });
+        self.pid.store(pid, Ordering::Relaxed);
+        *postmaster = Some(child);
+    }
+
+    /// Stops the postmaster as `pg_ctl stop -m fast` does (SIGINT: sessions are ended, nothing
+    /// new is accepted) and waits until it has exited. [`Self::start_server`] brings it back.
+    pub fn stop_server(&self) {
+        let mut postmaster = self.postmaster.lock().expect("postmaster lock");
+        let mut child = postmaster.take().expect("postgres is running");
+        send_signal(child.id(), "INT");
+        let status = child.wait().expect("wait for postgres");
+        assert!(status.success(), "postgres stopped with {status}");
+        self.pid.store(0, Ordering::Relaxed);
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -185,7 +215,7 @@ impl PgCluster {
 
     /// The postmaster's pid.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.pid.load(Ordering::Relaxed)
     }
 
     /// The CA certificate that signed the server's certificate (for `sslrootcert`/`ca_file`).
@@ -295,6 +325,16 @@ impl PgCluster {
             },
         );
     }
+}
+
+/// `program` run as the cluster's owner (`ids`, when the tests run as root) in `dir`.
+fn as_owner(program: &str, dir: &Path, ids: Option<(u32, u32)>) -> Command {
+    let mut cmd = Command::new(program);
+    if let Some((uid, gid)) = ids {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env("HOME", dir).current_dir(dir);
+    cmd
 }
 
 const LONG_START: Duration = Duration::from_secs(60);

@@ -187,7 +187,9 @@ pub fn send_signal(pid: u32, signal: &str) {
 }
 
 /// Starts a detached shell that waits for this test process to die (or `child` to exit on its
-/// own), then sends `signal` to `child` (SIGKILL after 10 s more) and removes `cleanup_dir`.
+/// own), then sends `signal` to `child` (SIGKILL after 10 s more) and, once the test process is
+/// gone, removes `cleanup_dir` (a child that exits while the test lives leaves it in place: it
+/// may be started again there, and its logs stay readable).
 /// It has its own process group, so a Ctrl-C aimed at the test run does not kill it first.
 pub fn start_watchdog(child: u32, signal: &str, cleanup_dir: Option<&Path>) {
     const SCRIPT: &str = r#"
@@ -202,7 +204,7 @@ if alive "$2"; then
     while alive "$2" && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
     alive "$2" && kill -s KILL "$2" 2>/dev/null
 fi
-if [ -n "$4" ] && [ -z "$JITGATE_KEEP_TEST_DIRS" ]; then rm -rf "$4"; fi
+if [ -n "$4" ] && ! alive "$1" && [ -z "$JITGATE_KEEP_TEST_DIRS" ]; then rm -rf "$4"; fi
 "#;
     let dir = cleanup_dir
         .map(|d| d.display().to_string())

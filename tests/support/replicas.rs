@@ -21,8 +21,9 @@ pub struct Replicas {
     pub nodes: Vec<Option<Fixture>>,
     /// The target database (tables `t`, `t2`, `log`).
     pub db: String,
-    /// The state database the replicas share.
+    /// The state database the replicas share, and the PostgreSQL that serves it.
     pub state_db: String,
+    state_pg: &'static PgCluster,
     builder: JitgateBuilder,
     data: TempDir,
 }
@@ -36,12 +37,28 @@ impl Replicas {
     /// `n` replicas of the approvals fixture with writes held for `hold_timeout`; nodes are
     /// lost after `node_timeout` of silence (heartbeat every third of it).
     pub fn start(n: usize, hold_timeout: &str, node_timeout: &str) -> Replicas {
+        Replicas::start_on(PgCluster::shared(), n, hold_timeout, node_timeout)
+    }
+
+    /// Like [`Replicas::start`], with the state database on a PostgreSQL server of its own
+    /// (the target stays on the shared one), which [`Self::stop_state_server`] stops for real.
+    pub fn start_with_state_server(n: usize, hold_timeout: &str, node_timeout: &str) -> Replicas {
+        Replicas::start_on(PgCluster::own(), n, hold_timeout, node_timeout)
+    }
+
+    fn start_on(
+        state_pg: &'static PgCluster,
+        n: usize,
+        hold_timeout: &str,
+        node_timeout: &str,
+    ) -> Replicas {
         let (db, builder) = Fixture::builder(hold_timeout, 10, &["group:sre"]);
-        let state_db = PgCluster::shared().fresh_database("app");
+        let state_db = state_pg.fresh_database("app");
         let mut r = Replicas {
             nodes: Vec::new(),
             db,
             state_db,
+            state_pg,
             builder: builder.env(STATE_PASSWORD_ENV, role_password("app")),
             data: TempDir::new("replicas"),
         };
@@ -51,7 +68,7 @@ impl Replicas {
              state_password_env = \"{STATE_PASSWORD_ENV}\"\nstate_tls = \"disable\"\n\
              node_timeout = \"{node_timeout_ms}ms\"\nheartbeat_interval = \"{}ms\"\n",
             node_timeout_ms / 3,
-            port = PgCluster::shared().port(),
+            port = state_pg.port(),
             state = r.state_db,
         ));
         for i in 0..n {
@@ -93,25 +110,21 @@ impl Replicas {
 
     /// A superuser query in the state database; trimmed output.
     pub fn state_sql(&self, sql: &str) -> String {
-        PgCluster::shared().superuser_psql_db(&self.state_db, sql)
+        self.state_pg.superuser_psql_db(&self.state_db, sql)
     }
 
-    /// Cut the state database off (no new connections, existing ones ended) while the target
-    /// database keeps serving; [`Self::restore_state_db`] undoes it.
-    pub fn cut_state_db(&self) {
-        let pg = PgCluster::shared();
-        pg.superuser_psql(&format!(
-            "ALTER DATABASE \"{0}\" ALLOW_CONNECTIONS false;\n\
-             SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '{0}';",
-            self.state_db
-        ));
+    /// Stops the state database's server (fast shutdown: its sessions end, nothing new is
+    /// accepted) while the target's keeps serving; [`Self::start_state_server`] starts it again.
+    pub fn stop_state_server(&self) {
+        assert!(
+            !std::ptr::eq(self.state_pg, PgCluster::shared()),
+            "the state database shares its server with the targets: use start_with_state_server"
+        );
+        self.state_pg.stop_server();
     }
 
-    pub fn restore_state_db(&self) {
-        PgCluster::shared().superuser_psql(&format!(
-            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true;",
-            self.state_db
-        ));
+    pub fn start_state_server(&self) {
+        self.state_pg.start_server();
     }
 }
 
