@@ -209,6 +209,9 @@ struct Inner {
     /// The writer before `start`.
     pending: Mutex<Option<Writer>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Retention keeps every event after this seq (`u64::MAX`: no such floor); see
+    /// [`Audit::keep_after`].
+    keep_after: std::sync::atomic::AtomicU64,
 }
 
 /// How long a durable write may take before the store counts as failed.
@@ -262,6 +265,7 @@ impl Audit {
                 tx: Some(tx),
                 pending: Mutex::new(Some(writer)),
                 thread: Mutex::new(None),
+                keep_after: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         })
     }

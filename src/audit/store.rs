@@ -289,13 +289,16 @@ impl Store {
         out
     }
 
-    /// Drop every block whose events are all older than `cutoff_us` (a prefix of the chain),
-    /// moving the anchor to the last event dropped, and every segment file all of whose
-    /// blocks are gone (but the last); then the sessions that ended before the cutoff (or
-    /// started before it and have no events left) and requests created before it that are
-    /// no longer pending. Returns how many sessions went.
-    pub fn prune(&self, cutoff_us: u64) -> Result<usize, sled::Error> {
+    /// Drop every block whose events are all older than `cutoff_us` and none after seq
+    /// `keep_after` (a prefix of the chain), moving the anchor to the last event dropped, and
+    /// every segment file all of whose blocks are gone (but the last); then the sessions that
+    /// ended before the cutoff (but those with events `keep_after` kept) or started before it
+    /// and have no events left, and requests created before it that are no longer pending.
+    /// Returns how many sessions went.
+    pub fn prune(&self, cutoff_us: u64, keep_after: u64) -> Result<usize, sled::Error> {
         const BLOCKS_PER_BATCH: usize = 256;
+        // Whether an old block stays for `keep_after`: then so do the sessions it indexes.
+        let mut held = false;
         loop {
             let mut batch = sled::Batch::default();
             let mut anchor = None;
@@ -309,7 +312,10 @@ impl Store {
                 else {
                     break;
                 };
-                if newest >= cutoff_us || n == BLOCKS_PER_BATCH {
+                if newest < cutoff_us && last.seq > keep_after {
+                    held = true;
+                }
+                if newest >= cutoff_us || last.seq > keep_after || n == BLOCKS_PER_BATCH {
                     break;
                 }
                 let mut seen: Vec<&[u8]> = Vec::new();
@@ -344,16 +350,15 @@ impl Store {
             let Ok(s) = serde_json::from_slice::<SessionRecord>(&v) else {
                 continue;
             };
+            let has_events = || {
+                self.db
+                    .scan_prefix(keys::index_prefix(s.id.as_bytes()))
+                    .next()
+                    .is_some()
+            };
             let old = match s.ended_at {
-                Some(end) => end < cutoff,
-                None => {
-                    s.started_at < cutoff
-                        && self
-                            .db
-                            .scan_prefix(keys::index_prefix(s.id.as_bytes()))
-                            .next()
-                            .is_none()
-                }
+                Some(end) => end < cutoff && !(held && has_events()),
+                None => s.started_at < cutoff && !has_events(),
             };
             if old {
                 for ik in self

@@ -122,10 +122,19 @@ impl Audit {
         open.len()
     }
 
+    /// From now on retention keeps every event after `seq`, however old: they have not
+    /// reached somewhere else yet (a replica's events not yet shipped to the cluster's state
+    /// database). Raise it as they do; until the first call there is no such floor.
+    pub fn keep_after(&self, seq: u64) {
+        self.inner
+            .keep_after
+            .store(seq, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Delete what is older than `retention_days` plus one hour (nothing without it): the
-    /// chain's oldest blocks (moving the anchor), sessions that ended before the cutoff and
-    /// decided requests created before it. Returns how many sessions went. Blocking (sled scans);
-    /// call it from `spawn_blocking` or a timer thread.
+    /// chain's oldest blocks (moving the anchor) up to [`Audit::keep_after`]'s floor, sessions
+    /// that ended before the cutoff and decided requests created before it. Returns how many
+    /// sessions went. Blocking (sled scans); call it from `spawn_blocking` or a timer thread.
     pub fn prune(&self, now_unix_secs: u64) -> usize {
         let Some(days) = self.inner.opts.retention_days else {
             return 0;
@@ -136,7 +145,11 @@ impl Audit {
         let cutoff_us = cutoff
             .saturating_mul(1_000_000)
             .saturating_sub(super::texts::REFERENCE_WINDOW);
-        match self.inner.store.prune(cutoff_us) {
+        let keep_after = self
+            .inner
+            .keep_after
+            .load(std::sync::atomic::Ordering::Relaxed);
+        match self.inner.store.prune(cutoff_us, keep_after) {
             Ok(n) => n,
             Err(e) => {
                 self.inner.shared.fail(format!("pruning failed: {e}"));

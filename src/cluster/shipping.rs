@@ -17,12 +17,14 @@
 //!   resumes after that head, reading the local store, so what was recorded while the database
 //!   was down ships when it is back. A batch whose commit was lost in transit is shipped
 //!   again and its rows are skipped (`ON CONFLICT (node, seq) DO NOTHING`): at least once,
-//!   deduplicated by `(node, seq)`.
+//!   deduplicated by `(node, seq)`. Local retention never drops an event that has not shipped
+//!   ([`crate::audit::Audit::keep_after`], raised as the head moves): an outage longer than
+//!   `retention_days` keeps its events on disk until they are in PostgreSQL.
 //! - **What ships verifies.** A row holds the record exactly as hashed, its hash and the
 //!   previous hash; the other columns (session, kind, time) are for queries and are checked
 //!   against the record by `audit verify` ([`crate::audit::ShippedChain`]). The head row
 //!   also keeps the node's anchor (where its shipped chain starts: 0 unless its store was
-//!   pruned before it first shipped), so removing rows at either end shows.
+//!   pruned before it joined a cluster), so removing rows at either end shows.
 //! - **One shipper per node name.** The shipper holds a session advisory lock on the node's
 //!   name while it ships; a second process configured with the same `node` waits and says so.
 //!   A local store that does not continue the shipped chain (its event at the shipped head has
@@ -157,6 +159,8 @@ pub fn spawn(
     lag: prometheus::IntGauge,
 ) -> Arc<ShippingStatus> {
     let status = Arc::new(ShippingStatus::default());
+    // Nothing is pruned locally before it is known to be in the state database.
+    audit.keep_after(0);
     let shipper = Shipper {
         audit,
         connector,
@@ -200,6 +204,13 @@ impl Shipper {
             }
             delay = (delay * 2).min(RETRY_LAST);
         }
+    }
+
+    /// Events up to `seq` are in the state database: the lag counts from there, and local
+    /// retention may drop them.
+    fn mark_shipped(&self, seq: u64) {
+        self.status.shipped.store(seq, Ordering::Relaxed);
+        self.audit.keep_after(seq);
     }
 
     /// Look at the local head and publish the lag.
@@ -258,7 +269,7 @@ impl Shipper {
             }
             ship(&mut client, &self.node, &batch).await?;
             shipped = last;
-            self.status.shipped.store(shipped, Ordering::Relaxed);
+            self.mark_shipped(shipped);
         }
     }
 
@@ -300,7 +311,7 @@ impl Shipper {
                 "its event {head_seq} has another hash than the one shipped"
             )));
         }
-        self.status.shipped.store(head_seq, Ordering::Relaxed);
+        self.mark_shipped(head_seq);
         Ok(head_seq)
     }
 }

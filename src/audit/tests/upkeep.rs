@@ -96,3 +96,38 @@ async fn sessions_open_at_a_crash_are_closed_at_restart() {
         Some("client closed")
     );
 }
+
+#[tokio::test]
+async fn retention_keeps_what_has_not_reached_the_state_database() {
+    let d = TempDir::new("keep-after");
+    let a = open(
+        &d.0,
+        AuditOptions {
+            retention_days: Some(30),
+            ..Default::default()
+        },
+    );
+    a.start();
+    let now = super::super::now_us() / 1_000_000;
+    let old = (now - 40 * 86_400) * 1_000_000;
+    // Three old blocks of one event each, events 1, 2 and 3.
+    for (i, ev) in [start_ev("alice", "app-db"), stmt("SELECT 1"), end_ev()]
+        .into_iter()
+        .enumerate()
+    {
+        a.record_at(old + i as u64, Text::from_static("old"), ev, None)
+            .unwrap();
+        a.flush().await.unwrap();
+    }
+    a.keep_after(0);
+    assert_eq!(a.prune(now), 0, "nothing shipped yet: nothing goes");
+    assert_eq!(a.events("old").len(), 3);
+    a.keep_after(2);
+    a.prune(now);
+    let kept: Vec<u64> = a.events("old").iter().map(|e| e.seq).collect();
+    assert_eq!(kept, vec![3], "events 1 and 2 shipped and went, 3 stays");
+    assert_eq!(a.verify().unwrap(), 1);
+    a.keep_after(3);
+    assert_eq!(a.prune(now), 1, "all shipped: the ended session goes");
+    assert!(a.events("old").is_empty());
+}
