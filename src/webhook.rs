@@ -1,4 +1,6 @@
-//! Webhooks: POST every new request and every decision to the configured URLs.
+//! Webhooks: POST every new request and every decision to the configured URLs, once across
+//! replicas (the replica holding the session posts; see
+//! [`crate::approval::Approvals::subscribe_announcements`]).
 //!
 //! Delivery never blocks or slows a hold: events arrive on a bounded broadcast channel that
 //! the Gate writes without waiting; this task delivers them with a timeout and up to three
@@ -77,7 +79,7 @@ fn line(event: &Event) -> Option<String> {
 }
 
 pub fn spawn(app: Arc<AppState>) {
-    let mut rx = app.approvals.subscribe();
+    let mut rx = app.approvals.subscribe_announcements();
     tokio::spawn(async move {
         let client = match reqwest::Client::builder().build() {
             Ok(c) => c,

@@ -5,20 +5,17 @@
 mod api;
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use api::{
     Fixture, POLL, WRITE_RULE, affected, failure, finish, held_id, held_notice, poll,
     wait_for_pending,
 };
-use serde_json::Value;
 use support::proc::wait_child;
 use support::send_signal;
+use support::webhooks::webhook_receiver;
 use support::{ALICE, ALICE_PASSWORD, psql_cmd};
 use tokio_postgres::SimpleQueryMessage;
 
@@ -289,59 +286,6 @@ async fn held_write_shows_the_planner_estimate() {
     fx.bob.deny_ok(&id, "too many rows");
     assert_eq!(failure(finish(h).await).0, "42501");
     assert_eq!(fx.sql("SELECT count(*) FROM t;"), "1000");
-}
-
-/// A loopback HTTP server that answers 200 to everything and keeps the JSON bodies.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook receiver");
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let keep = bodies.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let keep = keep.clone();
-            std::thread::spawn(move || {
-                conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                // One request per connection is enough; keep-alive requests are read in turn.
-                loop {
-                    let mut len = 0usize;
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = l.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let v = serde_json::from_slice(&body)
-                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-                    keep.lock().unwrap().push(v);
-                    let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                    if conn.write_all(ok.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, bodies)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,15 +6,12 @@
 mod api;
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use api::{Api, Session, failure, finish, held_id, poll};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::jitgate::toml_str;
+use support::webhooks::webhook_receiver;
 use support::{
     ALICE, ALICE_PASSWORD, APP_TARGET, Env, Jitgate, JitgateBuilder, PgCluster, PgTarget, TestCa,
     pg_connect_with_messages, psql, psql_query,
@@ -253,55 +250,4 @@ fn sighup_serves_a_renewed_certificate_and_refuses_a_broken_one() {
     assert!(failed.contains("tls"), "{failed}");
     assert!(verify_full(jg, &new_ca), "{}", jg.log_tail(20));
     assert_eq!(env.query("select 'plain still works'"), "plain still works");
-}
-
-/// A loopback HTTP server that answers 200 to everything and keeps the JSON bodies.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook receiver");
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let keep = bodies.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let keep = keep.clone();
-            std::thread::spawn(move || {
-                conn.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                loop {
-                    let (mut line, mut len) = (String::new(), 0usize);
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = l.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    keep.lock()
-                        .unwrap()
-                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                    let ok = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                    if conn.write_all(ok.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, bodies)
 }

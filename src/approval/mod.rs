@@ -186,6 +186,9 @@ const KEEP_DECIDED: usize = 10_000;
 pub struct Approvals {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
+    /// The request events this replica announces to the outside (webhooks): each change once
+    /// across replicas (see [`Approvals::subscribe_announcements`]).
+    announcements: broadcast::Sender<Event>,
     /// The audit trail, once the server has opened it. Decisions are recorded in it before
     /// the held session learns them, so a flush the session waits on covers its approval.
     audit: OnceLock<Audit>,
@@ -223,6 +226,7 @@ impl Approvals {
         Approvals {
             inner: Mutex::new(Inner::default()),
             events: broadcast::channel(4096).0,
+            announcements: broadcast::channel(4096).0,
             audit: OnceLock::new(),
             shared: OnceLock::new(),
         }
@@ -264,6 +268,9 @@ impl Approvals {
                 Some(_) => {}
                 None => a.put_request(r),
             }
+        }
+        if self.announces(&e) {
+            let _ = self.announcements.send(e.clone());
         }
         let _ = self.events.send(e);
     }

@@ -10,6 +10,7 @@
 //! - [`drivers`]: asyncpg, psycopg 3 and node-postgres (pip/npm into the target dir) and the
 //!   commands that run the client scripts in tests/drivers/;
 //! - [`http`]: a tiny blocking HTTP/1.1 client for the control API;
+//! - [`webhooks`]: a loopback receiver that keeps what jitgate posts;
 //! - [`wire`]: the raw Postgres wire protocol, for bad input and exact error checks.
 //!
 //! Each test file uses a different subset, so unused items are expected here.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod jitgate;
 pub mod proc;
 pub mod sshd;
+pub mod webhooks;
 pub mod wire;
 
 // Re-exports for the test files; each file uses some of them.

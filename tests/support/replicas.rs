@@ -37,13 +37,24 @@ impl Replicas {
     /// `n` replicas of the approvals fixture with writes held for `hold_timeout`; nodes are
     /// lost after `node_timeout` of silence (heartbeat every third of it).
     pub fn start(n: usize, hold_timeout: &str, node_timeout: &str) -> Replicas {
-        Replicas::start_on(PgCluster::shared(), n, hold_timeout, node_timeout)
+        Replicas::start_on(PgCluster::shared(), n, hold_timeout, node_timeout, "")
+    }
+
+    /// Like [`Replicas::start`], with `toml` (tables such as `[[webhooks]]`) in every
+    /// replica's config.
+    pub fn start_with_toml(
+        n: usize,
+        hold_timeout: &str,
+        node_timeout: &str,
+        toml: &str,
+    ) -> Replicas {
+        Replicas::start_on(PgCluster::shared(), n, hold_timeout, node_timeout, toml)
     }
 
     /// Like [`Replicas::start`], with the state database on a PostgreSQL server of its own
     /// (the target stays on the shared one), which [`Self::stop_state_server`] stops for real.
     pub fn start_with_state_server(n: usize, hold_timeout: &str, node_timeout: &str) -> Replicas {
-        Replicas::start_on(PgCluster::own(), n, hold_timeout, node_timeout)
+        Replicas::start_on(PgCluster::own(), n, hold_timeout, node_timeout, "")
     }
 
     fn start_on(
@@ -51,8 +62,13 @@ impl Replicas {
         n: usize,
         hold_timeout: &str,
         node_timeout: &str,
+        toml: &str,
     ) -> Replicas {
         let (db, builder) = Fixture::builder(hold_timeout, 10, &["group:sre"]);
+        let builder = match toml {
+            "" => builder,
+            toml => builder.raw_toml(toml),
+        };
         let state_db = state_pg.fresh_database("app");
         let mut r = Replicas {
             nodes: Vec::new(),
