@@ -19,6 +19,20 @@ use support::ALICE;
 const A: usize = 0;
 const B: usize = 1;
 
+/// `jitgate_pending_requests` of one replica.
+fn pending_requests(fx: &api::Fixture) -> u64 {
+    let (status, body) = fx
+        .env
+        .jg
+        .http_get("http", "/metrics")
+        .expect("GET /metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|l| l.strip_prefix("jitgate_pending_requests "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no jitgate_pending_requests in\n{body}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_on_a_approved_through_b_runs_on_a() {
     let r = Replicas::start(2, "60s", "6s");
@@ -53,6 +67,9 @@ async fn held_on_a_approved_through_b_runs_on_a() {
         },
     );
     assert_eq!(a.row("t", 1), Some(0), "nothing ran yet");
+    // Each replica's gauge counts what its own sessions hold: summed, the cluster's.
+    assert_eq!(pending_requests(a), 1);
+    assert_eq!(pending_requests(b), 0);
     assert!(stream.read_until(&id).contains("\"state\":\"pending\""));
     let approved = b.bob.approve_ok(&id, "ok from b", None);
     assert_eq!(approved["state"], "approved");

@@ -484,11 +484,13 @@ impl Approvals {
         self.shared.get().map(|s| s.current())
     }
 
+    /// Requests held by this process's sessions, still pending (another replica's requests
+    /// are counted there: the sum over replicas is the cluster's).
     pub fn pending_count(&self) -> usize {
         self.lock()
             .requests
             .values()
-            .filter(|e| e.view.state == State::Pending)
+            .filter(|e| e.owned && e.view.state == State::Pending)
             .count()
     }
 }
