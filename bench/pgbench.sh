@@ -253,4 +253,9 @@ function target(what, v, op, lim, unit,    ok) {
 if [[ -z $SKIP_JG ]]; then
     echo
     echo "jitgate RSS after the run: $(rss_kib "$JG_PID") KiB; warnings/errors in its log: $(grep -ciE 'warn|error' "$TMP/jitgate.log" || true)"
+    # Both parsers run on a cache miss only; a hit (exact text or shape) runs neither.
+    curl -s --max-time 5 "http://127.0.0.1:$API_PORT/metrics" | awk '
+        $1 == "jitgate_classification_cache_hits_total" {h = $2}
+        $1 == "jitgate_classification_cache_misses_total" {m = $2}
+        END {printf "jitgate classification cache over the whole run: %d hits, %d misses (%.4f%% of statements ran the two parsers)\n", h, m, (h + m) ? 100 * m / (h + m) : 0}'
 fi
