@@ -55,8 +55,9 @@
 //!   per core): both sockets are registered with that thread's reactor and this task is
 //!   polled there only, so a readiness event is handled where it arrives, with no
 //!   cross-thread wake-up or work stealing.
-//! - **One read per readiness**, into the side's reused buffer (`Framer::buf`, at least
-//!   `MIN_SPARE` free, at most `READ_CHUNK` unless a whole frame needs more). tokio clears
+//! - **One read per readiness**, into the side's buffer (`Framer::buf`, at least
+//!   `MIN_SPARE` free, at most `READ_CHUNK` unless a whole frame needs more) or, when that is
+//!   empty, into the thread's scratch buffer and then the side's (`read.rs`). tokio clears
 //!   the readiness after a short read, so no read ends in `EAGAIN`. Everything the read
 //!   brought is handled before the next write: pgbench's Parse/Bind/Describe/Execute/Sync, or
 //!   a server's RowDescription/DataRow…/CommandComplete/ReadyForQuery, arrive in one read.
@@ -71,8 +72,9 @@
 //!   the frame is appended to `to_server`. One `Instant::now()` pair times the decision
 //!   (`jitgate_proxy_latency_seconds`); the statement's duration in the audit trail is taken
 //!   from its forward to its result.
-//! - Buffers larger than `KEEP_CAPACITY` are released when empty, so an idle session holds
-//!   small buffers only (memory per idle session: `bench/idle_sessions.sh`).
+//! - An idle session holds no read buffer: an empty one is released and the next read goes
+//!   through the thread's scratch buffer; write buffers larger than `KEEP_CAPACITY` are
+//!   released when empty (memory per idle session: `bench/idle_sessions.sh`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -96,6 +98,7 @@ mod framer;
 mod hold;
 mod name;
 mod prepared;
+mod read;
 mod resolve;
 mod server;
 mod settings;
@@ -120,12 +123,6 @@ const OUT_CAP: usize = 256 * 1024;
 /// than left unread (a close nobody reads is a close nobody notices). A wait for the disk
 /// only reads up to the same bound.
 const HELD_READ_CAP: usize = 1 << 20;
-
-fn spare(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_SPARE {
-        buf.reserve(4 * MIN_SPARE);
-    }
-}
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -355,21 +352,17 @@ impl Relay {
                 cancelled.borrow_and_update();
             }
             was_holding = approval;
-            for buf in [
-                &mut self.client.buf,
-                &mut self.server.buf,
-                &mut self.to_client,
-                &mut self.to_server,
-            ] {
-                if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+            // An empty read buffer is let go (the next read comes through the thread's
+            // scratch buffer, see `read`), and an empty write buffer once it is large.
+            for buf in [&mut self.client.buf, &mut self.server.buf] {
+                if buf.is_empty() && buf.capacity() > 0 {
                     *buf = BytesMut::new();
                 }
             }
-            if c_room {
-                spare(&mut self.client.buf);
-            }
-            if s_room {
-                spare(&mut self.server.buf);
+            for buf in [&mut self.to_client, &mut self.to_server] {
+                if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+                    *buf = BytesMut::new();
+                }
             }
             tokio::select! {
                 biased;
@@ -389,7 +382,7 @@ impl Relay {
                         h.hold.cancel("cancelled by the client");
                     }
                 }
-                r = cr.read_buf(&mut self.client.buf), if c_room => {
+                r = read::read_some(&mut cr, &mut self.client.buf), if c_room => {
                     match r {
                         Ok(0) | Err(_) => {
                             client_eof = true;
@@ -401,7 +394,7 @@ impl Relay {
                         Ok(n) => self.bytes_in += n as u64,
                     }
                 }
-                r = ur.read_buf(&mut self.server.buf), if s_room => {
+                r = read::read_some(&mut ur, &mut self.server.buf), if s_room => {
                     match r {
                         Ok(0) | Err(_) => {
                             self.upstream_lost();
