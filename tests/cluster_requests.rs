@@ -21,16 +21,11 @@ const B: usize = 1;
 
 /// `jitgate_pending_requests` of one replica.
 fn pending_requests(fx: &api::Fixture) -> u64 {
-    let (status, body) = fx
-        .env
+    fx.env
         .jg
-        .http_get("http", "/metrics")
-        .expect("GET /metrics");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("jitgate_pending_requests "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no jitgate_pending_requests in\n{body}"))
+        .metric("jitgate_pending_requests")
+        .map(|v| v as u64)
+        .expect("jitgate_pending_requests in /metrics")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

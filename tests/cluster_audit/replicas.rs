@@ -233,10 +233,7 @@ impl Replicas {
 
 /// A replica's `jitgate_cluster_shipping_lag_events`.
 pub fn shipping_lag(jg: &Jitgate) -> u64 {
-    let (status, body) = jg.http_get("http", "/metrics").expect("GET /metrics");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix("jitgate_cluster_shipping_lag_events "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no shipping lag metric in\n{body}"))
+    jg.metric("jitgate_cluster_shipping_lag_events")
+        .map(|v| v as u64)
+        .unwrap_or_else(|| panic!("no shipping lag metric\n{}", jg.log_tail(20)))
 }

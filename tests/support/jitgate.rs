@@ -517,6 +517,19 @@ impl Jitgate {
     pub fn http_get(&self, scheme: &str, path: &str) -> std::io::Result<(u16, String)> {
         super::http::get(self.api_addr(), scheme, path)
     }
+
+    /// One sample of `GET /metrics`: `series` is the name with its labels as exposed
+    /// (`jitgate_active_sessions{protocol="ssh"}`). `None` while jitgate does not answer or
+    /// has no such sample.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (status, body) = self.http_get("http", "/metrics").ok()?;
+        if status != 200 {
+            return None;
+        }
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
 }
 
 impl Drop for Jitgate {

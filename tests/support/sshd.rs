@@ -388,11 +388,9 @@ impl SshEnv {
     /// `jitgate_active_sessions{protocol="ssh"}` from jitgate's metrics (`None` while
     /// jitgate does not answer).
     pub fn active_ssh_sessions(&self) -> Option<u64> {
-        let (_, metrics) = self.jg.http_get("http", "/metrics").ok()?;
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("jitgate_active_sessions{protocol=\"ssh\"} "))
-            .and_then(|v| v.trim().parse().ok())
+        self.jg
+            .metric("jitgate_active_sessions{protocol=\"ssh\"}")
+            .map(|v| v as u64)
     }
 
     pub fn builder() -> SshEnvBuilder {

@@ -1,6 +1,8 @@
 //! The hash chain against tampering, and pruning that keeps it verifiable.
 
-use super::{TempDir, end_ev, fill, open, request_view, start_ev, started, stmt, verify_retry};
+use super::{
+    TempDir, end_ev, fill, kept_30_days, open, request_view, start_ev, started, stmt, verify_retry,
+};
 use crate::audit::chain::{self, Link};
 use crate::audit::keys;
 use crate::audit::segment::{self, Location};
@@ -176,16 +178,7 @@ async fn removing_a_whole_block_or_the_last_one_is_named() {
 #[tokio::test]
 async fn pruning_keeps_the_rest_verifiable() {
     let d = TempDir::new("prune");
-    let a = open(
-        &d.0,
-        AuditOptions {
-            retention_days: Some(30),
-            ..Default::default()
-        },
-    );
-    a.start();
-    let now = now_us() / 1_000_000;
-    let old = (now - 40 * 86_400) * 1_000_000;
+    let (a, now, old) = kept_30_days(&d.0, AuditOptions::default());
     let rec =
         |at: u64, s: &'static str, ev| a.record_at(at, Text::from_static(s), ev, None).unwrap();
     rec(old, "old", start_ev("alice", "app-db"));

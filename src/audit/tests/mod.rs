@@ -44,6 +44,21 @@ impl Drop for TempDir {
 }
 
 /// sled may hold its lock for a moment after the last handle drops: retry.
+/// A store in `dir` with `opts` and a 30-day retention, started; with the time now in seconds
+/// and a time 40 days ago in µs (for events that retention removes).
+pub(super) fn kept_30_days(dir: &Path, opts: AuditOptions) -> (Audit, u64, u64) {
+    let a = open(
+        dir,
+        AuditOptions {
+            retention_days: Some(30),
+            ..opts
+        },
+    );
+    a.start();
+    let now = now_us() / 1_000_000;
+    (a, now, (now - 40 * 86_400) * 1_000_000)
+}
+
 pub(super) fn open(dir: &Path, opts: AuditOptions) -> Audit {
     let until = Instant::now() + Duration::from_secs(10);
     loop {

@@ -1,7 +1,7 @@
 //! The segment files: a torn tail after a crash, blocks sled had not indexed yet, rotation
 //! and retention, an edit in place, and stores written before the segment files.
 
-use super::{TempDir, end_ev, fill, open, start_ev, started, stmt, verify_retry};
+use super::{TempDir, end_ev, fill, kept_30_days, open, start_ev, started, stmt, verify_retry};
 use crate::audit::chain::{self, BlockWriter, GENESIS, Link};
 use crate::audit::encode::Canonical;
 use crate::audit::keys;
@@ -182,10 +182,7 @@ async fn commits_rotate_segments_and_retention_removes_whole_ones() {
         segment_bytes: 1, // every commit starts a new segment
         ..Default::default()
     };
-    let a = open(&d.0, opts.clone());
-    a.start();
-    let now = now_us() / 1_000_000;
-    let old = (now - 40 * 86_400) * 1_000_000;
+    let (a, now, old) = kept_30_days(&d.0, opts.clone());
     for i in 0..3 {
         a.record_at(old + i, Text::from_static("old"), stmt("SELECT 1"), None)
             .unwrap();
@@ -227,10 +224,7 @@ async fn a_pruned_then_idle_store_reopens_without_indexing_old_frames_again() {
         retention_days: Some(30),
         ..Default::default()
     };
-    let a = open(&d.0, opts.clone());
-    a.start();
-    let now = now_us() / 1_000_000;
-    let old = (now - 40 * 86_400) * 1_000_000;
+    let (a, now, old) = kept_30_days(&d.0, opts.clone());
     a.record_at(old, Text::from_static("old"), stmt("SELECT 1"), None)
         .unwrap();
     a.flush().await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{TempDir, end_ev, open, request_view, start_ev, started, stmt};
+use super::{TempDir, end_ev, kept_30_days, open, request_view, start_ev, started, stmt};
 use crate::audit::*;
 use crate::request::State;
 
@@ -100,16 +100,7 @@ async fn sessions_open_at_a_crash_are_closed_at_restart() {
 #[tokio::test]
 async fn retention_keeps_what_has_not_reached_the_state_database() {
     let d = TempDir::new("keep-after");
-    let a = open(
-        &d.0,
-        AuditOptions {
-            retention_days: Some(30),
-            ..Default::default()
-        },
-    );
-    a.start();
-    let now = super::super::now_us() / 1_000_000;
-    let old = (now - 40 * 86_400) * 1_000_000;
+    let (a, now, old) = kept_30_days(&d.0, AuditOptions::default());
     // Three old blocks of one event each, events 1, 2 and 3.
     for (i, ev) in [start_ev("alice", "app-db"), stmt("SELECT 1"), end_ev()]
         .into_iter()
