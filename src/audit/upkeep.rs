@@ -131,20 +131,28 @@ impl Audit {
             .store(seq, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Events older than this (µs since the epoch) are past retention: `retention_days` plus
+    /// one hour before `now_unix_secs`; `None` without `retention_days`. The hour more keeps a
+    /// text referenced by an event within the retention stored whole in an event that is
+    /// kept (see `texts`). The same cutoff applies to a replica's shipped copy.
+    pub fn retention_cutoff_us(&self, now_unix_secs: u64) -> Option<u64> {
+        let days = self.inner.opts.retention_days?;
+        let cutoff = now_unix_secs.saturating_sub(u64::from(days) * 86_400);
+        Some(
+            cutoff
+                .saturating_mul(1_000_000)
+                .saturating_sub(super::texts::REFERENCE_WINDOW),
+        )
+    }
+
     /// Delete what is older than `retention_days` plus one hour (nothing without it): the
     /// chain's oldest blocks (moving the anchor) up to [`Audit::keep_after`]'s floor, sessions
     /// that ended before the cutoff and decided requests created before it. Returns how many
     /// sessions went. Blocking (sled scans); call it from `spawn_blocking` or a timer thread.
     pub fn prune(&self, now_unix_secs: u64) -> usize {
-        let Some(days) = self.inner.opts.retention_days else {
+        let Some(cutoff_us) = self.retention_cutoff_us(now_unix_secs) else {
             return 0;
         };
-        let cutoff = now_unix_secs.saturating_sub(u64::from(days) * 86_400);
-        // Kept one reference window longer, so that a text referenced by an event within the
-        // retention is still stored whole in an event that is kept (see `texts`).
-        let cutoff_us = cutoff
-            .saturating_mul(1_000_000)
-            .saturating_sub(super::texts::REFERENCE_WINDOW);
         let keep_after = self
             .inner
             .keep_after

@@ -28,6 +28,7 @@ mod history_pg;
 mod listen;
 mod liveness;
 mod pool;
+mod retention;
 pub mod schema;
 mod shared;
 pub mod shipping;

@@ -50,6 +50,8 @@ pub const BATCH_BYTES: usize = 4 << 20;
 /// How often an idle shipper looks for new local events.
 const POLL: Duration = Duration::from_millis(100);
 /// Retry delays after an error: doubling from the first to the last.
+/// How often the shipped trail is pruned (and once after each connection).
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 const RETRY_LAST: Duration = Duration::from_secs(5);
 
@@ -241,8 +243,13 @@ impl Shipper {
         let mut shipped = self.resume(&client).await?;
         info!(node = %self.node, shipped, "audit shipping: connected, resuming after event {shipped}");
         *delay = RETRY_FIRST;
+        let mut pruned_at: Option<std::time::Instant> = None;
         loop {
             self.report();
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                self.prune_shipped(&mut client).await;
+            }
             if self.status.local.load(Ordering::Relaxed) <= shipped {
                 tokio::time::sleep(POLL).await;
                 continue;
@@ -270,6 +277,23 @@ impl Shipper {
             ship(&mut client, &self.node, &batch).await?;
             shipped = last;
             self.mark_shipped(shipped);
+        }
+    }
+
+    /// Apply `retention_days` to this node's shipped rows ([`super::retention`]); a failure
+    /// is logged and tried again at the next round, shipping goes on.
+    async fn prune_shipped(&self, client: &mut Client) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let Some(cutoff_us) = self.audit.retention_cutoff_us(now) else {
+            return;
+        };
+        match super::retention::prune_shipped(client, &self.node, cutoff_us).await {
+            Ok(0) => {}
+            Ok(n) => info!(node = %self.node, "audit retention: {n} shipped events removed"),
+            Err(e) => warn!(node = %self.node, "audit retention of the shipped trail failed: {e}"),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Replicas {
     pub target_db: String,
     dir: TempDir,
     ssh: Option<Sshd>,
+    /// `[audit] retention_days` of replicas started from now on.
+    retention_days: Option<u32>,
 }
 
 impl Replicas {
@@ -61,6 +63,7 @@ impl Replicas {
             target_db,
             dir: TempDir::new("cluster-audit"),
             ssh: None,
+            retention_days: None,
         }
     }
 
@@ -68,6 +71,12 @@ impl Replicas {
     pub fn with_ssh(mut self) -> Replicas {
         let keys = Keys::shared();
         self.ssh = Some(Sshd::start(&[public_key(&keys.target)]));
+        self
+    }
+
+    /// Replicas started from now on keep `days` of audit trail (`[audit] retention_days`).
+    pub fn with_retention_days(mut self, days: u32) -> Replicas {
+        self.retention_days = Some(days);
         self
     }
 
@@ -109,7 +118,7 @@ impl Replicas {
             "[[users]]\nname = \"{ALICE}\"\ngroups = [\"dev\"]\npassword = {}\n{ssh_key}\
              api_token_sha256 = \"{}\"\n\n\
              [[users]]\nname = \"audrey\"\ngroups = [\"security\"]\napi_token_sha256 = \"{}\"\n\n\
-             [api]\nauditors = [\"user:audrey\"]\n\n\
+             [api]\nauditors = [\"user:audrey\"]\n\n{audit}\
              [cluster]\nnode = {}\nstate_url = {}\nstate_password_file = {}\nstate_tls = \"disable\"\n",
             toml_str(&crate::support::hash_password(ALICE_PASSWORD)),
             sha256_hex(ALICE_TOKEN),
@@ -121,6 +130,10 @@ impl Replicas {
                 self.state_db
             )),
             toml_str(&password_file.display().to_string()),
+            audit = self
+                .retention_days
+                .map(|d| format!("[audit]\nretention_days = {d}\n\n"))
+                .unwrap_or_default(),
         ) + &ssh_target;
         std::fs::create_dir_all(self.data_dir(node)).expect("mkdir data_dir");
         let builder = match self.ssh {
