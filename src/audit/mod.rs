@@ -63,13 +63,14 @@
 //! (session records from SessionStart / SessionEnd), [`store`] (reads), `keys` (the tree's
 //! layout), [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per
 //! channel), [`shipped`] (the stored events as they leave the process, and the checks of a
-//! copy).
+//! copy), `options` (options, errors and counters).
 
 mod chain;
 mod encode;
 mod event;
 mod joined;
 mod keys;
+mod options;
 mod recording;
 mod recover;
 mod segment;
@@ -101,84 +102,13 @@ pub use event::{
     EventKind, EventRecord, PARAM_CAP, PARAMS_BUDGET, SessionFilter, SessionRecord, TEXT_CAP, Text,
 };
 pub use joined::StatementHandle;
+pub use options::{AuditError, AuditOptions, AuditStats};
 pub use recording::{ChannelRecording, Recordings};
 pub use shipped::{ShippedChain, ShippedRow, StoredEvent, TextResolver, event_record, kind_of};
 
 use crate::config::OnAuditFailure;
 use store::Store;
 use writer::{Msg, Shared, Writer};
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AuditError {
-    #[error(
-        "the audit store at {0} is in use by another process (is `jitgate serve` running? use the API instead)"
-    )]
-    Locked(String),
-    #[error("cannot open the audit store at {dir}: {reason}")]
-    Open { dir: String, reason: String },
-    #[error("the audit store has failed: {0}")]
-    Failed(Arc<str>),
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditOptions {
-    /// `false`: record nothing (for benchmarks); every call succeeds at once.
-    pub enabled: bool,
-    pub redact_parameters: bool,
-    pub on_failure: OnAuditFailure,
-    pub retention_days: Option<u32>,
-    /// How long the writer gathers routine events before a commit.
-    pub commit_interval: Duration,
-    /// Events waiting for the writer above which every session waits at its next statement
-    /// boundary (see [`Audit::has_room`]).
-    pub queue_capacity: usize,
-    /// Events of one session waiting for the writer above which that session waits.
-    pub session_backlog: usize,
-    /// A segment file this long gets no more blocks: the next commit starts a new one
-    /// (retention removes whole segments).
-    pub segment_bytes: u64,
-}
-
-impl Default for AuditOptions {
-    fn default() -> Self {
-        AuditOptions {
-            enabled: true,
-            redact_parameters: false,
-            on_failure: OnAuditFailure::RefuseSensitive,
-            retention_days: None,
-            commit_interval: Duration::from_millis(20),
-            queue_capacity: 65_536,
-            session_backlog: 4_096,
-            segment_bytes: 64 << 20,
-        }
-    }
-}
-
-impl From<&crate::config::Audit> for AuditOptions {
-    fn from(c: &crate::config::Audit) -> Self {
-        AuditOptions {
-            enabled: c.enabled,
-            redact_parameters: c.redact_parameters,
-            on_failure: c.on_failure,
-            retention_days: c.retention_days,
-            ..AuditOptions::default()
-        }
-    }
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AuditStats {
-    /// Events committed since start.
-    pub events: u64,
-    /// Commits (each one sled batch and one flush).
-    pub commits: u64,
-    /// Duration of the last commit (encode, hash, write, flush), µs.
-    pub last_commit_us: u64,
-    pub max_commit_us: u64,
-    /// Events waiting for the writer.
-    pub queued: u64,
-}
 
 /// A session's events queued and not yet taken by the writer. Cloning shares the count.
 #[derive(Clone, Debug, Default)]
