@@ -226,21 +226,26 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         "{err}"
     );
 
-    // Afterwards: the session and its replay.
-    let sessions = jitgate(&["sessions", "--json"]);
-    let list: serde_json::Value = serde_json::from_slice(&sessions.stdout).expect("sessions JSON");
-    let session = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .rev()
-        .find(|s| s["user"] == "alice" && s["ended_at"].is_number())
-        .unwrap_or_else(|| panic!("no ended session of alice: {list}"))
-        .clone();
+    // Afterwards: the session and its replay. The session's end is recorded with the next
+    // group commit after psql leaves, so the list is read again until it is there.
     let deadline = Instant::now() + STEP;
     loop {
-        let r = jitgate(&["replay", session["id"].as_str().unwrap()]);
-        let text = String::from_utf8_lossy(&r.stdout);
+        let sessions = jitgate(&["sessions", "--json"]);
+        let list: serde_json::Value =
+            serde_json::from_slice(&sessions.stdout).expect("sessions JSON");
+        let newest_ended = list.as_array().and_then(|l| {
+            l.iter()
+                .rev()
+                .find(|s| s["user"] == "alice" && s["ended_at"].is_number())
+                .and_then(|s| s["id"].as_str().map(str::to_string))
+        });
+        let text = match &newest_ended {
+            Some(id) => {
+                let r = jitgate(&["replay", id]);
+                String::from_utf8_lossy(&r.stdout).into_owned()
+            }
+            None => String::new(),
+        };
         if text.contains("-> DELETE 1") {
             assert!(
                 text.contains(&format!("request {id} approved by bob: \"ticket 42\"")),
@@ -250,8 +255,7 @@ fn the_quick_start_holds_a_delete_approves_it_and_replays_it() {
         }
         assert!(
             Instant::now() < deadline,
-            "replay shows no DELETE 1: {}",
-            output_text(&r)
+            "no ended session of alice replays the DELETE 1; sessions: {list}\nlast replay: {text}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
