@@ -25,6 +25,7 @@
 //! grants. The request types themselves are in [`crate::request`], re-exported here.
 
 mod decide;
+mod events;
 mod grants;
 pub(crate) mod shared;
 
@@ -35,6 +36,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, oneshot};
 
 pub(crate) use decide::{Step, apply_approval, apply_denial, candidate};
+pub use events::Event;
 pub use grants::{Candidate, Grant, GrantScope, ScopeKind};
 pub(crate) use shared::SharedState;
 pub use shared::{Answer, Decider, StateUnavailable};
@@ -117,32 +119,6 @@ pub enum RevokeError {
     NotAllowed,
     #[error("{0}")]
     StateStore(StateUnavailable),
-}
-
-/// A change every listener (API stream, webhooks, audit) hears about.
-#[derive(Clone, Debug)]
-pub enum Event {
-    Created(RequestView),
-    Decided(RequestView),
-    GrantCreated(Grant),
-    GrantRevoked(Grant),
-}
-
-impl Event {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Event::Created(_) => "request.created",
-            Event::Decided(r) => match r.state {
-                State::Approved => "request.approved",
-                State::Denied => "request.denied",
-                State::Expired => "request.expired",
-                State::Cancelled => "request.cancelled",
-                State::Pending => "request.updated",
-            },
-            Event::GrantCreated(_) => "grant.created",
-            Event::GrantRevoked(_) => "grant.revoked",
-        }
-    }
 }
 
 /// A request with what deciding it needs. The state store keeps the same fields.
@@ -249,10 +225,6 @@ impl Approvals {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing the whole proxy, so keep serving.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
     }
 
     fn emit(&self, e: Event) {

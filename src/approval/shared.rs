@@ -277,27 +277,6 @@ impl Approvals {
             let _ = self.announcements.send(closed);
         }
     }
-
-    /// Request events as the outside should hear them: each creation and decision once
-    /// whatever the number of replicas. Every replica sees every request (its mirror and
-    /// [`Approvals::subscribe`] follow the state store), but only the replica holding the
-    /// request's session announces its changes (it hears the decisions made through other
-    /// replicas as they land), and a request closed because its replica was lost is
-    /// announced by the replica that closed it. A single jitgate announces everything.
-    pub fn subscribe_announcements(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.announcements.subscribe()
-    }
-
-    /// Whether `e` is this replica's to announce (see [`Self::subscribe_announcements`]).
-    pub(super) fn announces(&self, e: &Event) -> bool {
-        match e {
-            Event::Created(r) | Event::Decided(r) => match (self.shared.get(), &r.node) {
-                (Some(shared), Some(node)) => shared.node() == node,
-                _ => true,
-            },
-            Event::GrantCreated(_) | Event::GrantRevoked(_) => false,
-        }
-    }
 }
 
 impl Entry {
