@@ -178,19 +178,23 @@ mod tests {
     use super::*;
 
     /// Spawns a session that reports the thread it runs on, then waits for `release`.
+    /// Returns `release` and where the session ran (once it has).
     fn session(
         threads: &SessionThreads,
         tracker: &TaskTracker,
-        ran_on: &std::sync::mpsc::SyncSender<String>,
-    ) -> oneshot::Sender<()> {
+    ) -> (oneshot::Sender<()>, impl Fn() -> String) {
         let (release, released) = oneshot::channel::<()>();
-        let ran_on = ran_on.clone();
+        let (ran_on, name) = std::sync::mpsc::sync_channel(1);
         threads.spawn(tracker, move || async move {
             let name = std::thread::current().name().unwrap_or("?").to_string();
             let _ = ran_on.send(name);
             let _ = released.await;
         });
-        release
+        let ran_on = move || {
+            name.recv_timeout(Duration::from_secs(5))
+                .expect("the session ran")
+        };
+        (release, ran_on)
     }
 
     fn wait_for_loads(threads: &SessionThreads, want: &[usize]) {
@@ -205,23 +209,21 @@ mod tests {
     fn sessions_go_to_the_least_loaded_thread_and_run_there() {
         let threads = SessionThreads::start(2, "test-session").expect("threads start");
         let tracker = TaskTracker::new();
-        let (ran_on, names) = std::sync::mpsc::sync_channel(8);
-        let first = session(&threads, &tracker, &ran_on);
-        let second = session(&threads, &tracker, &ran_on);
-        let recv = || {
-            names
-                .recv_timeout(Duration::from_secs(5))
-                .expect("a session ran")
-        };
-        let (a, b) = (recv(), recv());
+        let (first, first_on) = session(&threads, &tracker);
+        let (second, second_on) = session(&threads, &tracker);
+        let (a, b) = (first_on(), second_on());
         assert!(a.starts_with("test-session-") && b.starts_with("test-session-"));
         assert_ne!(a, b, "two sessions on two idle threads");
         wait_for_loads(&threads, &[1, 1]);
         // The first ends: the next session goes where it was.
         let _ = first.send(());
         wait_for_loads(&threads, &[0, 1]);
-        let third = session(&threads, &tracker, &ran_on);
-        assert_eq!(recv(), a);
+        let (third, third_on) = session(&threads, &tracker);
+        assert_eq!(
+            third_on(),
+            a,
+            "the third session runs where the first ended"
+        );
         wait_for_loads(&threads, &[1, 1]);
         drop(third);
         let _ = second.send(());
@@ -235,11 +237,8 @@ mod tests {
     fn stop_drops_sessions_still_running() {
         let threads = SessionThreads::start(1, "test-stop").expect("threads start");
         let tracker = TaskTracker::new();
-        let (ran_on, names) = std::sync::mpsc::sync_channel(8);
-        let _forever = session(&threads, &tracker, &ran_on);
-        names
-            .recv_timeout(Duration::from_secs(5))
-            .expect("the session ran");
+        let (_forever, ran_on) = session(&threads, &tracker);
+        ran_on();
         tracker.close();
         assert!(!tracker.is_empty());
         threads.stop(Duration::from_secs(5));
