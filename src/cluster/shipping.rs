@@ -283,10 +283,7 @@ impl Shipper {
     /// Apply `retention_days` to this node's shipped rows ([`super::retention`]); a failure
     /// is logged and tried again at the next round, shipping goes on.
     async fn prune_shipped(&self, client: &mut Client) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::approval::unix_secs(std::time::SystemTime::now());
         let Some(cutoff_us) = self.audit.retention_cutoff_us(now) else {
             return;
         };

@@ -39,6 +39,8 @@ pub struct PgCluster {
     postmaster: Mutex<Option<Child>>,
     /// The `postgres` OS user's uid and gid when the tests run as root.
     ids: Option<(u32, u32)>,
+    /// Made by [`PgCluster::own`]: the only kind a test may stop.
+    own: bool,
     db_counter: AtomicUsize,
 }
 
@@ -63,7 +65,10 @@ impl PgCluster {
     /// A cluster of this test alone (same roles as the shared one), for tests that stop it.
     /// It lives until the test process ends.
     pub fn own() -> &'static PgCluster {
-        Box::leak(Box::new(PgCluster::start()))
+        Box::leak(Box::new(PgCluster {
+            own: true,
+            ..PgCluster::start()
+        }))
     }
 
     fn start() -> PgCluster {
@@ -135,6 +140,7 @@ impl PgCluster {
             pid: AtomicU32::new(0),
             postmaster: Mutex::new(None),
             ids,
+            own: false,
             db_counter: AtomicUsize::new(0),
         };
         cluster.start_server();
@@ -196,6 +202,11 @@ impl PgCluster {
     /// Stops the postmaster as `pg_ctl stop -m fast` does (SIGINT: sessions are ended, nothing
     /// new is accepted) and waits until it has exited. [`Self::start_server`] brings it back.
     pub fn stop_server(&self) {
+        assert!(
+            self.own,
+            "only a cluster of the test's own (PgCluster::own) may be stopped: stopping the \
+             shared one would stop every other test of the binary"
+        );
         let mut postmaster = self.postmaster.lock().expect("postmaster lock");
         let mut child = postmaster.take().expect("postgres is running");
         send_signal(child.id(), "INT");
