@@ -9,6 +9,8 @@ pub const SESSION: &[u8] = b"s";
 pub const REQUEST: &[u8] = b"r";
 pub const HEAD: &[u8] = b"m:head";
 pub const ANCHOR: &[u8] = b"m:anchor";
+/// How far the index is known to be on disk ([`super::index::Checkpoint`]).
+pub const CHECKPOINT: &[u8] = b"m:checkpoint";
 
 pub fn block(seq: u64) -> [u8; 9] {
     let mut k = [b'b'; 9];

@@ -68,6 +68,7 @@
 mod chain;
 mod encode;
 mod event;
+mod index;
 mod joined;
 mod keys;
 mod options;
@@ -186,6 +187,7 @@ impl Audit {
             texts: Default::default(),
             appender,
             frames: Vec::new(),
+            checkpoints: Arc::new(index::Checkpointer::new(index::Checkpoint(recovered.head))),
         };
         Ok(Audit {
             inner: Arc::new(Inner {

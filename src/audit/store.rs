@@ -127,11 +127,12 @@ impl Store {
         self.db.get(keys::block(seq)).ok()?.map(|v| v.to_vec())
     }
 
-    /// The location of the last block in a segment file, if any.
-    pub fn last_location(&self) -> Result<Option<Location>, sled::Error> {
+    /// The location of the last block in a segment file whose first event is at or before
+    /// `seq`, if any.
+    pub fn location_through(&self, seq: u64) -> Result<Option<Location>, sled::Error> {
         Ok(self
             .db
-            .scan_prefix(keys::LOCATED)
+            .range(keys::located(0)..=keys::located(seq))
             .next_back()
             .transpose()?
             .and_then(|(_, v)| Location::decode(&v)))

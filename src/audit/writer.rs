@@ -4,11 +4,11 @@
 //! until a durable event or barrier asks for a commit now, or [`MAX_BATCH`] are waiting),
 //! encodes and hashes them into blocks, appends the blocks to the current segment file with
 //! ONE `write` and ONE `fdatasync` ([`super::segment`]), and then puts the blocks' locations,
-//! session index entries, session records and the new head into sled in ONE atomic batch,
-//! not flushed (sled flushes on its own within half a second; what a crash loses of it,
-//! [`super::recover`] rebuilds from the segments on the next open). Only then are the durable
-//! callers answered. A commit that carries request upserts also flushes sled: requests are
-//! not in the chain, so nothing could rebuild them. While it gathers, callers' sends do not
+//! session index entries, session records and the new head into sled as single inserts, not
+//! flushed (a checkpoint flushes them about once a second; what a crash loses of them,
+//! [`super::recover`] rebuilds from the segments on the next open; see [`super::index`]).
+//! Only then are the durable callers answered. A commit that carries request upserts also
+//! flushes sled: requests are not in the chain, so nothing could rebuild them. While it gathers, callers' sends do not
 //! wake it (it parks on a timer, not on the channel), so a busy proxy pays for one wake-up
 //! per commit, not per event.
 //!
@@ -38,6 +38,7 @@ use super::AuditError;
 use super::chain::{BlockWriter, Link};
 use super::encode::Canonical;
 use super::event::{EventKind, SessionRecord, Text};
+use super::index::{CHECKPOINT_EVERY, Checkpoint, Checkpointer, Puts};
 use super::joined::ResultSlot;
 use super::keys;
 use super::segment::{self, Appender, Location};
@@ -138,15 +139,35 @@ pub struct Writer {
     pub appender: Appender,
     /// One commit's frames (reused).
     pub frames: Vec<u8>,
+    /// The commit point the checkpoint thread stores ([`super::index`]).
+    pub checkpoints: Arc<Checkpointer>,
 }
 
 impl Writer {
-    /// Run until every sender is gone and the queue is drained; then flush sled, so that the
-    /// session records and head of the last commits reach its disk and a clean stop leaves
+    /// Run until every sender is gone and the queue is drained, with the checkpoint thread
+    /// beside it; then store a last checkpoint (sled flushed), so that a clean stop leaves
     /// nothing for [`super::recover`].
     pub fn run(mut self) {
-        self.commit_until_closed();
-        let _ = self.store.db.flush();
+        let checkpoints = self.checkpoints.clone();
+        let db = self.store.db.clone();
+        let shared = self.shared.clone();
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("jitgate-audit-checkpoint".into())
+                .spawn_scoped(scope, || {
+                    if let Err(e) = checkpoints.run(&db, CHECKPOINT_EVERY) {
+                        shared.fail(format!("cannot store an audit checkpoint: {e}"));
+                    }
+                });
+            if let Err(e) = spawned {
+                shared.fail(format!("cannot start the audit checkpoint thread: {e}"));
+            }
+            self.commit_until_closed();
+            checkpoints.stop();
+        });
+        if !self.shared.failed() {
+            let _ = self.checkpoints.save_latest(&self.store.db);
+        }
     }
 
     fn commit_until_closed(&mut self) {
@@ -207,9 +228,9 @@ impl Writer {
         if requests.is_empty() {
             return;
         }
-        let mut sb = sled::Batch::default();
+        let mut sb = Puts::default();
         insert_requests(&mut sb, requests);
-        let _ = self.store.db.apply_batch(sb);
+        let _ = sb.apply(&self.store.db);
     }
 
     // The queue carries boxes to keep its slots small; unboxing here would only copy.
@@ -236,7 +257,7 @@ impl Writer {
             }
             return;
         }
-        let mut sb = sled::Batch::default();
+        let mut sb = Puts::default();
         let mut results: Vec<Option<u64>> = Vec::with_capacity(batch.len());
         let mut sessions: HashMap<String, SessionRecord> = HashMap::new();
         let mut block = BlockWriter::new(
@@ -314,15 +335,15 @@ impl Writer {
                 (&mut frames, &mut placed),
             );
         }
-        if head != self.head {
-            sb.insert(keys::HEAD, &head.encode()[..]);
-        }
         for (id, s) in &sessions {
             if let Ok(v) = serde_json::to_vec(s) {
                 sb.insert(keys::session(id.as_bytes()), v);
             }
         }
         insert_requests(&mut sb, &requests);
+        if head != self.head {
+            sb.insert(keys::HEAD, head.encode());
+        }
 
         let outcome = if self.shared.fault.load(Ordering::Relaxed) {
             Err("injected failure (test hook): I/O error".to_string())
@@ -333,6 +354,7 @@ impl Writer {
         match outcome {
             Ok(_) => {
                 self.head = head;
+                self.checkpoints.advance(Checkpoint(head));
                 // Counted before anyone is answered, so an answered caller sees its commit.
                 let us = started.elapsed().as_micros() as u64;
                 self.shared.events.fetch_add(written, Ordering::Relaxed);
@@ -367,12 +389,12 @@ impl Writer {
         }
     }
 
-    /// The segment append (one write, one `fdatasync`), then the sled batch that indexes it
-    /// (flushed only if `flush`). The blocks' locations go into the batch here, once the
-    /// segment they land in is known.
+    /// The segment append (one write, one `fdatasync`), then the sled inserts that index it
+    /// (flushed only if `flush`). The blocks' locations go in first, once the segment they
+    /// land in is known.
     fn write(
         &mut self,
-        mut sb: sled::Batch,
+        sb: Puts,
         frames: &[u8],
         placed: &[(u64, u64, u32)],
         flush: bool,
@@ -382,19 +404,21 @@ impl Writer {
                 .appender
                 .position(first_seq)
                 .map_err(|e| format!("cannot start an audit segment file: {e}"))?;
+            self.appender
+                .append(frames)
+                .map_err(|e| format!("cannot write the audit segment file: {e}"))?;
+            let mut located = Puts::default();
             for &(seq, offset, len) in placed {
                 let at = Location {
                     segment,
                     offset: base + offset,
                     len,
                 };
-                sb.insert(&keys::located(seq), &at.encode()[..]);
+                located.insert(keys::located(seq), at.encode());
             }
-            self.appender
-                .append(frames)
-                .map_err(|e| format!("cannot write the audit segment file: {e}"))?;
+            located.apply(&self.store.db).map_err(|e| e.to_string())?;
         }
-        self.store.db.apply_batch(sb).map_err(|e| e.to_string())?;
+        sb.apply(&self.store.db).map_err(|e| e.to_string())?;
         if flush {
             self.store.db.flush().map_err(|e| e.to_string())?;
         }
@@ -419,7 +443,7 @@ impl Writer {
 /// offset in `frames`, length) and its session index entries into `sb`; returns the new head
 /// and the block's buffer for reuse.
 fn close_block(
-    sb: &mut sled::Batch,
+    sb: &mut Puts,
     block: BlockWriter,
     in_block: &mut HashSet<&[u8]>,
     packed: &mut Vec<u8>,
@@ -432,7 +456,7 @@ fn close_block(
         hash: block.last_hash,
     };
     for s in in_block.drain() {
-        sb.insert(keys::index(s, first), &[][..]);
+        sb.insert(keys::index(s, first), []);
     }
     let (n, raw) = block.finish_into(packed, table);
     let offset = segment::push_frame(frames, &packed[..n]);
@@ -441,8 +465,8 @@ fn close_block(
 }
 
 /// Add encoded request upserts to a batch.
-fn insert_requests(sb: &mut sled::Batch, requests: &[(String, Vec<u8>)]) {
+fn insert_requests(sb: &mut Puts, requests: &[(String, Vec<u8>)]) {
     for (id, v) in requests {
-        sb.insert(keys::request(id.as_bytes()), &v[..]);
+        sb.insert(keys::request(id.as_bytes()), v);
     }
 }

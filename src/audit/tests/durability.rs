@@ -148,7 +148,10 @@ fn a_crash_keeps_every_acknowledged_event() {
         .unwrap();
     let mut acked: Vec<(u64, u64)> = Vec::new();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while acked.len() < 100 {
+    // Past the first checkpoints (about one a second), so recovery starts from one the
+    // writer stored mid-flood, not only the one stored at open.
+    let checkpointed = std::time::Instant::now() + 2 * crate::audit::index::CHECKPOINT_EVERY;
+    while acked.len() < 100 || std::time::Instant::now() < checkpointed {
         let line = lines.next().expect("child ended early").unwrap();
         if let Some(rest) = line.strip_prefix("acked ") {
             let (seq, i) = rest.split_once(' ').unwrap();
@@ -190,4 +193,22 @@ fn a_crash_keeps_every_acknowledged_event() {
         .unwrap();
     assert_eq!(next, n + 1);
     assert_eq!(a.verify().unwrap(), n + 1);
+}
+
+#[tokio::test]
+async fn the_index_is_checkpointed_while_the_writer_runs() {
+    use crate::audit::index::{CHECKPOINT_EVERY, Checkpoint};
+    let d = TempDir::new("checkpoint");
+    let a = started(&d.0);
+    fill(&a, 5).await;
+    let head = a.inner.store.head().unwrap();
+    assert_eq!(head.seq, 5);
+    let until = std::time::Instant::now() + 5 * CHECKPOINT_EVERY;
+    while Checkpoint::load(&a.inner.store.db).unwrap() != Some(Checkpoint(head)) {
+        assert!(
+            std::time::Instant::now() < until,
+            "no checkpoint at the head"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
