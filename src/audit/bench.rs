@@ -20,6 +20,7 @@ fn pgbench_statement(text: &Arc<str>, tables: &Arc<[String]>, rule: &Arc<str>) -
         rule: Some(rule.into()),
         request: None,
         grant: None,
+        params: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn statement(text: String) -> EventKind {
         rule: Some(Text::from_static("reads pass")),
         request: None,
         grant: None,
+        params: None,
     }
 }
 

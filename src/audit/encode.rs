@@ -233,6 +233,7 @@ impl Serialize for Canonical<'_> {
                 rule,
                 request,
                 grant,
+                params,
             } => {
                 self.text(&mut m, text)?;
                 m.serialize_entry("class", class)?;
@@ -241,6 +242,15 @@ impl Serialize for Canonical<'_> {
                 opt!("rule", rule);
                 opt!("request", request);
                 opt!("grant", grant);
+                if let Some(params) = params {
+                    m.serialize_entry(
+                        "params",
+                        &Params {
+                            params,
+                            redact: self.redact_parameters,
+                        },
+                    )?;
+                }
                 opt!("result", &self.result.map(ResultFields));
             }
             EventKind::Parse {

@@ -155,6 +155,10 @@ pub enum EventKind {
         rule: Option<Text>,
         request: Option<Text>,
         grant: Option<Text>,
+        /// The values of the Bind whose portal the statement's Execute ran, when that Bind has
+        /// no event of its own (it came just before; see `pg::relay::folded`). As in
+        /// [`EventKind::Bind`].
+        params: Option<Vec<Option<Bytes>>>,
     },
     Parse {
         statement_name: Text,

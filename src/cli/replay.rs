@@ -430,6 +430,14 @@ fn timeline(mut out: Box<dyn Write>, session: &Value, events: &[Value]) -> std::
         };
         // Every field may be user-typed: the whole line is escaped, so nothing forges a line.
         writeln!(out, "{:>+10.3}s  {}", off, crate::escape::terminal(&what))?;
+        // The values of the Bind folded into a statement: its line, as a `bind` event's.
+        if let Some(p) = e
+            .get("params")
+            .filter(|p| e["kind"] == "statement" && p.as_array().is_some_and(|v| !v.is_empty()))
+        {
+            let what = format!("  bind {}", params_text(p));
+            writeln!(out, "{:>+10.3}s  {}", off, crate::escape::terminal(&what))?;
+        }
         // A result stored inside its statement's event: its line, as a `result` event's,
         // when it arrived.
         if let Some(r) = e.get("result").filter(|r| r.is_object()) {

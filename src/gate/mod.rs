@@ -126,6 +126,8 @@ pub struct Action<'a> {
     /// before it runs, only before that later statement (the front end's job, see
     /// [`Gate::after_flush`]). `false` is always safe.
     pub deferrable: bool,
+    /// The values bound for this statement (a PostgreSQL Execute), recorded in its event.
+    pub params: Option<&'a [Option<bytes::Bytes>]>,
 }
 
 /// The Gate's answer about one action.

@@ -68,6 +68,7 @@ impl<'a> Decided<'a> {
                 rule,
                 request,
                 grant,
+                params: a.params.map(<[_]>::to_vec),
             },
         }
     }

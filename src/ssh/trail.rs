@@ -60,6 +60,7 @@ fn action<'a>(statement: &'a str, classification: &'a Classification) -> Action<
         class: classification.class,
         runs_prepared: false,
         deferrable: false,
+        params: None,
     }
 }
 

@@ -109,6 +109,32 @@ impl Api {
         v
     }
 
+    /// Every event of the only session of `user`, once it has ended.
+    pub fn ended_session(&self, user: &str) -> (Value, Vec<Value>) {
+        poll("the session to end in the audit trail", || {
+            let list = self.get_ok(&format!("/v1/sessions?user={user}"));
+            let s = list
+                .as_array()
+                .and_then(|l| l.last())
+                .cloned()
+                .ok_or("no session yet")?;
+            if s.get("ended_at").is_none() {
+                return Err(format!("session still open: {s}"));
+            }
+            let id = s["id"].as_str().unwrap().to_string();
+            let events = self.get_ok(&format!("/v1/sessions/{id}/events"));
+            let events = events.as_array().cloned().unwrap_or_default();
+            if events
+                .last()
+                .map(|e| e["kind"] != "session_end")
+                .unwrap_or(true)
+            {
+                return Err("session_end not visible yet".into());
+            }
+            Ok((s, events))
+        })
+    }
+
     /// `POST /v1/requests/{id}/approve` with a reason and optionally `grant_secs`.
     pub fn approve(&self, id: &str, reason: &str, grant_secs: Option<u64>) -> (u16, Value) {
         let mut body = json!({ "reason": reason });

@@ -99,6 +99,7 @@ pub(super) fn stmt(text: &str) -> EventKind {
         rule: Some(Text::from_static("reads pass")),
         request: None,
         grant: None,
+        params: None,
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 
+use super::folded::HeldBind;
 use super::framer::{Cut, Side};
 use super::hold::{Held, HeldKind, Waiting};
 use super::resolve::{Resolution, effects, own_class};
@@ -148,6 +149,11 @@ impl Relay {
     }
 
     fn client_frame(&mut self, tag: u8, frame: BytesMut) -> Result<(), Fatal> {
+        // What was held back for an Execute is recorded before anything else happens; a
+        // Bind records an earlier Bind itself.
+        if !matches!(tag, b'E' | b'D' | b'H' | b'B') {
+            self.record_folded();
+        }
         if self.discard_until_sync && tag != b'S' {
             // After an error the server ignores everything up to Sync; so do we.
             return Ok(());
@@ -238,6 +244,7 @@ impl Relay {
                 class,
                 runs_prepared: analysis.has_execute(),
                 deferrable,
+                params: None,
             },
         );
         // Only a hold needs its own copy of the text.
@@ -278,10 +285,14 @@ impl Relay {
         let text: Arc<str> = Arc::from(text.as_ref());
         // The text once: a re-Parse of the same text under the same name is not repeated.
         if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
-            self.record(EventKind::Parse {
-                statement_name: name_text,
-                text: Text::from(&text),
-            });
+            if name_text.is_empty() {
+                self.folded.parse(Text::from(&text));
+            } else {
+                self.record(EventKind::Parse {
+                    statement_name: name_text,
+                    text: Text::from(&text),
+                });
+            }
         }
         let stmt = Arc::new(Stmt {
             text,
@@ -302,15 +313,13 @@ impl Relay {
             self.parked = Some((b'B', frame));
             return Ok(());
         }
-        self.tracker.bind(portal, &stmt, after_names);
-        let (portal, statement_name) = (portal_text, stmt_text);
+        self.tracker.bind(portal.clone(), &stmt, after_names);
         self.to_server.extend_from_slice(&frame);
-        let ev = EventKind::Bind {
-            portal,
-            statement_name,
-            params: msg::bind_params(frame.freeze()),
-        };
-        self.record(ev);
+        let params = msg::bind_params(frame.freeze());
+        let held = HeldBind::new(portal, portal_text, stmt_text, params);
+        for earlier in self.folded.bind(held) {
+            self.record(earlier);
+        }
         Ok(())
     }
 
@@ -366,6 +375,10 @@ impl Relay {
             }
         };
         let deferrable = stmt.is_some() && self.txn.deferrable(&statement);
+        // The Bind of this portal (and the unnamed Parse it bound) become this statement's
+        // event; anything else held back is recorded before it.
+        let bound = self.folded.execute(&portal, &statement);
+        self.record_folded();
         let seen = self.settings.view(classification, class);
         let (classification, class) = match &seen {
             Some(c) => (c, c.class),
@@ -379,6 +392,7 @@ impl Relay {
                 class,
                 runs_prepared,
                 deferrable,
+                params: bound.as_ref().map(HeldBind::params),
             },
         );
         let decided_at = self.observe(started);
@@ -424,6 +438,7 @@ impl Relay {
                 class: Class::Unknown,
                 runs_prepared: false,
                 deferrable: false,
+                params: None,
             },
         );
         self.decide(frame, HeldKind::FunctionCall, verdict, || None, false, None);

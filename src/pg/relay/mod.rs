@@ -94,6 +94,7 @@ use tracker::Tracker;
 use txn::TxnState;
 
 mod client;
+mod folded;
 mod framer;
 mod hold;
 mod name;
@@ -179,6 +180,8 @@ pub struct Relay {
     /// A client frame that names a statement or portal whose redefinition the server has
     /// not answered yet: handled (again) once it has; nothing after it is handled before.
     parked: Option<(u8, BytesMut)>,
+    /// Parse and Bind events held back for the statement event of the next Execute.
+    folded: folded::Folded,
     /// A refused extended-protocol message failed upstream: drop the client's messages up
     /// to Sync, as the server skips them.
     discard_until_sync: bool,
@@ -244,6 +247,7 @@ impl Relay {
             ),
             held: None,
             parked: None,
+            folded: Default::default(),
             discard_until_sync: false,
             refusals: Refusals::default(),
             terminated: false,
@@ -262,6 +266,13 @@ impl Relay {
             .app
             .audit
             .record_in(&self.ctx.backlog, Text::from(&self.sid), ev);
+    }
+
+    /// Record the Parse and Bind events held back (see [`folded`]).
+    fn record_folded(&mut self) {
+        for ev in self.folded.take() {
+            self.record(ev);
+        }
     }
 
     /// Idle: nothing in flight, not in a transaction, nothing held.
@@ -420,6 +431,7 @@ impl Relay {
                 }
             }
         };
+        self.record_folded();
         let why = shutdown.ended_reason();
         self.finish(&end, why.as_deref(), &mut cw, &mut uw, client_eof)
             .await;
