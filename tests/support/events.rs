@@ -4,6 +4,9 @@
 //! as. Which of the two a result becomes depends on timing; tests that check the order of
 //! events read them through [`with_results`].
 
+// Each test crate includes this file and uses what it needs of it.
+#![allow(dead_code)]
+
 use serde_json::Value;
 
 /// `events`, each joined result after its statement as a `result` event of its own (with the
