@@ -21,6 +21,7 @@
 # stored once per session makes the later events smaller).
 #
 # env: T (seconds per run, default 10), ROUNDS (3), CLIENTS (8), THREADS (2), SCALE (10),
+#      WORKLOADS (which of "select-only tpc-b update" to run; all by default),
 #      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`).
 set -euo pipefail
 
@@ -46,6 +47,14 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 [[ $T =~ ^[0-9]+$ && $T -ge 1 ]] || die "T must be a whole number of seconds >= 1"
+
+# The runs: workload, pgbench mode, clients. WORKLOADS (env) keeps those whose workload it
+# names, e.g. WORKLOADS="tpc-b update".
+SPECS=()
+for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
+    [[ " ${WORKLOADS:-select-only tpc-b update} " == *" ${spec%% *} "* ]] && SPECS+=("$spec")
+done
+[[ ${#SPECS[@]} -gt 0 ]] || die "WORKLOADS=$WORKLOADS names none of: select-only tpc-b update"
 
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
@@ -144,7 +153,7 @@ done
 
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round/$ROUNDS"
-    for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
+    for spec in "${SPECS[@]}"; do
         read -r workload mode clients <<<"$spec"
         # Alternate the order each round so drift hits both alike.
         if (( round % 2 )); then
@@ -165,7 +174,7 @@ echo "## audit on / audit off ($ROUNDS rounds of ${T}s, median tps; Postgres $([
 echo
 echo "| workload | mode | clients | direct tps | audit-off tps | audit-on tps | on/off | base-on tps | base/off | on/base | events/s (on) | store bytes/event (on) | store bytes/event (base) | events/statement (on) | events/statement (base) | store bytes/statement (on) | store bytes/statement (base) | CPU µs/tx on / off / base |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-for spec in "select-only simple $CLIENTS" "select-only extended $CLIENTS" "tpc-b extended $CLIENTS" "update extended 1"; do
+for spec in "${SPECS[@]}"; do
     read -r workload mode clients <<<"$spec"
     # Statements per pgbench transaction: TPC-B is BEGIN, 3 UPDATEs, a SELECT, an INSERT, END.
     awk -F'\t' -v w="$workload" -v m="$mode" -v c="$clients" -v T="$T" -v spt="$([[ $workload == tpc-b ]] && echo 7 || echo 1)" '

@@ -19,16 +19,24 @@
 //!   statement's seq; its timing is its `duration_us`.
 //! - A statement that must be on disk before it runs ([`Audit::record_durable`]) has no
 //!   handle: it is committed before its result can exist.
+//! - **Written.** Once the commit holding a statement's event is on disk, the writer marks its
+//!   slot ([`StatementHandle::written`]); the front end then knows, without asking the
+//!   writer, that this event and every earlier event it sent are on disk (one queue, taken
+//!   in order).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::event::{EventKind, Text};
 use super::writer::Msg;
 use super::{Audit, AuditError, Backlog, lock, now_us};
 
-/// Where a statement's result may wait for the writer.
+/// Where a statement's result may wait for the writer, and whether its event is on disk.
 #[derive(Default)]
-pub struct ResultSlot(Mutex<Slot>);
+pub struct ResultSlot {
+    slot: Mutex<Slot>,
+    written: AtomicBool,
+}
 
 #[derive(Default)]
 enum Slot {
@@ -44,15 +52,20 @@ enum Slot {
 impl ResultSlot {
     /// The writer takes the statement: the result waiting, if any; later ones stay out.
     pub fn seal(&self) -> Option<EventKind> {
-        match std::mem::replace(&mut *lock(&self.0), Slot::Sealed) {
+        match std::mem::replace(&mut *lock(&self.slot), Slot::Sealed) {
             Slot::Joined(r) => Some(*r),
             Slot::Open | Slot::Sealed => None,
         }
     }
 
+    /// The writer: the commit holding the statement's event is on disk.
+    pub fn mark_written(&self) {
+        self.written.store(true, Ordering::Release);
+    }
+
     /// Leave `result` for the writer; gives it back if the statement is already taken.
     fn join(&self, result: EventKind) -> Option<EventKind> {
-        let mut slot = lock(&self.0);
+        let mut slot = lock(&self.slot);
         match *slot {
             Slot::Open => {
                 *slot = Slot::Joined(Box::new(result));
@@ -68,6 +81,16 @@ impl ResultSlot {
 /// default joins nothing: a result given with it is an event of its own.
 #[derive(Clone, Default)]
 pub struct StatementHandle(Option<Arc<ResultSlot>>);
+
+impl StatementHandle {
+    /// Whether the statement's event is on disk, and with it every event its session sent
+    /// before it. False for the default handle (nothing known).
+    pub fn written(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|s| s.written.load(Ordering::Acquire))
+    }
+}
 
 impl std::fmt::Debug for StatementHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

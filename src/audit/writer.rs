@@ -365,6 +365,9 @@ impl Writer {
                     h.observe(us as f64 / 1e6);
                 }
                 for (m, r) in batch.drain(..).zip(results) {
+                    if let Some(slot) = &m.result {
+                        slot.mark_written();
+                    }
                     if let Some(done) = m.done {
                         let _ = done.send(match r {
                             Some(u64::MAX) => Ok(head.seq),

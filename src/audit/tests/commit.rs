@@ -35,6 +35,32 @@ async fn a_result_that_arrives_before_the_commit_is_stored_inside_its_statement(
 }
 
 #[tokio::test]
+async fn a_statement_handle_says_once_its_event_is_on_disk() {
+    let d = TempDir::new("written");
+    // Not started: nothing can be written yet.
+    let a = open(&d.0, AuditOptions::default());
+    let backlog = a.backlog();
+    let first = a
+        .record_statement_in(&backlog, "s1", stmt("UPDATE t SET v = 1"))
+        .unwrap();
+    let second = a
+        .record_statement_in(&backlog, "s1", stmt("UPDATE t SET v = 2"))
+        .unwrap();
+    assert!(!first.written() && !second.written());
+    assert!(!StatementHandle::default().written(), "nothing known");
+    a.start();
+    a.flush().await.unwrap();
+    assert!(first.written() && second.written());
+    // A failed commit writes nothing.
+    let third = a
+        .record_statement_in(&backlog, "s1", stmt("UPDATE t SET v = 3"))
+        .unwrap();
+    a.inject_failure();
+    assert!(a.flush().await.is_err());
+    assert!(!third.written());
+}
+
+#[tokio::test]
 async fn a_result_after_the_commit_is_an_event_of_its_own_exactly_once() {
     let d = TempDir::new("sealed");
     let a = started(&d.0);

@@ -199,7 +199,7 @@ impl Relay {
             Verdict::Allow(p) if self.txn.needs_flush(deferrable) => self.app.gate.after_flush(p),
             Verdict::Allow(p) => {
                 // Recorded, not yet on disk: flushed before anything that may commit.
-                self.txn.ran(p.class);
+                self.txn.ran(p.class, &p.statement);
                 Verdict::Allow(p)
             }
             other => other,

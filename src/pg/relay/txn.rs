@@ -5,19 +5,23 @@
 //! commit. Inside an open transaction block, a statement that cannot end the block
 //! ("deferrable") may run with its event recorded but not yet flushed; the block is then
 //! `dirty`, and the next statement that may commit (or whose deferral is not certain) waits
-//! for a flush first. Deferral is only ever decided from facts that are current: the status
+//! for a flush first, unless the event of the last such statement is already on disk (a
+//! commit since, another session's flush or the group commit's timer, wrote it and every
+//! earlier event of the session; see [`crate::audit::StatementHandle::written`]). Deferral is only ever decided from facts that are current: the status
 //! of the last ReadyForQuery, provided nothing that may end the transaction was sent since
 //! (`may_commit`). `false` is always the safe answer.
 
+use crate::audit::StatementHandle;
 use crate::policy::Class;
 
 pub(super) struct TxnState {
     /// The transaction status of the last ReadyForQuery: `I` idle, `T` in a block, `E` in a
     /// failed block.
     status: u8,
-    /// A statement that may change data ran with its audit event not yet on disk (it was
-    /// deferrable): the next statement that may commit waits for a flush first.
-    dirty: bool,
+    /// The last statement that may change data and ran with its audit event not yet on
+    /// disk (it was deferrable): the next statement that may commit waits for a flush first,
+    /// unless this event has been written since.
+    dirty: Option<StatementHandle>,
     /// Something that may end the transaction was sent since the last ReadyForQuery.
     may_commit: bool,
 }
@@ -27,7 +31,7 @@ impl TxnState {
     pub fn new(status: u8) -> TxnState {
         TxnState {
             status,
-            dirty: false,
+            dirty: None,
             may_commit: false,
         }
     }
@@ -55,20 +59,20 @@ impl TxnState {
 
     /// An allowed statement must wait for earlier audit events to reach the disk first.
     pub fn needs_flush(&self, deferrable: bool) -> bool {
-        self.dirty && !deferrable
+        !deferrable && self.dirty.as_ref().is_some_and(|h| !h.written())
     }
 
-    /// An allowed statement of this class runs at once, its audit event recorded but not
-    /// yet on disk: flushed before anything that may commit.
-    pub fn ran(&mut self, class: Class) {
+    /// An allowed statement of this class runs at once, its audit event (`handle`) recorded
+    /// but not yet on disk: flushed before anything that may commit.
+    pub fn ran(&mut self, class: Class, handle: &StatementHandle) {
         if class != Class::Read {
-            self.dirty = true;
+            self.dirty = Some(handle.clone());
         }
     }
 
     /// Everything recorded so far is on disk (every kind of wait ends with a flush).
     pub fn flushed(&mut self) {
-        self.dirty = false;
+        self.dirty = None;
     }
 
     /// ReadyForQuery with this status. `settled`: nothing was sent or waits to be sent
@@ -114,6 +118,7 @@ fn stays_in_transaction(text: &str) -> bool {
 mod tests {
     use super::TxnState;
     use super::stays_in_transaction as stays;
+    use crate::audit::StatementHandle;
     use crate::policy::Class;
 
     #[test]
@@ -177,9 +182,10 @@ mod tests {
     fn unflushed_changes_make_the_next_commit_wait() {
         let mut t = TxnState::new(b'T');
         assert!(!t.needs_flush(false));
-        t.ran(Class::Read);
+        let unknown = StatementHandle::default();
+        t.ran(Class::Read, &unknown);
         assert!(!t.needs_flush(false), "a read leaves nothing to flush");
-        t.ran(Class::Write);
+        t.ran(Class::Write, &unknown);
         assert!(t.needs_flush(false));
         assert!(!t.needs_flush(true), "a deferrable statement need not wait");
         t.ready(b'I', true);
