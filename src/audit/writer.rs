@@ -5,7 +5,7 @@
 //! encodes and hashes them into blocks, appends the blocks to the current segment file with
 //! ONE `write` and ONE `fdatasync` ([`super::segment`]), and then puts the blocks' locations,
 //! session index entries, session records and the new head into sled as single inserts, not
-//! flushed (a checkpoint flushes them about once a second; what a crash loses of them,
+//! flushed (a checkpoint flushes them ten times a second; what a crash loses of them,
 //! [`super::recover`] rebuilds from the segments on the next open; see [`super::index`]).
 //! Only then are the durable callers answered. A commit that carries request upserts also
 //! flushes sled: requests are not in the chain, so nothing could rebuild them. While it gathers, callers' sends do not
