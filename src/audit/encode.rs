@@ -184,7 +184,15 @@ impl Serialize for Pairs<'_> {
     }
 }
 
-impl Canonical<'_> {
+impl<'a> Canonical<'a> {
+    /// Bind values as stored: capped, or only their sizes when redacted.
+    fn params(&self, params: &'a [Option<Bytes>]) -> Params<'a> {
+        Params {
+            params,
+            redact: self.redact_parameters,
+        }
+    }
+
     /// A statement's `text`: whole, or as `text_ref` when its session defined it before.
     fn text<M: SerializeMap>(&self, m: &mut M, t: &Text) -> Result<(), M::Error> {
         match &self.text_ref {
@@ -242,15 +250,7 @@ impl Serialize for Canonical<'_> {
                 opt!("rule", rule);
                 opt!("request", request);
                 opt!("grant", grant);
-                if let Some(params) = params {
-                    m.serialize_entry(
-                        "params",
-                        &Params {
-                            params,
-                            redact: self.redact_parameters,
-                        },
-                    )?;
-                }
+                opt!("params", &params.as_ref().map(|p| self.params(p)));
                 opt!("result", &self.result.map(ResultFields));
             }
             EventKind::Parse {
@@ -267,13 +267,7 @@ impl Serialize for Canonical<'_> {
             } => {
                 m.serialize_entry("portal", portal)?;
                 m.serialize_entry("statement_name", statement_name)?;
-                m.serialize_entry(
-                    "params",
-                    &Params {
-                        params,
-                        redact: self.redact_parameters,
-                    },
-                )?;
+                m.serialize_entry("params", &self.params(params))?;
             }
             EventKind::Result { .. } => result_fields(&mut m, self.ev)?,
             EventKind::Command {
