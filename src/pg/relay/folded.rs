@@ -14,11 +14,12 @@
 //!   Binds refer to its name).
 //!
 //! Invariant: the trail keeps the order of the client's messages. What is held back is
-//! recorded on its own before the session records anything else: the relay calls
+//! recorded on its own before the events of any later client message: the relay calls
 //! [`Folded::take`] before anything but an Execute, a Describe, a Flush or a Bind (a Bind
 //! records what is held if a Bind is), before the Gate decides an Execute that does not run
-//! it, and when the session ends. Nothing held back is ever dropped except a Parse whose text the
-//! statement event carries.
+//! it, and when the session ends. (A result from the server, of an earlier statement, may be
+//! recorded in between, as it may between any two client messages.) Nothing held back is
+//! ever dropped except a Parse whose text the statement event carries.
 
 use bytes::Bytes;
 
