@@ -15,8 +15,9 @@
 //! seq of its first event, as such or (what the writer does) LZ4-compressed as
 //! `2 ‖ raw length (u32 LE) ‖ LZ4 block`. Compression is storage only: hashes cover the raw
 //! records. It cuts what sled copies and rewrites by ~3× (sled rewrites whole tree nodes, so
-//! its cost grows with the bytes stored, and that dominated the writer's CPU). The store's head (last seq and hash) is written in
-//! the same atomic batch as each block, so removing events at the end is detected too.
+//! its cost grows with the bytes stored, and that dominated the writer's CPU). The store's head (last seq and hash) is recorded
+//! with each checkpoint and held by the writer, so removing events at the end is detected
+//! too (see [`super::walk`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -269,6 +270,13 @@ pub fn encode_raw(prev: &[u8; 32], events: &[(Vec<u8>, [u8; 32])]) -> Vec<u8> {
 pub struct Link {
     pub seq: u64,
     pub hash: [u8; 32],
+}
+
+impl Default for Link {
+    /// The genesis, before the first event.
+    fn default() -> Link {
+        Link::START
+    }
 }
 
 impl Link {

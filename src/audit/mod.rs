@@ -33,9 +33,9 @@
 //!   shared `Arc<str>`.
 //! - **Group commit.** One writer thread gathers events for up to `commit_interval`, encodes
 //!   and hashes them into blocks (LZ4-compressed, ~64 KiB of events each), appends them to
-//!   the current segment file with one `write` and one `fdatasync`, then puts their locations,
-//!   session index entries, session records and the chain head into sled in one atomic batch
-//!   ([`writer`]). Every durable caller waiting shares that one `fdatasync`; callers arriving
+//!   the current segment file with one `write` and one `fdatasync`, then puts their locations
+//!   and session records into sled, unflushed, and leaves their session index entries and the
+//!   chain head to the checkpoint thread, ten times a second ([`writer`], [`index`]). Every durable caller waiting shares that one `fdatasync`; callers arriving
 //!   during it share the next. After a crash a commit is either entirely there or not at all:
 //!   on open, [`recover`] indexes synced blocks sled had not yet stored and cuts off a torn
 //!   tail, and the chain continues from the last event on disk.
@@ -174,6 +174,7 @@ impl Audit {
         // No fixed capacity: admission bounds the queue (see the module's invariants).
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared::default());
+        *lock(&shared.head) = recovered.head;
         let writer = Writer {
             store: store.clone(),
             shared: shared.clone(),
@@ -460,7 +461,15 @@ impl Audit {
 
     /// Walk the chain of this open store (what [`verify`] does offline).
     pub fn verify(&self) -> Result<u64, VerifyError> {
-        walk::walk(&self.inner.store.db, self.inner.store.blocks()).map_err(VerifyError::Broken)
+        // The chain up to the last commit as of now: commits made while it walks are left
+        // for the next verify.
+        let head = *lock(&self.inner.shared.head);
+        let blocks = self
+            .inner
+            .store
+            .blocks()
+            .take_while(move |b| b.as_ref().map_or(true, |(seq, _)| *seq <= head.seq));
+        walk::walk(&self.inner.store.db, blocks, Some(head)).map_err(VerifyError::Broken)
     }
 }
 
@@ -509,5 +518,6 @@ pub fn verify(dir: &Path) -> Result<u64, VerifyError> {
             reason,
         })
     })?;
-    walk::walk(&store.db, store.blocks()).map_err(VerifyError::Broken)
+    let head = walk::recorded_head(&store.db).map_err(VerifyError::Broken)?;
+    walk::walk(&store.db, store.blocks(), head).map_err(VerifyError::Broken)
 }

@@ -61,11 +61,7 @@ pub fn kind_of(json: &[u8]) -> &str {
 impl Audit {
     /// The seq of the last committed event (0 for an empty store).
     pub fn head_seq(&self) -> Result<u64, AuditError> {
-        self.inner
-            .store
-            .head()
-            .map(|l| l.seq)
-            .map_err(|e| AuditError::Failed(e.to_string().into()))
+        Ok(super::lock(&self.inner.shared.head).seq)
     }
 
     /// Committed events after seq `after`, in chain order: at most `max_events`, and no more

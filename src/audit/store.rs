@@ -5,22 +5,26 @@
 //! The blocks themselves live in segment files ([`super::segment`]); stores written before
 //! those kept them in sled (`b` keys), and those are still read, first, in chain order.
 //!
-//! Keys (one tree, so a commit is one atomic `apply_batch`):
+//! Keys (one tree; what a commit writes and when it is flushed: [`super::index`]):
 //! - `l` ‖ seq (u64 BE) → the [`Location`] of a block whose first event is `seq`
 //! - `b` ‖ seq (u64 BE) → such a block itself ([`super::chain`]; older stores only)
 //! - `x` ‖ len (u16 BE) ‖ session ‖ seq → `""`: the block at `seq` holds events of `session`
+//!   (put in by the checkpoint thread; until then in [`Store::pending`], which reads consult)
 //! - `s` ‖ session → [`SessionRecord`] JSON
 //! - `r` ‖ request id → the request as the API shows it (JSON)
-//! - `m:head` → seq ‖ hash of the last committed event
+//! - `m:head` → seq ‖ hash of the last committed event as of the last checkpoint (or recovery);
+//!   the writer's own head, in memory, is the live one
 //! - `m:anchor` → seq ‖ hash of the last pruned event (absent until the first prune)
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::AuditError;
 use super::chain::{self, Link, RawEvent};
 use super::encode::hex;
 use super::event::{EventRecord, SessionFilter, SessionRecord};
+use super::index::PendingIndex;
 use super::keys;
 use super::segment::{self, Location, Segments};
 use super::texts::Resolver;
@@ -30,6 +34,8 @@ use super::texts::Resolver;
 pub struct Store {
     pub db: sled::Db,
     pub segments: Segments,
+    /// Session index entries committed and not yet in sled ([`super::index`]).
+    pub pending: Arc<PendingIndex>,
 }
 
 /// A stored block as read: the seq its key names and its stored bytes, or why it could not
@@ -66,6 +72,7 @@ impl Store {
         Ok(Store {
             db,
             segments: Segments::new(dir),
+            pending: Arc::default(),
         })
     }
 
@@ -209,11 +216,17 @@ impl Store {
     /// Each event of `session` before seq `before`, in order, as stored.
     fn session_events(&self, session: &str, before: u64, mut each: impl FnMut(EventRecord)) {
         let mut reader = self.segments.reader();
+        // The pending entries first: one leaves them only once it is in sled.
+        let mut blocks: BTreeSet<u64> = self
+            .pending
+            .blocks_of(session.as_bytes())
+            .into_iter()
+            .collect();
         for kv in self.db.scan_prefix(keys::index_prefix(session.as_bytes())) {
             let Ok((k, _)) = kv else { continue };
-            let Some(seq) = keys::index_block_seq(&k) else {
-                continue;
-            };
+            blocks.extend(keys::index_block_seq(&k));
+        }
+        for seq in blocks {
             if seq >= before {
                 break;
             }
@@ -352,10 +365,12 @@ impl Store {
                 continue;
             };
             let has_events = || {
-                self.db
-                    .scan_prefix(keys::index_prefix(s.id.as_bytes()))
-                    .next()
-                    .is_some()
+                !self.pending.blocks_of(s.id.as_bytes()).is_empty()
+                    || self
+                        .db
+                        .scan_prefix(keys::index_prefix(s.id.as_bytes()))
+                        .next()
+                        .is_some()
             };
             let old = match s.ended_at {
                 Some(end) => end < cutoff && !(held && has_events()),

@@ -153,13 +153,28 @@ impl Links {
     }
 }
 
-/// Walk the whole chain of `tree` (its anchor and head) and `blocks` (every stored block in
-/// chain order, see [`super::store::Store::blocks`]) from the anchor (or the genesis):
-/// `Ok(events walked)` or the first broken link (of the chain, or a text reference that
-/// resolves to nothing).
+/// The head the store recorded ([`keys::HEAD`], written with each checkpoint and by recovery),
+/// if any: where the chain of a store that is not being written must end.
+pub fn recorded_head(tree: &sled::Tree) -> Result<Option<Link>, Broken> {
+    match tree
+        .get(keys::HEAD)
+        .map_err(|e| broken(0, format!("cannot read the store: {e}")))?
+    {
+        None => Ok(None),
+        Some(v) => Link::decode(&v)
+            .map(Some)
+            .ok_or_else(|| broken(0, "the store's head record is malformed")),
+    }
+}
+
+/// Walk the whole chain of `tree` (from its anchor) and `blocks` (every stored block in
+/// chain order, see [`super::store::Store::blocks`]) from the anchor (or the genesis) to
+/// `head` (`None`: no head was recorded, so there must be no events): `Ok(events walked)`
+/// or the first broken link (of the chain, or a text reference that resolves to nothing).
 pub fn walk(
     tree: &sled::Tree,
     blocks: impl Iterator<Item = super::store::StoredBlock>,
+    head: Option<Link>,
 ) -> Result<u64, Broken> {
     let read = |k: &[u8]| {
         tree.get(k)
@@ -203,12 +218,5 @@ pub fn walk(
             links.check(e)?;
         }
     }
-    let head = match read(keys::HEAD)? {
-        None => None,
-        Some(v) => Some(
-            Link::decode(&v)
-                .ok_or_else(|| broken(links.last().seq, "the store's head record is malformed"))?,
-        ),
-    };
     links.finish(head)
 }

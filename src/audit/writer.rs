@@ -3,9 +3,10 @@
 //! It sleeps until an event arrives, then gathers events for up to `commit_interval` (or
 //! until a durable event or barrier asks for a commit now, or [`MAX_BATCH`] are waiting),
 //! encodes and hashes them into blocks, appends the blocks to the current segment file with
-//! ONE `write` and ONE `fdatasync` ([`super::segment`]), and then puts the blocks' locations,
-//! session index entries, session records and the new head into sled as single inserts, not
-//! flushed (a checkpoint flushes them ten times a second; what a crash loses of them,
+//! ONE `write` and ONE `fdatasync` ([`super::segment`]), and then puts the blocks' locations
+//! and session records into sled as single inserts, not flushed, and the blocks' session
+//! index entries into [`super::index::PendingIndex`] (a checkpoint puts those into sled and
+//! flushes everything, with the head, ten times a second; what a crash loses of them,
 //! [`super::recover`] rebuilds from the segments on the next open; see [`super::index`]).
 //! Only then are the durable callers answered. A commit that carries request upserts also
 //! flushes sled: requests are not in the chain, so nothing could rebuild them. While it gathers, callers' sends do not
@@ -20,8 +21,8 @@
 //! and its own.
 //!
 //! Request upserts ([`super::Audit::put_request`]) wait in [`Shared::requests`], the latest
-//! view per request, and every commit takes them all: they are encoded here and written in the
-//! same atomic batch as the commit's events.
+//! view per request, and every commit takes them all: they are encoded here and written with the
+//! commit's index entries, once its events are on disk (and then sled is flushed).
 //!
 //! After any sled or segment file error the store is failed for good: the batch's waiters get
 //! the error, the in-memory head does not advance, and every later event is refused.
@@ -74,6 +75,9 @@ pub struct Shared {
     pub fault: AtomicBool,
     pub writer: OnceLock<std::thread::Thread>,
     pub events: AtomicU64,
+    /// The last committed event (the writer's head once its commit is done). Locked only to
+    /// copy it.
+    pub head: Mutex<Link>,
     pub commits: AtomicU64,
     pub last_commit_us: AtomicU64,
     pub max_commit_us: AtomicU64,
@@ -149,13 +153,13 @@ impl Writer {
     /// nothing for [`super::recover`].
     pub fn run(mut self) {
         let checkpoints = self.checkpoints.clone();
-        let db = self.store.db.clone();
+        let store = self.store.clone();
         let shared = self.shared.clone();
         std::thread::scope(|scope| {
             let spawned = std::thread::Builder::new()
                 .name("jitgate-audit-checkpoint".into())
                 .spawn_scoped(scope, || {
-                    if let Err(e) = checkpoints.run(&db, CHECKPOINT_EVERY) {
+                    if let Err(e) = checkpoints.run(&store, CHECKPOINT_EVERY) {
                         shared.fail(format!("cannot store an audit checkpoint: {e}"));
                     }
                 });
@@ -166,7 +170,7 @@ impl Writer {
             checkpoints.stop();
         });
         if !self.shared.failed() {
-            let _ = self.checkpoints.save_latest(&self.store.db);
+            let _ = self.checkpoints.save_latest(&self.store);
         }
     }
 
@@ -266,6 +270,8 @@ impl Writer {
             std::mem::take(&mut self.raw),
         );
         let mut in_block: HashSet<&[u8]> = HashSet::new();
+        // The session index entries of this commit's blocks ([`super::index::PendingIndex`]).
+        let mut index: Vec<Vec<u8>> = Vec::new();
         let mut head = self.head;
         let mut written = 0u64;
         // Blocks in this commit: first seq, offset in `frames`, length.
@@ -315,7 +321,7 @@ impl Writer {
                 let full = std::mem::replace(&mut block, BlockWriter::new(first, last, Vec::new()));
                 let raw;
                 (head, raw) = close_block(
-                    &mut sb,
+                    &mut index,
                     full,
                     &mut in_block,
                     &mut self.packed,
@@ -327,7 +333,7 @@ impl Writer {
         }
         if !block.is_empty() {
             (head, self.raw) = close_block(
-                &mut sb,
+                &mut index,
                 block,
                 &mut in_block,
                 &mut self.packed,
@@ -341,9 +347,6 @@ impl Writer {
             }
         }
         insert_requests(&mut sb, &requests);
-        if head != self.head {
-            sb.insert(keys::HEAD, head.encode());
-        }
 
         let outcome = if self.shared.fault.load(Ordering::Relaxed) {
             Err("injected failure (test hook): I/O error".to_string())
@@ -354,6 +357,9 @@ impl Writer {
         match outcome {
             Ok(_) => {
                 self.head = head;
+                *super::lock(&self.shared.head) = head;
+                // Before the checkpoint may pass this commit (see `super::index`).
+                self.store.pending.add(index);
                 self.checkpoints.advance(Checkpoint(head));
                 // Counted before anyone is answered, so an answered caller sees its commit.
                 let us = started.elapsed().as_micros() as u64;
@@ -443,10 +449,10 @@ impl Writer {
 }
 
 /// Put a finished block into the commit's `frames` (and its place into `placed`: first seq,
-/// offset in `frames`, length) and its session index entries into `sb`; returns the new head
-/// and the block's buffer for reuse.
+/// offset in `frames`, length) and its session index entries into `index`; returns the new
+/// head and the block's buffer for reuse.
 fn close_block(
-    sb: &mut Puts,
+    index: &mut Vec<Vec<u8>>,
     block: BlockWriter,
     in_block: &mut HashSet<&[u8]>,
     packed: &mut Vec<u8>,
@@ -458,9 +464,7 @@ fn close_block(
         seq: block.last_seq,
         hash: block.last_hash,
     };
-    for s in in_block.drain() {
-        sb.insert(keys::index(s, first), []);
-    }
+    index.extend(in_block.drain().map(|s| keys::index(s, first)));
     let (n, raw) = block.finish_into(packed, table);
     let offset = segment::push_frame(frames, &packed[..n]);
     placed.push((first, offset, n as u32));

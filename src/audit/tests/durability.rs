@@ -201,14 +201,53 @@ async fn the_index_is_checkpointed_while_the_writer_runs() {
     let d = TempDir::new("checkpoint");
     let a = started(&d.0);
     fill(&a, 5).await;
-    let head = a.inner.store.head().unwrap();
-    assert_eq!(head.seq, 5);
+    assert_eq!(a.head_seq().unwrap(), 5);
     let until = std::time::Instant::now() + 5 * CHECKPOINT_EVERY;
-    while Checkpoint::load(&a.inner.store.db).unwrap() != Some(Checkpoint(head)) {
+    let at_head = |c: Option<Checkpoint>| c.is_some_and(|Checkpoint(l)| l.seq == 5);
+    while !at_head(Checkpoint::load(&a.inner.store.db).unwrap()) {
         assert!(
             std::time::Instant::now() < until,
             "no checkpoint at the head"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // With it, the head record and the session index are in sled.
+    let checkpoint = Checkpoint::load(&a.inner.store.db).unwrap().unwrap();
+    assert_eq!(a.inner.store.head().unwrap(), checkpoint.0);
+    assert!(
+        a.inner
+            .store
+            .db
+            .scan_prefix(crate::audit::keys::index_prefix(b"s1"))
+            .next()
+            .is_some(),
+        "the session's index entry is in sled"
+    );
+    assert!(a.inner.store.pending.blocks_of(b"s1").is_empty());
+}
+
+#[test]
+fn pending_index_entries_are_read_until_they_are_in_sled() {
+    use crate::audit::keys;
+    let d = TempDir::new("pending-index");
+    let store = store::Store::open(&d.0).unwrap();
+    store
+        .pending
+        .add(vec![keys::index(b"s1", 3), keys::index(b"s10", 4)]);
+    store.pending.add(vec![keys::index(b"s1", 9)]);
+    assert_eq!(store.pending.blocks_of(b"s1"), vec![3, 9]);
+    assert_eq!(store.pending.blocks_of(b"s10"), vec![4]);
+    assert!(
+        store.pending.blocks_of(b"s").is_empty(),
+        "not a prefix match"
+    );
+    store.pending.apply(&store.db).unwrap();
+    assert!(store.pending.blocks_of(b"s1").is_empty());
+    let in_sled: Vec<u64> = store
+        .db
+        .scan_prefix(keys::index_prefix(b"s1"))
+        .keys()
+        .map(|k| keys::index_block_seq(&k.unwrap()).unwrap())
+        .collect();
+    assert_eq!(in_sled, vec![3, 9]);
 }
