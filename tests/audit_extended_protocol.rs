@@ -1,6 +1,7 @@
 //! The extended protocol in the audit trail: the values a driver binds are recorded (or
 //! redacted) with the statement that ran them, and a Parse or Bind that no Execute ran right
-//! after keeps an event of its own, in the order the client sent them.
+//! after keeps an event of its own, in the order the client sent them. And what `jitgate
+//! replay` shows of what users typed: escaped, never a forged line or a terminal sequence.
 
 #[path = "support/api.rs"]
 mod api;
@@ -9,6 +10,7 @@ mod events;
 mod support;
 
 use std::io::Write;
+use std::time::Duration;
 
 use api::{BOB_TOKEN, Fixture, finish, wait_for_pending};
 use events::with_results;
@@ -224,5 +226,52 @@ fn a_parse_or_bind_that_no_execute_runs_keeps_its_own_event() {
             "statement SELECT 5 AS five params=-",
         ],
         "{events:#?}"
+    );
+}
+
+/// What a user typed cannot forge a line of `jitgate replay` or send escape sequences to the
+/// auditor's terminal: a newline in application_name, an escape in a statement.
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_escapes_what_users_typed() {
+    let fx = Fixture::with("60s", 5, |b| b);
+    let mut config: tokio_postgres::Config = fx.env.alice_tokio().parse().expect("conninfo");
+    config.application_name("app\n    +0.000s  DROP TABLE t  [read allow]");
+    let (client, connection) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect through jitgate");
+    let running = tokio::spawn(connection);
+    client
+        .simple_query("SELECT 1 /* \u{1b}[2J\u{202e} */")
+        .await
+        .expect("a read");
+    drop(client);
+    let _ = running.await;
+    let (session, _) = fx.bob.ended_session(ALICE);
+    let id = session["id"].as_str().unwrap();
+    let out = run_timeout(
+        jitgate_cmd()
+            .args(["replay", id])
+            .env("JITGATE_URL", fx.env.jg.api_url())
+            .env("JITGATE_TOKEN", BOB_TOKEN),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(app\\n    +0.000s  DROP TABLE t  [read allow])"),
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_start().starts_with("+0.000s  DROP")),
+        "{text}"
+    );
+    assert!(text.contains("\\x1b[2J\\u{202e}"), "{text}");
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text}"
     );
 }

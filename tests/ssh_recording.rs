@@ -9,77 +9,20 @@ mod api;
 mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::Api;
 use serde_json::Value;
-use support::TempDir;
 use support::proc::{output_text, run_timeout, wait_child, wait_until};
-use support::sshd::{BOB_TOKEN, SshEnv, TARGET, ssh_client_opts};
+use support::ssh_master::Master;
+use support::sshd::{BOB_TOKEN, SshEnv};
 
 const T: Duration = Duration::from_secs(120);
 const ALL_OK: &str = "name = \"all ok\"\nclasses = [\"read\", \"write\", \"admin\", \"unknown\", \"shell\"]\naction = \"allow\"";
 const LIMIT: usize = 65_536;
-
-/// An OpenSSH ControlMaster connection to jitgate: every [`Master::client`] opens one more
-/// channel on the same SSH connection (one jitgate session).
-struct Master {
-    child: Child,
-    socket: PathBuf,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Master {
-    fn start(env: &SshEnv) -> Master {
-        let dir = TempDir::new("jg-mux");
-        let socket = dir.join("mux");
-        let child = Command::new("ssh")
-            .arg("-p")
-            .arg(env.jg.ssh_port().to_string())
-            .args(ssh_client_opts(&env.keys.alice))
-            .args(["-o", "ControlMaster=yes", "-o"])
-            .arg(format!("ControlPath={}", socket.display()))
-            .arg("-N")
-            .arg(format!("{TARGET}@127.0.0.1"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the ssh master");
-        wait_until("the ssh master's socket", T, || {
-            socket.exists().then_some(())
-        });
-        Master {
-            child,
-            socket,
-            port: env.jg.ssh_port(),
-            _dir: dir,
-        }
-    }
-
-    /// `ssh` through the master only: the key is a file that does not exist, so a client
-    /// that fell back to a connection of its own could not log in.
-    fn client(&self) -> Command {
-        let mut c = Command::new("ssh");
-        c.arg("-p").arg(self.port.to_string());
-        c.args(ssh_client_opts(Path::new("/nonexistent/jitgate-test-key")));
-        c.args(["-o", "ControlMaster=no", "-o"])
-            .arg(format!("ControlPath={}", self.socket.display()));
-        c.arg(format!("{TARGET}@127.0.0.1"));
-        c
-    }
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A running ssh client whose stdin the test types into and whose output it watches.
 struct Typing {
@@ -496,27 +439,4 @@ fn a_shell_that_prints_past_the_limit_is_ended_with_the_message() {
     let cast = audit.recording(&id).expect("the shell's recording");
     assert!(!cast_stream(&cast, "i").contains("touch"), "{cast}");
     assert!(cast_stream(&cast, "i").contains("yes | head -c 300000"));
-}
-
-/// A multiplexed client whose stdin has ended closes its channel as soon as the target's EOF
-/// reaches it; the exit status still arrives first.
-#[test]
-fn a_multiplexed_shell_with_ended_stdin_gets_its_exit_status() {
-    let env = SshEnv::builder().rule_first(ALL_OK).start();
-    let master = Master::start(&env);
-    for round in 0..12 {
-        let out = run_timeout(
-            master.client().arg("-tt"),
-            Some(format!("echo round-{round}\nexit 3\n").as_bytes()),
-            T,
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(3),
-            "round {round}: {}\n{}",
-            output_text(&out),
-            env.logs()
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("round-{round}")));
-    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use api::{Api, held_id};
 use serde_json::Value;
 use support::proc::{output_text, run_timeout, wait_until};
+use support::ssh_master::Master;
 use support::sshd::{BOB_TOKEN, SshEnv, ssh_client_opts};
 
 const T: Duration = Duration::from_secs(120);
@@ -254,4 +255,27 @@ fn terminal_size_and_window_changes_reach_the_target() {
         .stderr(std::process::Stdio::null())
         .status();
     assert!(ok.is_ok(), "pane:\n{}\n{}", seen.borrow(), env.logs());
+}
+
+/// A multiplexed client whose stdin has ended closes its channel as soon as the target's EOF
+/// reaches it; the exit status still arrives first.
+#[test]
+fn a_multiplexed_shell_with_ended_stdin_gets_its_exit_status() {
+    let env = SshEnv::builder().rule_first(SHELLS_OK).start();
+    let master = Master::start(&env);
+    for round in 0..12 {
+        let out = run_timeout(
+            master.client().arg("-tt"),
+            Some(format!("echo round-{round}\nexit 3\n").as_bytes()),
+            T,
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "round {round}: {}\n{}",
+            output_text(&out),
+            env.logs()
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("round-{round}")));
+    }
 }

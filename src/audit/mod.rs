@@ -58,14 +58,15 @@
 //!
 //! Layout: [`event`] (what callers build and readers get), [`encode`] (the canonical JSON),
 //! [`joined`] (results joined to their statements), [`texts`] (texts stored once per session),
-//! [`chain`] (blocks, hashes), [`walk`] (verify), [`segment`] (the files blocks are appended
-//! to), [`writer`] (group commit), [`recover`] (opening after a crash), `session_record`
-//! (session records from SessionStart / SessionEnd), [`store`] (reads), `keys` (the tree's
-//! layout), [`upkeep`] (requests, restart clean-up, retention), [`recording`] (asciicast per
-//! channel), [`shipped`] (the stored events as they leave the process, and the checks of a
-//! copy), `options` (options, errors and counters).
+//! [`chain`] (blocks, hashes), [`walk`] (verify), [`segment`] (the files blocks are appended to),
+//! [`writer`] (group commit), [`durable`] (waiting for the disk), [`recover`] (opening after a
+//! crash), `session_record` (session records from SessionStart / SessionEnd), [`store`] (reads),
+//! `keys` (the tree's layout), [`upkeep`] (requests, restart clean-up, retention), [`recording`]
+//! (asciicast per channel), [`shipped`] (the stored events as they leave the process, and the
+//! checks of a copy), `options` (options, errors and counters).
 
 mod chain;
+mod durable;
 mod encode;
 mod event;
 mod index;
@@ -94,9 +95,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
-
-use tokio::sync::oneshot;
+use std::time::SystemTime;
 
 pub use chain::Broken;
 pub use event::{
@@ -144,9 +143,6 @@ struct Inner {
     /// [`Audit::keep_after`].
     keep_after: std::sync::atomic::AtomicU64,
 }
-
-/// How long a durable write may take before the store counts as failed.
-const DURABLE_DEADLINE: Duration = Duration::from_secs(30);
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -324,63 +320,6 @@ impl Audit {
             }
             self.inner.shared.wake_writer();
             taken.await;
-        }
-    }
-
-    /// Record an event and resolve once it is on disk, with its seq: the event that
-    /// authorises an action.
-    pub async fn record_durable(
-        &self,
-        session: impl Into<Text>,
-        ev: EventKind,
-    ) -> Result<u64, AuditError> {
-        self.durable(now_us(), session.into(), Some(ev)).await
-    }
-
-    /// Resolve once everything recorded before is on disk (for shutdown); returns the last
-    /// seq.
-    pub async fn flush(&self) -> Result<u64, AuditError> {
-        self.durable(now_us(), Text::from_static(""), None).await
-    }
-
-    async fn durable(
-        &self,
-        at_us: u64,
-        session: Text,
-        ev: Option<EventKind>,
-    ) -> Result<u64, AuditError> {
-        if !self.inner.opts.enabled {
-            return Ok(0);
-        }
-        if self.inner.shared.failed() {
-            return Err(self.inner.shared.error());
-        }
-        let (done, rx) = oneshot::channel();
-        self.send(Box::new(Msg {
-            at_us,
-            session,
-            ev,
-            done: Some(done),
-            backlog: None,
-            result: None,
-        }))?;
-        self.inner.shared.wake_writer();
-        match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
-            Ok(r) => r.unwrap_or_else(|_| {
-                Err(AuditError::Failed(Arc::from(
-                    "the audit writer has stopped",
-                )))
-            }),
-            Err(_) => {
-                // A disk that hangs must not hang every session that writes: the store
-                // counts as failed, and `on_failure` decides from now on.
-                let why = format!(
-                    "no commit reached the disk within {} s",
-                    DURABLE_DEADLINE.as_secs()
-                );
-                self.inner.shared.fail(why);
-                Err(self.inner.shared.error())
-            }
         }
     }
 

@@ -8,9 +8,11 @@
 //! - `file`: the file's own shape ([`ConfigFile`] and its sections).
 //! - `validate`: from [`ConfigFile`] to [`Config`], every problem reported at once.
 //! - `cluster`: the `[cluster]` section (replicas sharing state through PostgreSQL).
+//! - `target`: a `[[targets]]` entry.
 
 mod cluster;
 mod file;
+mod target;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -1,4 +1,4 @@
-use super::validate::valid_host_port;
+use super::target::valid_host_port;
 use super::*;
 
 #[test]

@@ -9,7 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::certs::TestCa;
-use super::cluster::{PgCluster, role_password};
+use super::cluster::{PgCluster, PgTarget};
 use super::proc::{
     TempDir, file_tail, free_port, output_text, process_alive, run_timeout, send_signal,
     start_watchdog, wait_child, write_file,
@@ -83,55 +83,6 @@ pub fn toml_str(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// A `[[targets]]` entry of kind postgres.
-#[derive(Clone, Debug)]
-pub struct PgTarget {
-    pub name: String,
-    pub address: String,
-    pub database: String,
-    pub user: String,
-    /// Written to a `password_file` (unless `password_env` is set).
-    pub password: Option<String>,
-    /// Use `password_env = VAR`, with VAR=password in jitgate's environment.
-    pub password_env: Option<String>,
-    pub tls: String,
-    pub ca_file: Option<PathBuf>,
-    /// Extra raw `key = value` lines.
-    pub extra: Vec<String>,
-}
-
-impl PgTarget {
-    /// Target `name` reaching `database` on the shared cluster as `role`, no TLS.
-    pub fn on_cluster(name: &str, cluster: &PgCluster, database: &str, role: &str) -> PgTarget {
-        PgTarget {
-            name: name.into(),
-            address: cluster.addr(),
-            database: database.into(),
-            user: role.into(),
-            password: Some(role_password(role).into()),
-            password_env: None,
-            tls: "disable".into(),
-            ca_file: None,
-            extra: Vec::new(),
-        }
-    }
-
-    pub fn tls(mut self, mode: &str) -> Self {
-        self.tls = mode.into();
-        self
-    }
-
-    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
-        self
-    }
-
-    pub fn password_env(mut self, var: &str) -> Self {
-        self.password_env = Some(var.into());
-        self
-    }
 }
 
 /// Builds a jitgate config and starts the binary on free ports.

@@ -11,7 +11,9 @@
 //!   commands that run the client scripts in tests/drivers/;
 //! - [`http`]: a tiny blocking HTTP/1.1 client for the control API;
 //! - [`webhooks`]: a loopback receiver that keeps what jitgate posts;
-//! - [`wire`]: the raw Postgres wire protocol, for bad input and exact error checks.
+//! - [`wire`]: the raw Postgres wire protocol, for bad input and exact error checks;
+//! - [`sshd`]: a throwaway OpenSSH server and jitgate's SSH side; [`ssh_master`]: one SSH
+//!   connection shared by several `ssh` clients (ControlMaster).
 //!
 //! Each test file uses a different subset, so unused items are expected here.
 #![allow(dead_code)]
@@ -23,6 +25,7 @@ pub mod drivers;
 pub mod http;
 pub mod jitgate;
 pub mod proc;
+pub mod ssh_master;
 pub mod sshd;
 pub mod webhooks;
 pub mod wire;
@@ -35,9 +38,9 @@ pub use clients::{
     pg_connect, pg_connect_with_messages, pgbench, psql, psql_cmd, psql_ok, psql_query,
 };
 #[allow(unused_imports)]
-pub use cluster::PgCluster;
+pub use cluster::{PgCluster, PgTarget};
 #[allow(unused_imports)]
-pub use jitgate::{Jitgate, JitgateBuilder, PgTarget, hash_password, jitgate_cmd};
+pub use jitgate::{Jitgate, JitgateBuilder, hash_password, jitgate_cmd};
 #[allow(unused_imports)]
 pub use proc::{
     TempDir, free_port, output_text, process_alive, run_timeout, send_signal, wait_until,

@@ -26,7 +26,8 @@
 //!   direction's rules say which frames are read whole and which stream through.
 //! - `client.rs`: a whole client frame is tracked (Parse, Bind, Close) or, for Query, Execute
 //!   and FunctionCall, classified and decided by the Gate: allowed ones are appended to
-//!   `to_server`, refused ones replaced by a failing statement, held ones parked.
+//!   `to_server`, refused ones replaced by a failing statement, held ones parked;
+//!   `extended.rs`: Parse, Bind, Close and Execute.
 //! - `hold.rs`: a parked statement (`Held`) waits for an approval or for its audit
 //!   record to reach the disk; the refusals whose failures are still to be rewritten.
 //! - `tracker.rs`: everything sent upstream joins the one queue of what awaits the server
@@ -80,7 +81,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::msg::{self, Fields};
 use super::stream::{ClientStream, UpstreamStream};
@@ -94,6 +95,8 @@ use tracker::Tracker;
 use txn::TxnState;
 
 mod client;
+mod ending;
+mod extended;
 mod folded;
 mod framer;
 mod hold;
@@ -454,100 +457,6 @@ impl Relay {
             end,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
-        }
-    }
-
-    /// Last words to both sides.
-    async fn finish(
-        &mut self,
-        end: &End,
-        why: Option<&str>,
-        cw: &mut WriteHalf<ClientStream>,
-        uw: &mut WriteHalf<UpstreamStream>,
-        client_eof: bool,
-    ) {
-        if matches!(end, End::Shutdown) && self.server.at_boundary() {
-            msg::error(
-                &mut self.to_client,
-                Fields::new(
-                    "FATAL",
-                    "57P01",
-                    "terminating connection due to administrator command",
-                )
-                .detail(why.unwrap_or("jitgate is shutting down")),
-            );
-        }
-        if !client_eof {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                cw.write_all_buf(&mut self.to_client).await?;
-                cw.shutdown().await
-            })
-            .await;
-        }
-        if !matches!(end, End::UpstreamClosed | End::ClientTerminated) {
-            if self.tracker.busy() {
-                // The client left mid-statement: stop the server's work, not only the socket.
-                if let Err(e) = super::upstream::cancel(
-                    &self.ctx.target.address,
-                    self.upstream.pid,
-                    self.upstream.secret,
-                )
-                .await
-                {
-                    tracing::debug!("cancel on client loss failed: {e}");
-                }
-            }
-            let mut bye = BytesMut::new();
-            msg::frame(&mut bye, b'X', &[]);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-                uw.write_all(&bye).await?;
-                uw.shutdown().await
-            })
-            .await;
-        }
-    }
-
-    /// The client sent more than `cap` bytes behind a held statement: cancel its request and
-    /// tell the client why the session ends.
-    fn overrun(&mut self, cap: usize) {
-        let reason =
-            format!("the client sent more than {cap} bytes behind a statement held for approval");
-        if let Some(h) = self.held.take() {
-            h.hold.cancel(&reason);
-        }
-        self.inject(|out| {
-            msg::error(
-                out,
-                Fields::new("FATAL", "54000", format!("jitgate: {reason}")),
-            )
-        });
-    }
-
-    /// The server closed the connection.
-    fn upstream_lost(&mut self) {
-        // Only add our own error between whole frames; mid-frame the client just sees EOF.
-        if self.server.at_boundary() && !self.upstream_fatal {
-            msg::error(
-                &mut self.to_client,
-                Fields::new(
-                    "FATAL",
-                    "08006",
-                    format!(
-                        "jitgate: lost the connection to target \"{}\"",
-                        self.ctx.target.name
-                    ),
-                ),
-            );
-        }
-    }
-
-    /// Proxy-made message for the client, placed at the next frame boundary of the server
-    /// stream.
-    fn inject(&mut self, f: impl FnOnce(&mut BytesMut)) {
-        if self.server.at_boundary() {
-            f(&mut self.to_client);
-        } else {
-            f(&mut self.injected);
         }
     }
 }
