@@ -251,3 +251,31 @@ fn pending_index_entries_are_read_until_they_are_in_sled() {
         .collect();
     assert_eq!(in_sled, vec![3, 9]);
 }
+
+/// The session index reaches sled only at checkpoints; in between, and while a checkpoint
+/// moves it there, every event that was flushed is read back (the pending entries are read
+/// before sled's, and leave only once they are in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushed_events_stay_readable_while_checkpoints_move_the_index_into_sled() {
+    use crate::audit::index::{CHECKPOINT_EVERY, Checkpoint};
+    let d = TempDir::new("pending-reads");
+    let a = started(&d.0);
+    let start = std::time::Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut n = 0;
+    while seen.len() < 4 {
+        assert!(
+            start.elapsed() < 50 * CHECKPOINT_EVERY,
+            "fewer than 4 checkpoints in {:?}",
+            start.elapsed()
+        );
+        a.record("s1", stmt(&format!("SELECT {n}"))).unwrap();
+        n += 1;
+        a.flush().await.unwrap();
+        assert_eq!(a.events("s1").len(), n, "after {n} flushed events");
+        if let Some(Checkpoint(at)) = Checkpoint::load(&a.inner.store.db).unwrap() {
+            seen.insert(at.seq);
+        }
+    }
+    assert!(a.inner.store.pending.blocks_of(b"s1").len() < n);
+}
