@@ -21,8 +21,8 @@
 //! and its own.
 //!
 //! Request upserts ([`super::Audit::put_request`]) wait in [`Shared::requests`], the latest
-//! view per request, and every commit takes them all: they are encoded here and written with the
-//! commit's index entries, once its events are on disk (and then sled is flushed).
+//! view per request, and every commit takes them all: they are encoded here and inserted with the
+//! commit's block locations, once its events are on disk (and then sled is flushed).
 //!
 //! After any sled or segment file error the store is failed for good: the batch's waiters get
 //! the error, the in-memory head does not advance, and every later event is refused.
