@@ -216,20 +216,25 @@ impl Store {
     /// Each event of `session` before seq `before`, in order, as stored.
     fn session_events(&self, session: &str, before: u64, mut each: impl FnMut(EventRecord)) {
         let mut reader = self.segments.reader();
-        // The pending entries first: one leaves them only once it is in sled.
+        // The pending entries first: one leaves them only once it is in sled. Only blocks
+        // before `before` are gathered (sled's index is in seq order).
         let mut blocks: BTreeSet<u64> = self
             .pending
             .blocks_of(session.as_bytes())
             .into_iter()
+            .filter(|&seq| seq < before)
             .collect();
         for kv in self.db.scan_prefix(keys::index_prefix(session.as_bytes())) {
             let Ok((k, _)) = kv else { continue };
-            blocks.extend(keys::index_block_seq(&k));
+            match keys::index_block_seq(&k) {
+                Some(seq) if seq >= before => break,
+                Some(seq) => {
+                    blocks.insert(seq);
+                }
+                None => {}
+            }
         }
         for seq in blocks {
-            if seq >= before {
-                break;
-            }
             // A block pruned after the index scan started is simply gone.
             let Some(v) = self.block(&mut reader, seq) else {
                 continue;
