@@ -20,12 +20,19 @@ use crate::policy::sql;
 /// an empty `Box<[u8]>` points at a dangling address, and glibc's AVX-512 `memcmp` reads it
 /// with a zero mask, which costs the CPU a fault-suppression assist each time; comparing
 /// names of every Bind and Execute with the unnamed one made that ~1 µs per statement.
-#[derive(Clone, Debug, Default, Eq, Hash)]
+#[derive(Clone, Debug, Default, Eq)]
 pub struct Name(Box<[u8]>);
 
 impl PartialEq for Name {
     fn eq(&self, other: &Name) -> bool {
         self.0.len() == other.0.len() && (self.0.is_empty() || self.0 == other.0)
+    }
+}
+
+/// The bytes' hash, as derived: equal names (equal bytes) hash alike.
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 
