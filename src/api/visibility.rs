@@ -116,7 +116,7 @@ impl Viewer {
         self.config
             .rules
             .iter()
-            .filter(|r| r.name == rule)
+            .filter(|r| *r.name == *rule)
             .any(|r| self.is_among(r))
     }
 
@@ -156,7 +156,7 @@ impl Viewer {
             && rule_name.as_deref().is_some_and(|r| self.approves_rule(r))
             && !already;
         let max_grant = rule_name.and_then(|name| {
-            let rule = self.config.rules.iter().find(|r| r.name == name)?;
+            let rule = self.config.rules.iter().find(|r| *r.name == *name)?;
             Some(rule.max_grant.as_secs())
         });
         if let Some(fields) = request.as_object_mut() {

@@ -46,14 +46,14 @@ impl Audit {
             return Err(self.inner.shared.error());
         }
         let (done, rx) = oneshot::channel();
-        self.send(Box::new(Msg {
+        self.send(Msg {
             at_us,
             session,
             ev,
             done: Some(done),
             backlog: None,
             result: None,
-        }))?;
+        })?;
         self.inner.shared.wake_writer();
         match tokio::time::timeout(DURABLE_DEADLINE, rx).await {
             Ok(r) => r.unwrap_or_else(|_| {

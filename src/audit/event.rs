@@ -35,7 +35,18 @@ enum Repr {
     Shared(Arc<str>),
     Owned(String),
     Bytes(Bytes),
+    /// A short copied string (a command tag, a rule name), kept in the `Text` itself: no
+    /// allocation, and no free on the writer thread. The first `len` bytes are UTF-8.
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
 }
+
+/// Strings of up to this many bytes are copied into the `Text` itself; it fits in the
+/// space the `Bytes` variant already takes.
+const INLINE: usize = 30;
+const _: () = assert!(std::mem::size_of::<Text>() == 40);
 
 impl Text {
     /// A compile-time string: no allocation at all.
@@ -50,6 +61,7 @@ impl Text {
             Repr::Shared(s) => s.as_bytes(),
             Repr::Owned(s) => s.as_bytes(),
             Repr::Bytes(b) => b,
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
         }
     }
 
@@ -60,6 +72,7 @@ impl Text {
             Repr::Shared(s) => Cow::Borrowed(s),
             Repr::Owned(s) => Cow::Borrowed(s),
             Repr::Bytes(b) => String::from_utf8_lossy(b),
+            Repr::Inline { len, bytes } => String::from_utf8_lossy(&bytes[..usize::from(*len)]),
         }
     }
 
@@ -85,10 +98,19 @@ impl PartialEq for Text {
 }
 
 impl From<&str> for Text {
-    /// Copies. On the hot path pass an `Arc<str>` or `Bytes` (a reference count), or use
+    /// Copies: into the `Text` itself when short, else into a new `String`. On the hot path
+    /// pass an `Arc<str>` or `Bytes` (a reference count) for anything longer, or use
     /// [`Text::from_static`] for literals.
     fn from(s: &str) -> Text {
-        Text(Repr::Owned(s.to_owned()))
+        if s.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            // `s.len() <= INLINE < 256`.
+            let len = s.len() as u8;
+            Text(Repr::Inline { len, bytes })
+        } else {
+            Text(Repr::Owned(s.to_owned()))
+        }
     }
 }
 
@@ -100,7 +122,7 @@ impl From<String> for Text {
 
 impl From<&String> for Text {
     fn from(s: &String) -> Text {
-        Text(Repr::Owned(s.clone()))
+        Text::from(s.as_str())
     }
 }
 
@@ -342,5 +364,31 @@ impl SessionFilter {
                 let t = t as f64;
                 s.started_at >= t || s.ended_at.is_none_or(|e| e >= t)
             })
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::Text;
+
+    #[test]
+    fn short_and_long_copies_read_back_the_same_bytes_and_json() {
+        for s in [
+            "",
+            "SELECT 1",
+            &"é".repeat(15),
+            &"x".repeat(30),
+            &"x".repeat(31),
+        ] {
+            let t = Text::from(s);
+            assert_eq!(t.as_bytes(), s.as_bytes());
+            assert_eq!(t.as_str(), s);
+            assert_eq!(t.len(), s.len());
+            assert_eq!(t, Text::from(std::sync::Arc::<str>::from(s)));
+            assert_eq!(
+                serde_json::to_string(&t).expect("encodes"),
+                serde_json::to_string(s).expect("encodes")
+            );
+        }
     }
 }

@@ -12,9 +12,9 @@
 //! Invariants:
 //! - **Exactly once.** A result is either joined to its statement's event or recorded on its
 //!   own, never both and never neither: the handle's slot moves `Open → Joined(result)` (the
-//!   front end) or `Open → Sealed` (the writer, when it encodes the statement), each under
-//!   the slot's mutex, held for that swap only. A result that finds the slot sealed is
-//!   recorded on its own.
+//!   front end) and `Open`/`Joined → Sealed` (the writer, when it encodes the statement,
+//!   taking the joined result out), each under the slot's mutex, held for that change only.
+//!   A result that finds the slot sealed is recorded on its own.
 //! - **Same place in the chain.** A joined result is hashed with its statement's event, at the
 //!   statement's seq; its timing is its `duration_us`.
 //! - A statement that must be on disk before it runs ([`Audit::record_durable`]) has no
@@ -38,24 +38,22 @@ pub struct ResultSlot {
     written: AtomicBool,
 }
 
+/// `Open` (neither field set), `Joined` (a result waits: the writer stores it inside the
+/// statement's event) or `Sealed` (the writer has encoded the statement: a later result is
+/// an event of its own). The result is kept in place, not boxed: one allocation less per
+/// statement.
 #[derive(Default)]
-enum Slot {
-    /// The statement is queued; no result yet.
-    #[default]
-    Open,
-    /// The result arrived first: the writer stores it inside the statement's event.
-    Joined(Box<EventKind>),
-    /// The writer has encoded the statement: a later result is an event of its own.
-    Sealed,
+struct Slot {
+    result: Option<EventKind>,
+    sealed: bool,
 }
 
 impl ResultSlot {
     /// The writer takes the statement: the result waiting, if any; later ones stay out.
     pub fn seal(&self) -> Option<EventKind> {
-        match std::mem::replace(&mut *lock(&self.slot), Slot::Sealed) {
-            Slot::Joined(r) => Some(*r),
-            Slot::Open | Slot::Sealed => None,
-        }
+        let mut slot = lock(&self.slot);
+        slot.sealed = true;
+        slot.result.take()
     }
 
     /// The writer: the commit holding the statement's event is on disk.
@@ -66,13 +64,11 @@ impl ResultSlot {
     /// Leave `result` for the writer; gives it back if the statement is already taken.
     fn join(&self, result: EventKind) -> Option<EventKind> {
         let mut slot = lock(&self.slot);
-        match *slot {
-            Slot::Open => {
-                *slot = Slot::Joined(Box::new(result));
-                None
-            }
-            Slot::Joined(_) | Slot::Sealed => Some(result),
+        if slot.sealed || slot.result.is_some() {
+            return Some(result);
         }
+        slot.result = Some(result);
+        None
     }
 }
 
@@ -118,14 +114,14 @@ impl Audit {
             return Err(self.inner.shared.error());
         }
         let slot = Arc::new(ResultSlot::default());
-        self.send(Box::new(Msg {
+        self.send(Msg {
             at_us: now_us(),
             session: session.into(),
             ev: Some(ev),
             done: None,
             backlog: Some(backlog.0.clone()),
             result: Some(slot.clone()),
-        }))?;
+        })?;
         Ok(StatementHandle(Some(slot)))
     }
 

@@ -135,7 +135,7 @@ struct Inner {
     store: Store,
     opts: AuditOptions,
     shared: Arc<Shared>,
-    tx: Option<Sender<Box<Msg>>>,
+    tx: Option<Sender<Msg>>,
     /// The writer before `start`.
     pending: Mutex<Option<Writer>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -228,7 +228,7 @@ impl Audit {
         }
     }
 
-    fn send(&self, msg: Box<Msg>) -> Result<(), AuditError> {
+    fn send(&self, msg: Msg) -> Result<(), AuditError> {
         let Some(tx) = &self.inner.tx else {
             return Err(self.inner.shared.error());
         };
@@ -282,14 +282,14 @@ impl Audit {
         if self.inner.shared.failed() {
             return Err(self.inner.shared.error());
         }
-        self.send(Box::new(Msg {
+        self.send(Msg {
             at_us,
             session,
             ev: Some(ev),
             done: None,
             backlog: backlog.map(|b| b.0.clone()),
             result: None,
-        }))
+        })
     }
 
     /// A new session's backlog.

@@ -29,14 +29,14 @@ impl Audit {
             // A barrier nobody waits for: it only makes the writer commit (within
             // `commit_interval`, like a routine event). A failure to send is the writer's
             // failure, reported by `send`.
-            let _ = self.send(Box::new(Msg {
+            let _ = self.send(Msg {
                 at_us: super::now_us(),
                 session: Text::from_static(""),
                 ev: None,
                 done: None,
                 backlog: None,
                 result: None,
-            }));
+            });
         }
     }
 

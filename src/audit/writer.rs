@@ -128,7 +128,7 @@ impl Shared {
 pub struct Writer {
     pub store: Store,
     pub shared: Arc<Shared>,
-    pub rx: Receiver<Box<Msg>>,
+    pub rx: Receiver<Msg>,
     pub head: Link,
     pub interval: Duration,
     pub redact_parameters: bool,
@@ -175,7 +175,7 @@ impl Writer {
     }
 
     fn commit_until_closed(&mut self) {
-        let mut batch: Vec<Box<Msg>> = Vec::with_capacity(1024);
+        let mut batch: Vec<Msg> = Vec::with_capacity(1024);
         loop {
             let Ok(first) = self.rx.recv() else { return };
             let mut now_please = first.done.is_some();
@@ -239,7 +239,7 @@ impl Writer {
 
     // The queue carries boxes to keep its slots small; unboxing here would only copy.
     #[allow(clippy::vec_box)]
-    fn commit(&mut self, batch: &mut Vec<Box<Msg>>) {
+    fn commit(&mut self, batch: &mut Vec<Msg>) {
         let started = Instant::now();
         self.shared
             .queued

@@ -136,9 +136,9 @@ pub fn classify(
         json!({
             "decision": e.action.as_str(),
             "class": c.class.as_str(),
-            "rule": e.rule.map(|r| r.name.as_str()).unwrap_or(""),
+            "rule": e.rule.map(|r| &*r.name).unwrap_or(""),
             "tables": c.tables,
-            "reason": e.reason,
+            "reason": e.reason(&c),
         })
     };
     let stdout = std::io::stdout();

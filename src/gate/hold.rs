@@ -20,7 +20,7 @@ use crate::policy::Class;
 /// A held action waiting for its request's outcome.
 pub struct Hold {
     pub request: String,
-    pub rule: String,
+    pub rule: Arc<str>,
     pub(super) approvals: Arc<Approvals>,
     pub(super) fut: Waiting,
     pub(super) done: bool,
@@ -59,7 +59,7 @@ impl Drop for Hold {
 pub(super) async fn wait(
     (approvals, audit, metrics): (Arc<Approvals>, Audit, Arc<Metrics>),
     id: String,
-    rule: String,
+    rule: Arc<str>,
     class: Class,
     deadline: tokio::time::Instant,
     mut rx: tokio::sync::oneshot::Receiver<Outcome>,

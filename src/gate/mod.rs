@@ -113,7 +113,8 @@ pub struct SessionCtx {
 
 /// One statement or command to decide.
 pub struct Action<'a> {
-    pub statement: &'a str,
+    /// Shared, so its audit event holds the text without copying it.
+    pub statement: &'a Arc<str>,
     pub classification: &'a Classification,
     /// The class after session context (e.g. EXECUTE of a prepared statement); usually
     /// `classification.class`.
@@ -210,17 +211,14 @@ impl Gate {
         {
             self.record(
                 s,
-                Decided::new(Decision::Deny, rule_name.as_deref()).event(s, &a, classification),
+                Decided::new(Decision::Deny, rule_name.as_ref()).event(s, &a, classification),
             );
             return Verdict::Deny(audit_refusal(&e, rule_name, None));
         }
         match eval.action {
             Decision::Allow => {
-                let ev = Decided::new(Decision::Allow, rule_name.as_deref()).event(
-                    s,
-                    &a,
-                    classification,
-                );
+                let ev =
+                    Decided::new(Decision::Allow, rule_name.as_ref()).event(s, &a, classification);
                 let mut permit = Permit {
                     class: a.class,
                     rule: rule_name,
@@ -242,7 +240,7 @@ impl Gate {
             Decision::Deny => {
                 self.record(
                     s,
-                    Decided::new(Decision::Deny, rule_name.as_deref()).event(s, &a, classification),
+                    Decided::new(Decision::Deny, rule_name.as_ref()).event(s, &a, classification),
                 );
                 Verdict::Deny(Refusal {
                     kind: RefusalKind::Denied,
@@ -251,7 +249,9 @@ impl Gate {
                         // The class's reason says what to change (e.g. a pinned setting).
                         None => format!(
                             "jitgate: denied: {} for this {} statement: {}",
-                            eval.reason, a.class, classification.reason
+                            eval.reason(classification),
+                            a.class,
+                            classification.reason
                         ),
                     },
                     rule: rule_name,
@@ -273,7 +273,7 @@ impl Gate {
                     class: a.class,
                     tables: &classification.tables,
                     functions: &classification.functions,
-                    statement: a.statement,
+                    statement: &a.statement[..],
                     runs_prepared: a.runs_prepared,
                 };
                 // A grant holds only under the policy of now: today's rule, users and
@@ -300,7 +300,7 @@ impl Gate {
         }
         self.metrics.statement(s.protocol, a.class, Decision::Allow);
         let rule = eval.rule.map(|r| r.name.clone());
-        let ev = Decided::new(Decision::Allow, rule.as_deref()).event(s, &a, a.classification);
+        let ev = Decided::new(Decision::Allow, rule.as_ref()).event(s, &a, a.classification);
         let permit = Permit {
             class: a.class,
             rule,
@@ -367,7 +367,7 @@ impl Gate {
         c: &Classification,
         rule: &rules::Rule,
     ) -> Verdict {
-        let statement = a.statement;
+        let statement = &a.statement[..];
         let id = crate::approval::new_id("r");
         let held = Decided::new(Decision::Review, Some(&rule.name))
             .request(&id)
@@ -380,9 +380,9 @@ impl Gate {
             protocol: s.protocol.as_str(),
             class: c.class,
             statement: statement.to_string(),
-            tables: c.tables.clone(),
+            tables: c.tables.to_vec(),
             functions: c.functions.clone(),
-            rule: rule.name.clone(),
+            rule: rule.name.to_string(),
             source: s.source.to_string(),
             session: s.id.to_string(),
             runs_prepared: a.runs_prepared,

@@ -12,13 +12,13 @@ use crate::policy::{Classification, Decision};
 /// [`Decided::request`] and [`Decided::grant`] where they apply.
 pub(super) struct Decided<'a> {
     decision: Decision,
-    rule: Option<&'a str>,
+    rule: Option<&'a Arc<str>>,
     request: Option<&'a str>,
     grant: Option<&'a str>,
 }
 
 impl<'a> Decided<'a> {
-    pub fn new(decision: Decision, rule: Option<&'a str>) -> Decided<'a> {
+    pub fn new(decision: Decision, rule: Option<&'a Arc<str>>) -> Decided<'a> {
         Decided {
             decision,
             rule,
@@ -63,7 +63,7 @@ impl<'a> Decided<'a> {
             Protocol::Postgres => EventKind::Statement {
                 text: Text::from(a.statement),
                 class: a.class,
-                tables: Arc::from(c.tables.as_slice()),
+                tables: c.tables.clone(),
                 decision,
                 rule,
                 request,

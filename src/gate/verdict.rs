@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::audit::StatementHandle;
@@ -16,7 +17,7 @@ use crate::policy::Class;
 #[derive(Debug)]
 pub struct Permit {
     pub class: Class,
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     pub request: Option<String>,
     pub grant: Option<String>,
     /// The statement's audit record, for its result to join
@@ -44,7 +45,7 @@ pub enum RefusalKind {
 pub struct Refusal {
     pub kind: RefusalKind,
     pub message: String,
-    pub rule: Option<String>,
+    pub rule: Option<Arc<str>>,
     pub request: Option<String>,
 }
 
@@ -65,7 +66,7 @@ impl Future for Commit {
 
 pub(super) fn audit_refusal(
     e: &crate::audit::AuditError,
-    rule: Option<String>,
+    rule: Option<Arc<str>>,
     request: Option<String>,
 ) -> Refusal {
     Refusal {

@@ -41,18 +41,32 @@ pub struct Parameters {
     bound: Option<Bytes>,
 }
 
+/// A Parse body after its text (`after_text`) that declares no parameter types.
+fn declares_none(after_text: &[u8]) -> bool {
+    matches!(after_text, [0, 0, ..]) || after_text.is_empty()
+}
+
 impl Parameters {
     /// What a Parse declares; `after_text`: the Parse body after the statement text.
     pub fn declared(after_text: &[u8]) -> Parameters {
-        let none = matches!(after_text, [0, 0, ..]) || after_text.is_empty();
         Parameters {
-            types: if none {
+            types: if declares_none(after_text) {
                 Bytes::new()
             } else {
                 Bytes::copy_from_slice(after_text)
             },
             bound: None,
         }
+    }
+
+    /// Whether these are exactly what [`Parameters::declared`] makes of `after_text`.
+    pub fn declares(&self, after_text: &[u8]) -> bool {
+        self.bound.is_none()
+            && if declares_none(after_text) {
+                self.types.is_empty()
+            } else {
+                self.types == after_text
+            }
     }
 
     /// These parameters bound by a Bind; `after_names`: its body after the portal and
@@ -195,6 +209,24 @@ async fn explain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_parameters_know_the_parse_they_came_from() {
+        let int4: &[u8] = &[0, 1, 0, 0, 0, 23];
+        let text: &[u8] = &[0, 1, 0, 0, 0, 25];
+        for after in [&[][..], &[0, 0], int4, text] {
+            assert!(Parameters::declared(after).declares(after), "{after:?}");
+        }
+        assert!(Parameters::declared(&[]).declares(&[0, 0]));
+        assert!(!Parameters::declared(int4).declares(text));
+        assert!(!Parameters::declared(int4).declares(&[0, 0]));
+        assert!(!Parameters::declared(&[0, 0]).declares(int4));
+        let bound = Parameters::declared(int4).bind(&bind(&[], &[Some(b"1")], &[]));
+        assert!(
+            !bound.declares(int4),
+            "a bound portal's parameters are not a Parse's"
+        );
+    }
 
     /// A Bind body after the names: `formats`, then `values` (`None`: NULL), then `results`.
     fn bind(formats: &[i16], values: &[Option<&[u8]>], results: &[i16]) -> Vec<u8> {

@@ -27,6 +27,7 @@
 //! - `test_support.rs` (tests only): the case-table helpers the SQL and shell tests share.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// What kind of action a statement or command is. Ordered by sensitivity for the SQL and
 /// exec classes: a list of statements takes the greatest class among its parts.
@@ -139,8 +140,8 @@ pub struct Classification {
     pub class: Class,
     /// Relations touched, `schema.table`: lower-cased unless quoted in the text, `public.`
     /// when unqualified (`pg_catalog.` for well-known system catalogs), a database prefix
-    /// dropped.
-    pub tables: Vec<String>,
+    /// dropped. Shared: every statement's audit event names them.
+    pub tables: Arc<[String]>,
     /// SQL functions called: lower-cased unless quoted, a `pg_catalog.` prefix dropped,
     /// any other schema kept (`myschema.f`).
     pub functions: Vec<String>,
@@ -159,7 +160,7 @@ impl Classification {
     pub fn bare(class: Class, reason: impl Into<String>) -> Classification {
         Classification {
             class,
-            tables: Vec::new(),
+            tables: Arc::default(),
             functions: Vec::new(),
             commands: Vec::new(),
             paths: Vec::new(),

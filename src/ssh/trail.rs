@@ -36,7 +36,8 @@ pub(super) fn decide(
     classification: &Classification,
 ) -> Pending {
     // The Gate records the Command event itself.
-    pending(app.gate.check(ctx, action(statement, classification)))
+    let statement = Arc::from(statement);
+    pending(app.gate.check(ctx, action(&statement, classification)))
 }
 
 /// Opening a channel whose actions are each decided later (the `sftp` subsystem): see
@@ -47,13 +48,14 @@ pub(super) fn decide_opening(
     statement: &str,
     classification: &Classification,
 ) -> Pending {
+    let statement = Arc::from(statement);
     pending(
         app.gate
-            .check_opening(ctx, action(statement, classification)),
+            .check_opening(ctx, action(&statement, classification)),
     )
 }
 
-fn action<'a>(statement: &'a str, classification: &'a Classification) -> Action<'a> {
+fn action<'a>(statement: &'a Arc<str>, classification: &'a Classification) -> Action<'a> {
     Action {
         statement,
         classification,

@@ -216,7 +216,7 @@ impl Relay {
                 return Ok(());
             }
         };
-        let statement = shown.as_deref().unwrap_or(&text);
+        let statement: Arc<str> = Arc::from(shown.as_deref().unwrap_or(&text));
         let deferrable = utf8 && self.txn.deferrable(&text);
         let seen = self.settings.view(&analysis.classification, class);
         let (classification, class) = match &seen {
@@ -226,7 +226,7 @@ impl Relay {
         let verdict = self.app.gate.check(
             &self.ctx,
             Action {
-                statement,
+                statement: &statement,
                 classification,
                 class,
                 runs_prepared: analysis.has_execute(),
@@ -235,8 +235,8 @@ impl Relay {
             },
         );
         // Only a hold needs its own copy of the text.
-        let preview = matches!(verdict, Verdict::Hold(_))
-            .then(|| (class, Arc::from(statement), Parameters::default()));
+        let preview =
+            matches!(verdict, Verdict::Hold(_)).then(|| (class, statement, Parameters::default()));
         let decided_at = self.observe(started);
         self.decide(
             frame,
@@ -260,7 +260,7 @@ impl Relay {
 
     fn on_function_call(&mut self, frame: BytesMut) -> Result<(), Fatal> {
         let oid = msg::i32_at(&frame, 5).unwrap_or(0);
-        let statement = format!("<fast-path function call, oid {oid}>");
+        let statement: Arc<str> = format!("<fast-path function call, oid {oid}>").into();
         let mut c = Classification::bare(
             Class::Unknown,
             "fast-path FunctionCall: any function by OID",

@@ -48,25 +48,47 @@ impl Relay {
             false => own_class(&analysis, utf8),
             true => Class::Unknown,
         };
-        let text: Arc<str> = Arc::from(text.as_ref());
-        // The text once: a re-Parse of the same text under the same name is not repeated.
-        if self.tracker.stmt(&name).is_none_or(|s| s.text != text) {
-            if name_text.is_empty() {
-                self.folded.parse(Text::from(&text));
-            } else {
-                self.record(EventKind::Parse {
-                    statement_name: name_text,
-                    text: Text::from(&text),
-                });
+        let same_text = self.tracker.stmt(&name).filter(|s| *s.text == *text);
+        let stmt = match same_text {
+            // A re-Parse of the same text under the same name (a driver's unnamed statement,
+            // sent again for each execution): nothing to record, and when it reads the same,
+            // nothing new to keep.
+            Some(s)
+                if Arc::ptr_eq(&s.analysis, &analysis)
+                    && s.class == class
+                    && s.origin == Origin::Parse
+                    && s.parameters.declares(after_text) =>
+            {
+                s
             }
-        }
-        let stmt = Arc::new(Stmt {
-            text,
-            analysis,
-            class,
-            parameters: Parameters::declared(after_text),
-            origin: Origin::Parse,
-        });
+            Some(s) => Arc::new(Stmt {
+                text: s.text.clone(),
+                analysis,
+                class,
+                parameters: Parameters::declared(after_text),
+                origin: Origin::Parse,
+            }),
+            None => {
+                // The text once: a re-Parse of the same text under the same name is not
+                // repeated.
+                let text: Arc<str> = Arc::from(text.as_ref());
+                if name_text.is_empty() {
+                    self.folded.parse(Text::from(&text));
+                } else {
+                    self.record(EventKind::Parse {
+                        statement_name: name_text,
+                        text: Text::from(&text),
+                    });
+                }
+                Arc::new(Stmt {
+                    text,
+                    analysis,
+                    class,
+                    parameters: Parameters::declared(after_text),
+                    origin: Origin::Parse,
+                })
+            }
+        };
         self.tracker.parse(name, stmt);
         self.to_server.extend_from_slice(&frame);
         Ok(())

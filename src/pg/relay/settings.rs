@@ -33,6 +33,7 @@
 //! `$user` is taken for.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::BytesMut;
 
@@ -243,7 +244,7 @@ impl SessionSettings {
 
     /// `tables` with every `public.x` listed under each schema it may resolve to; `None`
     /// when that changes nothing.
-    fn resolve(&self, tables: &[String]) -> Option<Vec<String>> {
+    fn resolve(&self, tables: &[String]) -> Option<Arc<[String]>> {
         let all = || self.paths.iter().chain(self.local.iter());
         if all().all(|p| *p == Path::Default) || !tables.iter().any(|t| t.starts_with("public.")) {
             return None;
@@ -267,7 +268,7 @@ impl SessionSettings {
             }
         }
         let out: Vec<String> = out.into_iter().collect();
-        (out != tables).then_some(out)
+        (out != tables).then(|| out.into())
     }
 }
 
@@ -339,7 +340,7 @@ mod tests {
 
     fn tables_of(s: &SessionSettings, tables: &[&str]) -> Vec<String> {
         let c = classified(tables);
-        s.view(&c, c.class).map_or(c.tables, |v| v.tables)
+        s.view(&c, c.class).map_or(c.tables, |v| v.tables).to_vec()
     }
 
     #[test]

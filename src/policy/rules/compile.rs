@@ -250,7 +250,7 @@ fn compile_one(i: usize, spec: &RuleSpec, known: &Known, e: &mut Errs) -> Option
     }
     let set = |g: Vec<Glob>| globset(g).ok();
     Some(Rule {
-        name: spec.name.clone(),
+        name: spec.name.as_str().into(),
         index: i,
         targets: globset(target_globs).ok()?,
         users,

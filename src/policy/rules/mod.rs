@@ -37,6 +37,7 @@
 //! `tests/` (the unit tests).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use globset::GlobSet;
@@ -129,7 +130,8 @@ impl Serialize for Approver {
 /// A compiled, validated rule.
 #[derive(Clone, Debug)]
 pub struct Rule {
-    pub name: String,
+    /// Shared: every decision names its rule, and naming it costs a reference count.
+    pub name: Arc<str>,
     /// Position in the config's `rules` list.
     pub index: usize,
     targets: GlobSet,
@@ -168,7 +170,22 @@ pub struct Subject<'a> {
 pub struct Evaluation<'a> {
     pub action: Decision,
     pub rule: Option<&'a Rule>,
-    pub reason: String,
+}
+
+impl Evaluation<'_> {
+    /// Why, for people: the rule and the classification's reason (`c`, the classification
+    /// evaluated). Built only when asked, so an allowed statement costs no string.
+    pub fn reason(&self, c: &Classification) -> String {
+        match self.rule {
+            Some(rule) => format!(
+                "rule \"{}\" ({}): {}",
+                rule.name,
+                rule.action.as_str(),
+                c.reason
+            ),
+            None => "no rule matched".into(),
+        }
+    }
 }
 
 /// First match wins; no match is `Deny` with reason "no rule matched".
@@ -178,19 +195,12 @@ pub fn evaluate<'a>(rules: &'a [Rule], subject: &Subject, c: &Classification) ->
             return Evaluation {
                 action: rule.action,
                 rule: Some(rule),
-                reason: format!(
-                    "rule \"{}\" ({}): {}",
-                    rule.name,
-                    rule.action.as_str(),
-                    c.reason
-                ),
             };
         }
     }
     Evaluation {
         action: Decision::Deny,
         rule: None,
-        reason: "no rule matched".into(),
     }
 }
 

@@ -117,7 +117,7 @@ pub fn classify_shell(command: &str) -> Classification {
     }
     Classification {
         class,
-        tables: Vec::new(),
+        tables: std::sync::Arc::default(),
         functions: Vec::new(),
         commands: w.commands.into_iter().collect(),
         paths: Vec::new(),

@@ -36,8 +36,9 @@ fn first_match_wins_and_no_match_denies() {
         source: IpAddr::from([1, 1, 1, 1]),
         now: SystemTime::now(),
     };
-    let e = evaluate(&r, &s, &sql(Class::Code, &[]));
-    assert_eq!(e.reason, "no rule matched");
+    let c = sql(Class::Code, &[]);
+    let e = evaluate(&r, &s, &c);
+    assert_eq!(e.reason(&c), "no rule matched");
 }
 
 /// Asserts the action the rules of `toml_text` take on `c` for each `(user, groups,

@@ -96,7 +96,10 @@ fn decide(rules: &[Rule], a: &Ask, c: &Classification) -> (Action, String) {
         now: a.now,
     };
     let e = evaluate(rules, &s, c);
-    (e.action, e.rule.map(|r| r.name.clone()).unwrap_or_default())
+    (
+        e.action,
+        e.rule.map(|r| r.name.to_string()).unwrap_or_default(),
+    )
 }
 
 const BASE: &str = r#"

@@ -118,7 +118,7 @@ fn tables_are_schema_qualified() {
         ),
     ] {
         let got = classify(text).classification.tables;
-        assert_eq!(got, want, "{text}");
+        assert_eq!(*got, *want, "{text}");
     }
 }
 

@@ -24,10 +24,10 @@ fn psql_and_pgbench_texts() {
 #[test]
 fn pgbench_tables() {
     let a = classify("SELECT abalance FROM pgbench_accounts WHERE aid = 9512;");
-    assert_eq!(a.classification.tables, vec!["public.pgbench_accounts"]);
+    assert_eq!(*a.classification.tables, ["public.pgbench_accounts"]);
     let a = classify(
         "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (10, 1, 77207, 1067, CURRENT_TIMESTAMP);",
     );
-    assert_eq!(a.classification.tables, vec!["public.pgbench_history"]);
+    assert_eq!(*a.classification.tables, ["public.pgbench_history"]);
     assert_eq!(a.classification.functions, vec!["current_timestamp"]);
 }
