@@ -9,7 +9,7 @@
 //!   in commit order and carries `SHA-256(previous hash ‖ its stored bytes)` ([`chain`]).
 //!   [`verify`] walks it offline and names the first broken link; pruning moves an anchor
 //!   (seq and hash of the last pruned event) so what is left still verifies.
-//! - **Lossless and cheap for the caller.** [`Audit::record`] stamps the time, boxes the event
+//! - **Lossless and cheap for the caller.** [`Audit::record`] stamps the time, wraps the event
 //!   and does one non-blocking send: no encoding, hashing, locking or I/O on the relay's
 //!   thread, and no event is ever dropped. The queue has no fixed capacity (a full queue would
 //!   have to drop); it is bounded by **admission** instead: a session's events count in its
@@ -311,6 +311,10 @@ impl Audit {
     /// Resolves once [`Self::has_room`] is true for `backlog`.
     pub async fn room(&self, backlog: &Backlog) {
         loop {
+            // The usual answer, without touching the Notify's waiter list (a lock).
+            if self.has_room(backlog) {
+                return;
+            }
             let taken = self.inner.shared.taken.notified();
             tokio::pin!(taken);
             // Registered before the check, so a batch taken in between still wakes us.

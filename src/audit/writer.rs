@@ -237,8 +237,6 @@ impl Writer {
         let _ = sb.apply(&self.store.db);
     }
 
-    // The queue carries boxes to keep its slots small; unboxing here would only copy.
-    #[allow(clippy::vec_box)]
     fn commit(&mut self, batch: &mut Vec<Msg>) {
         let started = Instant::now();
         self.shared

@@ -66,20 +66,30 @@ impl ApiAccess {
 
 /// The config in force, swapped whole on reload: readers take a snapshot (`Arc<Config>`)
 /// and keep it for as long as they need one consistent version.
+///
+/// An `ArcSwap`, not a lock: every statement's decision reads it ([`LiveConfig::load`]),
+/// and a lock word or reference count written by every session thread on every statement
+/// would bounce between their cores.
 #[derive(Debug)]
-pub struct LiveConfig(std::sync::RwLock<Arc<Config>>);
+pub struct LiveConfig(arc_swap::ArcSwap<Config>);
 
 impl LiveConfig {
     pub fn new(config: Arc<Config>) -> LiveConfig {
-        LiveConfig(std::sync::RwLock::new(config))
+        LiveConfig(arc_swap::ArcSwap::new(config))
     }
 
+    /// A snapshot to keep.
     pub fn get(&self) -> Arc<Config> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.load_full()
+    }
+
+    /// A snapshot for a moment (one decision): no reference count is written.
+    pub fn load(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.0.load()
     }
 
     pub fn set(&self, config: Arc<Config>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+        self.0.store(config);
     }
 }
 

@@ -190,7 +190,7 @@ impl Gate {
     }
 
     pub fn check(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
-        let config = self.config.get();
+        let config = self.config.load();
         let resolved;
         let classification = if a.class == a.classification.class {
             a.classification
@@ -211,14 +211,17 @@ impl Gate {
         {
             self.record(
                 s,
-                Decided::new(Decision::Deny, rule_name.as_ref()).event(s, &a, classification),
+                Decided::new(Decision::Deny, rule_name.as_deref()).event(s, &a, classification),
             );
             return Verdict::Deny(audit_refusal(&e, rule_name, None));
         }
         match eval.action {
             Decision::Allow => {
-                let ev =
-                    Decided::new(Decision::Allow, rule_name.as_ref()).event(s, &a, classification);
+                let ev = Decided::new(Decision::Allow, rule_name.as_deref()).event(
+                    s,
+                    &a,
+                    classification,
+                );
                 let mut permit = Permit {
                     class: a.class,
                     rule: rule_name,
@@ -240,7 +243,7 @@ impl Gate {
             Decision::Deny => {
                 self.record(
                     s,
-                    Decided::new(Decision::Deny, rule_name.as_ref()).event(s, &a, classification),
+                    Decided::new(Decision::Deny, rule_name.as_deref()).event(s, &a, classification),
                 );
                 Verdict::Deny(Refusal {
                     kind: RefusalKind::Denied,
@@ -293,14 +296,14 @@ impl Gate {
     /// when the rules deny `a`, otherwise allowed once its event is on disk. Never held: a
     /// `review` rule holds each later action, not the opening.
     pub fn check_opening(&self, s: &SessionCtx, a: Action<'_>) -> Verdict {
-        let config = self.config.get();
+        let config = self.config.load();
         let eval = rules::evaluate(&config.rules, &subject(s), a.classification);
         if eval.action == Decision::Deny {
             return self.check(s, a);
         }
         self.metrics.statement(s.protocol, a.class, Decision::Allow);
         let rule = eval.rule.map(|r| r.name.clone());
-        let ev = Decided::new(Decision::Allow, rule.as_ref()).event(s, &a, a.classification);
+        let ev = Decided::new(Decision::Allow, rule.as_deref()).event(s, &a, a.classification);
         let permit = Permit {
             class: a.class,
             rule,

@@ -1,8 +1,6 @@
 //! The audit event of one decision: a `statement` event for PostgreSQL, a `command` event
 //! for SSH, naming the rule, and the request or grant behind it when there is one.
 
-use std::sync::Arc;
-
 use super::{Action, SessionCtx};
 use crate::audit::{EventKind, Text};
 use crate::lifecycle::Protocol;
@@ -12,13 +10,15 @@ use crate::policy::{Classification, Decision};
 /// [`Decided::request`] and [`Decided::grant`] where they apply.
 pub(super) struct Decided<'a> {
     decision: Decision,
-    rule: Option<&'a Arc<str>>,
+    rule: Option<&'a str>,
     request: Option<&'a str>,
     grant: Option<&'a str>,
 }
 
 impl<'a> Decided<'a> {
-    pub fn new(decision: Decision, rule: Option<&'a Arc<str>>) -> Decided<'a> {
+    /// `rule` is copied into the event: a short name inside it (see `Text`), so the shared
+    /// name's reference count is not written by every session thread.
+    pub fn new(decision: Decision, rule: Option<&'a str>) -> Decided<'a> {
         Decided {
             decision,
             rule,

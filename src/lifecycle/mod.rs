@@ -165,6 +165,14 @@ impl Shutdown {
         self.reached(phase).await
     }
 
+    /// [`Self::next`] as a future that owns its receivers and hands them back: a loop can
+    /// keep one such future across its turns instead of registering with the watch anew
+    /// on every turn (a lock shared by every session).
+    pub async fn next_owned(mut self) -> (Phase, Shutdown) {
+        let phase = self.next().await;
+        (phase, self)
+    }
+
     /// Waits for the next change and returns the new phase.
     pub async fn next(&mut self) -> Phase {
         tokio::select! {

@@ -294,7 +294,7 @@ impl Relay {
         client: ClientStream,
         upstream: UpstreamStream,
         key: &super::cancel::Key<'_>,
-        mut shutdown: Shutdown,
+        shutdown: Shutdown,
     ) -> Ended {
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ur, mut uw) = tokio::io::split(upstream);
@@ -308,6 +308,8 @@ impl Relay {
             .with_label_values(&["postgres"]);
         let (audit, backlog) = (self.app.audit.clone(), self.ctx.backlog.clone());
         let mut audit_was_room = true;
+        // Kept across turns (see `Shutdown::next_owned`); `shutdown` stays for the end reason.
+        let mut phase_change = std::pin::pin!(shutdown.clone().next_owned());
         let end = loop {
             if self.held.is_none()
                 && let Err(Fatal(f)) = self.process_client()
@@ -421,7 +423,8 @@ impl Relay {
                     }
                 }
                 _ = audit.room(&backlog), if !audit_room && !client_eof => {}
-                phase = shutdown.next() => {
+                (phase, watch) = &mut phase_change => {
+                    phase_change.set(watch.next_owned());
                     if phase >= Phase::Draining {
                         self.draining = true;
                         if let Some(h) = &self.held {
