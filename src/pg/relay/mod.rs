@@ -73,6 +73,12 @@
 //!   the frame is appended to `to_server`. One `Instant::now()` pair times the decision
 //!   (`jitgate_proxy_latency_seconds`); the statement's duration in the audit trail is taken
 //!   from its forward to its result.
+//! - **Little written to memory the session threads share**, since such a write makes the
+//!   cache line bounce between cores: the Gate reads the config without a reference count
+//!   (`LiveConfig::load`), the loop keeps one shutdown future across its turns rather than
+//!   registering with the watch on each, and the audit room check reads a counter first.
+//!   What remains shared per statement: the classification cache's shard lock and the
+//!   analysis's reference count, and the metrics' atomics.
 //! - An idle session holds no read buffer: an empty one is released and the next read goes
 //!   through the thread's scratch buffer; write buffers larger than `KEEP_CAPACITY` are
 //!   released when empty (memory per idle session: `bench/idle_sessions.sh`).
