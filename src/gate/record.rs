@@ -16,8 +16,9 @@ pub(super) struct Decided<'a> {
 }
 
 impl<'a> Decided<'a> {
-    /// `rule` is copied into the event: a short name inside it (see `Text`), so the shared
-    /// name's reference count is not written by every session thread.
+    /// `rule` is copied into the event (a short name inside it, see `Text`), so the writer
+    /// thread, which drops the event, does not also write the shared name's reference count.
+    /// (The Permit still holds one reference, on the session's own thread.)
     pub fn new(decision: Decision, rule: Option<&'a str>) -> Decided<'a> {
         Decided {
             decision,

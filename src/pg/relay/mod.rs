@@ -77,8 +77,9 @@
 //!   cache line bounce between cores: the Gate reads the config without a reference count
 //!   (`LiveConfig::load`), the loop keeps one shutdown future across its turns rather than
 //!   registering with the watch on each, and the audit room check reads a counter first.
-//!   What remains shared per statement: the classification cache's shard lock and the
-//!   analysis's reference count, and the metrics' atomics.
+//!   What remains shared per statement: the target-cache map's read lock, the
+//!   classification cache's shard lock and hit counter, the reference counts of the target's
+//!   cache, of the analysis and of the rule's name (the Permit's), and the metrics' atomics.
 //! - An idle session holds no read buffer: an empty one is released and the next read goes
 //!   through the thread's scratch buffer; write buffers larger than `KEEP_CAPACITY` are
 //!   released when empty (memory per idle session: `bench/idle_sessions.sh`).
