@@ -6,11 +6,15 @@
 //! pool, twice, and at hundreds of commits a second those writes and wake-ups cost more CPU
 //! than the whole commit. So a commit's entries ([`Puts`]: the blocks' locations, session
 //! records, requests) go in as single inserts, unflushed, and nothing relies on them arriving
-//! together. The session index entries (which blocks hold a session's events), one per
-//! session per block, are the most numerous and the least urgent: a commit leaves them in
+//! together. The session index (which blocks hold a session's events) is the most numerous
+//! and the least urgent: a commit leaves one entry per session per block in
 //! [`PendingIndex`], readers look there as well as in sled, and the checkpoint thread puts
 //! them into sled ten times a second (a third of the writer's CPU under a durable TPC-B load
-//! went into sled inserts, most of them these). Then:
+//! went into sled inserts, most of them these), grouped: one sled entry per session per
+//! checkpoint (per [`BLOCKS_PER_ENTRY`] blocks), keyed by its last block, its value the
+//! earlier blocks' seqs ([`keys::index_blocks`]). One insert per block had cost the
+//! checkpoint thread about 5 % of jitgate's CPU under that load: sled copies a leaf on each
+//! insert. Then:
 //! - **Checkpoints.** Every [`CHECKPOINT_EVERY`] (and when the writer stops) [`Checkpointer`]
 //!   puts the pending index entries into sled, stores the head of the last commit whose
 //!   inserts are all made (and the head record, [`keys::HEAD`]), and flushes sled: every
@@ -18,11 +22,18 @@
 //! - **Recovery from the checkpoint.** On open, [`super::recover`] starts from the last
 //!   checkpoint, not from whatever index entries a crash left: it reads every frame after the
 //!   block that ends at the checkpoint again, checks it against the chain and writes its
-//!   entries again (the same keys, the same values; session records rebuilt in chain order),
-//!   so entries a crash kept or lost after the checkpoint make no difference. That is at most
+//!   entries again (the same keys, the same values; session records rebuilt in chain order;
+//!   a session index entry only where there is none, since a grouped one there may also name
+//!   blocks from before the checkpoint), so entries a crash kept or lost after the checkpoint
+//!   make no difference. That is at most
 //!   a tenth of a second or so of events to read.
 //! - A store last written without checkpoints (by an older jitgate, with atomic batches)
 //!   recovers from its head and last indexed block, as before; opening it stores a checkpoint.
+//!
+//! - **Pruning.** Retention removes blocks oldest first, and with each block the entries
+//!   keyed by it. A grouped entry is keyed by its last block, so it goes with the last of its
+//!   blocks; until then readers skip the blocks of it that are gone, as they skip any block
+//!   pruned while they read.
 //!
 //! Invariants: a checkpoint names only a commit whose inserts were all made before it is
 //! stored (a commit's pending index entries are added before the commit's head is offered to
@@ -31,6 +42,7 @@
 //! frames are synced (see [`super::segment`]); a pending index entry stays visible to readers
 //! until it is in sled.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -43,6 +55,10 @@ use super::store::Store;
 /// durable TPC-B load (a 250 MiB sawtooth), at ten times a second about as before, for the
 /// same CPU.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Most blocks one grouped session index entry names (its value is 8 bytes per earlier
+/// block: at most 2 KiB).
+pub const BLOCKS_PER_ENTRY: usize = 256;
 
 /// One commit's sled writes, applied as single inserts in order.
 #[derive(Default)]
@@ -126,7 +142,8 @@ impl PendingIndex {
             .collect()
     }
 
-    /// Put every waiting entry into sled (unflushed); they stay visible here until then.
+    /// Put every waiting entry into sled (unflushed), grouped by session ([`grouped`]); they
+    /// stay visible here until then.
     pub fn apply(&self, db: &sled::Db) -> sled::Result<()> {
         let keys = {
             let mut pending = super::lock(&self.0);
@@ -134,12 +151,38 @@ impl PendingIndex {
             pending.applying = keys.clone();
             keys
         };
-        for k in keys.iter() {
-            db.insert(&k[..], &[][..])?;
+        for (k, v) in grouped(&keys) {
+            db.insert(k, v)?;
         }
         super::lock(&self.0).applying = Arc::default();
         Ok(())
     }
+}
+
+/// One-block entries (keys from [`keys::index`]) as sled entries: per session, its blocks in
+/// chain order in runs of at most [`BLOCKS_PER_ENTRY`], each run keyed by its last block, the
+/// earlier ones in its value as big-endian seqs (read back by [`keys::index_blocks`]).
+pub fn grouped(entries: &[Vec<u8>]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut by_session: BTreeMap<&[u8], Vec<u64>> = BTreeMap::new();
+    for k in entries {
+        if let Some(seq) = keys::index_block_seq(k) {
+            by_session.entry(&k[..k.len() - 8]).or_default().push(seq);
+        }
+    }
+    let mut out = Vec::new();
+    for (prefix, mut seqs) in by_session {
+        seqs.sort_unstable();
+        seqs.dedup();
+        for run in seqs.chunks(BLOCKS_PER_ENTRY) {
+            let Some((last, earlier)) = run.split_last() else {
+                continue;
+            };
+            let key = [prefix, &last.to_be_bytes()[..]].concat();
+            let value = earlier.iter().flat_map(|s| s.to_be_bytes()).collect();
+            out.push((key, value));
+        }
+    }
+    out
 }
 
 /// The writer's latest commit point, and the thread that stores it as a checkpoint.

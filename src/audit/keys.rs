@@ -51,10 +51,21 @@ pub fn index(session: &[u8], block_seq: u64) -> Vec<u8> {
     k
 }
 
+/// The block a session index key names (for a grouped entry, its last block).
 pub fn index_block_seq(k: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(
         k.get(k.len().checked_sub(8)?..)?.try_into().ok()?,
     ))
+}
+
+/// Every block a session index entry names, in chain order: the blocks its value lists (a
+/// checkpoint's grouped entry, [`super::index`]: big-endian seqs, each before the key's),
+/// then the key's own. An empty value (what recovery writes, and all an older jitgate wrote)
+/// names the key's block only.
+pub fn index_blocks<'a>(k: &[u8], v: &'a [u8]) -> impl Iterator<Item = u64> + 'a {
+    v.chunks_exact(8)
+        .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
+        .chain(index_block_seq(k))
 }
 
 pub fn session(id: &[u8]) -> Vec<u8> {

@@ -15,7 +15,9 @@
 //! - a frame that checks out is indexed as its commit would have: its location, the session
 //!   index entries, the session records its SessionStart / SessionEnd events change, and the
 //!   head, in one sled batch; whatever a crash kept of those entries is written again, the
-//!   same;
+//!   same, except a session index entry that is there already, which stays as it is (a
+//!   checkpoint groups a session's blocks under the key of the last one, and the group can
+//!   reach back before the checkpoint; see [`super::index`]);
 //! - the first frame that does not is a torn tail and is cut off (only in the last segment;
 //!   see [`super::segment::scan`]);
 //! - then a checkpoint at the new head is stored, sled flushed.
@@ -90,8 +92,11 @@ pub fn recover(store: &Store) -> Result<Recovered, String> {
         batch.insert(&keys::located(first.seq), &frame.at.encode()[..]);
         let mut seen: HashSet<&[u8]> = HashSet::new();
         for e in &block.events {
-            if seen.insert(e.session) {
-                batch.insert(keys::index(e.session, first.seq), &[][..]);
+            // An entry already there stays: a checkpoint may have grouped earlier blocks,
+            // from before the checkpoint recovery starts at, under this block's key.
+            let entry = keys::index(e.session, first.seq);
+            if seen.insert(e.session) && !matches!(store.db.contains_key(&entry), Ok(true)) {
+                batch.insert(entry, &[][..]);
             }
             if let Some(change) = SessionChange::of_json(e.json) {
                 let id = String::from_utf8_lossy(e.session).into_owned();

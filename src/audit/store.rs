@@ -217,7 +217,7 @@ impl Store {
     fn session_events(&self, session: &str, before: u64, mut each: impl FnMut(EventRecord)) {
         let mut reader = self.segments.reader();
         // The pending entries first: one leaves them only once it is in sled. Only blocks
-        // before `before` are gathered (sled's index is in seq order).
+        // before `before` are gathered.
         let mut blocks: BTreeSet<u64> = self
             .pending
             .blocks_of(session.as_bytes())
@@ -225,14 +225,8 @@ impl Store {
             .filter(|&seq| seq < before)
             .collect();
         for kv in self.db.scan_prefix(keys::index_prefix(session.as_bytes())) {
-            let Ok((k, _)) = kv else { continue };
-            match keys::index_block_seq(&k) {
-                Some(seq) if seq >= before => break,
-                Some(seq) => {
-                    blocks.insert(seq);
-                }
-                None => {}
-            }
+            let Ok((k, v)) = kv else { continue };
+            blocks.extend(keys::index_blocks(&k, &v).filter(|&seq| seq < before));
         }
         for seq in blocks {
             // A block pruned after the index scan started is simply gone.

@@ -243,13 +243,97 @@ fn pending_index_entries_are_read_until_they_are_in_sled() {
     );
     store.pending.apply(&store.db).unwrap();
     assert!(store.pending.blocks_of(b"s1").is_empty());
-    let in_sled: Vec<u64> = store
+    let entries: Vec<(sled::IVec, sled::IVec)> = store
         .db
         .scan_prefix(keys::index_prefix(b"s1"))
-        .keys()
-        .map(|k| keys::index_block_seq(&k.unwrap()).unwrap())
+        .map(Result::unwrap)
         .collect();
+    assert_eq!(entries.len(), 1, "one entry for the session's two blocks");
+    assert_eq!(
+        keys::index_block_seq(&entries[0].0),
+        Some(9),
+        "keyed by its last"
+    );
+    let in_sled: Vec<u64> = keys::index_blocks(&entries[0].0, &entries[0].1).collect();
     assert_eq!(in_sled, vec![3, 9]);
+}
+
+#[test]
+fn a_checkpoint_groups_each_sessions_blocks_in_runs_keyed_by_their_last() {
+    use crate::audit::index::{BLOCKS_PER_ENTRY, grouped};
+    use crate::audit::keys;
+    // 300 blocks of s1, every third also holding s10, added out of order and twice.
+    let mut entries: Vec<Vec<u8>> = (1..=300u64).rev().map(|b| keys::index(b"s1", b)).collect();
+    entries.extend((1..=300u64).step_by(3).map(|b| keys::index(b"s10", b)));
+    entries.push(keys::index(b"s1", 7));
+    let runs = grouped(&entries);
+    let of = |session: &[u8]| -> Vec<Vec<u64>> {
+        runs.iter()
+            .filter(|(k, _)| {
+                k.len() == session.len() + 11 && k.starts_with(&keys::index_prefix(session))
+            })
+            .map(|(k, v)| keys::index_blocks(k, v).collect())
+            .collect()
+    };
+    let s1 = of(b"s1");
+    assert_eq!(s1.len(), 2);
+    assert_eq!(s1[0], (1..=BLOCKS_PER_ENTRY as u64).collect::<Vec<_>>());
+    assert_eq!(
+        s1[1],
+        (BLOCKS_PER_ENTRY as u64 + 1..=300).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        of(b"s10"),
+        vec![(1..=300u64).step_by(3).collect::<Vec<_>>()]
+    );
+    for (k, v) in &runs {
+        let blocks: Vec<u64> = keys::index_blocks(k, v).collect();
+        assert_eq!(keys::index_block_seq(k), blocks.last().copied());
+        assert!(v.len() <= 8 * (BLOCKS_PER_ENTRY - 1));
+    }
+}
+
+/// A session of more blocks than one grouped entry holds, with one-block entries (what
+/// recovery and older stores write) beside the grouped ones, is read back whole and in order.
+#[tokio::test]
+async fn a_session_is_read_back_whole_from_grouped_and_one_block_entries() {
+    use crate::audit::index::BLOCKS_PER_ENTRY;
+    use crate::audit::keys;
+    let d = TempDir::new("grouped-index");
+    let a = started(&d.0);
+    let n = BLOCKS_PER_ENTRY + 20;
+    for i in 0..n {
+        // One commit, so one block, per event.
+        a.record_durable("s1", stmt(&format!("SELECT {i}")))
+            .await
+            .unwrap();
+    }
+    let store = &a.inner.store;
+    store.pending.apply(&store.db).unwrap();
+    let entries: Vec<(sled::IVec, sled::IVec)> = store
+        .db
+        .scan_prefix(keys::index_prefix(b"s1"))
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        entries.len() <= 3,
+        "{} entries for {n} blocks: not grouped",
+        entries.len()
+    );
+    // One block's entry written again on its own, as recovery would.
+    let first = keys::index_blocks(&entries[0].0, &entries[0].1)
+        .next()
+        .unwrap();
+    store.db.insert(keys::index(b"s1", first), &[][..]).unwrap();
+    let texts: Vec<String> = a
+        .events("s1")
+        .iter()
+        .map(|e| e.str("text").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        texts,
+        (0..n).map(|i| format!("SELECT {i}")).collect::<Vec<_>>()
+    );
 }
 
 /// The session index reaches sled only at checkpoints; in between, and while a checkpoint

@@ -145,7 +145,11 @@ async fn blocks_on_disk_that_sled_lost_are_indexed_again_on_open() {
     db.insert(keys::CHECKPOINT, &after_first.encode()[..])
         .unwrap();
     db.remove(keys::located(2)).unwrap().expect("a location");
-    db.remove(keys::index(b"s1", 2)).unwrap();
+    for k in db.scan_prefix(keys::index_prefix(b"s1")).keys() {
+        db.remove(k.unwrap()).unwrap();
+    }
+    db.insert(keys::index(b"s1", 1), &[][..]).unwrap();
+    db.insert(keys::index(b"s1", 5), &[][..]).unwrap();
     db.insert(keys::HEAD, &after_first.encode()[..]).unwrap();
     let mut session = store.session("s1").expect("the session record");
     assert!(session.ended_at.is_some());
@@ -165,6 +169,54 @@ async fn blocks_on_disk_that_sled_lost_are_indexed_again_on_open() {
     assert_eq!(a.record_durable("s1", stmt("SELECT 9")).await.unwrap(), 7);
     drop(a);
     assert_eq!(verify_retry(&d.0).unwrap(), 7);
+}
+
+/// A checkpoint groups a session's blocks under the key of the last one, and that block can
+/// be after the checkpoint stored with it (commits go on while it is taken). Recovery then
+/// indexes that block again: it must not overwrite the group, whose earlier blocks it does
+/// not read.
+#[tokio::test]
+async fn recovery_keeps_a_grouped_entry_that_reaches_back_before_the_checkpoint() {
+    let d = TempDir::new("seg-grouped");
+    let a = started(&d.0);
+    for i in 1..=3 {
+        // One commit, so one block, per event.
+        a.record_durable("s1", stmt(&format!("SELECT {i}")))
+            .await
+            .unwrap();
+    }
+    let before = a.events("s1");
+    drop(a);
+    let store = store_retry(&d.0);
+    let grouped: Vec<u64> = store
+        .db
+        .scan_prefix(keys::index_prefix(b"s1"))
+        .map(|kv| kv.unwrap())
+        .flat_map(|(k, v)| keys::index_blocks(&k, &v).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(
+        grouped,
+        vec![1, 2, 3],
+        "one grouped entry, keyed by block 3"
+    );
+    // The checkpoint stored with that group was at event 2.
+    let at_second = Link {
+        seq: 2,
+        hash: hash_of(&before[1].hash),
+    };
+    store
+        .db
+        .insert(keys::CHECKPOINT, &at_second.encode()[..])
+        .unwrap();
+    store
+        .db
+        .insert(keys::HEAD, &at_second.encode()[..])
+        .unwrap();
+    store.db.flush().unwrap();
+    drop(store);
+    let a = open(&d.0, AuditOptions::default());
+    assert_eq!(a.verify().unwrap(), 3);
+    assert_eq!(a.events("s1"), before, "blocks 1 and 2 are still indexed");
 }
 
 #[tokio::test]
@@ -187,7 +239,12 @@ async fn a_store_without_a_checkpoint_recovers_from_its_head() {
         .remove(keys::located(4))
         .unwrap()
         .expect("a location");
-    store.db.remove(keys::index(b"s1", 4)).unwrap();
+    // Such a store indexed each block on its own (no grouped entries): block 1's entry
+    // survived, block 4's was lost with its location.
+    for k in store.db.scan_prefix(keys::index_prefix(b"s1")).keys() {
+        store.db.remove(k.unwrap()).unwrap();
+    }
+    store.db.insert(keys::index(b"s1", 1), &[][..]).unwrap();
     store
         .db
         .insert(keys::HEAD, &first_block_end.encode()[..])

@@ -110,6 +110,10 @@ async fn retention_keeps_what_has_not_reached_the_state_database() {
             .unwrap();
         a.flush().await.unwrap();
     }
+    // The three blocks' index entries go into sled as one grouped entry, keyed by block 3.
+    a.inner.store.pending.apply(&a.inner.store.db).unwrap();
+    let prefix = crate::audit::keys::index_prefix(b"old");
+    assert_eq!(a.inner.store.db.scan_prefix(&prefix).count(), 1);
     a.keep_after(0);
     assert_eq!(a.prune(now), 0, "nothing shipped yet: nothing goes");
     assert_eq!(a.events("old").len(), 3);
@@ -117,8 +121,14 @@ async fn retention_keeps_what_has_not_reached_the_state_database() {
     a.prune(now);
     let kept: Vec<u64> = a.events("old").iter().map(|e| e.seq).collect();
     assert_eq!(kept, vec![3], "events 1 and 2 shipped and went, 3 stays");
+    assert_eq!(
+        a.inner.store.db.scan_prefix(&prefix).count(),
+        1,
+        "the grouped entry stays with its last block"
+    );
     assert_eq!(a.verify().unwrap(), 1);
     a.keep_after(3);
     assert_eq!(a.prune(now), 1, "all shipped: the ended session goes");
     assert!(a.events("old").is_empty());
+    assert_eq!(a.inner.store.db.scan_prefix(&prefix).count(), 0);
 }
