@@ -8,7 +8,8 @@
 #
 # env: T (seconds per run, default 10), ROUNDS (default 3), CLIENTS (8), THREADS (2), SCALE (10),
 #      WORKLOADS ("select-only tpc-b"), MODES ("simple extended prepared"): the -c CLIENTS runs
-#      to do (the -c 1 latency runs are select-only extended whatever these say; C1=0 skips them),
+#      to do (the -c 1 latency runs, direct, pgbouncer and the jitgates, are select-only
+#      extended whatever these say; C1=0 skips them),
 #      JITGATE_BIN (a prebuilt binary; otherwise `cargo build --release`),
 #      JITGATE_BASELINE_BIN (another jitgate build, run alternately as target `baseline`),
 #      BENCH_SKIP_JITGATE=1 (debugging aid: direct and pgbouncer only),
@@ -145,6 +146,8 @@ run_one() {
 C1_TARGETS=()
 if [[ $C1 != 0 ]]; then
     C1_TARGETS=(direct)
+    # pgbouncer too, for what any proxy adds on this host (a wake-up per hop).
+    [[ " ${TARGETS[*]} " == *" pgbouncer "* ]] && C1_TARGETS+=(pgbouncer)
     [[ -z $SKIP_JG ]] && C1_TARGETS+=(jitgate)
     [[ -n $BASE_BIN ]] && C1_TARGETS+=(baseline)
 fi
@@ -216,6 +219,7 @@ END {
         printf "\n"
     }
     # -c 1 latency: per round a target median minus direct median, then the median of those
+    if (("select-only" SUBSEP "extended" SUBSEP "pgbouncer" SUBSEP 1) in MED) c1_line("pgbouncer")
     added = c1_line("jitgate")
     if (has_baseline) c1_line("baseline")
 
