@@ -25,11 +25,9 @@
 //!   entries again (the same keys, the same values; session records rebuilt in chain order;
 //!   a session index entry only where there is none, since a grouped one there may also name
 //!   blocks from before the checkpoint), so entries a crash kept or lost after the checkpoint
-//!   make no difference. That is at most
-//!   a tenth of a second or so of events to read.
+//!   make no difference. That is at most a tenth of a second or so of events to read.
 //! - A store last written without checkpoints (by an older jitgate, with atomic batches)
 //!   recovers from its head and last indexed block, as before; opening it stores a checkpoint.
-//!
 //! - **Pruning.** Retention removes blocks oldest first, and with each block the entries
 //!   keyed by it. A grouped entry is keyed by its last block, so it goes with the last of its
 //!   blocks; until then readers skip the blocks of it that are gone, as they skip any block

@@ -165,3 +165,39 @@ pub(super) fn request_view(id: &str, state: State) -> RequestView {
         impact: Impact::default(),
     }
 }
+
+/// The session index of `session` as one checkpoint leaves it when it takes all of the
+/// session's blocks at once ([`index::grouped`]): every entry of the session in sled
+/// replaced. Returns the blocks, in order. Call it when no index entry is pending (the
+/// writer stopped, or [`regrouped`]).
+pub(super) fn regroup(store: &store::Store, session: &[u8]) -> Vec<u64> {
+    let mut blocks = Vec::new();
+    for kv in store.db.scan_prefix(keys::index_prefix(session)) {
+        let (k, v) = kv.unwrap();
+        blocks.extend(keys::index_blocks(&k, &v));
+        store.db.remove(k).unwrap();
+    }
+    blocks.sort_unstable();
+    blocks.dedup();
+    let one_each: Vec<Vec<u8>> = blocks.iter().map(|&b| keys::index(session, b)).collect();
+    for (k, v) in index::grouped(&one_each) {
+        store.db.insert(k, v).unwrap();
+    }
+    blocks
+}
+
+/// [`regroup`] on a running store, once its checkpoint thread has stored the head: then no
+/// index entry is pending or being put into sled, and none will be until the next commit.
+/// (The checkpoint thread runs on its own clock, so a test that needs a grouped entry of
+/// known blocks makes it here.)
+pub(super) async fn regrouped(a: &Audit, session: &[u8]) -> Vec<u64> {
+    let store = &a.inner.store;
+    let head = a.head_seq().unwrap();
+    let until = Instant::now() + 50 * index::CHECKPOINT_EVERY;
+    while index::Checkpoint::load(&store.db).unwrap().map(|c| c.0.seq) != Some(head) {
+        assert!(Instant::now() < until, "no checkpoint at the head");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(store.pending.blocks_of(session).is_empty());
+    regroup(store, session)
+}
