@@ -238,19 +238,31 @@ fn a_psql_session_comes_back_complete_and_in_order() {
     assert!(lines[failed + 1].contains("-> ERROR 22012"), "{r}");
 }
 
+/// A restarted `jitgate serve`, killed when dropped (so a failed assertion leaves no process).
+struct Restarted(std::process::Child);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `jitgate serve` on an existing config, waited for until healthy (its log in `log`).
-fn restart(config: &std::path::Path, api: &Api, log: &std::path::Path) -> std::process::Child {
+fn restart(config: &std::path::Path, api: &Api, log: &std::path::Path) -> Restarted {
     let out = std::fs::File::create(log).expect("log file");
-    let mut child = jitgate_cmd()
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(out)
-        .spawn()
-        .expect("restart jitgate");
+    let mut child = Restarted(
+        jitgate_cmd()
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("restart jitgate"),
+    );
     let deadline = std::time::Instant::now() + POLL;
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = child.0.try_wait() {
             panic!(
                 "the restarted jitgate exited ({status}):\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -347,7 +359,7 @@ async fn sigkill_during_pgbench_keeps_the_chain_and_every_write_that_ran() {
     assert!(n_rows > 300);
 
     // After a restart the request that was pending is cancelled, with an event.
-    let mut child = restart(jg.config_path(), &fx.bob, &dir.path().join("restart.log"));
+    let _restarted = restart(jg.config_path(), &fx.bob, &dir.path().join("restart.log"));
     let r = fx.bob.get_ok(&format!("/v1/requests/{held_id}"));
     assert_eq!(r["state"], "cancelled", "{r}");
     assert_eq!(r["reason"], "jitgate restarted");
@@ -388,8 +400,6 @@ async fn sigkill_during_pgbench_keeps_the_chain_and_every_write_that_ran() {
             .collect();
         assert_eq!(&read, seqs, "session {session} as read through the index");
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
