@@ -166,11 +166,9 @@ pub(super) fn request_view(id: &str, state: State) -> RequestView {
     }
 }
 
-/// The session index of `session` as one checkpoint leaves it when it takes all of the
-/// session's blocks at once ([`index::grouped`]): every entry of the session in sled
-/// replaced. Returns the blocks, in order. Call it when no index entry is pending (the
-/// writer stopped, or [`regrouped`]).
-pub(super) fn regroup(store: &store::Store, session: &[u8]) -> Vec<u64> {
+/// Every session index entry of `session` removed from sled; returns the blocks they named,
+/// in order (a test then writes the index it needs).
+pub(super) fn take_index(store: &store::Store, session: &[u8]) -> Vec<u64> {
     let mut blocks = Vec::new();
     for kv in store.db.scan_prefix(keys::index_prefix(session)) {
         let (k, v) = kv.unwrap();
@@ -179,6 +177,15 @@ pub(super) fn regroup(store: &store::Store, session: &[u8]) -> Vec<u64> {
     }
     blocks.sort_unstable();
     blocks.dedup();
+    blocks
+}
+
+/// The session index of `session` as one checkpoint leaves it when it takes all of the
+/// session's blocks at once ([`index::grouped`]): every entry of the session in sled
+/// replaced. Returns the blocks, in order. Call it when no index entry is pending (the
+/// writer stopped, or [`regrouped`]).
+pub(super) fn regroup(store: &store::Store, session: &[u8]) -> Vec<u64> {
+    let blocks = take_index(store, session);
     let one_each: Vec<Vec<u8>> = blocks.iter().map(|&b| keys::index(session, b)).collect();
     for (k, v) in index::grouped(&one_each) {
         store.db.insert(k, v).unwrap();
