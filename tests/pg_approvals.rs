@@ -8,15 +8,16 @@ mod support;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use api::{
-    Fixture, POLL, WRITE_RULE, affected, failure, finish, held_id, held_notice, poll,
+    BOB_TOKEN, Fixture, POLL, WRITE_RULE, affected, failure, finish, held_id, held_notice, poll,
     wait_for_pending,
 };
 use support::proc::wait_child;
 use support::send_signal;
 use support::webhooks::webhook_receiver;
-use support::{ALICE, ALICE_PASSWORD, psql_cmd};
+use support::{ALICE, ALICE_PASSWORD, jitgate_cmd, output_text, psql_cmd, run_timeout};
 use tokio_postgres::SimpleQueryMessage;
 
 /// A psql process whose stderr is read line by line while it runs (the hold notice arrives
@@ -286,6 +287,47 @@ async fn held_write_shows_the_planner_estimate() {
     fx.bob.deny_ok(&id, "too many rows");
     assert_eq!(failure(finish(h).await).0, "42501");
     assert_eq!(fx.sql("SELECT count(*) FROM t;"), "1000");
+    // The trail says what the approver was shown, before the decision it informed.
+    let session = fx.bob.request(&id)["session"]
+        .as_str()
+        .expect("the request's session")
+        .to_string();
+    let events = fx.bob.get_ok(&format!("/v1/sessions/{session}/events"));
+    let kinds: Vec<&str> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["request"] == id.as_str())
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| k.starts_with("request_"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["request_created", "request_impact", "request_decided"],
+        "{events}"
+    );
+    let impact = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["kind"] == "request_impact")
+        .expect("a request_impact event");
+    assert_eq!(impact["estimated_rows"].as_f64(), Some(rows), "{impact}");
+    let replay = run_timeout(
+        jitgate_cmd()
+            .args(["replay", &session])
+            .env("JITGATE_URL", fx.env.jg.api_url())
+            .env("JITGATE_TOKEN", BOB_TOKEN),
+        None,
+        Duration::from_secs(60),
+    );
+    let text = output_text(&replay);
+    assert!(
+        text.contains(&format!(
+            "request {id}: the planner estimates {rows:.0} rows"
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

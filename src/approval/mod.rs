@@ -13,7 +13,7 @@
 //!
 //! Audit (once [`Approvals::set_audit`] has been called): nothing here writes to disk; every
 //! record goes through the audit writer's bounded queue. Chain events (`request_created`,
-//! `request_decided`, `grant_created`, `grant_revoked`) are queued with [`Audit::record`];
+//! `request_impact`, `request_decided`, `grant_created`, `grant_revoked`) are queued with [`Audit::record`];
 //! a decision's events are queued under the lock BEFORE the held session is woken, and the
 //! session (`gate::wait`) waits for the disk (`Audit::flush`, or the durable write of its held
 //! event) before its statement may go upstream, so an approved statement never runs ahead of
@@ -343,14 +343,29 @@ impl Approvals {
         (view, rx, shared)
     }
 
-    /// The impact preview of request `id` (shared with the other replicas, if any).
+    /// The impact preview of request `id` (shared with the other replicas, if any). While the
+    /// request is pending here, the preview goes into its session's trail (`request_impact`)
+    /// before approvers can see it, so a replay shows what the decision was taken knowing. A
+    /// preview that arrives after the decision is dropped: nobody saw it.
     pub fn set_impact(&self, id: &str, impact: Impact) {
         if let Some(shared) = self.shared.get() {
             shared.set_impact(id, &impact);
         }
-        if let Some(e) = self.lock().requests.get_mut(id) {
-            e.view.impact = impact;
+        let mut inner = self.lock();
+        let Some(e) = inner.requests.get_mut(id) else {
+            return;
+        };
+        if e.owned && e.view.state == State::Pending {
+            self.audit_event(
+                &e.view.session,
+                EventKind::RequestImpact {
+                    request: Text::from(id),
+                    estimated_rows: impact.estimated_rows,
+                    error: impact.error.as_deref().map(Text::from),
+                },
+            );
         }
+        e.view.impact = impact;
     }
 
     pub fn get(&self, id: &str) -> Option<RequestView> {

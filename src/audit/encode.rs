@@ -297,6 +297,15 @@ impl Serialize for Canonical<'_> {
                 capped(&mut m, "statement", statement)?;
                 m.serialize_entry("rule", rule)?;
             }
+            EventKind::RequestImpact {
+                request,
+                estimated_rows,
+                error,
+            } => {
+                m.serialize_entry("request", request)?;
+                opt!("estimated_rows", estimated_rows);
+                opt!("error", error);
+            }
             EventKind::RequestDecided {
                 request,
                 state,

@@ -220,6 +220,14 @@ pub enum EventKind {
         statement: Text,
         rule: Text,
     },
+    /// The planner's estimate for a held write, as approvers see it beside the request
+    /// (`pg::impact`): recorded when it arrives, before the decision it may inform.
+    RequestImpact {
+        request: Text,
+        estimated_rows: Option<f64>,
+        /// Why there is no estimate (EXPLAIN failed or timed out).
+        error: Option<Text>,
+    },
     RequestDecided {
         request: Text,
         state: State,
@@ -265,6 +273,7 @@ impl EventKind {
             EventKind::Command { .. } => "command",
             EventKind::ExitStatus { .. } => "exit_status",
             EventKind::RequestCreated { .. } => "request_created",
+            EventKind::RequestImpact { .. } => "request_impact",
             EventKind::RequestDecided { .. } => "request_decided",
             EventKind::GrantCreated { .. } => "grant_created",
             EventKind::GrantUsed { .. } => "grant_used",

@@ -88,6 +88,15 @@ pub(super) fn timeline(
                 e["request"].as_str().unwrap_or("?"),
                 e["rule"].as_str().unwrap_or("?")
             ),
+            "request_impact" => format!(
+                "  request {}: {}",
+                e["request"].as_str().unwrap_or("?"),
+                match (e["estimated_rows"].as_f64(), e["error"].as_str()) {
+                    (Some(n), _) => format!("the planner estimates {n:.0} rows"),
+                    (None, Some(why)) => format!("no estimate ({why})"),
+                    (None, None) => "no estimate".to_string(),
+                }
+            ),
             "request_decided" => format!(
                 "  request {} {}{}{}",
                 e["request"].as_str().unwrap_or("?"),
