@@ -292,27 +292,29 @@ async fn held_write_shows_the_planner_estimate() {
         .as_str()
         .expect("the request's session")
         .to_string();
-    let events = fx.bob.get_ok(&format!("/v1/sessions/{session}/events"));
-    let kinds: Vec<&str> = events
+    let stored = fx.bob.get_ok(&format!("/v1/sessions/{session}/events"));
+    let requests: Vec<&serde_json::Value> = stored
         .as_array()
         .into_iter()
         .flatten()
         .filter(|e| e["request"] == id.as_str())
-        .filter_map(|e| e["kind"].as_str())
-        .filter(|k| k.starts_with("request_"))
+        .filter(|e| {
+            e["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("request_"))
+        })
         .collect();
+    let kinds: Vec<&str> = requests.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(
         kinds,
         ["request_created", "request_impact", "request_decided"],
-        "{events}"
+        "{stored}"
     );
-    let impact = events
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["kind"] == "request_impact")
-        .expect("a request_impact event");
-    assert_eq!(impact["estimated_rows"].as_f64(), Some(rows), "{impact}");
+    assert_eq!(
+        requests[1]["estimated_rows"].as_f64(),
+        Some(rows),
+        "{stored}"
+    );
     let replay = run_timeout(
         jitgate_cmd()
             .args(["replay", &session])

@@ -13,11 +13,11 @@
 //!
 //! Audit (once [`Approvals::set_audit`] has been called): nothing here writes to disk; every
 //! record goes through the audit writer's bounded queue. Chain events (`request_created`,
-//! `request_impact`, `request_decided`, `grant_created`, `grant_revoked`) are queued with [`Audit::record`];
-//! a decision's events are queued under the lock BEFORE the held session is woken, and the
-//! session (`gate::wait`) waits for the disk (`Audit::flush`, or the durable write of its held
-//! event) before its statement may go upstream, so an approved statement never runs ahead of
-//! its approval on disk. Each change's current view goes to [`Audit::put_request`], which
+//! `request_impact`, `request_decided`, `grant_created`, `grant_revoked`) are queued with
+//! [`Audit::record`]; a decision's events are queued under the lock BEFORE the held session is
+//! woken, and the session (`gate::wait`) waits for the disk (`Audit::flush`, or the durable
+//! write of its held event) before its statement may go upstream, so an approved statement
+//! never runs ahead of its approval on disk. Each change's current view goes to [`Audit::put_request`], which
 //! costs a copy: encoding and sled happen on the writer's thread.
 //!
 //! Layout: this file opens, reads and lists requests and holds the shared state; `decide`
