@@ -132,10 +132,7 @@ async fn blocks_on_disk_that_sled_lost_are_indexed_again_on_open() {
     a.flush().await.unwrap(); // events 5..=6, one block
     assert_eq!(a.verify().unwrap(), 6);
     let before = a.events("s1");
-    let after_first = Link {
-        seq: before[0].seq,
-        hash: hash_of(&before[0].hash),
-    };
+    let after_first = link_of(&before[0]);
     drop(a);
     // A crash after the checkpoint at event 1: sled's unflushed inserts since then are kept
     // or lost in any mix. Here block 2's location and index entry are lost, block 5's kept,
@@ -199,10 +196,7 @@ async fn recovery_keeps_a_grouped_entry_that_reaches_back_before_the_checkpoint(
         "one grouped entry, keyed by block 3"
     );
     // The checkpoint stored with that group was at event 2.
-    let at_second = Link {
-        seq: 2,
-        hash: hash_of(&before[1].hash),
-    };
+    let at_second = link_of(&before[1]);
     store
         .db
         .insert(keys::CHECKPOINT, &at_second.encode()[..])
@@ -226,10 +220,7 @@ async fn a_store_without_a_checkpoint_recovers_from_its_head() {
     let a = started(&d.0);
     fill(&a, 3).await;
     fill(&a, 3).await;
-    let first_block_end = Link {
-        seq: 3,
-        hash: hash_of(&a.events("s1")[2].hash),
-    };
+    let first_block_end = link_of(&a.events("s1")[2]);
     drop(a);
     let store = store_retry(&d.0);
     store.db.remove(keys::CHECKPOINT).unwrap();
@@ -253,12 +244,13 @@ async fn a_store_without_a_checkpoint_recovers_from_its_head() {
     assert_eq!(a.events("s1").len(), 6);
 }
 
-fn hash_of(hex: &str) -> [u8; 32] {
-    let mut h = [0u8; 32];
-    for (i, b) in h.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+/// The chain's head as it stood right after `e`.
+fn link_of(e: &EventRecord) -> Link {
+    let mut hash = [0u8; 32];
+    for (i, b) in hash.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&e.hash[2 * i..2 * i + 2], 16).expect("hex");
     }
-    h
+    Link { seq: e.seq, hash }
 }
 
 #[tokio::test]
